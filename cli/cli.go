@@ -1,0 +1,187 @@
+// Package cli is the streamer command line. cmd/streamer calls Main; a custom
+// binary that registers its own pipes calls it too, so it gets the same
+// commands with its pipes built in:
+//
+//	func main() { os.Exit(cli.Main(os.Args[1:])) }
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/streamerio/streamer/topology"
+)
+
+// Exit codes.
+const (
+	ExitOK       = 0
+	ExitFailure  = 1 // a runtime error: broker unreachable, fatal record, ...
+	ExitUsage    = 2 // bad flags or arguments
+	ExitInvalid  = 3 // the topology file has errors
+	ExitTestFail = 4 // reserved for `streamer test`
+)
+
+// Version is set at build time with -ldflags "-X github.com/streamerio/streamer/cli.Version=...".
+var Version = ""
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// usageError marks errors that should exit with ExitUsage.
+type usageError struct{ error }
+
+// exitError carries a chosen exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+// Main runs the command line with args (without the program name) and
+// returns the exit code.
+func Main(args []string) int {
+	return run(args, os.Stdout, os.Stderr)
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	var ue usageError
+	var te *topology.Error
+	switch {
+	case errors.As(err, &ee):
+		if ee.err != nil {
+			fmt.Fprintln(stderr, "streamer:", ee.err)
+		}
+		return ee.code
+	case errors.As(err, &te):
+		fmt.Fprintln(stderr, te.Error())
+		return ExitInvalid
+	case errors.As(err, &ue), isCobraUsage(err):
+		fmt.Fprintln(stderr, "streamer:", err)
+		fmt.Fprintln(stderr, "Run 'streamer --help' for usage.")
+		return ExitUsage
+	}
+	fmt.Fprintln(stderr, "streamer:", err)
+	return ExitFailure
+}
+
+// isCobraUsage recognises cobra's own argument and flag errors.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires at least", "invalid argument", "flag needs an argument"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+type globals struct {
+	logFormat string
+	logLevel  string
+	stdout    io.Writer
+	stderr    io.Writer
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "streamer",
+		Short: "Declarative, exactly-once stream processing over Kafka",
+		Long: `streamer runs declarative topologies of pipes over Kafka topics, exactly once.
+
+A topology file declares datasets (topics, formats, schemas) and pipes that
+read and write them. Replicas of 'streamer run' share the work as one
+consumer group; outputs and offsets commit in Kafka transactions.
+
+Environment variables override flag defaults: STREAMER_BROKERS,
+STREAMER_REPLICA_ID, STREAMER_COMMIT_INTERVAL, STREAMER_LOG_FORMAT,
+STREAMER_LOG_LEVEL.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid topology.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Version:       version(),
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", env("STREAMER_LOG_FORMAT", "text"), "log format: text or json")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", env("STREAMER_LOG_LEVEL", ""), "log level: debug, info, warn or error (default info; warn for demo)")
+	root.AddCommand(
+		validateCmd(g), planCmd(g), runCmd(g), demoCmd(g), schemaCmd(g), pipesCmd(g),
+		&cobra.Command{
+			Use:   "version",
+			Short: "Print the version",
+			Args:  cobra.NoArgs,
+			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "streamer", version()) },
+		},
+	)
+	return root
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func (g *globals) logger(defaultLevel slog.Level) (*slog.Logger, error) {
+	level := defaultLevel
+	if g.logLevel != "" {
+		if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+			return nil, usageError{fmt.Errorf("--log-level: %w", err)}
+		}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch g.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(g.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(g.stderr, opts)), nil
+	}
+	return nil, usageError{fmt.Errorf("--log-format must be text or json, not %q", g.logFormat)}
+}
+
+// load compiles a topology file, printing its warnings.
+func (g *globals) load(file string) (*topology.Topology, error) {
+	t, err := topology.Load(file)
+	if err != nil {
+		var te *topology.Error
+		if errors.As(err, &te) {
+			for _, d := range te.Diagnostics {
+				if d.Warning {
+					fmt.Fprintln(g.stderr, d)
+				}
+			}
+			return nil, err
+		}
+		return nil, &exitError{code: ExitUsage, err: err}
+	}
+	for _, w := range t.Warnings {
+		fmt.Fprintln(g.stderr, w)
+	}
+	return t, nil
+}

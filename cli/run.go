@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/streamerio/streamer/engine"
+)
+
+func runCmd(g *globals) *cobra.Command {
+	var brokers, replica string
+	var commit, txnTimeout time.Duration
+	c := &cobra.Command{
+		Use:   "run FILE",
+		Short: "Join the consumer group as one replica and process exactly once",
+		Long: `Run a topology as one replica of its consumer group. Start N copies (on
+one machine or many) and they split the source partitions among themselves.
+
+Outputs and consumed offsets commit together in Kafka transactions, every
+--commit-interval. Each replica needs its own --replica-id; a replica that
+restarts should reuse its id, so its predecessor's open transaction is fenced
+at once rather than after --transaction-timeout.
+
+On SIGTERM or SIGINT the replica commits its open transaction, leaves the
+group and exits 0, within 10 seconds.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := g.logger(slog.LevelInfo)
+			if err != nil {
+				return err
+			}
+			t, err := g.load(args[0])
+			if err != nil {
+				return err
+			}
+			e, err := engine.New(t, engine.Options{
+				Brokers:            splitList(brokers),
+				ReplicaID:          replica,
+				CommitInterval:     commit,
+				TransactionTimeout: txnTimeout,
+				Logger:             log,
+			})
+			if err != nil {
+				return usageError{err}
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := e.Run(ctx); err != nil {
+				return &exitError{code: ExitFailure, err: err}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&brokers, "brokers", env("STREAMER_BROKERS", "127.0.0.1:9092"), "seed brokers, host:port,... (env STREAMER_BROKERS)")
+	c.Flags().StringVar(&replica, "replica-id", env("STREAMER_REPLICA_ID", ""), "this replica's stable id (env STREAMER_REPLICA_ID; default <hostname>-<pid>)")
+	c.Flags().DurationVar(&commit, "commit-interval", envDuration("STREAMER_COMMIT_INTERVAL", 0), "longest a transaction stays open (env STREAMER_COMMIT_INTERVAL; default the topology's, 100ms)")
+	c.Flags().DurationVar(&txnTimeout, "transaction-timeout", 10*time.Second, "broker-side timeout of an open transaction")
+	return c
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	v := env(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "streamer: ignoring %s=%q: %v\n", name, v, err)
+		return def
+	}
+	return d
+}

@@ -1,0 +1,325 @@
+// Package engine runs a compiled topology as one replica of a Kafka consumer
+// group, exactly once.
+//
+// Data flow of one replica:
+//
+//	PollRecords ──► per-partition Task ──► Produce (sinks, dead letters)
+//	     ▲                                        │
+//	     └──── End(TryCommit) every CommitInterval: outputs + offsets in one transaction
+//
+// Exactly-once rests on franz-go's GroupTransactSession (EOS v2, KIP-447):
+// one transactional id per replica, read_committed consumption, and consumed
+// offsets committed inside the transaction that holds the outputs. A
+// transaction spans many polls and ends when CommitInterval has passed. If
+// the group rebalances while a transaction is open, ending it aborts, and the
+// client rewinds to the committed offsets, so nothing is lost or doubled.
+//
+// Every polled record is processed before the transaction ends, because the
+// offsets committed are those of everything polled.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamerio/streamer/topology"
+)
+
+// Engine runs one replica of a topology.
+type Engine struct {
+	top  *topology.Topology
+	opts Options
+	ran  atomic.Bool
+
+	sources map[string]*topology.Dataset // by topic
+	tasks   map[partitionKey]*Task
+
+	revokedMu sync.Mutex
+	revoked   []partitionKey
+
+	produceErr atomic.Pointer[error]
+	assigned   atomic.Int64
+	ready      atomic.Bool
+}
+
+// New returns an engine for t. It validates the options and does no I/O.
+func New(t *topology.Topology, o Options) (*Engine, error) {
+	if err := o.setDefaults(t.CommitInterval); err != nil {
+		return nil, err
+	}
+	e := &Engine{top: t, opts: o, sources: map[string]*topology.Dataset{}, tasks: map[partitionKey]*Task{}}
+	for _, d := range t.Sources() {
+		e.sources[d.Topic] = d
+	}
+	if len(e.sources) == 0 {
+		return nil, fmt.Errorf("engine: topology %q reads no topic", t.Name)
+	}
+	return e, nil
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() *Stats { return e.opts.Stats }
+
+// TransactionalID returns the replica's transactional id.
+func (e *Engine) TransactionalID() string { return e.top.TransactionalID(e.opts.ReplicaID) }
+
+// Ready reports whether the replica has joined the group and holds an
+// assignment (it may be empty if there are more replicas than partitions).
+func (e *Engine) Ready() bool { return e.ready.Load() }
+
+// Run joins the consumer group and processes until ctx is canceled or a
+// fatal error occurs. On cancel it commits the open transaction (bounded by
+// ShutdownTimeout), leaves the group and returns nil. It closes everything it
+// opened. Run may be called once.
+func (e *Engine) Run(ctx context.Context) (err error) {
+	if !e.ran.CompareAndSwap(false, true) {
+		return errors.New("engine: Run called twice")
+	}
+	log := e.opts.Logger.With("topology", e.top.Name, "replica", e.opts.ReplicaID)
+	if err := EnsureTopics(ctx, e.top, e.opts.Brokers, e.opts.ClientOpts, log); err != nil {
+		return err
+	}
+	sess, err := kgo.NewGroupTransactSession(e.clientOpts()...)
+	if err != nil {
+		return fmt.Errorf("engine: kafka client: %w", err)
+	}
+	defer func() {
+		var errs []error
+		for k, t := range e.tasks {
+			errs = append(errs, t.Close())
+			delete(e.tasks, k)
+		}
+		sess.Close() // leaves the group
+		err = errors.Join(append([]error{err}, errs...)...)
+		log.Info("replica stopped")
+	}()
+	log.Info("replica starting", "group", e.top.Group, "transactional_id", e.TransactionalID(), "topics", e.top.TopicsRead())
+	return e.loop(ctx, sess, log)
+}
+
+func (e *Engine) clientOpts() []kgo.Opt {
+	start := kgo.NewOffset().AtStart()
+	if e.top.StartOffset == "latest" {
+		start = kgo.NewOffset().AtEnd()
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(e.opts.Brokers...),
+		kgo.ConsumerGroup(e.top.Group),
+		kgo.ConsumeTopics(e.top.TopicsRead()...),
+		kgo.ConsumeResetOffset(start),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.TransactionalID(e.TransactionalID()),
+		kgo.TransactionTimeout(e.opts.TransactionTimeout),
+		kgo.SessionTimeout(e.opts.SessionTimeout),
+		kgo.MaxBufferedRecords(1 << 18),
+		kgo.ProducerBatchMaxBytes(1 << 20),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			e.opts.Logger.Info("partitions assigned", "partitions", m)
+			e.countAssigned(m, 1)
+			e.ready.Store(true)
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			if len(m) > 0 {
+				e.opts.Logger.Info("partitions revoked", "partitions", m)
+			}
+			e.drop(m)
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			e.opts.Logger.Warn("partitions lost", "partitions", m)
+			e.drop(m)
+		}),
+	}
+	return append(opts, e.opts.ClientOpts...)
+}
+
+func (e *Engine) countAssigned(m map[string][]int32, sign int64) {
+	for _, ps := range m {
+		e.assigned.Add(sign * int64(len(ps)))
+	}
+}
+
+// drop is called from the client's group goroutine: it only records which
+// tasks to close, and the processing loop closes them.
+func (e *Engine) drop(m map[string][]int32) {
+	e.countAssigned(m, -1)
+	e.revokedMu.Lock()
+	defer e.revokedMu.Unlock()
+	for t, ps := range m {
+		for _, p := range ps {
+			e.revoked = append(e.revoked, partitionKey{t, p})
+		}
+	}
+}
+
+func (e *Engine) closeRevoked() error {
+	e.revokedMu.Lock()
+	rev := e.revoked
+	e.revoked = nil
+	e.revokedMu.Unlock()
+	var errs []error
+	for _, k := range rev {
+		e.opts.Stats.dropLag(k.topic, k.partition)
+		if t, ok := e.tasks[k]; ok {
+			errs = append(errs, t.Close())
+			delete(e.tasks, k)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Engine) task(topic string, partition int32) (*Task, error) {
+	k := partitionKey{topic, partition}
+	if t, ok := e.tasks[k]; ok {
+		return t, nil
+	}
+	src := e.sources[topic]
+	t, err := NewTask(e.top, src.Name, partition, e.opts.Logger.With("partition", partition), e.opts.Stats)
+	if err != nil {
+		return nil, err
+	}
+	e.tasks[k] = t
+	return t, nil
+}
+
+func (e *Engine) produce(sess *kgo.GroupTransactSession) func(*kgo.Record) {
+	stats := e.opts.Stats
+	promise := func(r *kgo.Record, err error) {
+		if err != nil {
+			e.produceErr.CompareAndSwap(nil, &err)
+			return
+		}
+		if r.Topic != e.deadLetterTopic() {
+			stats.RecordsOut.Add(1)
+		}
+	}
+	return func(r *kgo.Record) {
+		// The context is not the run's: a record handed to the client must
+		// stay in the transaction until it ends, commit or abort.
+		sess.Produce(context.Background(), r, promise)
+	}
+}
+
+func (e *Engine) deadLetterTopic() string {
+	if e.top.DeadLetter == nil {
+		return ""
+	}
+	return e.top.DeadLetter.Topic
+}
+
+func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log interface {
+	Info(string, ...any)
+	Warn(string, ...any)
+	Error(string, ...any)
+}) error {
+	emit := e.produce(sess)
+	stats := e.opts.Stats
+	var (
+		inTxn      bool
+		txnStart   time.Time
+		txnRecords int64
+	)
+	end := func(ctx context.Context, try kgo.TransactionEndTry) error {
+		if try == kgo.TryCommit {
+			// Flush first so a failed produce turns the commit into an abort.
+			if err := sess.Client().Flush(ctx); err != nil {
+				return fmt.Errorf("engine: flushing: %w", err)
+			}
+			if p := e.produceErr.Load(); p != nil {
+				try = kgo.TryAbort
+			}
+		}
+		committed, err := sess.End(ctx, try)
+		inTxn = false
+		if err != nil {
+			return fmt.Errorf("engine: ending transaction: %w", err)
+		}
+		if committed {
+			stats.Commits.Add(1)
+			stats.CommittedIn.Add(txnRecords)
+		} else {
+			stats.Aborts.Add(1)
+			log.Info("transaction aborted; resuming from the committed offsets", "records", txnRecords)
+		}
+		txnRecords = 0
+		if p := e.produceErr.Swap(nil); p != nil {
+			return fmt.Errorf("engine: producing failed, transaction aborted: %w", *p)
+		}
+		return nil
+	}
+
+	for {
+		if err := e.closeRevoked(); err != nil {
+			log.Warn("closing revoked tasks", "err", err)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if inTxn {
+			pollCtx, cancel = context.WithDeadline(ctx, txnStart.Add(e.opts.CommitInterval))
+		}
+		fetches := sess.PollRecords(pollCtx, e.top.MaxPollRecords)
+		cancel()
+		if fetches.IsClientClosed() {
+			return errors.New("engine: kafka client closed")
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+			}
+		})
+		if n := fetches.NumRecords(); n > 0 {
+			if !inTxn {
+				if err := sess.Begin(); err != nil {
+					return fmt.Errorf("engine: beginning transaction: %w", err)
+				}
+				inTxn, txnStart = true, time.Now()
+			}
+			txnRecords += int64(n)
+			var procErr error
+			fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+				if procErr != nil || len(p.Records) == 0 {
+					return
+				}
+				last := p.Records[len(p.Records)-1].Offset
+				stats.setLag(p.Topic, p.Partition, max(0, p.LastStableOffset-last-1))
+				t, err := e.task(p.Topic, p.Partition)
+				if err != nil {
+					procErr = err
+					return
+				}
+				// The run's context is not passed down: once polled, a
+				// record is processed, because End commits the offsets of
+				// everything polled.
+				procErr = t.Process(context.WithoutCancel(ctx), p.Records, emit)
+			})
+			if procErr != nil {
+				abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.ShutdownTimeout)
+				_ = end(abortCtx, kgo.TryAbort)
+				cancel()
+				return procErr
+			}
+		}
+		if inTxn && time.Since(txnStart) >= e.opts.CommitInterval {
+			if err := end(ctx, kgo.TryCommit); err != nil {
+				return err
+			}
+		}
+	}
+
+	// Shutdown: commit what is open, within the shutdown budget.
+	if inTxn {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.ShutdownTimeout)
+		defer cancel()
+		if err := end(sctx, kgo.TryCommit); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Options configures an Engine. The zero value of every field but Brokers is
+// a working default.
+type Options struct {
+	// Brokers are the seed brokers, host:port. Required.
+	Brokers []string
+
+	// ReplicaID names this replica; the transactional id is
+	// <group>-<ReplicaID>. Every live replica needs a distinct id, and a
+	// restarted replica should reuse its old one so that its predecessor's
+	// open transaction is fenced at once instead of timing out. In
+	// Kubernetes a StatefulSet pod name is a good choice.
+	// Default: <hostname>-<pid>.
+	ReplicaID string
+
+	// CommitInterval bounds how long a transaction stays open.
+	// Default: the topology's processing.commit_interval (100ms).
+	CommitInterval time.Duration
+
+	// TransactionTimeout is how long the broker lets a transaction stay
+	// open before aborting it; it bounds how long a crashed replica's
+	// transaction can block readers. Default: 10s.
+	TransactionTimeout time.Duration
+
+	// SessionTimeout is how long the group waits for a silent replica
+	// before moving its partitions. Default: 10s.
+	SessionTimeout time.Duration
+
+	// ShutdownTimeout bounds the final commit and group leave after the
+	// context is canceled. Default: 5s.
+	ShutdownTimeout time.Duration
+
+	// Logger receives the engine's logs. Default: slog.Default().
+	Logger *slog.Logger
+
+	// Stats, when set, is updated as the engine runs; the demo's live line
+	// and the metrics read it. Default: a fresh Stats, see Engine.Stats.
+	Stats *Stats
+
+	// ClientOpts are appended to the Kafka client options, for TLS, SASL or
+	// client metrics (kprom). They must not change the group, topics,
+	// transactional id or isolation level.
+	ClientOpts []kgo.Opt
+}
+
+func (o *Options) setDefaults(commitInterval time.Duration) error {
+	var errs []error
+	if len(o.Brokers) == 0 {
+		errs = append(errs, errors.New("engine: no brokers given"))
+	}
+	if o.ReplicaID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "replica"
+		}
+		o.ReplicaID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if o.CommitInterval == 0 {
+		o.CommitInterval = commitInterval
+	}
+	if o.CommitInterval <= 0 {
+		errs = append(errs, fmt.Errorf("engine: commit interval must be positive, got %v", o.CommitInterval))
+	}
+	if o.TransactionTimeout == 0 {
+		o.TransactionTimeout = 10 * time.Second
+	}
+	if o.TransactionTimeout <= o.CommitInterval {
+		errs = append(errs, fmt.Errorf("engine: transaction timeout %v must exceed the commit interval %v", o.TransactionTimeout, o.CommitInterval))
+	}
+	if o.SessionTimeout == 0 {
+		o.SessionTimeout = 10 * time.Second
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Stats == nil {
+		o.Stats = NewStats()
+	}
+	return errors.Join(errs...)
+}

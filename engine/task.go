@@ -1,0 +1,246 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamerio/streamer/pipes"
+	"github.com/streamerio/streamer/topology"
+)
+
+// Header keys on dead-letter records.
+const (
+	HeaderError     = "streamer.error"
+	HeaderStage     = "streamer.stage" // decode, process or encode
+	HeaderPipe      = "streamer.pipe"
+	HeaderDataset   = "streamer.dataset"
+	HeaderTopic     = "streamer.source.topic"
+	HeaderPartition = "streamer.source.partition"
+	HeaderOffset    = "streamer.source.offset"
+)
+
+// Task runs a topology's pipes over the records of one source partition. It
+// is the seam between processing and Kafka: it takes consumed records and
+// hands records to produce to an emit function, and knows nothing of clients,
+// groups or transactions. The engine owns one Task per assigned partition;
+// tests and `streamer test` drive Tasks directly.
+//
+// A Task is not safe for concurrent use.
+type Task struct {
+	top       *topology.Topology
+	source    *topology.Dataset
+	partition int32
+	log       *slog.Logger
+	stats     *Stats
+
+	steps   []*step
+	batches map[*topology.Dataset][]*pipes.Record
+}
+
+type step struct {
+	p    *topology.Pipe
+	pipe pipes.Pipe
+	out  *pipes.Output
+}
+
+// ErrFailed wraps the error of a record whose pipe has on_error: fail, and of
+// a pipe whose Process returned an error. The transaction must abort.
+var ErrFailed = errors.New("record failed")
+
+// NewTask builds the pipes of a topology for one partition of a source
+// dataset. stats may be nil.
+func NewTask(t *topology.Topology, source string, partition int32, log *slog.Logger, stats *Stats) (*Task, error) {
+	src, ok := t.Datasets[source]
+	if !ok || !src.IsSource() {
+		return nil, fmt.Errorf("engine: %q is not a source dataset of topology %q", source, t.Name)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if stats == nil {
+		stats = NewStats()
+	}
+	k := &Task{top: t, source: src, partition: partition, log: log, stats: stats, batches: map[*topology.Dataset][]*pipes.Record{}}
+	// Only the pipes downstream of this source run in this task.
+	reach := map[*topology.Dataset]bool{src: true}
+	for _, p := range t.Pipes {
+		fed := false
+		for _, in := range p.Inputs {
+			fed = fed || reach[in]
+		}
+		if !fed {
+			continue
+		}
+		for _, o := range p.Outputs {
+			reach[o] = true
+		}
+		env := p.Env(partition)
+		env.Logger = log.With("pipe", p.Name)
+		pipe, err := p.Config.New(env)
+		if err != nil {
+			k.Close()
+			return nil, fmt.Errorf("engine: building pipe %q: %w", p.Name, err)
+		}
+		k.steps = append(k.steps, &step{p: p, pipe: pipe, out: pipes.NewOutput(len(p.Outputs))})
+	}
+	return k, nil
+}
+
+// Close releases the pipes' resources.
+func (k *Task) Close() error {
+	var errs []error
+	for _, s := range k.steps {
+		if c, ok := s.pipe.(pipes.Closer); ok {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Process runs one batch of consumed records through the pipes, in offset
+// order, and calls emit for every record to produce: sink records and dead
+// letters. A returned error (wrapping ErrFailed, or the context's) means the
+// batch must not commit.
+func (k *Task) Process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Record)) error {
+	if len(in) == 0 {
+		return nil
+	}
+	k.stats.RecordsIn.Add(int64(len(in)))
+	clear(k.batches)
+
+	// Decode into one slab of records to keep allocations per batch, not
+	// per record.
+	slab := make([]pipes.Record, len(in))
+	recs := make([]*pipes.Record, 0, len(in))
+	codec := k.source.Codec
+	for i, kr := range in {
+		v, err := codec.Decode(kr.Value)
+		if err != nil {
+			readers := make([]string, len(k.source.Readers))
+			for j, p := range k.source.Readers {
+				readers[j] = p.Name
+			}
+			if err := k.fail(k.source.Readers[0].OnError, "decode", strings.Join(readers, ","), kr, err, emit); err != nil {
+				return err
+			}
+			continue
+		}
+		slab[i] = pipes.Record{Key: kr.Key, Value: v, Timestamp: kr.Timestamp, Headers: kr.Headers, Origin: kr}
+		recs = append(recs, &slab[i])
+	}
+	k.batches[k.source] = recs
+
+	for _, s := range k.steps {
+		for i, ds := range s.p.Inputs {
+			recs := k.batches[ds]
+			if len(recs) == 0 {
+				continue
+			}
+			if !lastReader(ds, s.p) {
+				// Another pipe reads this dataset after us: keep its
+				// records intact for it.
+				cp := make([]*pipes.Record, len(recs))
+				for j, r := range recs {
+					cp[j] = r.Clone()
+				}
+				recs = cp
+			}
+			if err := k.run(ctx, s, i, recs, emit); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func lastReader(ds *topology.Dataset, p *topology.Pipe) bool {
+	return ds.Readers[len(ds.Readers)-1] == p
+}
+
+func (k *Task) run(ctx context.Context, s *step, input int, recs []*pipes.Record, emit func(*kgo.Record)) error {
+	s.out.Reset()
+	b := pipes.Batch{Input: input, Partition: k.partition, Records: recs}
+	if err := s.pipe.Process(ctx, &b, s.out); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: pipe %q failed a batch of %d records from %s[%d]: %v", ErrFailed, s.p.Name, len(recs), k.source.Topic, k.partition, err)
+	}
+	for _, f := range s.out.Failures() {
+		if err := k.fail(s.p.OnError, "process", s.p.Name, f.Record.Origin, f.Err, emit); err != nil {
+			return err
+		}
+	}
+	for port, ds := range s.p.Outputs {
+		out := s.out.Records(port)
+		if len(out) == 0 {
+			continue
+		}
+		if ds.IsSink() {
+			for _, r := range out {
+				v, err := ds.Codec.AppendEncode(nil, r.Value)
+				if err != nil {
+					if err := k.fail(s.p.OnError, "encode", s.p.Name, r.Origin, fmt.Errorf("dataset %q: %w", ds.Name, err), emit); err != nil {
+						return err
+					}
+					continue
+				}
+				emit(&kgo.Record{Topic: ds.Topic, Key: r.Key, Value: v, Headers: r.Headers, Timestamp: r.Timestamp})
+			}
+		}
+		if len(ds.Readers) > 0 {
+			k.batches[ds] = append(k.batches[ds], out...)
+		}
+	}
+	return nil
+}
+
+// fail applies an on_error policy to a record.
+func (k *Task) fail(policy topology.OnError, stage, pipe string, origin *kgo.Record, cause error, emit func(*kgo.Record)) error {
+	where := "a record"
+	if origin != nil {
+		where = fmt.Sprintf("%s[%d]@%d", origin.Topic, origin.Partition, origin.Offset)
+	}
+	switch policy {
+	case topology.Skip:
+		k.stats.Skipped.Add(1)
+		k.log.Debug("skipped a failed record", "pipe", pipe, "stage", stage, "record", where, "err", cause)
+		return nil
+	case topology.DeadLetter:
+		k.stats.DeadLettered.Add(1)
+		emit(DeadLetterRecord(k.top.DeadLetter.Topic, origin, k.source.Name, pipe, stage, cause))
+		return nil
+	}
+	return fmt.Errorf("%w: pipe %q (%s) on %s: %v", ErrFailed, pipe, stage, where, cause)
+}
+
+// DeadLetterRecord builds the dead-letter record of a failed origin record:
+// its raw key, value, timestamp and headers, plus headers saying why it
+// failed and where it came from.
+func DeadLetterRecord(topic string, origin *kgo.Record, dataset, pipe, stage string, cause error) *kgo.Record {
+	r := &kgo.Record{Topic: topic}
+	if origin != nil {
+		r.Key, r.Value, r.Timestamp = origin.Key, origin.Value, origin.Timestamp
+		r.Headers = append(r.Headers, origin.Headers...)
+	}
+	r.Headers = append(r.Headers,
+		kgo.RecordHeader{Key: HeaderError, Value: []byte(cause.Error())},
+		kgo.RecordHeader{Key: HeaderStage, Value: []byte(stage)},
+		kgo.RecordHeader{Key: HeaderPipe, Value: []byte(pipe)},
+		kgo.RecordHeader{Key: HeaderDataset, Value: []byte(dataset)},
+	)
+	if origin != nil {
+		r.Headers = append(r.Headers,
+			kgo.RecordHeader{Key: HeaderTopic, Value: []byte(origin.Topic)},
+			kgo.RecordHeader{Key: HeaderPartition, Value: strconv.AppendInt(nil, int64(origin.Partition), 10)},
+			kgo.RecordHeader{Key: HeaderOffset, Value: strconv.AppendInt(nil, origin.Offset, 10)},
+		)
+	}
+	return r
+}

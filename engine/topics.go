@@ -1,0 +1,95 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamerio/streamer/topology"
+)
+
+// EnsureTopics checks that every topic the topology reads or writes exists,
+// creating the ones it declares with create:. Missing topics that it does not
+// own are an error that names them all. Declared partition counts are
+// checked too.
+func EnsureTopics(ctx context.Context, t *topology.Topology, brokers []string, extra []kgo.Opt, log *slog.Logger) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, extra...)...)
+	if err != nil {
+		return fmt.Errorf("engine: kafka client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+
+	want := map[string]*topology.Dataset{}
+	for _, d := range append(t.Sources(), t.Sinks()...) {
+		want[d.Topic] = d
+	}
+	if t.DeadLetter != nil {
+		want[t.DeadLetter.Topic] = t.DeadLetter
+	}
+	names := make([]string, 0, len(want))
+	for n := range want {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+
+	details, err := adm.ListTopics(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("engine: listing topics on %v: %w", brokers, err)
+	}
+	var missing []string
+	var errs []error
+	for _, name := range names {
+		d := want[name]
+		td, ok := details[name]
+		exists := ok && td.Err == nil
+		if ok && td.Err != nil && !errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
+			errs = append(errs, fmt.Errorf("topic %q: %w", name, td.Err))
+			continue
+		}
+		if !exists {
+			if d.Create == nil {
+				missing = append(missing, name)
+				continue
+			}
+			resp, err := adm.CreateTopic(ctx, int32(d.Create.Partitions), int16(d.Create.Replication), configs(d.Create.Config), name)
+			if err == nil {
+				err = resp.Err
+			}
+			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+				errs = append(errs, fmt.Errorf("creating topic %q: %w", name, err))
+				continue
+			}
+			log.Info("created topic", "topic", name, "dataset", d.Name, "partitions", d.Create.Partitions)
+			continue
+		}
+		if d.Partitions > 0 && len(td.Partitions) != d.Partitions {
+			errs = append(errs, fmt.Errorf("topic %q of dataset %q has %d partitions; the topology declares %d", name, d.Name, len(td.Partitions), d.Partitions))
+		}
+	}
+	if len(missing) > 0 {
+		errs = append(errs, fmt.Errorf("missing topics: %s (create them, or declare create: on the datasets the job owns)", strings.Join(missing, ", ")))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("engine: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func configs(m map[string]string) map[string]*string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]*string, len(m))
+	for k, v := range m {
+		out[k] = kadm.StringPtr(v)
+	}
+	return out
+}

@@ -1,0 +1,99 @@
+package pipes
+
+import (
+	"context"
+	"fmt"
+)
+
+// ExplodeConfig configures the explode pipe.
+type ExplodeConfig struct {
+	Items Expr    `yaml:"items" required:"true" doc:"Expression giving the list to explode, such as a field holding an array."`
+	As    Field   `yaml:"as" required:"true" doc:"Field that receives each element in its output record."`
+	Index *Field  `yaml:"index" doc:"Field that receives the element's position in the list, from 0."`
+	Drop  []Field `yaml:"drop" doc:"Fields removed from each output record, typically the exploded list."`
+}
+
+func init() {
+	MustRegister("explode", Spec{
+		Summary: "Turns one record into one record per element of a list; an empty or null list gives none.",
+		Example: "items: lines\nas: line\nindex: line_no\ndrop: [lines]",
+	}, newExplode)
+}
+
+type explode struct {
+	items  *Program
+	as     string
+	index  string
+	drop   []string
+	schema *Schema
+}
+
+func newExplode(c ExplodeConfig, env *Env) (Pipe, error) {
+	p, err := env.Compile(c.Items)
+	if err != nil {
+		return nil, err
+	}
+	e := &explode{items: p, as: c.As.Name}
+	if c.Index != nil {
+		e.index = c.Index.Name
+	}
+	for _, d := range c.Drop {
+		if err := env.CheckField(d); err != nil {
+			return nil, err
+		}
+		e.drop = append(e.drop, d.Name)
+	}
+	if in := env.InputSchema(); in != nil {
+		s := in.Clone()
+		s.Set(SchemaField{Name: e.as, Kind: Any, Nullable: true})
+		if e.index != "" {
+			s.Set(SchemaField{Name: e.index, Kind: Int64})
+		}
+		for _, d := range e.drop {
+			s.Delete(d)
+		}
+		e.schema = s
+	}
+	return e, nil
+}
+
+func (e *explode) Process(_ context.Context, b *Batch, out *Output) error {
+	for _, r := range b.Records {
+		v, err := e.items.Eval(r)
+		if err != nil {
+			out.Fail(r, err)
+			continue
+		}
+		if v == nil {
+			continue
+		}
+		list, ok := v.([]any)
+		if !ok {
+			out.Fail(r, fmt.Errorf("explode: %q gave %T, want a list", e.items.Source(), v))
+			continue
+		}
+		if _, ok := r.Value.(map[string]any); !ok {
+			out.Fail(r, fmt.Errorf("explode needs a record with fields, got %T", r.Value))
+			continue
+		}
+		for _, d := range e.drop {
+			DeletePath(r.Value, d)
+		}
+		for i, item := range list {
+			c := r
+			if i < len(list)-1 {
+				c = r.Clone() // the last element reuses the input record
+			}
+			SetPath(c.Value, e.as, item)
+			if e.index != "" {
+				SetPath(c.Value, e.index, int64(i))
+			}
+			out.Emit(0, c)
+		}
+	}
+	return nil
+}
+
+func (e *explode) OutputSchema(int) *Schema { return e.schema }
+
+var _ SchemaDeriver = (*explode)(nil)

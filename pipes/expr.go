@@ -1,0 +1,136 @@
+package pipes
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/streamerio/streamer/internal/spec"
+)
+
+// Program is a compiled expression. It is compiled once when the pipe is
+// built, and evaluated per record with a reused virtual machine, so that
+// evaluation does no per-record setup. A Program is not safe for concurrent
+// use; the engine gives every task its own pipes and so its own programs.
+type Program struct {
+	src  Expr
+	prog *vm.Program
+	vm   vm.VM
+	// Out is the static type of the result, when the checker knows it.
+	out reflect.Type
+}
+
+// ExprOption changes how an expression is compiled.
+type ExprOption func(*exprConf)
+
+type exprConf struct{ kind reflect.Kind }
+
+// AsBool requires the expression to produce a boolean.
+func AsBool() ExprOption { return func(c *exprConf) { c.kind = reflect.Bool } }
+
+// Compile compiles x against the pipe's input schema. When the schema is
+// known, a reference to a field it lacks is an error; when it is not, unknown
+// names evaluate to nil. Errors carry x's position in the file.
+func (e *Env) Compile(x Expr, opts ...ExprOption) (*Program, error) {
+	return CompileExpr(x, e.InputSchema(), opts...)
+}
+
+// CompileExpr compiles x against schema s (nil for unknown).
+func CompileExpr(x Expr, s *Schema, opts ...ExprOption) (*Program, error) {
+	var c exprConf
+	for _, o := range opts {
+		o(&c)
+	}
+	if strings.TrimSpace(x.Src) == "" {
+		return nil, spec.Errorf(x.Pos, "empty expression")
+	}
+	eo := []expr.Option{}
+	if s != nil {
+		eo = append(eo, expr.Env(s.exprType()))
+	} else {
+		eo = append(eo, expr.Env(map[string]any{}), expr.AllowUndefinedVariables())
+	}
+	if c.kind == reflect.Bool {
+		eo = append(eo, expr.AsBool())
+	}
+	prog, err := expr.Compile(x.Src, eo...)
+	if err != nil {
+		return nil, exprError(x, err)
+	}
+	p := &Program{src: x, prog: prog}
+	if t := prog.Node().Type(); t != nil && t.Kind() != reflect.Interface {
+		p.out = t
+	}
+	return p, nil
+}
+
+// exprError maps an error inside an expression to its position in the file.
+func exprError(x Expr, err error) error {
+	var fe *file.Error
+	if !errors.As(err, &fe) {
+		return spec.Errorf(x.Pos, "expression %q: %v", x.Src, err)
+	}
+	pos := x.Pos
+	if fe.Line <= 1 {
+		pos.Col += x.Offset + fe.Column
+	} else {
+		pos.Line += fe.Line - 1
+		pos.Col = fe.Column + 1
+	}
+	return spec.Errorf(pos, "in expression %q: %s", x.Src, fe.Message)
+}
+
+// Source returns the expression as written.
+func (p *Program) Source() string { return p.src.Src }
+
+// Kind returns the static kind of the result, or Any when it is not known.
+func (p *Program) Kind() Kind {
+	if p.out == nil {
+		return Any
+	}
+	return KindOf(reflect.Zero(p.out).Interface())
+}
+
+// Eval evaluates the program over a record's value.
+func (p *Program) Eval(r *Record) (any, error) {
+	out, err := p.vm.Run(p.prog, envOf(r.Value))
+	if err != nil {
+		return nil, p.runtimeError(err)
+	}
+	return out, nil
+}
+
+// Bool evaluates a program compiled with AsBool.
+func (p *Program) Bool(r *Record) (bool, error) {
+	out, err := p.Eval(r)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.(bool)
+	if !ok {
+		return false, fmt.Errorf("expression %q gave %T, want bool", p.src.Src, out)
+	}
+	return b, nil
+}
+
+func (p *Program) runtimeError(err error) error {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		return fmt.Errorf("expression %q: %s", p.src.Src, fe.Message)
+	}
+	return fmt.Errorf("expression %q: %w", p.src.Src, err)
+}
+
+// envOf returns the expression environment of a value: its fields when it is
+// a map, otherwise a map with the single name "value".
+func envOf(v any) map[string]any {
+	if m, ok := v.(map[string]any); ok {
+		return m
+	}
+	return map[string]any{"value": v}
+}

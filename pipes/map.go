@@ -1,0 +1,181 @@
+package pipes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// MapConfig configures the map pipe. The steps run in the order of the
+// fields below; every compute expression sees the record as it came in.
+type MapConfig struct {
+	Compute map[string]Expr  `yaml:"compute" doc:"Fields set to the result of an expression over the input record (dotted paths make nested fields)."`
+	Set     map[string]any   `yaml:"set" doc:"Fields set to constant values."`
+	Rename  map[string]Field `yaml:"rename" doc:"Fields renamed, old name: new name."`
+	Drop    []Field          `yaml:"drop" doc:"Fields removed."`
+}
+
+func init() {
+	MustRegister("map", Spec{
+		Summary: "Computes, sets, renames and drops fields of each record.",
+		Example: "compute:\n  total: price * quantity\nset:\n  source: web\nrename:\n  cust: customer_id\ndrop: [debug]",
+	}, newMap)
+}
+
+type computed struct {
+	path string
+	prog *Program
+}
+
+type mapPipe struct {
+	compute []computed
+	set     []setField
+	rename  [][2]string
+	drop    []string
+	vals    []any // scratch for compute results
+	schema  *Schema
+}
+
+type setField struct {
+	path string
+	val  any
+}
+
+func newMap(c MapConfig, env *Env) (Pipe, error) {
+	m := &mapPipe{}
+	var errs []error
+	for _, k := range sortedKeys(c.Compute) {
+		p, err := env.Compile(c.Compute[k])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m.compute = append(m.compute, computed{path: k, prog: p})
+	}
+	for _, k := range sortedKeys(c.Set) {
+		m.set = append(m.set, setField{path: k, val: c.Set[k]})
+	}
+	for _, k := range sortedKeys(c.Rename) {
+		to := c.Rename[k]
+		if err := env.CheckField(Field{Name: k, Pos: to.Pos}); err != nil {
+			errs = append(errs, err)
+		}
+		m.rename = append(m.rename, [2]string{k, to.Name})
+	}
+	for _, f := range c.Drop {
+		if err := env.CheckField(f); err != nil {
+			errs = append(errs, err)
+		}
+		m.drop = append(m.drop, f.Name)
+	}
+	if len(m.compute)+len(m.set)+len(m.rename)+len(m.drop) == 0 && len(errs) == 0 {
+		return nil, errors.New("map has nothing to do: give at least one of compute, set, rename or drop")
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	m.vals = make([]any, len(m.compute))
+	m.schema = m.deriveSchema(env.InputSchema())
+	return m, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func (m *mapPipe) Process(_ context.Context, b *Batch, out *Output) error {
+next:
+	for _, r := range b.Records {
+		if _, ok := r.Value.(map[string]any); !ok {
+			out.Fail(r, fmt.Errorf("map needs a record with fields, got %T", r.Value))
+			continue
+		}
+		for i, c := range m.compute {
+			v, err := c.prog.Eval(r)
+			if err != nil {
+				out.Fail(r, err)
+				continue next
+			}
+			m.vals[i] = v
+		}
+		for i, c := range m.compute {
+			if !SetPath(r.Value, c.path, m.vals[i]) {
+				out.Fail(r, fmt.Errorf("cannot set %q: a non-record value is in the way", c.path))
+				continue next
+			}
+		}
+		for _, s := range m.set {
+			if !SetPath(r.Value, s.path, CloneValue(s.val)) {
+				out.Fail(r, fmt.Errorf("cannot set %q: a non-record value is in the way", s.path))
+				continue next
+			}
+		}
+		for _, rn := range m.rename {
+			if v, ok := DeletePath(r.Value, rn[0]); ok {
+				SetPath(r.Value, rn[1], v)
+			}
+		}
+		for _, d := range m.drop {
+			DeletePath(r.Value, d)
+		}
+		out.Emit(0, r)
+	}
+	clear(m.vals)
+	return nil
+}
+
+// deriveSchema applies the map's steps to the top-level fields of the input
+// schema. Nested paths make the top field an untyped record.
+func (m *mapPipe) deriveSchema(in *Schema) *Schema {
+	if in == nil {
+		return nil
+	}
+	s := in.Clone()
+	top := func(p string) (string, bool) {
+		h, _, nested := strings.Cut(p, ".")
+		return h, nested
+	}
+	for _, c := range m.compute {
+		if h, nested := top(c.path); nested {
+			s.Set(SchemaField{Name: h, Kind: Struct})
+		} else {
+			s.Set(SchemaField{Name: h, Kind: c.prog.Kind(), Nullable: c.prog.Kind() == Any})
+		}
+	}
+	for _, f := range m.set {
+		if h, nested := top(f.path); nested {
+			s.Set(SchemaField{Name: h, Kind: Struct})
+		} else {
+			s.Set(SchemaField{Name: h, Kind: KindOf(f.val), Nullable: f.val == nil})
+		}
+	}
+	for _, rn := range m.rename {
+		from, fn := top(rn[0])
+		to, tn := top(rn[1])
+		if fn || tn {
+			continue
+		}
+		if f, ok := s.Field(from); ok {
+			s.Delete(from)
+			f.Name = to
+			s.Set(f)
+		}
+	}
+	for _, d := range m.drop {
+		if h, nested := top(d); !nested {
+			s.Delete(h)
+		}
+	}
+	return s
+}
+
+func (m *mapPipe) OutputSchema(int) *Schema { return m.schema }
+
+var _ SchemaDeriver = (*mapPipe)(nil)

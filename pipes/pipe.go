@@ -1,0 +1,267 @@
+// Package pipes is the public API for the units of computation in a
+// streamer topology, and the home of the built-in pipes.
+//
+// A pipe reads named datasets and writes named datasets; it never talks to
+// another pipe or to Kafka directly. The engine hands it a Batch of records
+// from one partition, in offset order, and collects what it emits on each of
+// its outputs. Records that fail go to Output.Fail, and the engine applies the
+// pipe's on_error policy (dead-letter, skip or fail) to them.
+//
+// A pipe type registers itself with a typed config struct and a constructor:
+//
+//	type Config struct {
+//		When pipes.Expr `yaml:"when" required:"true" doc:"Keep records for which this is true."`
+//	}
+//
+//	func init() {
+//		pipes.MustRegister("keep", pipes.Spec{Summary: "Keeps matching records."},
+//			func(c Config, env *pipes.Env) (pipes.Pipe, error) { ... })
+//	}
+//
+// The struct's tags drive YAML decoding (with line and column for every
+// error), validation and the JSON Schema that `streamer schema` prints.
+package pipes
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamerio/streamer/internal/spec"
+)
+
+// Header is a Kafka record header.
+type Header = kgo.RecordHeader
+
+// Record is one record flowing through a topology.
+type Record struct {
+	// Key is the record key, as raw bytes.
+	Key []byte
+	// Value is the decoded value: map[string]any for JSON objects and Avro
+	// records, string for the string format and []byte for bytes.
+	Value any
+	// Timestamp is the record's timestamp; outputs keep their input's.
+	Timestamp time.Time
+	// Headers are carried from input to output.
+	Headers []Header
+	// Origin is the consumed Kafka record this one derives from. It is nil
+	// for records made in tests. Dead-letter records carry its raw key and
+	// value, topic, partition and offset.
+	Origin *kgo.Record
+}
+
+// Clone returns a copy of r whose value can be changed without changing r's.
+// Nested maps and slices are copied too.
+func (r *Record) Clone() *Record {
+	c := *r
+	c.Value = CloneValue(r.Value)
+	c.Headers = append([]Header(nil), r.Headers...)
+	return &c
+}
+
+// CloneValue deep-copies maps and slices of a decoded value.
+func CloneValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := maps.Clone(x)
+		for k, e := range m {
+			switch e.(type) {
+			case map[string]any, []any:
+				m[k] = CloneValue(e)
+			}
+		}
+		return m
+	case []any:
+		s := make([]any, len(x))
+		for i, e := range x {
+			s[i] = CloneValue(e)
+		}
+		return s
+	}
+	return v
+}
+
+// Batch is the unit of work handed to a pipe: records of one input dataset
+// that came from one source partition, in offset order.
+type Batch struct {
+	// Input is the index of the input dataset in Env.Inputs.
+	Input int
+	// Partition is the source partition the records came from.
+	Partition int32
+	// Records are owned by the pipe for the duration of Process: it may
+	// change them and emit them, or emit new ones.
+	Records []*Record
+}
+
+// Pipe processes batches. The engine makes one Pipe per partition task with
+// the type's constructor and never calls Process concurrently on one Pipe, so
+// a pipe may keep per-task scratch space without locks.
+type Pipe interface {
+	// Process handles one batch. Per-record problems go to out.Fail; a
+	// returned error fails the whole batch and aborts the transaction.
+	Process(ctx context.Context, b *Batch, out *Output) error
+}
+
+// SchemaDeriver is implemented by pipes that know the schema of what they
+// emit, so that expressions further down the DAG are type-checked too.
+type SchemaDeriver interface {
+	// OutputSchema returns the schema of records emitted on the given
+	// output port, or nil if it is unknown.
+	OutputSchema(port int) *Schema
+}
+
+// Closer is implemented by pipes that hold resources. The engine calls Close
+// once when the pipe's task ends.
+type Closer interface {
+	Close() error
+}
+
+// Failure is a record that a pipe could not process, and why.
+type Failure struct {
+	Record *Record
+	Err    error
+}
+
+// Output collects what a pipe emits during one Process call. The engine
+// resets and reuses it between batches.
+type Output struct {
+	ports [][]*Record
+	fails []Failure
+}
+
+// NewOutput returns an Output with the given number of ports.
+func NewOutput(ports int) *Output {
+	return &Output{ports: make([][]*Record, ports)}
+}
+
+// Emit sends r to the output at index port (the position of the dataset in
+// the pipe's `to` list).
+func (o *Output) Emit(port int, r *Record) {
+	o.ports[port] = append(o.ports[port], r)
+}
+
+// Fail reports that r could not be processed. The pipe's on_error policy
+// decides what happens to it.
+func (o *Output) Fail(r *Record, err error) {
+	o.fails = append(o.fails, Failure{Record: r, Err: err})
+}
+
+// Records returns what was emitted on a port.
+func (o *Output) Records(port int) []*Record { return o.ports[port] }
+
+// Failures returns the records reported with Fail.
+func (o *Output) Failures() []Failure { return o.fails }
+
+// Ports returns the number of output ports.
+func (o *Output) Ports() int { return len(o.ports) }
+
+// Reset empties the output, keeping its memory.
+func (o *Output) Reset() {
+	for i := range o.ports {
+		clear(o.ports[i])
+		o.ports[i] = o.ports[i][:0]
+	}
+	clear(o.fails)
+	o.fails = o.fails[:0]
+}
+
+// Port is one dataset a pipe reads or writes.
+type Port struct {
+	Dataset string
+	// Schema is the dataset's schema, or nil when it is unknown.
+	Schema *Schema
+}
+
+// Env is what a constructor knows about the pipe it builds.
+type Env struct {
+	// Pipe is the pipe's name in the topology.
+	Pipe    string
+	Inputs  []Port
+	Outputs []Port
+	// Partition is the partition of the task the pipe is built for, or -1
+	// when the topology is only being validated.
+	Partition int32
+	Logger    *slog.Logger
+}
+
+// InputSchema returns the schema shared by all inputs, or nil when any input
+// has no known schema or the inputs differ in their field names.
+func (e *Env) InputSchema() *Schema {
+	var s *Schema
+	for i, in := range e.Inputs {
+		if in.Schema == nil {
+			return nil
+		}
+		if i == 0 {
+			s = in.Schema
+			continue
+		}
+		if !equalNames(s.Names(), in.Schema.Names()) {
+			return nil
+		}
+	}
+	return s
+}
+
+func equalNames(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Output returns the port index of the output dataset named by f, or an error
+// at f's position if the pipe does not write that dataset.
+func (e *Env) Output(f Field) (int, error) {
+	var names []string
+	for i, o := range e.Outputs {
+		if o.Dataset == f.Name {
+			return i, nil
+		}
+		names = append(names, o.Dataset)
+	}
+	return -1, spec.Errorf(f.Pos, "%q is not one of this pipe's outputs %v%s", f.Name, names, spec.DidYouMean(f.Name, names))
+}
+
+// CheckField returns an error at f's position if the input schema is known
+// and has no such top-level field.
+func (e *Env) CheckField(f Field) error {
+	s := e.InputSchema()
+	if s == nil || f.Name == "" {
+		return nil
+	}
+	top := f.Name
+	for i := 0; i < len(top); i++ {
+		if top[i] == '.' {
+			top = top[:i]
+			break
+		}
+	}
+	if _, ok := s.Field(top); !ok {
+		return spec.Errorf(f.Pos, "unknown field %q%s", top, spec.DidYouMean(top, s.Names()))
+	}
+	return nil
+}
+
+// Pos is a position in a topology file.
+type Pos = spec.Pos
+
+// Expr is an expression written in a topology file. Compile it with Env.Compile.
+type Expr = spec.Expr
+
+// Field is a field name written in a topology file, with its position.
+type Field = spec.Field
+
+// Errorf returns an error at a position in the topology file. Constructors
+// return it (or several, with errors.Join) so users get file:line:col.
+func Errorf(pos Pos, format string, args ...any) error {
+	return spec.Errorf(pos, format, args...)
+}

@@ -1,0 +1,401 @@
+#!/usr/bin/env bash
+# Local single-node Apache Kafka (KRaft, broker+controller in one JVM) on
+# 127.0.0.1, for tests and local development.
+#
+# The broker's jars come from Maven Central (via scripts/kafka/pom.xml), since
+# the Kafka release tarball is not reachable from the build machines.
+#
+# Usage: scripts/kafka/kafka.sh fetch|start|stop|status|logs [tail args]
+#
+#   fetch   download the jars into the cache (once; reused afterwards)
+#   start   fetch if needed, wipe + format the data dir, start the broker in
+#           the background and wait until it serves requests
+#   stop    stop the broker (SIGTERM, then SIGKILL after 30 s)
+#   status  exit 0 if the broker is running and answering, 1 otherwise
+#   logs    tail the broker log (extra arguments go to tail, e.g. `logs -f`)
+#
+# Environment:
+#   KAFKA_VERSION          Kafka version to fetch (default 4.4.0)
+#   STREAMER_CACHE         cache root (default $HOME/.cache/streamer); jars go
+#                          to $STREAMER_CACHE/kafka-<version>/libs
+#   KAFKA_DATA             data dir (default ${TMPDIR:-/tmp}/streamer-kafka);
+#                          wiped on every start unless KAFKA_KEEP_DATA=1
+#   KAFKA_KEEP_DATA=1      keep the topics/offsets of the previous run
+#   KAFKA_PORT             client (PLAINTEXT) port (default 9092)
+#   KAFKA_CONTROLLER_PORT  KRaft controller port (default 9093)
+#   KAFKA_START_TIMEOUT    seconds to wait for the broker (default 90)
+#   KAFKA_HEAP_OPTS        default "-Xms512m -Xmx1g"
+#   KAFKA_JVM_OPTS         extra JVM options
+#   JAVA_HOME / JAVA       Java 17+ to use (default: java on PATH)
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+KAFKA_VERSION=${KAFKA_VERSION:-4.4.0}
+CACHE_ROOT=${STREAMER_CACHE:-${HOME:?HOME is not set}/.cache/streamer}
+CACHE_DIR=$CACHE_ROOT/kafka-$KAFKA_VERSION
+LIBS=$CACHE_DIR/libs
+FETCHED=$CACHE_DIR/.complete
+
+DATA=${KAFKA_DATA:-${TMPDIR:-/tmp}/streamer-kafka}
+DATA=${DATA%/}
+HOST=127.0.0.1
+PORT=${KAFKA_PORT:-9092}
+CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
+HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms512m -Xmx1g}
+JVM_OPTS=${KAFKA_JVM_OPTS:-}
+
+PIDFILE=$DATA/kafka.pid
+LOGFILE=$DATA/server.log
+OUTFILE=$DATA/kafka.out       # JVM stdout/stderr (WARN and above only)
+PROPS=$DATA/server.properties
+DATA_MARK=$DATA/.streamer-kafka  # start only ever deletes dirs carrying this
+LOG4J_CONF=$SCRIPT_DIR/log4j2.properties
+STARTED_RE='Kafka Server started'
+
+if [[ -n ${JAVA:-} ]]; then
+  :
+elif [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then
+  JAVA=$JAVA_HOME/bin/java
+else
+  JAVA=java
+fi
+
+log() { echo "kafka.sh: $*"; }
+err() { echo "kafka.sh: $*" >&2; }
+die() { err "error: $*"; exit 1; }
+
+usage() {
+  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
+  exit 2
+}
+
+# --- helpers ----------------------------------------------------------------
+
+# port_open PORT: something accepts TCP connections on 127.0.0.1:PORT.
+port_open() {
+  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+}
+
+# is_broker PID: PID is alive and is a kafka.Kafka JVM (guards against stale
+# pid files whose pid was reused, and against zombies).
+is_broker() {
+  local pid=$1 cmd
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  if [[ -r /proc/$pid/cmdline ]]; then
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  else
+    cmd=$(ps -o args= -p "$pid" 2>/dev/null) || return 1
+  fi
+  [[ $cmd == *kafka.Kafka* ]]
+}
+
+# alive PID: the process exists and is not a zombie. Used for the JVM we just
+# launched: until nohup has exec'ed java, its command line is still ours.
+alive() {
+  local pid=$1 state
+  kill -0 "$pid" 2>/dev/null || return 1
+  if [[ -r /proc/$pid/stat ]]; then
+    state=$(sed -E 's/^.*\) ([A-Za-z]).*/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
+  else
+    state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
+  fi
+  [[ $state != Z* ]]
+}
+
+# broker_pid: print the pid of our running broker, or fail.
+broker_pid() {
+  local pid
+  [[ -f $PIDFILE ]] || return 1
+  pid=$(<"$PIDFILE")
+  is_broker "$pid" || return 1
+  echo "$pid"
+}
+
+# answering: the broker finished starting and its client port is open.
+answering() {
+  port_open "$PORT" && [[ -f $LOGFILE ]] && grep -q "$STARTED_RE" "$LOGFILE"
+}
+
+show_logs() {
+  if [[ -s $LOGFILE ]]; then
+    err "last 50 lines of $LOGFILE:"
+    tail -n 50 "$LOGFILE" >&2
+  fi
+  if [[ -s $OUTFILE ]]; then
+    err "last 50 lines of $OUTFILE:"
+    tail -n 50 "$OUTFILE" >&2
+  fi
+}
+
+check_java() {
+  local out major
+  command -v "$JAVA" >/dev/null 2>&1 || die "java not found (install Java 17+ or set JAVA_HOME)"
+  out=$("$JAVA" -version 2>&1 | head -n 1) || die "cannot run $JAVA -version"
+  major=$(sed -E 's/.*version "([0-9]+)(\.[0-9]+)?.*/\1/' <<<"$out")
+  if [[ $major =~ ^[0-9]+$ ]]; then
+    [[ $major == 1 ]] && major=8
+    ((major >= 17)) || die "Kafka $KAFKA_VERSION needs Java 17+, $JAVA is: $out"
+  fi
+}
+
+# lock_data: serialise start/stop on this data dir (e.g. several test
+# packages running `kafka.sh start` at once). The lock file lives next to the
+# data dir, which start may delete. Held on fd 8 until the script exits.
+lock_data() {
+  command -v flock >/dev/null 2>&1 || return 0
+  mkdir -p "$(dirname "$DATA")"
+  exec 8>"$DATA.lock"
+  flock 8
+}
+
+# --- fetch ------------------------------------------------------------------
+
+do_fetch() {
+  if [[ -f $FETCHED ]]; then
+    log "Kafka $KAFKA_VERSION jars cached in $LIBS"
+    return 0
+  fi
+  command -v mvn >/dev/null 2>&1 || die "mvn not found; it is needed once to download the Kafka jars"
+  mkdir -p "$CACHE_DIR"
+
+  # Serialise concurrent fetches (e.g. parallel test packages).
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$CACHE_DIR/.lock"
+    flock 9
+    if [[ -f $FETCHED ]]; then
+      log "Kafka $KAFKA_VERSION jars cached in $LIBS"
+      return 0
+    fi
+  fi
+
+  log "downloading Kafka $KAFKA_VERSION jars from Maven Central into $LIBS ..."
+  local t0=$SECONDS tmp mvnlog=$CACHE_DIR/mvn.log
+  tmp=$(mktemp -d "$CACHE_DIR/libs.tmp.XXXXXX")
+  if ! mvn -B -q -f "$SCRIPT_DIR/pom.xml" \
+      -Dkafka.version="$KAFKA_VERSION" -Dstyle.color=never \
+      dependency:copy-dependencies \
+      -DoutputDirectory="$tmp" -DincludeScope=runtime >"$mvnlog" 2>&1; then
+    sed $'s/\e\\[[0-9;]*m//g' "$mvnlog" >&2
+    rm -rf "$tmp"
+    die "Maven could not download the Kafka $KAFKA_VERSION jars (mvn output above, also in $mvnlog)"
+  fi
+  if [[ ! -f $tmp/kafka_2.13-$KAFKA_VERSION.jar ]]; then
+    cat "$mvnlog" >&2
+    rm -rf "$tmp"
+    die "mvn succeeded but kafka_2.13-$KAFKA_VERSION.jar is missing from its output"
+  fi
+  rm -rf "$LIBS"
+  mv "$tmp" "$LIBS"
+  ls "$LIBS" >"$FETCHED"
+  log "Kafka $KAFKA_VERSION jars downloaded to $LIBS in $((SECONDS - t0)) s ($(du -sh "$LIBS" | cut -f1))"
+}
+
+# --- start ------------------------------------------------------------------
+
+write_properties() {
+  cat >"$PROPS" <<EOF
+# Written by scripts/kafka/kafka.sh: single-node KRaft broker+controller for tests.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=$HOST:$CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$DATA/logs
+
+# One broker: every internal topic has one replica.
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+
+# Fast and light for tests on a small (2-core) machine.
+group.initial.rebalance.delay.ms=0
+# Few partitions for the internal topics (default 50 each): created on first
+# use, so fewer partitions make the first group join / transaction faster.
+offsets.topic.num.partitions=4
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.num.partitions=4
+# Abort transactions of killed producers soon after their timeout expires
+# (default: checked every 10 s).
+transaction.abort.timed.out.transaction.cleanup.interval.ms=5000
+# Let tests use short classic-group session timeouts (default minimum 6 s).
+group.min.session.timeout.ms=1000
+num.network.threads=2
+num.io.threads=4
+background.threads=4
+# The log cleaner (compacted internal topics) preallocates this on the heap.
+log.cleaner.dedupe.buffer.size=16777216
+EOF
+}
+
+start_broker() {
+  local -a heap jvm
+  read -r -a heap <<<"$HEAP_OPTS"
+  read -r -a jvm <<<"$JVM_OPTS"
+  [[ -f $LOGFILE ]] && mv -f "$LOGFILE" "$LOGFILE.prev"
+  : >"$OUTFILE"
+  nohup "$JAVA" "${heap[@]}" \
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    "${jvm[@]}" \
+    -Dkafka.logs.dir="$DATA" \
+    -Dlog4j2.configurationFile="$LOG4J_CONF" \
+    -cp "$LIBS/*" kafka.Kafka "$PROPS" \
+    >>"$OUTFILE" 2>&1 </dev/null 8>&- 9>&- &
+  echo $! >"$PIDFILE"
+}
+
+# wait_ready PID: wait until the broker answers; on death/timeout show logs.
+wait_ready() {
+  local pid=$1 t0=$SECONDS
+  while :; do
+    if ! alive "$pid"; then
+      show_logs
+      rm -f "$PIDFILE"
+      die "broker (pid $pid) exited during startup"
+    fi
+    if answering; then
+      log "broker ready on $HOST:$PORT (pid $pid, data $DATA, ready after $((SECONDS - t0)) s)"
+      return 0
+    fi
+    if ((SECONDS - t0 >= START_TIMEOUT)); then
+      show_logs
+      err "broker (pid $pid) not ready after $START_TIMEOUT s; stopping it"
+      stop_pid "$pid" >&2 || true
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+prepare_data_dir() {
+  if [[ ${KAFKA_KEEP_DATA:-} == 1 && -f $DATA/logs/meta.properties ]]; then
+    log "KAFKA_KEEP_DATA=1: keeping the data in $DATA"
+    return 0
+  fi
+  if [[ -e $DATA ]]; then
+    [[ -d $DATA ]] || die "$DATA exists and is not a directory"
+    if [[ ! -f $DATA_MARK && -n $(ls -A "$DATA") ]]; then
+      die "$DATA is not empty and was not created by kafka.sh; refusing to wipe it (set KAFKA_DATA)"
+    fi
+    rm -rf "$DATA"
+  fi
+  mkdir -p "$DATA/logs"
+  : >"$DATA_MARK"
+}
+
+format_storage() {
+  local id
+  [[ -f $DATA/logs/meta.properties ]] && return 0
+  local -a tool=("$JAVA" -cp "$LIBS/*" -Dlog4j2.configurationFile="$LOG4J_CONF"
+    -Dkafka.logs.dir="$DATA" -Dkafka.log.file=storage-tool.log kafka.tools.StorageTool)
+  id=$("${tool[@]}" random-uuid 2>"$DATA/format.log") ||
+    { cat "$DATA/format.log" >&2; die "kafka.tools.StorageTool random-uuid failed"; }
+  id=$(tail -n 1 <<<"$id")
+  "${tool[@]}" format -t "$id" -c "$PROPS" --standalone >>"$DATA/format.log" 2>&1 ||
+    { cat "$DATA/format.log" >&2; die "kafka.tools.StorageTool format failed"; }
+}
+
+do_start() {
+  local pid
+  lock_data
+  if pid=$(broker_pid); then
+    if answering; then
+      log "already running on $HOST:$PORT (pid $pid, data $DATA)"
+      return 0
+    fi
+    log "broker (pid $pid) is starting; waiting for it"
+    wait_ready "$pid"
+    return 0
+  fi
+  for p in "$PORT" "$CONTROLLER_PORT"; do
+    if port_open "$p"; then
+      die "port $HOST:$p is already in use by another process (another broker? set KAFKA_PORT / KAFKA_CONTROLLER_PORT)"
+    fi
+  done
+  check_java
+  do_fetch
+  [[ -f $LOG4J_CONF ]] || die "missing $LOG4J_CONF"
+
+  prepare_data_dir
+  write_properties
+  format_storage
+  start_broker
+  pid=$(<"$PIDFILE")
+  log "started Kafka $KAFKA_VERSION (pid $pid); waiting up to $START_TIMEOUT s for $HOST:$PORT ..."
+  wait_ready "$pid"
+}
+
+# --- stop / status / logs ---------------------------------------------------
+
+# stop_pid PID: SIGTERM, wait up to 30 s, then SIGKILL.
+stop_pid() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 150; i++)); do
+    alive "$pid" || { rm -f "$PIDFILE"; log "stopped (pid $pid)"; return 0; }
+    sleep 0.2
+  done
+  log "broker (pid $pid) still running after 30 s; sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    alive "$pid" || { rm -f "$PIDFILE"; log "killed (pid $pid)"; return 0; }
+    sleep 0.2
+  done
+  die "could not kill broker pid $pid"
+}
+
+do_stop() {
+  local pid
+  lock_data
+  if ! pid=$(broker_pid); then
+    rm -f "$PIDFILE"
+    log "not running"
+    return 0
+  fi
+  stop_pid "$pid"
+}
+
+do_status() {
+  local pid
+  if ! pid=$(broker_pid); then
+    log "not running"
+    return 1
+  fi
+  if answering; then
+    log "running on $HOST:$PORT (pid $pid, data $DATA)"
+    return 0
+  fi
+  log "pid $pid is alive but not answering on $HOST:$PORT (starting, or stuck: see '$0 logs')"
+  return 1
+}
+
+do_logs() {
+  [[ -f $LOGFILE ]] || die "no broker log at $LOGFILE"
+  if (($# == 0)); then
+    set -- -n 100
+  fi
+  exec tail "$@" "$LOGFILE"
+}
+
+cmd=${1:-}
+(($# > 0)) && shift
+case $cmd in
+  fetch) do_fetch ;;
+  start) do_start ;;
+  stop) do_stop ;;
+  status) do_status ;;
+  logs) do_logs "$@" ;;
+  -h | --help | help) usage ;;
+  *) err "unknown command '${cmd}'"; usage ;;
+esac

@@ -1,0 +1,435 @@
+package topology
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/streamerio/streamer/internal/spec"
+	"github.com/streamerio/streamer/pipes"
+	"github.com/streamerio/streamer/serde"
+)
+
+// Load reads and compiles a topology file. Schema files are resolved relative
+// to the file's directory. A returned *Error lists every problem.
+func Load(file string) (*Topology, error) {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	return Compile(file, src, os.DirFS(filepath.Dir(file)))
+}
+
+// Compile compiles the topology in src. name is used in diagnostics; schema
+// files are read from fsys.
+func Compile(name string, src []byte, fsys fs.FS) (*Topology, error) {
+	c := &compiler{d: diags{file: name}, fsys: fsys}
+	t := c.compile(src)
+	if c.d.failed() {
+		return nil, &Error{Diagnostics: c.d.sorted()}
+	}
+	t.File = name
+	t.Warnings = c.d.sorted()
+	return t, nil
+}
+
+type compiler struct {
+	d    diags
+	fsys fs.FS
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (c *compiler) compile(src []byte) *Topology {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		// yaml.v3 reports syntax errors with a line but no column.
+		for _, line := range strings.Split(strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n"), "\n") {
+			line = strings.TrimSpace(line)
+			if m := yamlLine.FindStringSubmatch(line); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				c.d.add(spec.Pos{Line: n, Col: 1}, "YAML syntax: %s", m[2])
+			} else {
+				c.d.add(spec.Pos{Line: 1, Col: 1}, "YAML syntax: %s", strings.TrimPrefix(line, "yaml: "))
+			}
+		}
+		return nil
+	}
+	root := &doc
+	if root.Kind == 0 {
+		c.d.add(spec.Pos{Line: 1, Col: 1}, "the file is empty")
+		return nil
+	}
+	var f fileSpec
+	c.d.addAll(spec.Decode(root, &f))
+
+	t := &Topology{
+		Name:           f.Name,
+		Description:    f.Description,
+		Group:          f.Group,
+		Datasets:       map[string]*Dataset{},
+		CommitInterval: f.Processing.CommitInterval,
+		StartOffset:    f.Processing.StartOffset,
+		MaxPollRecords: f.Processing.MaxPollRecords,
+	}
+	if t.Group == "" && t.Name != "" {
+		t.Group = "streamer-" + t.Name
+	}
+	if f.Processing.CommitInterval <= 0 {
+		t.CommitInterval = defaultCommitInterval
+	}
+	if t.MaxPollRecords <= 0 {
+		t.MaxPollRecords = 10000
+	}
+	c.datasets(t, &f.Datasets)
+	ps := c.pipes(t, &f.Pipes)
+	c.deadLetter(t, f.DeadLetter)
+	c.edges(t, ps)
+	order := c.order(ps)
+	c.build(t, order, f.Defaults.OnError)
+	t.Pipes = order
+	return t
+}
+
+const defaultCommitInterval = 100 * time.Millisecond
+
+func (c *compiler) datasets(t *Topology, n *yaml.Node) {
+	if n.Kind == 0 {
+		return // missing: already reported
+	}
+	if n.Kind != yaml.MappingNode {
+		c.d.add(spec.PosOf(n), "datasets: want a mapping of dataset names to declarations")
+		return
+	}
+	byTopic := map[string]*Dataset{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		name := k.Value
+		if _, dup := t.Datasets[name]; dup {
+			c.d.add(spec.PosOf(k), "dataset %q is declared twice", name)
+			continue
+		}
+		var ds datasetSpec
+		c.d.addAll(spec.Decode(v, &ds))
+		d := &Dataset{
+			Name: name, Description: ds.Description, Topic: ds.Topic,
+			KeyFormat: ds.Key, ValueFormat: ds.Value, Partitions: ds.Partitions, Pos: spec.PosOf(k),
+		}
+		t.Datasets[name] = d
+		if ds.Topic != "" {
+			if other, ok := byTopic[ds.Topic]; ok {
+				c.d.add(spec.PosOf(k), "dataset %q uses topic %q, already used by dataset %q", name, ds.Topic, other.Name)
+			}
+			byTopic[ds.Topic] = d
+		}
+		if ds.Create != nil {
+			if ds.Topic == "" {
+				c.d.add(spec.PosOf(k), "dataset %q has create: but no topic", name)
+			}
+			if ds.Create.Partitions <= 0 {
+				c.d.add(spec.PosOf(v), "dataset %q: create.partitions must be at least 1", name)
+			}
+			if ds.Create.Replication <= 0 {
+				ds.Create.Replication = 1
+			}
+			if ds.Partitions > 0 && ds.Partitions != ds.Create.Partitions {
+				c.d.add(spec.PosOf(v), "dataset %q: partitions %d differs from create.partitions %d", name, ds.Partitions, ds.Create.Partitions)
+			}
+			d.Create = &Create{Partitions: ds.Create.Partitions, Replication: ds.Create.Replication, Config: ds.Create.Config}
+		}
+		var schema []byte
+		if ds.Schema != nil {
+			d.SchemaFile = ds.Schema.Name
+			b, err := fs.ReadFile(c.fsys, path.Clean(filepath.ToSlash(ds.Schema.Name)))
+			if err != nil {
+				c.d.add(ds.Schema.Pos, "schema file: %v", err)
+				continue
+			}
+			schema = b
+		}
+		codec, err := serde.NewFromSchema(d.ValueFormat, schema)
+		if err != nil {
+			pos := spec.PosOf(k)
+			if ds.Schema != nil {
+				pos = ds.Schema.Pos
+			}
+			c.d.add(pos, "dataset %q: %v", name, err)
+			continue
+		}
+		d.Codec = codec
+		d.Schema = codec.Schema()
+	}
+}
+
+func (c *compiler) pipes(t *Topology, n *yaml.Node) []*pipeDecl {
+	if n.Kind == 0 {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		c.d.add(spec.PosOf(n), "pipes: want a mapping of pipe names to pipe blocks")
+		return nil
+	}
+	if len(n.Content) == 0 {
+		c.d.add(spec.PosOf(n), "pipes: the topology has no pipes")
+	}
+	envelope := spec.Keys(reflectPipeSpec)
+	seen := map[string]bool{}
+	var out []*pipeDecl
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if seen[k.Value] {
+			c.d.add(spec.PosOf(k), "pipe %q is declared twice", k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		p := &pipeDecl{Pipe: &Pipe{Name: k.Value, Pos: spec.PosOf(k)}}
+		if v.Kind != yaml.MappingNode {
+			c.d.add(spec.PosOf(v), "pipe %q: want a mapping with from:, to: and a pipe type", k.Value)
+			continue
+		}
+		// Split the block into the envelope keys and the one type key.
+		env := &yaml.Node{Kind: yaml.MappingNode, Line: v.Line, Column: v.Column}
+		var typeKey, typeVal *yaml.Node
+		for j := 0; j+1 < len(v.Content); j += 2 {
+			kk, vv := v.Content[j], v.Content[j+1]
+			if contains(envelope, kk.Value) {
+				env.Content = append(env.Content, kk, vv)
+				continue
+			}
+			if _, ok := pipes.Lookup(kk.Value); !ok {
+				c.d.add(spec.PosOf(kk), "pipe %q: unknown field or pipe type %q%s", k.Value, kk.Value,
+					spec.DidYouMean(kk.Value, append(envelope, pipes.TypeNames()...)))
+				continue
+			}
+			if typeKey != nil {
+				c.d.add(spec.PosOf(kk), "pipe %q has two types, %q and %q: a pipe has exactly one", k.Value, typeKey.Value, kk.Value)
+				continue
+			}
+			typeKey, typeVal = kk, vv
+		}
+		var ps pipeSpec
+		c.d.addAll(spec.Decode(env, &ps))
+		p.Description = ps.Description
+		p.OnError = OnError(ps.OnError)
+		p.from, p.to = ps.From, ps.To
+		if typeKey == nil {
+			c.d.add(spec.PosOf(k), "pipe %q has no type: add one of %s", k.Value, strings.Join(pipes.TypeNames(), ", "))
+			continue
+		}
+		typ, _ := pipes.Lookup(typeKey.Value)
+		p.Type = typ.Name
+		p.typ = typ
+		cfg, errs := typ.Decode(typeVal)
+		c.d.addAll(errs)
+		if len(errs) > 0 {
+			p.bad = true
+		}
+		p.Config = cfg
+		out = append(out, p)
+	}
+	return out
+}
+
+// pipeDecl is a pipe while it is being compiled.
+type pipeDecl struct {
+	*Pipe
+	typ      *pipes.Type
+	from, to []spec.Field
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *compiler) dataset(t *Topology, f spec.Field, what string) *Dataset {
+	if d, ok := t.Datasets[f.Name]; ok {
+		return d
+	}
+	c.d.add(f.Pos, "%s: unknown dataset %q%s", what, f.Name, spec.DidYouMean(f.Name, sortedNames(t.Datasets)))
+	return nil
+}
+
+// edges resolves from: and to: and checks that every dataset has one producer.
+func (c *compiler) edges(t *Topology, ps []*pipeDecl) {
+	for _, p := range ps {
+		for _, f := range p.from {
+			if d := c.dataset(t, f, fmt.Sprintf("pipe %q reads", p.Name)); d != nil {
+				p.Inputs = append(p.Inputs, d)
+				d.Readers = append(d.Readers, p.Pipe)
+			} else {
+				p.bad = true
+			}
+		}
+		for _, f := range p.to {
+			d := c.dataset(t, f, fmt.Sprintf("pipe %q writes", p.Name))
+			if d == nil {
+				p.bad = true
+				continue
+			}
+			if d.Producer != nil {
+				c.d.add(f.Pos, "dataset %q is written by pipes %q and %q: a dataset has exactly one producer", d.Name, d.Producer.Name, p.Name)
+				continue
+			}
+			if d.Topic != "" && d == t.DeadLetter {
+				c.d.add(f.Pos, "pipe %q writes the dead_letter dataset %q: only failing records go there", p.Name, d.Name)
+			}
+			d.Producer = p.Pipe
+			p.Outputs = append(p.Outputs, d)
+		}
+		s := p.typ.Spec
+		switch n := len(p.to); {
+		case n < s.MinOutputs:
+			c.d.add(p.Pos, "pipe %q (%s) writes %d datasets; it needs at least %d in to:", p.Name, p.Type, n, s.MinOutputs)
+		case s.MaxOutputs > 0 && n > s.MaxOutputs:
+			c.d.add(p.Pos, "pipe %q (%s) writes %d datasets; it takes at most %d", p.Name, p.Type, n, s.MaxOutputs)
+		}
+	}
+	for _, name := range sortedNames(t.Datasets) {
+		d := t.Datasets[name]
+		switch {
+		case d == t.DeadLetter:
+		case len(d.Readers) > 0 && d.Producer == nil && d.Topic == "":
+			c.d.add(d.Pos, "dataset %q is read by pipe %q but nothing produces it: give it a topic, or write it from a pipe", d.Name, d.Readers[0].Name)
+		case len(d.Readers) > 0 && d.Producer != nil && d.Topic != "" && d.Create == nil:
+			// A pipe writes a topic that other pipes also read in memory: fine.
+		case d.Producer != nil && len(d.Readers) == 0 && d.Topic == "":
+			c.d.add(d.Pos, "dataset %q is written by pipe %q but neither read by a pipe nor stored in a topic", d.Name, d.Producer.Name)
+		case d.Producer == nil && len(d.Readers) == 0:
+			c.d.warn(d.Pos, "dataset %q is declared but no pipe reads or writes it", d.Name)
+		}
+	}
+}
+
+func (c *compiler) deadLetter(t *Topology, f *spec.Field) {
+	if f == nil {
+		return
+	}
+	d := c.dataset(t, *f, "dead_letter")
+	if d == nil {
+		return
+	}
+	if d.Topic == "" {
+		c.d.add(f.Pos, "dead_letter dataset %q needs a topic", d.Name)
+	}
+	t.DeadLetter = d
+}
+
+// order sorts pipes topologically and reports cycles.
+func (c *compiler) order(ps []*pipeDecl) []*Pipe {
+	indeg := map[*Pipe]int{}
+	byPipe := map[*Pipe]*pipeDecl{}
+	for _, p := range ps {
+		byPipe[p.Pipe] = p
+		for _, in := range p.Inputs {
+			if in.Producer != nil {
+				indeg[p.Pipe]++
+			}
+		}
+	}
+	var queue, out []*Pipe
+	for _, p := range ps { // file order among independent pipes
+		if indeg[p.Pipe] == 0 {
+			queue = append(queue, p.Pipe)
+		}
+	}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		out = append(out, p)
+		for _, o := range p.Outputs {
+			for _, r := range o.Readers {
+				if indeg[r]--; indeg[r] == 0 {
+					queue = append(queue, r)
+				}
+			}
+		}
+	}
+	if len(out) < len(ps) {
+		var cyc []string
+		var first *Pipe
+		for _, p := range ps {
+			if indeg[p.Pipe] > 0 {
+				if first == nil {
+					first = p.Pipe
+				}
+				cyc = append(cyc, p.Name)
+			}
+		}
+		c.d.add(first.Pos, "the pipes %s form a cycle: a topology must be a DAG", strings.Join(quote(cyc), ", "))
+		for _, p := range ps {
+			if indeg[p.Pipe] > 0 {
+				out = append(out, p.Pipe)
+			}
+		}
+	}
+	return out
+}
+
+func quote(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strconv.Quote(s)
+	}
+	return out
+}
+
+// build runs every constructor once, in DAG order, so config and expression
+// errors surface now, and derives the schemas of in-memory datasets.
+func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
+	for _, p := range order {
+		if p.OnError == "" {
+			p.OnError = OnError(defaultOnError)
+		}
+		if p.OnError == "" {
+			p.OnError = Fail
+			if t.DeadLetter != nil {
+				p.OnError = DeadLetter
+			}
+		}
+		if p.OnError == DeadLetter && t.DeadLetter == nil {
+			c.d.add(p.Pos, "pipe %q sends failures to the dead-letter dataset, but the topology has no dead_letter: declare one, or set on_error to skip or fail", p.Name)
+		}
+		if p.bad || len(p.Inputs) == 0 {
+			continue // decode errors or unknown datasets: already reported
+		}
+		pipe, err := p.Config.New(p.Env(-1))
+		if err != nil {
+			for _, e := range spec.Flatten(err, p.Pos) {
+				c.d.add(e.Pos, "pipe %q: %s", p.Name, e.Msg)
+			}
+			continue
+		}
+		sd, ok := pipe.(pipes.SchemaDeriver)
+		for i, o := range p.Outputs {
+			if o.Schema == nil && ok {
+				o.Schema = sd.OutputSchema(i)
+			}
+		}
+		if cl, ok := pipe.(pipes.Closer); ok {
+			_ = cl.Close()
+		}
+	}
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

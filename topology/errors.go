@@ -1,0 +1,96 @@
+package topology
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/streamerio/streamer/internal/spec"
+)
+
+// Diagnostic is one problem found in a topology file.
+type Diagnostic struct {
+	File    string
+	Line    int
+	Col     int
+	Msg     string
+	Warning bool
+}
+
+func (d Diagnostic) String() string {
+	sev := ""
+	if d.Warning {
+		sev = "warning: "
+	}
+	if d.Line == 0 {
+		return fmt.Sprintf("%s: %s%s", d.File, sev, d.Msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s%s", d.File, d.Line, d.Col, sev, d.Msg)
+}
+
+// Error is returned when a topology has errors. It holds all of them, and
+// the warnings, sorted by position.
+type Error struct {
+	Diagnostics []Diagnostic
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	n := 0
+	for _, d := range e.Diagnostics {
+		if d.Warning {
+			continue
+		}
+		if n > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(d.String())
+		n++
+	}
+	return b.String()
+}
+
+type diags struct {
+	file string
+	list []Diagnostic
+}
+
+func (d *diags) add(pos spec.Pos, format string, args ...any) {
+	d.list = append(d.list, Diagnostic{File: d.file, Line: pos.Line, Col: pos.Col, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *diags) warn(pos spec.Pos, format string, args ...any) {
+	d.list = append(d.list, Diagnostic{File: d.file, Line: pos.Line, Col: pos.Col, Msg: fmt.Sprintf(format, args...), Warning: true})
+}
+
+func (d *diags) addAll(errs []*spec.Error) {
+	for _, e := range errs {
+		d.add(e.Pos, "%s", e.Msg)
+	}
+}
+
+func (d *diags) failed() bool {
+	for _, x := range d.list {
+		if !x.Warning {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *diags) sorted() []Diagnostic {
+	out := append([]Diagnostic(nil), d.list...)
+	// stable insertion sort by position: lists are short
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && less(out[j], out[j-1]); j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+func less(a, b Diagnostic) bool {
+	if a.Line != b.Line {
+		return a.Line < b.Line
+	}
+	return a.Col < b.Col
+}

@@ -1,0 +1,162 @@
+package topology
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Formats accepted by WritePlan.
+var PlanFormats = []string{"text", "dot", "mermaid"}
+
+// WritePlan writes the compiled DAG in a format: text (for people), dot
+// (Graphviz) or mermaid. replica is used to show the transactional id.
+func (t *Topology) WritePlan(w io.Writer, format, replica string) error {
+	switch format {
+	case "text", "":
+		return t.planText(w, replica)
+	case "dot":
+		return t.planDot(w)
+	case "mermaid":
+		return t.planMermaid(w)
+	}
+	return fmt.Errorf("unknown plan format %q (want one of %s)", format, strings.Join(PlanFormats, ", "))
+}
+
+func (t *Topology) planText(w io.Writer, replica string) error {
+	p := &printer{w: w}
+	p.f("topology        %s\n", t.Name)
+	if t.Description != "" {
+		p.f("description     %s\n", t.Description)
+	}
+	p.f("consumer group  %s\n", t.Group)
+	p.f("transactional id %s (one per replica: <group>-<replica id>)\n", t.TransactionalID(replica))
+	p.f("commit interval %s, start offset %s, read_committed\n", t.CommitInterval, t.StartOffset)
+	p.f("\ntopics read     %s\n", list(t.TopicsRead()))
+	p.f("topics written  %s\n", list(t.TopicsWritten()))
+	var created []string
+	for _, d := range t.Owned() {
+		created = append(created, fmt.Sprintf("%s (%d partitions, replication %d)", d.Topic, d.Create.Partitions, d.Create.Replication))
+	}
+	p.f("topics created  %s (if missing)\n", list(created))
+	if t.DeadLetter != nil {
+		p.f("dead letters    %s → %s\n", t.DeadLetter.Name, t.DeadLetter.Topic)
+	}
+	p.f("\nDAG, in processing order:\n")
+	for _, pp := range t.Pipes {
+		p.f("  %-16s %-8s %s → %s  (on_error: %s)\n", pp.Name, pp.Type, datasets(pp.Inputs), datasets(pp.Outputs), pp.OnError)
+	}
+	p.f("\ndatasets:\n")
+	for _, name := range sortedNames(t.Datasets) {
+		d := t.Datasets[name]
+		where := "in memory"
+		switch {
+		case d.IsSource():
+			where = "source topic " + d.Topic
+		case d.Topic != "":
+			where = "topic " + d.Topic
+		}
+		schema := "no schema"
+		if d.SchemaFile != "" {
+			schema = "schema " + d.SchemaFile
+		} else if d.Schema != nil {
+			schema = "schema derived"
+		}
+		p.f("  %-16s %-28s key %s, value %s, %s\n", d.Name, where, d.KeyFormat, d.ValueFormat, schema)
+	}
+	for _, wd := range t.Warnings {
+		p.f("\n%s", wd)
+	}
+	return p.err
+}
+
+func (t *Topology) planDot(w io.Writer) error {
+	p := &printer{w: w}
+	p.f("digraph %q {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n", t.Name)
+	for _, name := range sortedNames(t.Datasets) {
+		d := t.Datasets[name]
+		label := d.Name
+		shape := "note"
+		if d.Topic != "" {
+			label += "\\n(" + d.Topic + ")"
+			shape = "cylinder"
+		}
+		p.f("  %q [shape=%s, label=%q];\n", "ds:"+d.Name, shape, label)
+	}
+	for _, pp := range t.Pipes {
+		p.f("  %q [shape=box, style=rounded, label=%q];\n", "pipe:"+pp.Name, pp.Name+"\\n"+pp.Type)
+		for _, in := range pp.Inputs {
+			p.f("  %q -> %q;\n", "ds:"+in.Name, "pipe:"+pp.Name)
+		}
+		for _, o := range pp.Outputs {
+			p.f("  %q -> %q;\n", "pipe:"+pp.Name, "ds:"+o.Name)
+		}
+		if pp.OnError == DeadLetter && t.DeadLetter != nil {
+			p.f("  %q -> %q [style=dashed, label=\"errors\"];\n", "pipe:"+pp.Name, "ds:"+t.DeadLetter.Name)
+		}
+	}
+	p.f("}\n")
+	return p.err
+}
+
+func (t *Topology) planMermaid(w io.Writer) error {
+	p := &printer{w: w}
+	id := map[string]string{}
+	n := 0
+	node := func(key string) string {
+		if v, ok := id[key]; ok {
+			return v
+		}
+		n++
+		id[key] = fmt.Sprintf("n%d", n)
+		return id[key]
+	}
+	p.f("flowchart LR\n")
+	for _, name := range sortedNames(t.Datasets) {
+		d := t.Datasets[name]
+		if d.Topic != "" {
+			p.f("  %s[(\"%s<br/>%s\")]\n", node("ds:"+d.Name), d.Name, d.Topic)
+		} else {
+			p.f("  %s[\"%s\"]\n", node("ds:"+d.Name), d.Name)
+		}
+	}
+	for _, pp := range t.Pipes {
+		p.f("  %s([\"%s<br/>%s\"])\n", node("pipe:"+pp.Name), pp.Name, pp.Type)
+		for _, in := range pp.Inputs {
+			p.f("  %s --> %s\n", node("ds:"+in.Name), node("pipe:"+pp.Name))
+		}
+		for _, o := range pp.Outputs {
+			p.f("  %s --> %s\n", node("pipe:"+pp.Name), node("ds:"+o.Name))
+		}
+		if pp.OnError == DeadLetter && t.DeadLetter != nil {
+			p.f("  %s -. errors .-> %s\n", node("pipe:"+pp.Name), node("ds:"+t.DeadLetter.Name))
+		}
+	}
+	return p.err
+}
+
+type printer struct {
+	w   io.Writer
+	err error
+}
+
+func (p *printer) f(format string, args ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, args...)
+	}
+}
+
+func list(ss []string) string {
+	if len(ss) == 0 {
+		return "-"
+	}
+	return strings.Join(ss, ", ")
+}
+
+func datasets(ds []*Dataset) string {
+	names := make([]string, len(ds))
+	for i, d := range ds {
+		names[i] = d.Name
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,176 @@
+// Package topology parses, validates and compiles topology files.
+//
+// A topology file declares datasets (the contracts: where data lives, its
+// formats and schema) and pipes (units of computation that read and write
+// datasets by name). Compile builds the DAG and checks it. The rules are:
+//
+//   - every key is known to the format (misspellings get a suggestion), and
+//     every pipe names exactly one registered pipe type;
+//   - every dataset a pipe reads has exactly one producer: a Kafka topic
+//     (a source) or one pipe;
+//   - a dataset written by a pipe is read by another pipe or stored in a topic;
+//   - two datasets never share a topic;
+//   - the pipes form no cycle;
+//   - every pipe's config decodes, and its expressions compile against the
+//     schemas of its inputs where those are known (declared, or derived by
+//     the pipes upstream);
+//   - a pipe whose on_error is dlq has a dead_letter dataset to write to,
+//     and that dataset has a topic and is not read or written by pipes;
+//   - schema files exist and parse; avro datasets have one.
+//
+// Every violation is reported as file:line:col, all of them at once.
+package topology
+
+import (
+	"time"
+
+	"github.com/streamerio/streamer/internal/spec"
+	"github.com/streamerio/streamer/pipes"
+	"github.com/streamerio/streamer/serde"
+)
+
+// OnError is what happens to a record that a pipe fails on.
+type OnError string
+
+// The on_error policies.
+const (
+	DeadLetter OnError = "dlq"
+	Skip       OnError = "skip"
+	Fail       OnError = "fail"
+)
+
+// Topology is a compiled topology, ready to run.
+type Topology struct {
+	Name        string
+	Description string
+	// File is the path the topology was read from.
+	File string
+	// Group is the consumer group of the replicas.
+	Group string
+	// Datasets by name.
+	Datasets map[string]*Dataset
+	// Pipes in topological order: a pipe comes after every pipe it reads from.
+	Pipes []*Pipe
+	// DeadLetter is the dataset that failing records go to, or nil.
+	DeadLetter *Dataset
+	// CommitInterval bounds how long a transaction stays open.
+	CommitInterval time.Duration
+	// StartOffset is where a new group starts: "earliest" or "latest".
+	StartOffset string
+	// MaxPollRecords bounds the records taken per poll.
+	MaxPollRecords int
+	// Warnings found while compiling; they do not stop a run.
+	Warnings []Diagnostic
+}
+
+// Dataset is a compiled dataset declaration.
+type Dataset struct {
+	Name        string
+	Description string
+	Topic       string
+	KeyFormat   string
+	ValueFormat string
+	SchemaFile  string
+	// Codec encodes and decodes the values.
+	Codec serde.Codec
+	// Schema is the declared schema, or the one derived by its producer,
+	// or nil when unknown.
+	Schema *pipes.Schema
+	// Partitions is the expected partition count, 0 if not declared.
+	Partitions int
+	// Create, when set, says the job owns the topic and creates it.
+	Create *Create
+	// Producer is the pipe that writes the dataset; nil for a source.
+	Producer *Pipe
+	// Readers are the pipes that read it.
+	Readers []*Pipe
+	Pos     spec.Pos
+}
+
+// Create holds the settings of a topic the job creates.
+type Create struct {
+	Partitions  int
+	Replication int
+	Config      map[string]string
+}
+
+// IsSource reports whether records of d are consumed from Kafka.
+func (d *Dataset) IsSource() bool { return d.Producer == nil && d.Topic != "" && len(d.Readers) > 0 }
+
+// IsSink reports whether records of d are produced to Kafka by a pipe.
+func (d *Dataset) IsSink() bool { return d.Producer != nil && d.Topic != "" }
+
+// Pipe is a compiled pipe.
+type Pipe struct {
+	Name        string
+	Type        string
+	Description string
+	Inputs      []*Dataset
+	Outputs     []*Dataset
+	OnError     OnError
+	// Config is the decoded type config; Config.New builds the pipe.
+	Config pipes.Config
+	Pos    spec.Pos
+	bad    bool // its config or datasets did not resolve; not built
+}
+
+// Env returns the constructor environment of the pipe for a partition (-1
+// when only validating).
+func (p *Pipe) Env(partition int32) *pipes.Env {
+	env := &pipes.Env{Pipe: p.Name, Partition: partition}
+	for _, d := range p.Inputs {
+		env.Inputs = append(env.Inputs, pipes.Port{Dataset: d.Name, Schema: d.Schema})
+	}
+	for _, d := range p.Outputs {
+		env.Outputs = append(env.Outputs, pipes.Port{Dataset: d.Name, Schema: d.Schema})
+	}
+	return env
+}
+
+// Sources returns the datasets consumed from Kafka, sorted by name.
+func (t *Topology) Sources() []*Dataset { return t.filter((*Dataset).IsSource) }
+
+// Sinks returns the datasets produced to Kafka by pipes, sorted by name.
+func (t *Topology) Sinks() []*Dataset { return t.filter((*Dataset).IsSink) }
+
+// Owned returns the datasets whose topics the job creates, sorted by name.
+func (t *Topology) Owned() []*Dataset {
+	return t.filter(func(d *Dataset) bool { return d.Create != nil })
+}
+
+func (t *Topology) filter(keep func(*Dataset) bool) []*Dataset {
+	var out []*Dataset
+	for _, name := range sortedNames(t.Datasets) {
+		if d := t.Datasets[name]; keep(d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// TopicsRead returns the source topics.
+func (t *Topology) TopicsRead() []string { return topics(t.Sources()) }
+
+// TopicsWritten returns the topics the job produces to, dead letters included.
+func (t *Topology) TopicsWritten() []string {
+	ds := t.Sinks()
+	if t.DeadLetter != nil {
+		ds = append(ds, t.DeadLetter)
+	}
+	return topics(ds)
+}
+
+func topics(ds []*Dataset) []string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.Topic)
+	}
+	return out
+}
+
+// TransactionalID returns the transactional id of one replica. Each replica
+// needs its own; a restarted replica should reuse its id, so that its
+// predecessor's open transaction is fenced and aborted at once.
+func (t *Topology) TransactionalID(replica string) string {
+	return t.Group + "-" + replica
+}
