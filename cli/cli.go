@@ -171,11 +171,6 @@ func (g *globals) load(file string) (*topology.Topology, error) {
 	if err != nil {
 		var te *topology.Error
 		if errors.As(err, &te) {
-			for _, d := range te.Diagnostics {
-				if d.Warning {
-					fmt.Fprintln(g.stderr, d)
-				}
-			}
 			return nil, err
 		}
 		return nil, &exitError{code: ExitUsage, err: err}

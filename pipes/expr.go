@@ -60,7 +60,7 @@ func CompileExpr(x Expr, s *Schema, opts ...ExprOption) (*Program, error) {
 	}
 	prog, err := expr.Compile(x.Src, eo...)
 	if err != nil {
-		return nil, exprError(x, err)
+		return nil, exprError(x, err, s)
 	}
 	p := &Program{src: x, prog: prog}
 	if t := prog.Node().Type(); t != nil && t.Kind() != reflect.Interface {
@@ -70,7 +70,7 @@ func CompileExpr(x Expr, s *Schema, opts ...ExprOption) (*Program, error) {
 }
 
 // exprError maps an error inside an expression to its position in the file.
-func exprError(x Expr, err error) error {
+func exprError(x Expr, err error, s *Schema) error {
 	var fe *file.Error
 	if !errors.As(err, &fe) {
 		return spec.Errorf(x.Pos, "expression %q: %v", x.Src, err)
@@ -82,7 +82,11 @@ func exprError(x Expr, err error) error {
 		pos.Line += fe.Line - 1
 		pos.Col = fe.Column + 1
 	}
-	return spec.Errorf(pos, "in expression %q: %s", x.Src, fe.Message)
+	msg := fe.Message
+	if name, ok := strings.CutPrefix(msg, "unknown name "); ok {
+		msg += spec.DidYouMean(name, s.Names())
+	}
+	return spec.Errorf(pos, "in expression %q: %s", x.Src, msg)
 }
 
 // Source returns the expression as written.

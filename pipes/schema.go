@@ -118,10 +118,9 @@ func (s *Schema) exprType() types.Map {
 	return m
 }
 
+// A nullable field keeps its type: the checker still catches "name * 2" on a
+// string, and "x == nil" or "x ?? 0" are allowed on any type.
 func (f SchemaField) exprType() types.Type {
-	if f.Nullable {
-		return types.Any
-	}
 	switch f.Kind {
 	case Struct:
 		if f.Fields != nil {

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -12,7 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	goccy "github.com/goccy/go-yaml"
+	goccyparser "github.com/goccy/go-yaml/parser"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/streamerio/streamer/internal/spec"
 	"github.com/streamerio/streamer/pipes"
@@ -47,21 +50,25 @@ type compiler struct {
 	fsys fs.FS
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
 
 func (c *compiler) compile(src []byte) *Topology {
+	// go-yaml (goccy) reports syntax errors with line and column; yaml.v3,
+	// which builds the node tree below, gives only a line, often the wrong one.
+	if _, err := goccyparser.ParseBytes(src, 0); err != nil {
+		var se *goccy.SyntaxError
+		if errors.As(err, &se) && se.Token != nil {
+			c.d.add(spec.Pos{Line: se.Token.Position.Line, Col: se.Token.Position.Column}, "YAML syntax: %s", se.Message)
+			return nil
+		}
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
-		// yaml.v3 reports syntax errors with a line but no column.
-		for _, line := range strings.Split(strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n"), "\n") {
-			line = strings.TrimSpace(line)
-			if m := yamlLine.FindStringSubmatch(line); m != nil {
-				n, _ := strconv.Atoi(m[1])
-				c.d.add(spec.Pos{Line: n, Col: 1}, "YAML syntax: %s", m[2])
-			} else {
-				c.d.add(spec.Pos{Line: 1, Col: 1}, "YAML syntax: %s", strings.TrimPrefix(line, "yaml: "))
-			}
+		line := 1
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			line, _ = strconv.Atoi(m[1])
 		}
+		c.d.add(spec.Pos{Line: line, Col: 1}, "YAML syntax: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 		return nil
 	}
 	root := &doc
@@ -359,32 +366,72 @@ func (c *compiler) order(ps []*pipeDecl) []*Pipe {
 		}
 	}
 	if len(out) < len(ps) {
-		var cyc []string
-		var first *Pipe
+		left := map[*Pipe]bool{}
 		for _, p := range ps {
 			if indeg[p.Pipe] > 0 {
-				if first == nil {
-					first = p.Pipe
-				}
-				cyc = append(cyc, p.Name)
-			}
-		}
-		c.d.add(first.Pos, "the pipes %s form a cycle: a topology must be a DAG", strings.Join(quote(cyc), ", "))
-		for _, p := range ps {
-			if indeg[p.Pipe] > 0 {
+				left[p.Pipe] = true
 				out = append(out, p.Pipe)
 			}
 		}
+		cyc := findCycle(ps, left)
+		c.d.add(cyc[0].Pos, "the pipes form a cycle, %s: a topology must be a DAG", cycleString(cyc))
 	}
 	return out
 }
 
-func quote(ss []string) []string {
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = strconv.Quote(s)
+// findCycle returns the pipes of one cycle among those Kahn's sort could not
+// order (which also holds pipes merely downstream of a cycle).
+func findCycle(ps []*pipeDecl, left map[*Pipe]bool) []*Pipe {
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := map[*Pipe]int{}
+	var path []*Pipe
+	var visit func(p *Pipe) []*Pipe
+	visit = func(p *Pipe) []*Pipe {
+		state[p] = onPath
+		path = append(path, p)
+		for _, o := range p.Outputs {
+			for _, r := range o.Readers {
+				if !left[r] {
+					continue
+				}
+				switch state[r] {
+				case onPath:
+					for i, q := range path {
+						if q == r {
+							return append([]*Pipe(nil), path[i:]...)
+						}
+					}
+				case unseen:
+					if c := visit(r); c != nil {
+						return c
+					}
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		state[p] = done
+		return nil
 	}
-	return out
+	for _, p := range ps {
+		if left[p.Pipe] && state[p.Pipe] == unseen {
+			if c := visit(p.Pipe); c != nil {
+				return c
+			}
+		}
+	}
+	return nil // unreachable: Kahn's sort left pipes only because of a cycle
+}
+
+func cycleString(cyc []*Pipe) string {
+	var b strings.Builder
+	for _, p := range cyc {
+		b.WriteString(strconv.Quote(p.Name) + " → ")
+	}
+	return b.String() + strconv.Quote(cyc[0].Name)
 }
 
 // build runs every constructor once, in DAG order, so config and expression

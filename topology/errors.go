@@ -28,25 +28,17 @@ func (d Diagnostic) String() string {
 }
 
 // Error is returned when a topology has errors. It holds all of them, and
-// the warnings, sorted by position.
+// the warnings, sorted by position; its message has one line each.
 type Error struct {
 	Diagnostics []Diagnostic
 }
 
 func (e *Error) Error() string {
-	var b strings.Builder
-	n := 0
-	for _, d := range e.Diagnostics {
-		if d.Warning {
-			continue
-		}
-		if n > 0 {
-			b.WriteByte('\n')
-		}
-		b.WriteString(d.String())
-		n++
+	lines := make([]string, len(e.Diagnostics))
+	for i, d := range e.Diagnostics {
+		lines[i] = d.String()
 	}
-	return b.String()
+	return strings.Join(lines, "\n")
 }
 
 type diags struct {

@@ -3,7 +3,7 @@ package topology
 import (
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/streamerio/streamer/internal/spec"
 )

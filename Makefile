@@ -1,0 +1,33 @@
+# make test: everything CI runs. It fetches and starts a real Kafka broker
+# (scripts/kafka/kafka.sh), runs the unit and integration tests, and stops it.
+GO ?= go
+BROKERS ?= 127.0.0.1:9092
+
+.PHONY: test unit integration lint build demo bench schema examples-test
+
+test: lint unit integration
+
+build:
+	$(GO) build -o bin/streamer ./cmd/streamer
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run ./cmd/streamer validate examples/*/topology.yaml
+	$(GO) run ./cmd/streamer schema | diff -u topology.schema.json - || (echo "topology.schema.json is stale: run make schema"; exit 1)
+
+unit:
+	$(GO) test -count=1 ./...
+
+integration:
+	scripts/with-kafka.sh env STREAMER_INTEGRATION=1 STREAMER_BROKERS=$(BROKERS) \
+		$(GO) test -count=1 -v -timeout 30m ./integration/
+
+schema:
+	$(GO) run ./cmd/streamer schema -o topology.schema.json
+
+demo:
+	$(GO) run ./cmd/streamer demo
+
+bench:
+	scripts/with-kafka.sh $(GO) run ./bench -brokers $(BROKERS)

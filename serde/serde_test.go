@@ -1,0 +1,201 @@
+package serde_test
+
+import (
+	"bytes"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/streamerio/streamer/pipes"
+	"github.com/streamerio/streamer/serde"
+)
+
+func avroCodec(t testing.TB) serde.Codec {
+	t.Helper()
+	c, err := serde.New("avro", "testdata/order.avsc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestAvroRoundTrip checks that plain values (as pipes and expressions see
+// them) survive encode and decode, unions included.
+func TestAvroRoundTrip(t *testing.T) {
+	c := avroCodec(t)
+	tests := []map[string]any{
+		{
+			"order_id": "o-1", "amount": 12.5, "qty": int64(3), "note": "gift", "status": "PAID",
+			"address": map[string]any{"city": "Berlin", "zip": int32(10115)},
+			"tags":    []any{"a", nil}, "attrs": map[string]any{"n": int64(1), "s": "x"},
+		},
+		{
+			"order_id": "o-2", "amount": 0.0, "qty": int64(0), "note": nil, "status": "NEW",
+			"address": nil, "tags": []any{}, "attrs": map[string]any{},
+		},
+	}
+	for _, v := range tests {
+		b, err := c.AppendEncode(nil, v)
+		if err != nil {
+			t.Fatalf("encode %v: %v", v, err)
+		}
+		got, err := c.Decode(b)
+		if err != nil {
+			t.Fatalf("decode: %v", err)
+		}
+		if !reflect.DeepEqual(got, v) {
+			t.Errorf("round trip\n got %#v\nwant %#v", got, v)
+		}
+	}
+}
+
+// TestAvroFromJSONNumbers checks that float64 numbers from a JSON source
+// encode into long and int fields when whole, and fail clearly when not.
+func TestAvroFromJSONNumbers(t *testing.T) {
+	c := avroCodec(t)
+	v := map[string]any{"order_id": "o", "amount": 1.0, "qty": float64(7), "status": "NEW",
+		"address": map[string]any{"city": "x", "zip": float64(5)}, "tags": []any{}, "attrs": map[string]any{"n": float64(2)}}
+	b, err := c.AppendEncode(nil, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := c.Decode(b)
+	if q := got.(map[string]any)["qty"]; q != int64(7) {
+		t.Errorf("qty = %#v", q)
+	}
+	v["qty"] = 7.5
+	if _, err := c.AppendEncode(nil, v); err == nil || !strings.Contains(err.Error(), "lose precision") {
+		t.Errorf("fractional long: %v", err)
+	}
+}
+
+func TestAvroSchema(t *testing.T) {
+	s := avroCodec(t).Schema()
+	want := map[string]pipes.Kind{"order_id": pipes.String, "amount": pipes.Float64, "qty": pipes.Int64,
+		"note": pipes.String, "status": pipes.String, "address": pipes.Struct, "tags": pipes.Array, "attrs": pipes.Map}
+	for _, f := range s.Fields {
+		if want[f.Name] != f.Kind {
+			t.Errorf("field %s kind %v, want %v", f.Name, f.Kind, want[f.Name])
+		}
+	}
+	if f, _ := s.Field("note"); !f.Nullable {
+		t.Error("note should be nullable")
+	}
+	if f, _ := s.Field("address"); f.Fields == nil || f.Fields.Names()[0] != "city" {
+		t.Errorf("address fields %v", f.Fields)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	good, err := avroCodec(t).AppendEncode(nil, map[string]any{"order_id": "o", "amount": 1.0, "qty": int64(1),
+		"status": "NEW", "tags": []any{}, "attrs": map[string]any{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		format, schema string
+		in             []byte
+		want           string
+	}{
+		{"json", "", []byte(`{"a":`), "json:"},
+		{"json", "", []byte(``), "json:"},
+		{"avro", "testdata/order.avsc", good[:len(good)-2], "avro:"},
+		{"avro", "testdata/order.avsc", append(append([]byte{}, good...), 0), "trailing bytes"},
+	}
+	for _, tt := range tests {
+		c, err := serde.New(tt.format, tt.schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Decode(tt.in); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s decode of %q: %v, want %q", tt.format, tt.in, err, tt.want)
+		}
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	tests := []struct{ format, schema, want string }{
+		{"avro", "", "needs a schema"},
+		{"xml", "", "unknown format"},
+	}
+	for _, tt := range tests {
+		if _, err := serde.NewFromSchema(tt.format, []byte(tt.schema)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v", tt.format, err)
+		}
+	}
+	if _, err := serde.NewFromSchema("avro", []byte(`{"type":"record"}`)); err == nil {
+		t.Error("bad avro schema accepted")
+	}
+	if _, err := serde.NewFromSchema("json", []byte(`[1]`)); err == nil {
+		t.Error("bad json schema accepted")
+	}
+}
+
+func TestJSONSchemaFields(t *testing.T) {
+	b, _ := os.ReadFile("../examples/enrichment/schemas/order.json")
+	c, err := serde.NewFromSchema("json", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Schema()
+	if f, ok := s.Field("amount"); !ok || f.Kind != pipes.Float64 || f.Nullable {
+		t.Errorf("amount: %+v", f)
+	}
+	if f, ok := s.Field("debug"); !ok || !f.Nullable || f.Kind != pipes.String {
+		t.Errorf("debug: %+v", f)
+	}
+}
+
+func TestStringBytes(t *testing.T) {
+	for _, f := range []string{"string", "bytes"} {
+		c, _ := serde.NewFromSchema(f, nil)
+		v, _ := c.Decode([]byte("héllo"))
+		b, err := c.AppendEncode([]byte("x"), v)
+		if err != nil || !bytes.Equal(b, []byte("xhéllo")) {
+			t.Errorf("%s: %q %v", f, b, err)
+		}
+	}
+}
+
+func FuzzAvroDecode(f *testing.F) {
+	c := avroCodec(f)
+	seed, _ := c.AppendEncode(nil, map[string]any{"order_id": "o", "amount": 1.0, "qty": int64(1),
+		"status": "NEW", "tags": []any{"t"}, "attrs": map[string]any{"a": "b"}})
+	f.Add(seed)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := c.Decode(b)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must encode back to the same bytes.
+		out, err := c.AppendEncode(nil, v)
+		if err != nil {
+			t.Fatalf("decoded %#v but cannot encode it: %v", v, err)
+		}
+		if !bytes.Equal(out, b) {
+			t.Fatalf("re-encoding changed the bytes: %x vs %x", out, b)
+		}
+	})
+}
+
+func FuzzJSONDecode(f *testing.F) {
+	c, _ := serde.NewFromSchema("json", nil)
+	f.Add([]byte(`{"a":1,"b":[true,null,"x"],"c":{"d":1.5}}`))
+	f.Add([]byte(`"s"`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := c.Decode(b)
+		if err != nil {
+			return
+		}
+		out, err := c.AppendEncode(nil, v)
+		if err != nil {
+			t.Fatalf("decoded %#v but cannot encode it: %v", v, err)
+		}
+		v2, err := c.Decode(out)
+		if err != nil || !reflect.DeepEqual(v, v2) {
+			t.Fatalf("round trip changed %#v to %#v (%v)", v, v2, err)
+		}
+	})
+}
