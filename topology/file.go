@@ -11,14 +11,14 @@ import (
 // fileSpec is the top level of a topology file. The struct tags are the
 // format's reference: they drive decoding, lint and the JSON Schema.
 type fileSpec struct {
-	Name        string     `yaml:"name" required:"true" doc:"Name of the topology. The consumer group defaults to streamer-<name>."`
-	Description string     `yaml:"description" doc:"What the topology does, for people."`
-	Group       string     `yaml:"group" doc:"Kafka consumer group the replicas join. Default: streamer-<name>."`
+	Name        string      `yaml:"name" required:"true" doc:"Name of the topology. The consumer group defaults to streamer-<name>."`
+	Description string      `yaml:"description" doc:"What the topology does, for people."`
+	Group       string      `yaml:"group" doc:"Kafka consumer group the replicas join. Default: streamer-<name>."`
 	DeadLetter  *spec.Field `yaml:"dead_letter" doc:"Dataset that receives records that fail, with headers saying why and where from."`
-	Defaults    defaults   `yaml:"defaults" doc:"Settings every pipe inherits."`
-	Processing  processing `yaml:"processing" doc:"How replicas consume and commit."`
-	Datasets    yaml.Node  `yaml:"datasets" required:"true" doc:"The declared datasets: the contracts between pipes."`
-	Pipes       yaml.Node  `yaml:"pipes" required:"true" doc:"The pipes, by name, in any order; the DAG comes from their from: and to: lists."`
+	Defaults    defaults    `yaml:"defaults" doc:"Settings every pipe inherits."`
+	Processing  processing  `yaml:"processing" doc:"How replicas consume and commit."`
+	Datasets    yaml.Node   `yaml:"datasets" required:"true" doc:"The declared datasets: the contracts between pipes."`
+	Pipes       yaml.Node   `yaml:"pipes" required:"true" doc:"The pipes, by name, in any order; the DAG comes from their from: and to: lists."`
 }
 
 type defaults struct {

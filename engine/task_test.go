@@ -1,0 +1,197 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamerio/streamer/engine"
+	"github.com/streamerio/streamer/topology"
+)
+
+func compile(t testing.TB, src string) *topology.Topology {
+	t.Helper()
+	top, err := topology.Compile("t.yaml", []byte(src), fstest.MapFS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return top
+}
+
+const fanout = `
+name: fanout
+dead_letter: dlq
+datasets:
+  in:  {topic: in}
+  mid: {}
+  a:   {topic: a}
+  b:   {topic: b}
+  dlq: {topic: dlq, value: bytes}
+pipes:
+  keep:
+    from: in
+    to: mid
+    filter: {when: "n > 0"}
+  first:
+    from: mid
+    to: a
+    map: {compute: {n: n * 10}}
+  second:
+    from: mid
+    to: b
+    map: {set: {seen: true}}
+`
+
+func kr(offset int64, value string) *kgo.Record {
+	return &kgo.Record{Topic: "in", Partition: 2, Offset: offset, Key: []byte("k"), Value: []byte(value),
+		Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}}
+}
+
+type sink struct{ recs []*kgo.Record }
+
+func (s *sink) emit(r *kgo.Record) { s.recs = append(s.recs, r) }
+
+func (s *sink) topic(name string) []string {
+	var out []string
+	for _, r := range s.recs {
+		if r.Topic == name {
+			out = append(out, string(r.Value))
+		}
+	}
+	return out
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func TestTaskFanOutAndDeadLetters(t *testing.T) {
+	top := compile(t, fanout)
+	task, err := engine.NewTask(top, "in", 2, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer task.Close()
+	var s sink
+	in := []*kgo.Record{kr(10, `{"n":1}`), kr(11, `{"n":0}`), kr(12, `{"n":`), kr(13, `{"n":"x"}`), kr(14, `{"n":2}`)}
+	if err := task.Process(context.Background(), in, s.emit); err != nil {
+		t.Fatal(err)
+	}
+	// Each reader of mid sees the records as keep emitted them: first's
+	// change to n must not leak into second's output.
+	if got, want := strings.Join(s.topic("a"), " "), `{"n":10} {"n":20}`; got != want {
+		t.Errorf("a: %s, want %s", got, want)
+	}
+	if got, want := strings.Join(s.topic("b"), " "), `{"n":1,"seen":true} {"n":2,"seen":true}`; got != want {
+		t.Errorf("b: %s, want %s", got, want)
+	}
+	var dlq []*kgo.Record
+	for _, r := range s.recs {
+		if r.Topic == "dlq" {
+			dlq = append(dlq, r)
+		}
+	}
+	if len(dlq) != 2 {
+		t.Fatalf("dead letters: %d, want 2", len(dlq))
+	}
+	wants := []map[string]string{
+		{"streamer.stage": "decode", "streamer.pipe": "keep", "streamer.source.offset": "12"},
+		{"streamer.stage": "process", "streamer.pipe": "keep", "streamer.source.offset": "13"},
+	}
+	for i, w := range wants {
+		r := dlq[i]
+		for k, v := range w {
+			if got := header(r, k); got != v {
+				t.Errorf("dead letter %d header %s = %q, want %q", i, k, got, v)
+			}
+		}
+		if header(r, "streamer.source.topic") != "in" || header(r, "streamer.source.partition") != "2" || header(r, "trace") != "t1" {
+			t.Errorf("dead letter %d headers %v", i, r.Headers)
+		}
+		if header(r, "streamer.error") == "" || string(r.Value) != string(in[2+i].Value) || string(r.Key) != "k" {
+			t.Errorf("dead letter %d: value %q, error %q", i, r.Value, header(r, "streamer.error"))
+		}
+	}
+	// Outputs keep the input's headers.
+	for _, r := range s.recs {
+		if r.Topic == "a" && header(r, "trace") != "t1" {
+			t.Errorf("output lost headers: %v", r.Headers)
+		}
+	}
+}
+
+func TestTaskOnError(t *testing.T) {
+	const src = `
+name: policy
+datasets:
+  in:  {topic: in}
+  out: {topic: out}
+pipes:
+  keep:
+    from: in
+    to: out
+    on_error: %s
+    filter: {when: "n > 0"}
+`
+	for _, tt := range []struct {
+		policy  string
+		wantErr bool
+		out     int
+	}{{"skip", false, 1}, {"fail", true, 0}} {
+		t.Run(tt.policy, func(t *testing.T) {
+			top := compile(t, strings.Replace(src, "%s", tt.policy, 1))
+			stats := engine.NewStats()
+			task, err := engine.NewTask(top, "in", 0, nil, stats)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var s sink
+			err = task.Process(context.Background(), []*kgo.Record{kr(1, `{"n":"bad"}`), kr(2, `{"n":1}`)}, s.emit)
+			if tt.wantErr {
+				if !errors.Is(err, engine.ErrFailed) || !strings.Contains(err.Error(), "in[2]@1") {
+					t.Fatalf("err = %v, want ErrFailed naming in[2]@1", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(s.recs) != tt.out || stats.Skipped.Load() != 1 {
+				t.Errorf("emitted %d, skipped %d", len(s.recs), stats.Skipped.Load())
+			}
+		})
+	}
+}
+
+func TestNewTaskRejectsNonSource(t *testing.T) {
+	top := compile(t, fanout)
+	if _, err := engine.NewTask(top, "mid", 0, nil, nil); err == nil {
+		t.Fatal("NewTask on an in-memory dataset succeeded")
+	}
+}
+
+func TestOptionsValidated(t *testing.T) {
+	top := compile(t, fanout)
+	tests := []struct {
+		o    engine.Options
+		want string
+	}{
+		{engine.Options{}, "no brokers"},
+		{engine.Options{Brokers: []string{"x:1"}, CommitInterval: -1}, "commit interval"},
+		{engine.Options{Brokers: []string{"x:1"}, CommitInterval: 20e9}, "must exceed the commit interval"},
+	}
+	for _, tt := range tests {
+		if _, err := engine.New(top, tt.o); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("New(%+v) = %v, want %q", tt.o, err, tt.want)
+		}
+	}
+}
