@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -95,8 +96,14 @@ func runDemo(ctx context.Context, g *globals, log *slog.Logger, duration time.Du
 	}
 	defer stopGen()
 	var tally gen.Tally
+	var tallyMu sync.Mutex
+	generated := func() int64 {
+		tallyMu.Lock()
+		defer tallyMu.Unlock()
+		return tally.Orders
+	}
 	genDone := make(chan error, 1)
-	go func() { genDone <- generate(genCtx, brokers, rate, &tally) }()
+	go func() { genDone <- generate(genCtx, brokers, rate, &tally, &tallyMu) }()
 
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
@@ -113,7 +120,7 @@ func runDemo(ctx context.Context, g *globals, log *slog.Logger, duration time.Du
 		case err := <-engineDone:
 			return fmt.Errorf("engine stopped: %w", err)
 		case err := <-genDone:
-			if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			if err != nil {
 				return fmt.Errorf("generator: %w", err)
 			}
 			generating = false
@@ -123,7 +130,7 @@ func runDemo(ctx context.Context, g *globals, log *slog.Logger, duration time.Du
 	}
 	// Let the replica drain what was generated, then stop it cleanly.
 	drainBy := time.Now().Add(15 * time.Second)
-	for stats.CommittedIn.Load() < tally.Orders && time.Now().Before(drainBy) && ctx.Err() == nil {
+	for stats.CommittedIn.Load() < generated() && time.Now().Before(drainBy) && ctx.Err() == nil {
 		select {
 		case <-ticker.C:
 			live()
@@ -139,8 +146,8 @@ func runDemo(ctx context.Context, g *globals, log *slog.Logger, duration time.Du
 }
 
 // generate produces orders at a steady rate until ctx ends, counting in
-// tally what a correct run must make of them.
-func generate(ctx context.Context, brokers []string, rate int, tally *gen.Tally) error {
+// tally what a correct run must make of the orders the broker acknowledged.
+func generate(ctx context.Context, brokers []string, rate int, tally *gen.Tally, mu *sync.Mutex) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		return err
@@ -148,17 +155,7 @@ func generate(ctx context.Context, brokers []string, rate int, tally *gen.Tally)
 	defer cl.Close()
 	g := gen.NewOrders(1)
 	g.BadEvery = 200
-	var mu sync.Mutex
 	var firstErr error
-	promise := func(_ *kgo.Record, err error) {
-		if err != nil {
-			mu.Lock()
-			if firstErr == nil {
-				firstErr = err
-			}
-			mu.Unlock()
-		}
-	}
 	const tick = 10 * time.Millisecond
 	perTick := max(1, rate/int(time.Second/tick))
 	t := time.NewTicker(tick)
@@ -166,20 +163,26 @@ func generate(ctx context.Context, brokers []string, rate int, tally *gen.Tally)
 	for {
 		select {
 		case <-ctx.Done():
+			// Records already handed to the client are not canceled: they
+			// are flushed and counted once acknowledged.
 			if err := cl.Flush(context.Background()); err != nil {
 				return err
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if firstErr != nil {
-				return firstErr
-			}
-			return ctx.Err()
+			return firstErr
 		case <-t.C:
 			for i := 0; i < perTick; i++ {
 				o := g.Next()
-				tally.Add(o)
-				cl.Produce(ctx, &kgo.Record{Topic: "orders", Key: o.Key, Value: o.Value}, promise)
+				cl.Produce(context.Background(), &kgo.Record{Topic: "orders", Key: o.Key, Value: o.Value}, func(_ *kgo.Record, err error) {
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						firstErr = cmp.Or(firstErr, err)
+						return
+					}
+					tally.Add(o)
+				})
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 
 	gojson "github.com/goccy/go-json"
@@ -32,7 +33,34 @@ func (c *jsonCodec) Decode(b []byte) (any, error) {
 	if err := gojson.UnmarshalNoEscape(b, &v); err != nil {
 		return nil, fmt.Errorf("json: %w", err)
 	}
-	return v, nil
+	return wholeNumbers(v), nil
+}
+
+// maxExact is the largest integer a float64 holds exactly.
+const maxExact = 1 << 53
+
+// wholeNumbers turns whole float64 numbers into int64, in place, so that
+// integer fields behave as integers in expressions ("n % 10") and keep their
+// type through Avro sinks. Fractional numbers stay float64.
+func wholeNumbers(v any) any {
+	switch x := v.(type) {
+	case float64:
+		if x == math.Trunc(x) && x >= -maxExact && x <= maxExact {
+			return int64(x)
+		}
+	case map[string]any:
+		for k, e := range x {
+			switch e.(type) {
+			case float64, map[string]any, []any:
+				x[k] = wholeNumbers(e)
+			}
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = wholeNumbers(e)
+		}
+	}
+	return v
 }
 
 func (c *jsonCodec) AppendEncode(dst []byte, v any) ([]byte, error) {
@@ -46,7 +74,8 @@ func (c *jsonCodec) AppendEncode(dst []byte, v any) ([]byte, error) {
 func (c *jsonCodec) Schema() *pipes.Schema { return c.schema }
 
 // jsonSchemaFields reads the top-level properties of a JSON Schema document.
-// Numbers are Float64 because that is what JSON decoding produces.
+// An integer is Int64; a number is Float64 (a whole one decodes as int64,
+// which expressions mix freely with float64).
 func jsonSchemaFields(doc []byte) (*pipes.Schema, error) {
 	var root map[string]any
 	d := json.NewDecoder(bytes.NewReader(doc))
@@ -98,7 +127,9 @@ func jsonObject(node map[string]any) *pipes.Schema {
 		switch typ {
 		case "string":
 			f.Kind = pipes.String
-		case "number", "integer":
+		case "integer":
+			f.Kind = pipes.Int64
+		case "number":
 			f.Kind = pipes.Float64
 		case "boolean":
 			f.Kind = pipes.Bool

@@ -1,7 +1,7 @@
 // Package serde turns Kafka record bytes into values pipes work on, and back.
 //
 // A Codec is chosen per dataset by its declared format: json (objects decode
-// to map[string]any, numbers to float64), avro (a schema file, goavro binary
+// to map[string]any, whole numbers to int64 and others to float64), avro (a schema file, goavro binary
 // encoding, unions unwrapped to plain values), string or bytes. A codec also
 // reports the schema of its values when it knows one, so the topology
 // compiler can type-check expressions before anything runs.

@@ -1,0 +1,239 @@
+// Package integration tests streamer end to end against a real Apache Kafka
+// broker: the built binary runs as replicas in separate processes, which the
+// tests kill, restart and signal.
+//
+// The tests run only when STREAMER_INTEGRATION=1, with the broker in
+// STREAMER_BROKERS; `make test` starts a broker and sets both.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+var (
+	brokers []string
+	binary  string
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("STREAMER_INTEGRATION") != "1" {
+		fmt.Println("integration tests skipped: set STREAMER_INTEGRATION=1 and STREAMER_BROKERS (make test does)")
+		os.Exit(0)
+	}
+	brokers = strings.Split(os.Getenv("STREAMER_BROKERS"), ",")
+	if brokers[0] == "" {
+		brokers = []string{"127.0.0.1:9092"}
+	}
+	dir, err := os.MkdirTemp("", "streamer-it-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "streamer")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/streamer")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Println("building streamer:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// env is one test's isolated world: its own topic names and consumer group.
+type env struct {
+	t      *testing.T
+	id     string
+	dir    string
+	admin  *kadm.Client
+	client *kgo.Client
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	id := fmt.Sprintf("%s-%d", strings.ToLower(t.Name()), time.Now().UnixNano()%1_000_000_000)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &env{t: t, id: id, dir: t.TempDir(), admin: kadm.NewClient(cl), client: cl}
+}
+
+// topic returns this test's name for a topic.
+func (e *env) topic(name string) string { return e.id + "-" + name }
+
+func (e *env) createTopic(name string, partitions int32) {
+	e.t.Helper()
+	resp, err := e.admin.CreateTopic(context.Background(), partitions, 1, nil, e.topic(name))
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		e.t.Fatalf("creating %s: %v", e.topic(name), err)
+	}
+}
+
+// writeTopology renders a topology template with {{topic "name"}} for topic
+// names and {{.ID}}, and returns its path.
+func (e *env) writeTopology(tmpl string, files map[string]string) string {
+	e.t.Helper()
+	var b bytes.Buffer
+	t := template.Must(template.New("t").Funcs(template.FuncMap{"topic": e.topic}).Parse(tmpl))
+	err := t.Execute(&b, struct{ ID string }{e.id})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(e.dir, name), []byte(content), 0o644); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	path := filepath.Join(e.dir, "topology.yaml")
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	return path
+}
+
+func (e *env) produce(topic string, recs []*kgo.Record) {
+	e.t.Helper()
+	for _, r := range recs {
+		r.Topic = e.topic(topic)
+	}
+	if err := e.client.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		e.t.Fatalf("producing: %v", err)
+	}
+}
+
+// replica is one `streamer run` process.
+type replica struct {
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	done chan struct{}
+	err  error
+}
+
+func (e *env) start(file, replicaID string) *replica {
+	e.t.Helper()
+	cmd := exec.Command(binary, "run", file, "--brokers", strings.Join(brokers, ","), "--replica-id", replicaID)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &lockedWriter{w: &log}, &lockedWriter{w: &log}
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	r := &replica{cmd: cmd, log: &log, done: make(chan struct{})}
+	go func() { r.err = cmd.Wait(); close(r.done) }()
+	e.t.Cleanup(func() {
+		if r.cmd.ProcessState == nil {
+			_ = r.cmd.Process.Kill()
+			<-r.done
+		}
+		if e.t.Failed() {
+			e.t.Logf("replica %s log:\n%s", replicaID, log.String())
+		}
+	})
+	return r
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// stop sends SIGTERM and returns how long the replica took to exit and its
+// exit code.
+func (r *replica) stop(t *testing.T) (time.Duration, int) {
+	t.Helper()
+	start := time.Now()
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.done:
+	case <-time.After(30 * time.Second):
+		_ = r.cmd.Process.Kill()
+		<-r.done
+		t.Fatalf("replica did not exit within 30s of SIGTERM")
+	}
+	return time.Since(start), r.cmd.ProcessState.ExitCode()
+}
+
+// kill sends SIGKILL: no commit, no group leave.
+func (r *replica) kill() {
+	_ = r.cmd.Process.Kill()
+	<-r.done
+}
+
+func (r *replica) exited() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitConsumed waits until the group has committed offsets up to the end of
+// every partition of the input topic, or fails after timeout.
+func (e *env) waitConsumed(group, input string, replicas []*replica, timeout time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		lag, err := e.lag(group, input)
+		if err == nil && lag == 0 {
+			return
+		}
+		for _, r := range replicas {
+			if r.exited() {
+				e.t.Fatalf("a replica exited early (%v):\n%s", r.err, r.log.String())
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("group %s still has lag %d on %s after %v (err %v)", group, lag, input, timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// lag returns end offsets minus committed offsets, summed over partitions.
+func (e *env) lag(group, input string) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ends, err := e.admin.ListEndOffsets(ctx, e.topic(input))
+	if err != nil {
+		return -1, err
+	}
+	committed, err := e.admin.FetchOffsets(ctx, group)
+	if err != nil {
+		return -1, err
+	}
+	var lag int64
+	ends.Each(func(o kadm.ListedOffset) {
+		c, ok := committed.Lookup(o.Topic, o.Partition)
+		at := int64(0)
+		if ok {
+			at = c.At
+		}
+		lag += o.Offset - at
+	})
+	return lag, nil
+}
