@@ -169,4 +169,3 @@ func TestMissingTopics(t *testing.T) {
 		t.Fatalf("Run = %v, want the missing topic named", err)
 	}
 }
-
