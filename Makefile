@@ -1,7 +1,9 @@
 # make test: everything CI runs. It fetches and starts a real Kafka broker
 # (scripts/kafka/kafka.sh), runs the unit and integration tests, and stops it.
 GO ?= go
-BROKERS ?= 127.0.0.1:9092
+KAFKA_PORT ?= 9092
+export KAFKA_PORT
+BROKERS ?= 127.0.0.1:$(KAFKA_PORT)
 
 .PHONY: test unit integration lint build demo bench schema examples-test
 
@@ -13,7 +15,8 @@ build:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) run ./cmd/streamer validate examples/*/topology.yaml
+	$(GO) run ./cmd/streamer validate examples/enrichment/topology.yaml
+	$(GO) run ./examples/custompipe validate examples/custompipe/topology.yaml
 	$(GO) run ./cmd/streamer schema | diff -u topology.schema.json - || (echo "topology.schema.json is stale: run make schema"; exit 1)
 
 unit:
