@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestExitCodesAndOutput(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		env    map[string]string
+		code   int
+		stdout []string // substrings
+		stderr []string
+	}{
+		{"validate ok", []string{"validate", "../examples/enrichment/topology.yaml"}, nil, ExitOK,
+			[]string{"topology.yaml: ok (4 pipes, 6 datasets)"}, nil},
+		{"validate broken", []string{"validate", "../topology/testdata/invalid/cycle.yaml"}, nil, ExitInvalid,
+			nil, []string{"cycle.yaml:10:3: the pipes form a cycle"}},
+		{"validate missing file", []string{"validate", "nope.yaml"}, nil, ExitUsage, nil, []string{"nope.yaml"}},
+		{"validate no args", []string{"validate"}, nil, ExitUsage, nil, []string{"requires at least 1 arg"}},
+		{"unknown flag", []string{"plan", "--colour", "x"}, nil, ExitUsage, nil, []string{"unknown flag"}},
+		{"unknown command", []string{"frobnicate"}, nil, ExitUsage, nil, []string{"unknown command"}},
+		{"plan text", []string{"plan", "../examples/enrichment/topology.yaml"}, map[string]string{"STREAMER_REPLICA_ID": "pod-0"}, ExitOK,
+			[]string{"consumer group  streamer-orders-enrichment", "transactional id streamer-orders-enrichment-pod-0", "topics read     orders"}, nil},
+		{"plan mermaid", []string{"plan", "--format", "mermaid", "../examples/enrichment/topology.yaml"}, nil, ExitOK,
+			[]string{"flowchart LR"}, nil},
+		{"plan bad format", []string{"plan", "--format", "svg", "../examples/enrichment/topology.yaml"}, nil, ExitUsage, nil, []string{"--format must be one of"}},
+		{"pipes", []string{"pipes"}, nil, ExitOK, []string{"explode", "filter", "map", "route"}, nil},
+		{"pipes map", []string{"pipes", "map"}, nil, ExitOK, []string{"compute: Fields set to the result"}, nil},
+		{"version", []string{"version"}, nil, ExitOK, []string{"streamer "}, nil},
+		{"run bad log level", []string{"run", "--log-level", "loud", "x.yaml"}, nil, ExitUsage, nil, []string{"--log-level"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var out, errb bytes.Buffer
+			code := run(tt.args, &out, &errb)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, out.String(), errb.String())
+			}
+			for _, s := range tt.stdout {
+				if !strings.Contains(out.String(), s) {
+					t.Errorf("stdout lacks %q:\n%s", s, out.String())
+				}
+			}
+			for _, s := range tt.stderr {
+				if !strings.Contains(errb.String(), s) {
+					t.Errorf("stderr lacks %q:\n%s", s, errb.String())
+				}
+			}
+		})
+	}
+}
+
+func TestSchemaIsCurrent(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"schema"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), `"title": "streamer topology"`) {
+		t.Fatalf("not a schema: %.200s", out.String())
+	}
+}
+
+// TestDemo runs the README's first command, shortened: the example topology
+// on the in-process broker, with its outputs checked against the generator.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for a few seconds")
+	}
+	var out, errb bytes.Buffer
+	code := run([]string{"demo", "--duration", "2s", "--rate", "2000"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out.String(), errb.String())
+	}
+	for _, s := range []string{"in-process Kafka at", "in ", "every order accounted for, exactly once."} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("stdout lacks %q:\n%s", s, out.String())
+		}
+	}
+}
