@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -193,5 +194,56 @@ func TestOptionsValidated(t *testing.T) {
 		if _, err := engine.New(top, tt.o); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("New(%+v) = %v, want %q", tt.o, err, tt.want)
 		}
+	}
+}
+
+// TestTaskAvro reads Avro, computes a field and writes Avro with a schema
+// that has it, unions included.
+func TestTaskAvro(t *testing.T) {
+	in := `{"type":"record","name":"In","fields":[{"name":"id","type":"long"},{"name":"note","type":["null","string"],"default":null}]}`
+	out := `{"type":"record","name":"Out","fields":[{"name":"id","type":"long"},{"name":"note","type":["null","string"],"default":null},{"name":"big","type":"boolean"}]}`
+	src := `
+name: avro
+datasets:
+  in:  {topic: in, value: avro, schema: in.avsc}
+  out: {topic: out, value: avro, schema: out.avsc}
+pipes:
+  tag:
+    from: in
+    to: out
+    on_error: fail
+    map: {compute: {big: id > 10}}
+`
+	top, err := topology.Compile("t.yaml", []byte(src), fstest.MapFS{"in.avsc": {Data: []byte(in)}, "out.avsc": {Data: []byte(out)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inCodec, outCodec := top.Datasets["in"].Codec, top.Datasets["out"].Codec
+	var recs []*kgo.Record
+	for _, v := range []map[string]any{{"id": int64(5), "note": nil}, {"id": int64(50), "note": "hi"}} {
+		b, err := inCodec.AppendEncode(nil, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: "in", Value: b})
+	}
+	task, err := engine.NewTask(top, "in", 0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err = task.Process(context.Background(), recs, func(r *kgo.Record) {
+		v, err := outCodec.Decode(r.Value)
+		if err != nil {
+			t.Fatalf("output is not Out-schema Avro: %v", err)
+		}
+		m := v.(map[string]any)
+		got = append(got, fmt.Sprintf("%v %v %v", m["id"], m["note"], m["big"]))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, "|") != "5 <nil> false|50 hi true" {
+		t.Errorf("got %q", got)
 	}
 }
