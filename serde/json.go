@@ -68,6 +68,9 @@ func (c *jsonCodec) AppendEncode(dst []byte, v any) ([]byte, error) {
 	if err != nil {
 		return dst, fmt.Errorf("json: %w", err)
 	}
+	if len(dst) == 0 {
+		return b, nil // the common case: no copy
+	}
 	return append(dst, b...), nil
 }
 
