@@ -1,20 +1,16 @@
 package topology
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	goccy "github.com/goccy/go-yaml"
-	goccyparser "github.com/goccy/go-yaml/parser"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/streamerio/streamer/internal/spec"
@@ -50,32 +46,13 @@ type compiler struct {
 	fsys fs.FS
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
-
 func (c *compiler) compile(src []byte) *Topology {
-	// go-yaml (goccy) reports syntax errors with line and column; yaml.v3,
-	// which builds the node tree below, gives only a line, often the wrong one.
-	if _, err := goccyparser.ParseBytes(src, 0); err != nil {
-		var se *goccy.SyntaxError
-		if errors.As(err, &se) && se.Token != nil {
-			c.d.add(spec.Pos{Line: se.Token.Position.Line, Col: se.Token.Position.Column}, "YAML syntax: %s", se.Message)
-			return nil
-		}
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(src, &doc); err != nil {
-		line := 1
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			line, _ = strconv.Atoi(m[1])
-		}
-		c.d.add(spec.Pos{Line: line, Col: 1}, "YAML syntax: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	doc, errs := spec.Parse(src)
+	if len(errs) > 0 {
+		c.d.addAll(errs)
 		return nil
 	}
-	root := &doc
-	if root.Kind == 0 {
-		c.d.add(spec.Pos{Line: 1, Col: 1}, "the file is empty")
-		return nil
-	}
+	root := doc
 	var f fileSpec
 	c.d.addAll(spec.Decode(root, &f))
 

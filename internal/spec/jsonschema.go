@@ -55,6 +55,10 @@ func JSONSchema(t reflect.Type) Schema {
 		}
 		return s
 	case reflect.Slice:
+		if t.Elem().Implements(keyedType) {
+			f, _ := t.Elem().FieldByName("Value")
+			return Schema{"type": "object", "additionalProperties": JSONSchema(f.Type)}
+		}
 		item := JSONSchema(t.Elem())
 		return Schema{"anyOf": []any{Schema{"type": "array", "items": item}, item}}
 	case reflect.Map:

@@ -10,6 +10,8 @@
 //	required:"true"      the key must be present
 //	default:"..."        the value used when the key is absent (YAML syntax)
 //	enum:"a,b,c"         the allowed values of a string field
+//	spec:"pos"           on a Pos field tagged yaml:"-": receives the
+//	                     position of the struct's mapping
 //
 // Supported field types: string, bool, signed integers, float64,
 // time.Duration (written "100ms"), Expr, Field, any (a raw YAML value),
@@ -64,6 +66,21 @@ type Field struct {
 	Name string
 	Pos  Pos
 }
+
+// KV is one entry of an ordered mapping: a slice of KV decodes from a YAML
+// mapping, keeping the keys' order and positions.
+type KV[T any] struct {
+	Key    string
+	KeyPos Pos
+	Value  T
+}
+
+func (KV[T]) keyed() {}
+
+// keyed marks KV types for the decoder.
+type keyed interface{ keyed() }
+
+var keyedType = reflect.TypeOf((*keyed)(nil)).Elem()
 
 // Error is one problem found at a position.
 type Error struct {
@@ -227,6 +244,10 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value) {
 	case reflect.Struct:
 		d.structure(n, v)
 	case reflect.Slice:
+		if t.Elem().Implements(keyedType) {
+			d.ordered(n, v)
+			return
+		}
 		if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
 			// A single value where a list is expected: a list of one.
 			s := reflect.MakeSlice(t, 1, 1)
@@ -292,6 +313,33 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value) {
 	}
 }
 
+// ordered decodes a mapping into a []KV[T], in the file's order.
+func (d *decoder) ordered(n *yaml.Node, v reflect.Value) {
+	if n.Kind != yaml.MappingNode {
+		if n.Tag != "!!null" {
+			d.errorf(n, "want a mapping, got %s", kindName(n))
+		}
+		return
+	}
+	t := v.Type()
+	s := reflect.MakeSlice(t, 0, len(n.Content)/2)
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if seen[k.Value] {
+			d.errorf(k, "duplicate key %q", k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		e := reflect.New(t.Elem()).Elem()
+		e.FieldByName("Key").SetString(k.Value)
+		e.FieldByName("KeyPos").Set(reflect.ValueOf(PosOf(k)))
+		d.value(val, e.FieldByName("Value"))
+		s = reflect.Append(s, e)
+	}
+	v.Set(s)
+}
+
 // Fields describes the YAML keys of a struct type, in declaration order.
 type fieldInfo struct {
 	Key      string
@@ -341,6 +389,11 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value) {
 		} else {
 			d.errorf(n, "want a mapping, got %s", kindName(n))
 			return
+		}
+	}
+	for i := 0; i < v.NumField(); i++ {
+		if v.Type().Field(i).Tag.Get("spec") == "pos" {
+			v.Field(i).Set(reflect.ValueOf(PosOf(n)))
 		}
 	}
 	fields := fieldsOf(v.Type())
