@@ -7,7 +7,7 @@ BROKERS ?= 127.0.0.1:$(KAFKA_PORT)
 
 .PHONY: test unit integration lint build demo bench schema examples-test
 
-test: lint unit integration
+test: lint unit examples-test integration
 
 build:
 	$(GO) build -o bin/streamer ./cmd/streamer
@@ -25,6 +25,12 @@ unit:
 integration:
 	scripts/with-kafka.sh env STREAMER_INTEGRATION=1 STREAMER_BROKERS=$(BROKERS) \
 		$(GO) test -count=1 -v -timeout 30m ./integration/
+
+# Every example topology's declarative test cases; the custom-pipe example
+# runs with its own binary, which has the redact pipe built in.
+examples-test:
+	$(GO) run ./cmd/streamer test --junit bin/examples-junit.xml examples/enrichment
+	$(GO) run ./examples/custompipe test examples/custompipe
 
 schema:
 	$(GO) run ./cmd/streamer schema -o topology.schema.json

@@ -25,7 +25,7 @@ const (
 	ExitFailure  = 1 // a runtime error: broker unreachable, fatal record, ...
 	ExitUsage    = 2 // bad flags or arguments
 	ExitInvalid  = 3 // the topology file has errors
-	ExitTestFail = 4 // reserved for `streamer test`
+	ExitTestFail = 4 // `streamer test`: a case failed
 )
 
 // Version is set at build time with -ldflags "-X github.com/streamerio/streamer/cli.Version=...".
@@ -119,7 +119,8 @@ Environment variables override flag defaults: STREAMER_BROKERS,
 STREAMER_REPLICA_ID, STREAMER_COMMIT_INTERVAL, STREAMER_LOG_FORMAT,
 STREAMER_LOG_LEVEL.
 
-Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid topology.`,
+Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid topology,
+4 failed test cases.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Version:       version(),
@@ -130,7 +131,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid topology.`,
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", env("STREAMER_LOG_FORMAT", "text"), "log format: text or json")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", env("STREAMER_LOG_LEVEL", ""), "log level: debug, info, warn or error (default info; warn for demo)")
 	root.AddCommand(
-		validateCmd(g), planCmd(g), runCmd(g), demoCmd(g), schemaCmd(g), pipesCmd(g),
+		validateCmd(g), planCmd(g), runCmd(g), testCmd(g), demoCmd(g), schemaCmd(g), pipesCmd(g),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

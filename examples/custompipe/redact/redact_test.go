@@ -10,6 +10,7 @@ import (
 
 	"github.com/streamerio/streamer/engine"
 	_ "github.com/streamerio/streamer/examples/custompipe/redact"
+	"github.com/streamerio/streamer/streamertest"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -91,5 +92,22 @@ pipes:
 	_, err = topology.Compile("t.yaml", []byte(src), os.DirFS(".."))
 	if err == nil || !strings.Contains(err.Error(), `t.yaml:12:16: pipe "r": unknown field "emial" (did you mean "email"?)`) {
 		t.Errorf("error %v", err)
+	}
+}
+
+// TestTopologyTests runs the example's declarative test cases, with the
+// redact pipe registered by this package.
+func TestTopologyTests(t *testing.T) {
+	r := streamertest.RunFile("../topology.test.yaml", streamertest.Options{})
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	for _, c := range r.Cases {
+		if !c.Passed() {
+			t.Errorf("%s: %v", c.Name, c.Failures)
+		}
+	}
+	if len(r.Cases) == 0 {
+		t.Fatal("no cases ran")
 	}
 }

@@ -1,0 +1,313 @@
+// Package streamertest runs topologies in-process, without a broker, for
+// tests: a Go test driver for pipe authors, and the runner behind
+// `streamer test` and its YAML test files.
+//
+// The driver goes through the same compiled plan and the same engine.Task
+// code as a production replica; only the Kafka client is replaced. Records
+// piped into a source dataset are encoded with the dataset's codec, so the
+// decode path is tested too, and outputs are read back through the sink's
+// codec.
+//
+//	d, err := streamertest.Load("topology.yaml")
+//	...
+//	err = d.Input("orders", streamertest.Record{Key: "c-1", Value: map[string]any{"amount": 10}})
+//	out := d.Output("enriched")
+package streamertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamerio/streamer/engine"
+	"github.com/streamerio/streamer/topology"
+)
+
+// Record is a record piped into or read out of a dataset.
+type Record struct {
+	// Key is the record key; nil means no key.
+	Key *string
+	// Value is the decoded value. When piping in, it is encoded with the
+	// dataset's codec unless Raw is set.
+	Value any
+	// Raw is the value's bytes as they are on the topic. Set it when piping
+	// in to send bytes that do not decode, such as malformed JSON.
+	Raw []byte
+	// Timestamp defaults to the driver's clock when piping in.
+	Timestamp time.Time
+	Headers   map[string]string
+	// Partition is where the record was read from or written to.
+	Partition int32
+}
+
+// Key returns a pointer to k, for Record literals.
+func Key(k string) *string { return &k }
+
+// DeadLetter is a record sent to the dead-letter dataset, with the reasons
+// its headers carry.
+type DeadLetter struct {
+	Record
+	Error, Stage, Pipe, Dataset string
+	// SourceTopic, SourcePartition and SourceOffset locate the original.
+	SourceTopic     string
+	SourcePartition int32
+	SourceOffset    int64
+}
+
+// Driver runs one topology in-process. It is not safe for concurrent use.
+type Driver struct {
+	top     *topology.Topology
+	log     *slog.Logger
+	stats   *engine.Stats
+	now     time.Time
+	tasks   map[taskKey]*engine.Task
+	offsets map[taskKey]int64
+	out     map[string][]*kgo.Record // by topic, in emit order
+}
+
+type taskKey struct {
+	topic     string
+	partition int32
+}
+
+// DefaultTime is the driver clock's start, so that default timestamps are
+// deterministic.
+var DefaultTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// New returns a driver for a compiled topology.
+func New(top *topology.Topology) *Driver {
+	return &Driver{
+		top:     top,
+		log:     slog.New(slog.DiscardHandler),
+		stats:   engine.NewStats(),
+		now:     DefaultTime,
+		tasks:   map[taskKey]*engine.Task{},
+		offsets: map[taskKey]int64{},
+		out:     map[string][]*kgo.Record{},
+	}
+}
+
+// Load compiles a topology file and returns a driver for it.
+func Load(file string) (*Driver, error) {
+	top, err := topology.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	return New(top), nil
+}
+
+// Topology returns the compiled topology.
+func (d *Driver) Topology() *topology.Topology { return d.top }
+
+// Stats returns the counters the engine keeps: records in and out, dead
+// letters, skips.
+func (d *Driver) Stats() *engine.Stats { return d.stats }
+
+// Now returns the driver's clock.
+func (d *Driver) Now() time.Time { return d.now }
+
+// SetTime sets the driver's clock.
+func (d *Driver) SetTime(t time.Time) { d.now = t }
+
+// AdvanceTime moves the driver's clock forward.
+func (d *Driver) AdvanceTime(by time.Duration) { d.now = d.now.Add(by) }
+
+// Input pipes records into a source dataset. Each record goes to the
+// partition its key hashes to (as Kafka's default partitioner does), or to
+// partition 0 without a key; records of one partition form one batch. An
+// error means a pipe with on_error: fail failed, or the input was invalid.
+func (d *Driver) Input(dataset string, recs ...Record) error {
+	return d.input(dataset, -1, recs)
+}
+
+// InputPartition pipes records into one partition of a source dataset, as
+// one batch.
+func (d *Driver) InputPartition(dataset string, partition int32, recs ...Record) error {
+	return d.input(dataset, partition, recs)
+}
+
+func (d *Driver) input(dataset string, partition int32, recs []Record) error {
+	ds, ok := d.top.Datasets[dataset]
+	if !ok {
+		return fmt.Errorf("no dataset %q in topology %q", dataset, d.top.Name)
+	}
+	if !ds.IsSource() {
+		return fmt.Errorf("dataset %q is not a source: only datasets read from a topic take input", dataset)
+	}
+	n := int32(partitions(ds))
+	part := kgo.StickyKeyPartitioner(nil).ForTopic(ds.Topic)
+	byPart := map[int32][]*kgo.Record{}
+	var order []int32
+	for i, r := range recs {
+		kr := &kgo.Record{Topic: ds.Topic, Timestamp: r.Timestamp, Headers: headers(r.Headers)}
+		if r.Key != nil {
+			kr.Key = []byte(*r.Key)
+		}
+		if kr.Timestamp.IsZero() {
+			kr.Timestamp = d.now
+		}
+		switch {
+		case r.Raw != nil:
+			kr.Value = r.Raw
+		case r.Value != nil:
+			b, err := ds.Codec.AppendEncode(nil, r.Value)
+			if err != nil {
+				return fmt.Errorf("record %d for dataset %q does not encode as %s: %w", i, dataset, ds.ValueFormat, err)
+			}
+			kr.Value = b
+		}
+		p := partition
+		if p < 0 {
+			p = 0
+			if kr.Key != nil {
+				p = int32(part.Partition(kr, int(n)))
+			}
+		}
+		if p >= n {
+			return fmt.Errorf("record %d: partition %d, but dataset %q has %d", i, p, dataset, n)
+		}
+		kr.Partition = p
+		if _, ok := byPart[p]; !ok {
+			order = append(order, p)
+		}
+		byPart[p] = append(byPart[p], kr)
+	}
+	for _, p := range order {
+		k := taskKey{ds.Topic, p}
+		for _, kr := range byPart[p] {
+			kr.Offset = d.offsets[k]
+			d.offsets[k]++
+		}
+		task, err := d.task(ds, p)
+		if err != nil {
+			return err
+		}
+		err = task.Process(context.Background(), byPart[p], func(r *kgo.Record) {
+			d.out[r.Topic] = append(d.out[r.Topic], r)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// partitions returns the partition count the driver assumes for a source.
+func partitions(ds *topology.Dataset) int {
+	switch {
+	case ds.Partitions > 0:
+		return ds.Partitions
+	case ds.Create != nil:
+		return ds.Create.Partitions
+	}
+	return 1
+}
+
+func (d *Driver) task(ds *topology.Dataset, p int32) (*engine.Task, error) {
+	k := taskKey{ds.Topic, p}
+	if t, ok := d.tasks[k]; ok {
+		return t, nil
+	}
+	t, err := engine.NewTask(d.top, ds.Name, p, d.log, d.stats)
+	if err != nil {
+		return nil, err
+	}
+	d.tasks[k] = t
+	return t, nil
+}
+
+func headers(m map[string]string) []kgo.RecordHeader {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]kgo.RecordHeader, len(keys))
+	for i, k := range keys {
+		out[i] = kgo.RecordHeader{Key: k, Value: []byte(m[k])}
+	}
+	return out
+}
+
+// Output returns what pipes wrote to a sink dataset so far, decoded with its
+// codec, in the order it was produced.
+func (d *Driver) Output(dataset string) ([]Record, error) {
+	ds, ok := d.top.Datasets[dataset]
+	if !ok || !ds.IsSink() {
+		return nil, fmt.Errorf("dataset %q is not written to a topic by a pipe", dataset)
+	}
+	var out []Record
+	part := kgo.StickyKeyPartitioner(nil).ForTopic(ds.Topic)
+	for _, kr := range d.out[ds.Topic] {
+		v, err := ds.Codec.Decode(kr.Value)
+		if err != nil {
+			return nil, fmt.Errorf("output to %q does not decode: %w", dataset, err)
+		}
+		r := fromKgo(kr, v)
+		if kr.Key != nil { // where Kafka's default partitioner puts it
+			r.Partition = int32(part.Partition(kr, partitions(ds)))
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// DeadLetters returns what went to the dead-letter dataset so far.
+func (d *Driver) DeadLetters() []DeadLetter {
+	if d.top.DeadLetter == nil {
+		return nil
+	}
+	var out []DeadLetter
+	for _, kr := range d.out[d.top.DeadLetter.Topic] {
+		r := fromKgo(kr, nil)
+		r.Raw = kr.Value
+		dl := DeadLetter{Record: r}
+		dl.Error = r.Headers[engine.HeaderError]
+		dl.Stage = r.Headers[engine.HeaderStage]
+		dl.Pipe = r.Headers[engine.HeaderPipe]
+		dl.Dataset = r.Headers[engine.HeaderDataset]
+		dl.SourceTopic = r.Headers[engine.HeaderTopic]
+		if p, err := strconv.ParseInt(r.Headers[engine.HeaderPartition], 10, 32); err == nil {
+			dl.SourcePartition = int32(p)
+		}
+		dl.SourceOffset, _ = strconv.ParseInt(r.Headers[engine.HeaderOffset], 10, 64)
+		out = append(out, dl)
+	}
+	return out
+}
+
+func fromKgo(kr *kgo.Record, v any) Record {
+	r := Record{Value: v, Timestamp: kr.Timestamp, Partition: kr.Partition}
+	if kr.Key != nil {
+		k := string(kr.Key)
+		r.Key = &k
+	}
+	if len(kr.Headers) > 0 {
+		r.Headers = map[string]string{}
+		for _, h := range kr.Headers {
+			r.Headers[h.Key] = string(h.Value)
+		}
+	}
+	return r
+}
+
+// Reset forgets the outputs collected so far; the pipes keep their state.
+func (d *Driver) Reset() { clear(d.out) }
+
+// Close closes the pipes.
+func (d *Driver) Close() error {
+	var errs []error
+	for _, t := range d.tasks {
+		errs = append(errs, t.Close())
+	}
+	return errors.Join(errs...)
+}
