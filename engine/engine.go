@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -212,6 +213,65 @@ func (e *Engine) deadLetterTopic() string {
 	return e.top.DeadLetter.Topic
 }
 
+// work is one partition's share of a poll.
+type work struct {
+	task *Task
+	recs []*kgo.Record
+}
+
+// process runs the polled records through their partitions' tasks. Tasks
+// share nothing, so partitions run in parallel, one goroutine per core at
+// most; each partition's records stay in order in one goroutine, and so do
+// its outputs. It returns once every polled record is processed: End commits
+// the offsets of everything polled.
+func (e *Engine) process(ctx context.Context, fetches kgo.Fetches, emit func(*kgo.Record)) error {
+	var ws []work
+	var err error
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if err != nil || len(p.Records) == 0 {
+			return
+		}
+		last := p.Records[len(p.Records)-1].Offset
+		e.opts.Stats.setLag(p.Topic, p.Partition, max(0, p.LastStableOffset-last-1))
+		t, terr := e.task(p.Topic, p.Partition)
+		if terr != nil {
+			err = terr
+			return
+		}
+		ws = append(ws, work{t, p.Records})
+	})
+	if err != nil {
+		return err
+	}
+	// The run's context is not passed down: once polled, a record is
+	// processed.
+	pctx := context.WithoutCancel(ctx)
+	if len(ws) == 1 {
+		return ws[0].task.Process(pctx, ws[0].recs, emit)
+	}
+	workers := min(len(ws), runtime.GOMAXPROCS(0))
+	next := make(chan work)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range next {
+				if errs[i] == nil {
+					errs[i] = w.task.Process(pctx, w.recs, emit)
+				}
+			}
+		}()
+	}
+	for _, w := range ws {
+		next <- w
+	}
+	close(next)
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log interface {
 	Info(string, ...any)
 	Warn(string, ...any)
@@ -282,23 +342,7 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log i
 				inTxn, txnStart = true, time.Now()
 			}
 			txnRecords += int64(n)
-			var procErr error
-			fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-				if procErr != nil || len(p.Records) == 0 {
-					return
-				}
-				last := p.Records[len(p.Records)-1].Offset
-				stats.setLag(p.Topic, p.Partition, max(0, p.LastStableOffset-last-1))
-				t, err := e.task(p.Topic, p.Partition)
-				if err != nil {
-					procErr = err
-					return
-				}
-				// The run's context is not passed down: once polled, a
-				// record is processed, because End commits the offsets of
-				// everything polled.
-				procErr = t.Process(context.WithoutCancel(ctx), p.Records, emit)
-			})
+			procErr := e.process(ctx, fetches, emit)
 			if procErr != nil {
 				abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.ShutdownTimeout)
 				_ = end(abortCtx, kgo.TryAbort)

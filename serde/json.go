@@ -51,13 +51,19 @@ func wholeNumbers(v any) any {
 	case map[string]any:
 		for k, e := range x {
 			switch e.(type) {
-			case float64, map[string]any, []any:
+			case float64:
 				x[k] = wholeNumbers(e)
+			case map[string]any, []any:
+				wholeNumbers(e) // converts in place
 			}
 		}
 	case []any:
 		for i, e := range x {
-			x[i] = wholeNumbers(e)
+			if _, ok := e.(float64); ok {
+				x[i] = wholeNumbers(e)
+			} else {
+				wholeNumbers(e)
+			}
 		}
 	}
 	return v
