@@ -152,7 +152,7 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 func BenchmarkTaskProcess(b *testing.B) {
 	top := compileBench(b)
 	in := batch(batchSize)
-	task, err := engine.NewTask(top, "orders", 0, discard, nil)
+	task, err := engine.NewTask(top, "orders", 0, engine.TaskOptions{Logger: discard})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func BenchmarkTaskProcessParallel(b *testing.B) {
 	p := startPerRecord(b, len(in))
 	var partition atomic.Int32
 	b.RunParallel(func(pb *testing.PB) {
-		task, err := engine.NewTask(top, "orders", partition.Add(1), discard, nil)
+		task, err := engine.NewTask(top, "orders", partition.Add(1), engine.TaskOptions{Logger: discard})
 		if err != nil {
 			b.Error(err)
 			return
@@ -252,7 +252,7 @@ func BenchmarkCodec(b *testing.B) {
 }
 
 func shapedValues(b *testing.B, codec serde.Codec, in []*kgo.Record) []any {
-	task, err := engine.NewTask(compileBench(b), "orders", 0, discard, nil)
+	task, err := engine.NewTask(compileBench(b), "orders", 0, engine.TaskOptions{Logger: discard})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -180,7 +180,7 @@ func (e *Engine) task(topic string, partition int32) (*Task, error) {
 		return t, nil
 	}
 	src := e.sources[topic]
-	t, err := NewTask(e.top, src.Name, partition, e.opts.Logger.With("partition", partition), e.opts.Stats)
+	t, err := NewTask(e.top, src.Name, partition, TaskOptions{Logger: e.opts.Logger.With("partition", partition), Stats: e.opts.Stats})
 	if err != nil {
 		return nil, err
 	}

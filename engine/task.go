@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -53,18 +54,33 @@ type step struct {
 // a pipe whose Process returned an error. The transaction must abort.
 var ErrFailed = errors.New("record failed")
 
+// TaskOptions configures a Task. The zero value works.
+type TaskOptions struct {
+	// Logger receives the pipes' logs. Default: slog.Default().
+	Logger *slog.Logger
+	// Stats is updated as records flow. Default: a fresh Stats.
+	Stats *Stats
+	// Now is the wall clock pipes see through pipes.Env.Now; tests
+	// replace it. Default: time.Now.
+	Now func() time.Time
+}
+
 // NewTask builds the pipes of a topology for one partition of a source
-// dataset. stats may be nil.
-func NewTask(t *topology.Topology, source string, partition int32, log *slog.Logger, stats *Stats) (*Task, error) {
+// dataset.
+func NewTask(t *topology.Topology, source string, partition int32, o TaskOptions) (*Task, error) {
 	src, ok := t.Datasets[source]
 	if !ok || !src.IsSource() {
 		return nil, fmt.Errorf("engine: %q is not a source dataset of topology %q", source, t.Name)
 	}
+	log, stats := o.Logger, o.Stats
 	if log == nil {
 		log = slog.Default()
 	}
 	if stats == nil {
 		stats = NewStats()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	k := &Task{top: t, source: src, partition: partition, log: log, stats: stats, batches: map[*topology.Dataset][]*pipes.Record{}}
 	// Only the pipes downstream of this source run in this task.
@@ -82,6 +98,7 @@ func NewTask(t *topology.Topology, source string, partition int32, log *slog.Log
 		}
 		env := p.Env(partition)
 		env.Logger = log.With("pipe", p.Name)
+		env.Now = o.Now
 		pipe, err := p.Config.New(env)
 		if err != nil {
 			k.Close()

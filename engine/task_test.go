@@ -77,7 +77,7 @@ func header(r *kgo.Record, key string) string {
 
 func TestTaskFanOutAndDeadLetters(t *testing.T) {
 	top := compile(t, fanout)
-	task, err := engine.NewTask(top, "in", 2, nil, nil)
+	task, err := engine.NewTask(top, "in", 2, engine.TaskOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ pipes:
 		t.Run(tt.policy, func(t *testing.T) {
 			top := compile(t, strings.Replace(src, "%s", tt.policy, 1))
 			stats := engine.NewStats()
-			task, err := engine.NewTask(top, "in", 0, nil, stats)
+			task, err := engine.NewTask(top, "in", 0, engine.TaskOptions{Stats: stats})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -175,7 +175,7 @@ pipes:
 
 func TestNewTaskRejectsNonSource(t *testing.T) {
 	top := compile(t, fanout)
-	if _, err := engine.NewTask(top, "mid", 0, nil, nil); err == nil {
+	if _, err := engine.NewTask(top, "mid", 0, engine.TaskOptions{}); err == nil {
 		t.Fatal("NewTask on an in-memory dataset succeeded")
 	}
 }
@@ -227,7 +227,7 @@ pipes:
 		}
 		recs = append(recs, &kgo.Record{Topic: "in", Value: b})
 	}
-	task, err := engine.NewTask(top, "in", 0, nil, nil)
+	task, err := engine.NewTask(top, "in", 0, engine.TaskOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -185,6 +185,10 @@ type Env struct {
 	// when the topology is only being validated.
 	Partition int32
 	Logger    *slog.Logger
+	// Now is the wall clock. Pipes that need the time of day (TTLs,
+	// processing-time windows) call it instead of time.Now, so that tests
+	// control it. Nil when only validating.
+	Now func() time.Time
 }
 
 // InputSchema returns the schema shared by all inputs, or nil when any input

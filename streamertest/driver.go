@@ -214,7 +214,7 @@ func (d *Driver) task(ds *topology.Dataset, p int32) (*engine.Task, error) {
 	if t, ok := d.tasks[k]; ok {
 		return t, nil
 	}
-	t, err := engine.NewTask(d.top, ds.Name, p, d.log, d.stats)
+	t, err := engine.NewTask(d.top, ds.Name, p, engine.TaskOptions{Logger: d.log, Stats: d.stats, Now: d.Now})
 	if err != nil {
 		return nil, err
 	}

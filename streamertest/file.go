@@ -27,7 +27,8 @@ type recordSpec struct {
 	Key       *string           `yaml:"key" doc:"Record key; omitted means no key."`
 	Value     any               `yaml:"value" doc:"Value, encoded with the dataset's format (JSON or Avro)."`
 	Raw       *string           `yaml:"raw" doc:"Value as raw bytes, for input that must not be encoded (such as malformed JSON)."`
-	Timestamp string            `yaml:"timestamp" doc:"RFC 3339 timestamp, or an offset from the case's time such as +5s."`
+	Timestamp string            `yaml:"timestamp" doc:"RFC 3339 timestamp, or an offset from the case's time such as +5s. Default: the clock."`
+	At        string            `yaml:"at" doc:"Set the wall clock (what pipes see as now) before this record: RFC 3339, or an offset from the case's time such as +30s."`
 	Headers   map[string]string `yaml:"headers" doc:"Record headers."`
 	Partition *int              `yaml:"partition" doc:"Input partition; default: by key hash, as Kafka's default partitioner does."`
 	Pos       spec.Pos          `yaml:"-" spec:"pos"`

@@ -177,8 +177,10 @@ func checkFile(top *topology.Topology, f *fileSpec) []*spec.Error {
 				if r.Value != nil && r.Raw != nil {
 					errs = append(errs, spec.Errorf(r.Pos, "give value or raw, not both"))
 				}
-				if _, err := timestamp(r.Timestamp, time.Time{}); err != nil {
-					errs = append(errs, spec.Errorf(r.Pos, "%v", err))
+				for _, ts := range []string{r.Timestamp, r.At} {
+					if _, err := timestamp(ts, time.Time{}); err != nil {
+						errs = append(errs, spec.Errorf(r.Pos, "%v", err))
+					}
 				}
 			}
 		}
@@ -232,6 +234,7 @@ func runCase(top *topology.Topology, c *caseSpec) (outcome, []string) {
 		t, _ := time.Parse(time.RFC3339, c.Time)
 		d.SetTime(t)
 	}
+	start := d.Now()
 	var fails []string
 	for _, in := range c.Input {
 		for _, r := range in.Value {
@@ -239,7 +242,14 @@ func runCase(top *topology.Topology, c *caseSpec) (outcome, []string) {
 			if r.Raw != nil {
 				rec.Raw = []byte(*r.Raw)
 			}
-			rec.Timestamp, _ = timestamp(r.Timestamp, d.Now())
+			if r.At != "" {
+				at, _ := timestamp(r.At, start)
+				d.SetTime(at)
+			}
+			rec.Timestamp = d.Now()
+			if r.Timestamp != "" {
+				rec.Timestamp, _ = timestamp(r.Timestamp, start)
+			}
 			var err error
 			if r.Partition != nil {
 				err = d.InputPartition(in.Key, int32(*r.Partition), rec)

@@ -17,7 +17,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	task, _ := engine.NewTask(top, "signups", 0, nil, nil)
+	task, _ := engine.NewTask(top, "signups", 0, engine.TaskOptions{})
 	in := &kgo.Record{Topic: "signups", Value: []byte(`{"user_id":7,"email":"bo@example.com","plan":"pro"}`)}
 	_ = task.Process(context.Background(), []*kgo.Record{in}, func(r *kgo.Record) {
 		fmt.Println(r.Topic, string(r.Value))

@@ -21,7 +21,7 @@ func TestTopology(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	task, err := engine.NewTask(top, "signups", 0, nil, nil)
+	task, err := engine.NewTask(top, "signups", 0, engine.TaskOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
