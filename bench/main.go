@@ -63,6 +63,7 @@ type config struct {
 	partitions   int
 	size         int
 	topologyFile string
+	wide         bool
 	cpuProfile   string
 	passProfile  string
 	traceFile    string
@@ -82,6 +83,7 @@ func main() {
 	flag.IntVar(&c.rounds, "rounds", 2, "rounds; each runs passthrough and streamer once, alternating which goes first")
 	flag.IntVar(&c.partitions, "partitions", 6, "partitions of the input and output topics")
 	flag.IntVar(&c.size, "size", 1024, "approximate record value size in bytes (internal/gen Pad)")
+	flag.BoolVar(&c.wide, "wide", false, "wide records: add nested profile, device and attribute objects that the pipes do not touch (internal/gen Wide)")
 	flag.StringVar(&c.topologyFile, "topology", "", "topology file of the streamer run (default: bench/topology.yaml next to this source)")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the first streamer run to this file")
 	flag.StringVar(&c.passProfile, "passprofile", "", "write a CPU profile of the first passthrough run to this file")
@@ -377,6 +379,7 @@ func fill(ctx context.Context, c config, topic string) (int64, error) {
 	defer cl.Close()
 	g := gen.NewOrders(42)
 	g.Pad = c.size
+	g.Wide = c.wide
 	g.BadEvery = 0
 	var (
 		mu       sync.Mutex

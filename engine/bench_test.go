@@ -228,6 +228,36 @@ func BenchmarkCodec(b *testing.B) {
 		p.report(ops)
 	})
 
+	// Projected: only the fields the topology's pipes use are decoded; the
+	// other members stay raw (what the task does).
+	b.Run("decode-projected", func(b *testing.B) {
+		task, err := engine.NewTask(compileBench(b), "orders", 0, engine.TaskOptions{Logger: discard})
+		if err != nil {
+			b.Fatal(err)
+		}
+		fields, ok := task.Projection()
+		if !ok {
+			b.Fatal("the bench topology is not projected")
+		}
+		want := map[string]bool{}
+		for _, f := range fields {
+			want[f] = true
+		}
+		proj := codec.(serde.Projecting)
+		b.SetBytes(valueBytes(in))
+		p := startPerRecord(b, len(in))
+		ops := 0
+		for b.Loop() {
+			for _, r := range in {
+				if _, _, err := proj.DecodeProjected(r.Value, want); err != nil {
+					b.Fatal(err)
+				}
+			}
+			ops++
+		}
+		p.report(ops)
+	})
+
 	// The values to encode are what the task produces: decode its output.
 	shaped := shapedValues(b, codec, in)
 	b.Run("encode", func(b *testing.B) {

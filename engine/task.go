@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamerio/streamer/pipes"
+	"github.com/streamerio/streamer/serde"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -42,6 +44,19 @@ type Task struct {
 
 	steps   []*step
 	batches map[*topology.Dataset][]*pipes.Record
+	// fields is the projection: the top-level fields the pipes use, when
+	// the source can decode just those; nil means decode everything.
+	fields    map[string]bool
+	projector serde.Projecting
+	// policy and the ProjectAuto trial: batches, records and time per mode
+	// (0 full, 1 projected).
+	policy   Projection
+	trials   [2]int
+	trialRec [2]int
+	trialDur [2]time.Duration
+	// timing and encodeTime measure encoding during a trial batch.
+	timing     bool
+	encodeTime time.Duration
 }
 
 type step struct {
@@ -63,7 +78,27 @@ type TaskOptions struct {
 	// Now is the wall clock pipes see through pipes.Env.Now; tests
 	// replace it. Default: time.Now.
 	Now func() time.Time
+	// Projection says when to decode only the fields the pipes use (see
+	// pipes.FieldUser). Default: ProjectAuto.
+	Projection Projection
 }
+
+// Projection is a policy for partial decoding.
+type Projection int
+
+const (
+	// ProjectAuto times both ways on the first batches and keeps the
+	// faster: projection wins big on wide records whose pipes touch a few
+	// fields, and loses a little when they use most of the record.
+	ProjectAuto Projection = iota
+	// ProjectNever always decodes whole values.
+	ProjectNever
+	// ProjectAlways decodes only the used fields whenever possible.
+	ProjectAlways
+)
+
+// trialBatches is how many batches ProjectAuto times in each mode.
+const trialBatches = 8
 
 // NewTask builds the pipes of a topology for one partition of a source
 // dataset.
@@ -82,7 +117,7 @@ func NewTask(t *topology.Topology, source string, partition int32, o TaskOptions
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	k := &Task{top: t, source: src, partition: partition, log: log, stats: stats, batches: map[*topology.Dataset][]*pipes.Record{}}
+	k := &Task{top: t, source: src, partition: partition, log: log, stats: stats, batches: map[*topology.Dataset][]*pipes.Record{}, policy: o.Projection}
 	// Only the pipes downstream of this source run in this task.
 	reach := map[*topology.Dataset]bool{src: true}
 	for _, p := range t.Pipes {
@@ -106,7 +141,69 @@ func NewTask(t *topology.Topology, source string, partition int32, o TaskOptions
 		}
 		k.steps = append(k.steps, &step{p: p, pipe: pipe, out: pipes.NewOutput(len(p.Outputs))})
 	}
+	k.project(reach)
 	return k, nil
+}
+
+// project decides whether the source can be decoded partially: when it is
+// JSON, every pipe in the task says which fields it uses, and every sink
+// reached writes JSON too, so the unread members can be copied through.
+func (k *Task) project(reach map[*topology.Dataset]bool) {
+	proj, ok := k.source.Codec.(serde.Projecting)
+	if !ok || k.policy == ProjectNever {
+		return
+	}
+	fields := map[string]bool{}
+	for _, s := range k.steps {
+		fu, ok := s.pipe.(pipes.FieldUser)
+		if !ok {
+			return
+		}
+		used, ok := fu.UsedFields()
+		if !ok {
+			return
+		}
+		for _, f := range used {
+			fields[f] = true
+		}
+	}
+	for ds := range reach {
+		if _, ok := ds.Codec.(serde.Projecting); ds.IsSink() && !ok {
+			return
+		}
+	}
+	k.fields, k.projector = fields, proj
+}
+
+// useProjection says how to decode the next batch: during ProjectAuto's
+// trial the modes alternate; then the faster per record is kept.
+func (k *Task) useProjection() (projected, timing bool) {
+	if k.fields == nil {
+		return false, false
+	}
+	if k.policy == ProjectAlways {
+		return true, false
+	}
+	if k.trials[0] < trialBatches || k.trials[1] < trialBatches {
+		return k.trials[1] <= k.trials[0], true
+	}
+	full := float64(k.trialDur[0]) / float64(max(1, k.trialRec[0]))
+	proj := float64(k.trialDur[1]) / float64(max(1, k.trialRec[1]))
+	return proj < full, false
+}
+
+// Projection returns the top-level fields the task decodes, sorted, and
+// false when it decodes whole values.
+func (k *Task) Projection() ([]string, bool) {
+	if k.fields == nil {
+		return nil, false
+	}
+	out := make([]string, 0, len(k.fields))
+	for f := range k.fields {
+		out = append(out, f)
+	}
+	sort.Strings(out)
+	return out, true
 }
 
 // Close releases the pipes' resources.
@@ -130,6 +227,13 @@ func (k *Task) Process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 	}
 	k.stats.RecordsIn.Add(int64(len(in)))
 	clear(k.batches)
+	// Only decoding and encoding differ between the two modes, so only
+	// they are timed: pipes and produce (which can block) would add noise.
+	projected, timing := k.useProjection()
+	var start time.Time
+	if timing {
+		start = time.Now()
+	}
 
 	// Decode into one slab of records to keep allocations per batch, not
 	// per record.
@@ -137,7 +241,14 @@ func (k *Task) Process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 	recs := make([]*pipes.Record, 0, len(in))
 	codec := k.source.Codec
 	for i, kr := range in {
-		v, err := codec.Decode(kr.Value)
+		var v any
+		var unread []byte
+		var err error
+		if projected {
+			v, unread, err = k.projector.DecodeProjected(kr.Value, k.fields)
+		} else {
+			v, err = codec.Decode(kr.Value)
+		}
 		if err != nil {
 			readers := make([]string, len(k.source.Readers))
 			for j, p := range k.source.Readers {
@@ -148,10 +259,24 @@ func (k *Task) Process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 			}
 			continue
 		}
-		slab[i] = pipes.Record{Key: kr.Key, Value: v, Timestamp: kr.Timestamp, Headers: kr.Headers, Origin: kr}
+		slab[i] = pipes.Record{Key: kr.Key, Value: v, Unread: unread, Timestamp: kr.Timestamp, Headers: kr.Headers, Origin: kr}
 		recs = append(recs, &slab[i])
 	}
 	k.batches[k.source] = recs
+	if timing {
+		mode := 0
+		if projected {
+			mode = 1
+		}
+		decodeTime := time.Since(start)
+		k.encodeTime, k.timing = 0, true
+		defer func() {
+			k.timing = false
+			k.trials[mode]++
+			k.trialRec[mode] += len(in)
+			k.trialDur[mode] += decodeTime + k.encodeTime
+		}()
+	}
 
 	for _, s := range k.steps {
 		for i, ds := range s.p.Inputs {
@@ -201,7 +326,7 @@ func (k *Task) run(ctx context.Context, s *step, input int, recs []*pipes.Record
 		}
 		if ds.IsSink() {
 			for _, r := range out {
-				v, err := ds.Codec.AppendEncode(nil, r.Value)
+				v, err := k.encode(ds, r)
 				if err != nil {
 					if err := k.fail(s.p.OnError, "encode", s.p.Name, r.Origin, fmt.Errorf("dataset %q: %w", ds.Name, err), emit); err != nil {
 						return err
@@ -216,6 +341,18 @@ func (k *Task) run(ctx context.Context, s *step, input int, recs []*pipes.Record
 		}
 	}
 	return nil
+}
+
+func (k *Task) encode(ds *topology.Dataset, r *pipes.Record) ([]byte, error) {
+	if k.timing {
+		defer func(start time.Time) { k.encodeTime += time.Since(start) }(time.Now())
+	}
+	if r.Unread != nil {
+		if p, ok := ds.Codec.(serde.Projecting); ok {
+			return p.AppendEncodeWith(nil, r.Value, r.Unread)
+		}
+	}
+	return ds.Codec.AppendEncode(nil, r.Value)
 }
 
 // fail applies an on_error policy to a record.

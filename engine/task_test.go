@@ -2,8 +2,10 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -245,5 +247,51 @@ pipes:
 	}
 	if strings.Join(got, "|") != "5 <nil> false|50 hi true" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// TestProjectionKeepsOutputs runs the same records with whole-value decoding
+// and with projected decoding (only the fields the pipes use decoded, the
+// rest copied through raw) and checks the outputs mean the same.
+func TestProjectionKeepsOutputs(t *testing.T) {
+	top := compile(t, fanout)
+	in := []*kgo.Record{
+		kr(1, `{"n":1,"big":{"deep":[1,2,{"x":"y"}]},"s":"t\"q"}`),
+		kr(2, `{"n":0}`),
+		kr(3, `{"n":`),
+		kr(4, ` { "n" : 2 , "n2": [ ] } `),
+		kr(5, `{"n":3,"seen":"before"}`),
+	}
+	run := func(p engine.Projection) map[string][]any {
+		task, err := engine.NewTask(top, "in", 0, engine.TaskOptions{Projection: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fields, ok := task.Projection(); (p == engine.ProjectAlways) != ok {
+			t.Fatalf("policy %d: projection %v %v", p, fields, ok)
+		}
+		out := map[string][]any{}
+		err = task.Process(context.Background(), in, func(r *kgo.Record) {
+			var v any
+			if r.Topic != "dlq" {
+				if err := json.Unmarshal(r.Value, &v); err != nil {
+					t.Fatalf("%s: output %q is not JSON: %v", r.Topic, r.Value, err)
+				}
+			} else {
+				v = string(r.Value)
+			}
+			out[r.Topic] = append(out[r.Topic], v)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	whole, projected := run(engine.ProjectNever), run(engine.ProjectAlways)
+	if !reflect.DeepEqual(whole, projected) {
+		t.Fatalf("outputs differ:\nwhole     %v\nprojected %v", whole, projected)
+	}
+	if len(whole["a"]) != 3 || len(whole["dlq"]) != 1 {
+		t.Fatalf("unexpected outputs %v", whole)
 	}
 }

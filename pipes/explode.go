@@ -96,4 +96,11 @@ func (e *explode) Process(_ context.Context, b *Batch, out *Output) error {
 
 func (e *explode) OutputSchema(int) *Schema { return e.schema }
 
-var _ SchemaDeriver = (*explode)(nil)
+func (e *explode) UsedFields() ([]string, bool) {
+	return usedFields([]*Program{e.items}, append([]string{e.as, e.index}, e.drop...)...)
+}
+
+var (
+	_ SchemaDeriver = (*explode)(nil)
+	_ FieldUser     = (*explode)(nil)
+)

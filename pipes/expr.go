@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 
@@ -23,6 +24,42 @@ type Program struct {
 	vm   vm.VM
 	// Out is the static type of the result, when the checker knows it.
 	out reflect.Type
+	// fields are the top-level names the expression reads; nil with $env.
+	fields []string
+}
+
+// Fields returns the top-level record fields the expression reads, and false
+// if it may read any (it uses $env).
+func (p *Program) Fields() ([]string, bool) {
+	return p.fields, p.fields != nil
+}
+
+type identVisitor struct {
+	names []string
+	all   bool
+}
+
+func (v *identVisitor) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok {
+		if id.Value == "$env" {
+			v.all = true
+		}
+		v.names = append(v.names, id.Value)
+	}
+}
+
+// identifiers lists the names an expression refers to. Names of variables
+// and builtins may be among them; that only makes a projection wider.
+func identifiers(root ast.Node) []string {
+	v := &identVisitor{}
+	ast.Walk(&root, v)
+	if v.all {
+		return nil
+	}
+	if v.names == nil {
+		return []string{}
+	}
+	return v.names
 }
 
 // ExprOption changes how an expression is compiled.
@@ -62,7 +99,7 @@ func CompileExpr(x Expr, s *Schema, opts ...ExprOption) (*Program, error) {
 	if err != nil {
 		return nil, exprError(x, err, s)
 	}
-	p := &Program{src: x, prog: prog}
+	p := &Program{src: x, prog: prog, fields: identifiers(prog.Node())}
 	if t := prog.Node().Type(); t != nil && t.Kind() != reflect.Interface {
 		p.out = t
 	}

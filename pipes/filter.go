@@ -42,4 +42,9 @@ func (f *filter) Process(_ context.Context, b *Batch, out *Output) error {
 
 func (f *filter) OutputSchema(int) *Schema { return f.schema }
 
-var _ SchemaDeriver = (*filter)(nil)
+func (f *filter) UsedFields() ([]string, bool) { return usedFields([]*Program{f.when}) }
+
+var (
+	_ SchemaDeriver = (*filter)(nil)
+	_ FieldUser     = (*filter)(nil)
+)

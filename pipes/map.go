@@ -178,4 +178,23 @@ func (m *mapPipe) deriveSchema(in *Schema) *Schema {
 
 func (m *mapPipe) OutputSchema(int) *Schema { return m.schema }
 
-var _ SchemaDeriver = (*mapPipe)(nil)
+func (m *mapPipe) UsedFields() ([]string, bool) {
+	var progs []*Program
+	var paths []string
+	for _, c := range m.compute {
+		progs = append(progs, c.prog)
+		paths = append(paths, c.path)
+	}
+	for _, s := range m.set {
+		paths = append(paths, s.path)
+	}
+	for _, rn := range m.rename {
+		paths = append(paths, rn[0], rn[1])
+	}
+	return usedFields(progs, append(paths, m.drop...)...)
+}
+
+var (
+	_ SchemaDeriver = (*mapPipe)(nil)
+	_ FieldUser     = (*mapPipe)(nil)
+)

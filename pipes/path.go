@@ -63,3 +63,26 @@ func DeletePath(v any, path string) (any, bool) {
 		path = rest
 	}
 }
+
+// topField returns the top-level field of a dotted path.
+func topField(path string) string {
+	head, _, _ := strings.Cut(path, ".")
+	return head
+}
+
+// usedFields merges what expressions read with the paths a pipe writes, for
+// FieldUser implementations.
+func usedFields(progs []*Program, paths ...string) ([]string, bool) {
+	var out []string
+	for _, p := range progs {
+		fs, ok := p.Fields()
+		if !ok {
+			return nil, false
+		}
+		out = append(out, fs...)
+	}
+	for _, p := range paths {
+		out = append(out, topField(p))
+	}
+	return out, true
+}

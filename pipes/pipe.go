@@ -47,6 +47,11 @@ type Record struct {
 	Timestamp time.Time
 	// Headers are carried from input to output.
 	Headers []Header
+	// Unread holds the members of a JSON object that no pipe downstream
+	// reads or writes, as raw `"key":value` text, when the engine decoded
+	// only the fields the pipes use (see FieldUser). Sinks of the same
+	// format write it back unchanged. Pipes leave it alone.
+	Unread []byte
 	// Origin is the consumed Kafka record this one derives from. It is nil
 	// for records made in tests. Dead-letter records carry its raw key and
 	// value, topic, partition and offset.
@@ -111,6 +116,16 @@ type SchemaDeriver interface {
 	// OutputSchema returns the schema of records emitted on the given
 	// output port, or nil if it is unknown.
 	OutputSchema(port int) *Schema
+}
+
+// FieldUser is implemented by pipes that know which top-level fields of a
+// record they read or write. When every pipe downstream of a JSON source
+// implements it, the engine decodes only those fields and copies the rest
+// through as raw bytes, which saves most of the decoding and encoding.
+type FieldUser interface {
+	// UsedFields returns the top-level fields the pipe reads, writes or
+	// deletes, and false if it may touch any field.
+	UsedFields() ([]string, bool)
 }
 
 // Closer is implemented by pipes that hold resources. The engine calls Close

@@ -108,4 +108,9 @@ func (p *route) Process(_ context.Context, b *Batch, out *Output) error {
 
 func (p *route) OutputSchema(int) *Schema { return p.schema }
 
-var _ SchemaDeriver = (*route)(nil)
+func (p *route) UsedFields() ([]string, bool) { return usedFields(p.when) }
+
+var (
+	_ SchemaDeriver = (*route)(nil)
+	_ FieldUser     = (*route)(nil)
+)

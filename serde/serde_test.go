@@ -199,3 +199,82 @@ func FuzzJSONDecode(f *testing.F) {
 		}
 	})
 }
+
+// projectRoundTrip decodes b keeping only fields, re-encodes with the unread
+// members, and returns the full decoding of the result.
+func projectRoundTrip(t testing.TB, b []byte, fields map[string]bool) (any, error) {
+	c, _ := serde.NewFromSchema("json", nil)
+	p := c.(serde.Projecting)
+	v, unread, err := p.DecodeProjected(b, fields)
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.AppendEncodeWith(nil, v, unread)
+	if err != nil {
+		t.Fatalf("re-encoding %q: %v", b, err)
+	}
+	full, err := c.Decode(out)
+	if err != nil {
+		t.Fatalf("re-encoded %q is not JSON (%s): %v", b, out, err)
+	}
+	return full, nil
+}
+
+func TestProjectedDecode(t *testing.T) {
+	c, _ := serde.NewFromSchema("json", nil)
+	p := c.(serde.Projecting)
+	v, unread, err := p.DecodeProjected([]byte(` {"a": 1, "b": {"x": [1, "}\""]}, "c\"q": "s", "d": null, "e\u0041": 2.5} `), map[string]bool{"a": true, "d": true, "eA": true, "z": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(v, map[string]any{"a": int64(1), "d": nil, "eA": 2.5}) {
+		t.Errorf("decoded %#v", v)
+	}
+	if string(unread) != `"b": {"x": [1, "}\""]},"c\"q": "s"` {
+		t.Errorf("unread %q", unread)
+	}
+	for _, doc := range []string{`{"a":1,"b":2}`, `{}`, `[1,2]`, `"s"`, `{"a":{"a":1}}`, `{"b":[]}`} {
+		full, _ := c.Decode([]byte(doc))
+		got, err := projectRoundTrip(t, []byte(doc), map[string]bool{"a": true})
+		if err != nil || !reflect.DeepEqual(got, full) {
+			t.Errorf("%s: round trip gave %#v, %v", doc, got, err)
+		}
+	}
+	for _, bad := range []string{`{"a":1,`, `{"a":1,"b":[}`, ``, `{"a":01}`, `{"b":tru}`} {
+		if _, _, err := p.DecodeProjected([]byte(bad), map[string]bool{"a": true}); err == nil {
+			t.Errorf("%q decoded", bad)
+		}
+	}
+}
+
+// FuzzProjected checks that a projected decode and re-encode keeps the
+// document's meaning, decodes used fields as Decode does, and rejects
+// exactly what Decode rejects.
+func FuzzProjected(f *testing.F) {
+	f.Add([]byte(`{"a":1,"b":"x","c":[1,{"d":2}]}`))
+	f.Add([]byte(`{"a":"\u00e9\"","b":null, "c" : -0.5e3 }`))
+	c, _ := serde.NewFromSchema("json", nil)
+	p := c.(serde.Projecting)
+	fields := map[string]bool{"a": true, "c": true}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		full, ferr := c.Decode(b)
+		got, perr := projectRoundTrip(t, b, fields)
+		if (ferr == nil) != (perr == nil) {
+			t.Fatalf("full decode error %v, projected %v", ferr, perr)
+		}
+		if ferr != nil {
+			return
+		}
+		if !reflect.DeepEqual(full, got) {
+			t.Fatalf("projected round trip changed %#v to %#v", full, got)
+		}
+		if m, ok := full.(map[string]any); ok {
+			v, _, _ := p.DecodeProjected(b, fields)
+			for k := range fields {
+				if x, ok := m[k]; ok && !reflect.DeepEqual(x, v.(map[string]any)[k]) {
+					t.Fatalf("field %s: projected %#v, full %#v", k, v.(map[string]any)[k], x)
+				}
+			}
+		}
+	})
+}

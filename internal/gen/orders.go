@@ -45,7 +45,11 @@ type Orders struct {
 	// Pad adds a filler field so that each value is about this many bytes;
 	// 0 leaves records at their natural size (~300 bytes).
 	Pad int
-	n   int
+	// Wide adds nested profile, device and attribute objects that the
+	// example pipes do not touch: the shape of a typical event that an
+	// enrichment job reads a few fields of.
+	Wide bool
+	n    int
 }
 
 // NewOrders returns a generator.
@@ -89,6 +93,12 @@ func (g *Orders) Next() Order {
 		fmt.Fprintf(&b, `{"sku":"sku-%d","qty":%d,"price":%d.%02d}`, g.rng.IntN(900), 1+g.rng.IntN(3), g.rng.IntN(300), g.rng.IntN(100))
 	}
 	fmt.Fprintf(&b, `],"debug":null,"ts":"2026-11-24T10:%02d:%02dZ"`, (i/60)%60, i%60)
+	if g.Wide {
+		fmt.Fprintf(&b, `,"profile":{"name":"Customer %d","email":"c%d@example.com","tier":%q,"since":"2019-01-%02d","address":{"street":"Main St %d","city":"Oslo","zip":"0150","country":%q},"tags":["a","b","c"]}`,
+			i, i, []string{"gold", "silver", "bronze"}[i%3], 1+i%28, i%500, country)
+		fmt.Fprintf(&b, `,"device":{"os":"ios","version":"17.%d","model":"iPhone","locale":"nb-NO","tz":"Europe/Oslo","screen":{"w":1170,"h":2532}}`, i%9)
+		fmt.Fprintf(&b, `,"attrs":{"campaign":"c-%d","ab":%d,"score":%d.%d,"flags":[true,false,true],"ref":null}`, i%40, i%2, g.rng.IntN(100), g.rng.IntN(10))
+	}
 	if g.Pad > 0 && b.Len() < g.Pad-12 {
 		b.WriteString(`,"note":"`)
 		b.WriteString(strings.Repeat("x", g.Pad-b.Len()-2))
