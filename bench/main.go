@@ -53,6 +53,7 @@ import (
 	"github.com/streamerio/streamer/engine"
 	"github.com/streamerio/streamer/internal/gen"
 	"github.com/streamerio/streamer/internal/topicread"
+	"github.com/streamerio/streamer/internal/tuning"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -92,6 +93,8 @@ func main() {
 	flag.BoolVar(&c.keep, "keep", false, "keep the topics afterwards (they are deleted at the end, not between runs, so that deletions do not load the broker during a run)")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up on a run after this long")
 	flag.Parse()
+	// The process runs as `streamer run` would; the passthrough shares it.
+	fmt.Printf("bench: GOGC %s, as streamer run sets it (both jobs run in this process)\n", tuning.GC())
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			c.brokers = append(c.brokers, b)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/streamerio/streamer/engine"
+	"github.com/streamerio/streamer/internal/tuning"
 )
 
 func runCmd(g *globals) *cobra.Command {
@@ -30,7 +31,10 @@ restarts should reuse its id, so its predecessor's open transaction is fenced
 at once rather than after --transaction-timeout.
 
 On SIGTERM or SIGINT the replica commits its open transaction, leaves the
-group and exits 0, within 10 seconds.`,
+group and exits 0, within 10 seconds.
+
+Unless GOGC is set, run uses GOGC=400 (see bench/RESULTS.md); in containers
+set GOMEMLIMIT as well.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := g.logger(slog.LevelInfo)
@@ -51,6 +55,7 @@ group and exits 0, within 10 seconds.`,
 			if err != nil {
 				return usageError{err}
 			}
+			log.Debug("runtime", "gogc", tuning.GC())
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if err := e.Run(ctx); err != nil {

@@ -118,7 +118,10 @@ func (e *Engine) clientOpts() []kgo.Opt {
 		kgo.TransactionalID(e.TransactionalID()),
 		kgo.TransactionTimeout(e.opts.TransactionTimeout),
 		kgo.SessionTimeout(e.opts.SessionTimeout),
-		kgo.MaxBufferedRecords(1 << 18),
+		// Produce blocks past this many unacknowledged records: that is the
+		// backpressure that bounds memory when the broker is slower than
+		// the pipes (64k records of 1 KB is 64 MB).
+		kgo.MaxBufferedRecords(1 << 16),
 		kgo.ProducerBatchMaxBytes(1 << 20),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			e.opts.Logger.Info("partitions assigned", "partitions", m)

@@ -57,6 +57,11 @@ func NewOrders(seed uint64) *Orders {
 	return &Orders{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 }
 
+var words = strings.Fields(`delivery package address please leave door neighbour
+gift wrap card birthday thanks order return size colour blue red green large small
+medium fragile handle care express morning evening weekend office reception code
+gate ring bell call phone before arrival late early store pickup locker box note`)
+
 var countries = []string{"DE", "FR", "NL", "US", "GB", "JP", "BR", ""}
 var currencies = []string{"EUR", "USD", "GBP"}
 
@@ -100,8 +105,19 @@ func (g *Orders) Next() Order {
 		fmt.Fprintf(&b, `,"attrs":{"campaign":"c-%d","ab":%d,"score":%d.%d,"flags":[true,false,true],"ref":null}`, i%40, i%2, g.rng.IntN(100), g.rng.IntN(10))
 	}
 	if g.Pad > 0 && b.Len() < g.Pad-12 {
+		// Text of random words: it compresses about as well as real free
+		// text does (a run of one letter would compress a hundredfold and
+		// flatter whatever only moves bytes).
 		b.WriteString(`,"note":"`)
-		b.WriteString(strings.Repeat("x", g.Pad-b.Len()-2))
+		for n := g.Pad - b.Len() - 2; n > 0; {
+			w := words[g.rng.IntN(len(words))]
+			if len(w)+1 > n {
+				w = w[:max(0, n-1)]
+			}
+			b.WriteString(w)
+			b.WriteByte(' ')
+			n -= len(w) + 1
+		}
 		b.WriteByte('"')
 	}
 	b.WriteByte('}')
