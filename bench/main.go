@@ -428,7 +428,7 @@ func passthrough(ctx context.Context, c config, adm *kadm.Client, input, name, p
 		kgo.ConsumerGroup(name),
 		kgo.ConsumeTopics(input),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.MaxBufferedRecords(1<<18),
+		kgo.MaxBufferedRecords(1<<16),
 		kgo.ProducerBatchMaxBytes(1<<20),
 		kgo.WithHooks(res.requests),
 	)
