@@ -29,6 +29,7 @@ integration:
 # Every example topology's declarative test cases; the custom-pipe example
 # runs with its own binary, which has the redact pipe built in.
 examples-test:
+	mkdir -p bin
 	$(GO) run ./cmd/streamer test --junit bin/examples-junit.xml examples/enrichment
 	$(GO) run ./examples/custompipe test examples/custompipe
 
