@@ -138,6 +138,7 @@ func TestFilterMap100k(t *testing.T) {
 	r := e.start(file, "r1")
 	e.waitConsumed("streamer-"+e.id, "in", []*replica{r}, 3*time.Minute)
 	took, code := r.stop(t)
+	t.Logf("SIGTERM to exit: %v", took)
 	if code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0:\n%s", code, r.log)
 	}
