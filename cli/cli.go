@@ -116,7 +116,7 @@ read and write them. Replicas of 'streamer run' share the work as one
 consumer group; outputs and offsets commit in Kafka transactions.
 
 Environment variables override flag defaults: STREAMER_BROKERS,
-STREAMER_REPLICA_ID, STREAMER_COMMIT_INTERVAL, STREAMER_LOG_FORMAT,
+STREAMER_REPLICA_ID, STREAMER_COMMIT_INTERVAL, STREAMER_METRICS_ADDR, STREAMER_LOG_FORMAT,
 STREAMER_LOG_LEVEL.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid topology,

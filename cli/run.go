@@ -12,12 +12,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/streamerio/streamer/engine"
 	"github.com/streamerio/streamer/internal/tuning"
+	"github.com/streamerio/streamer/metrics"
 )
 
 func runCmd(g *globals) *cobra.Command {
-	var brokers, replica string
+	var brokers, replica, metricsAddr string
 	var commit, txnTimeout time.Duration
 	c := &cobra.Command{
 		Use:   "run FILE",
@@ -45,15 +48,32 @@ set GOMEMLIMIT as well.`,
 			if err != nil {
 				return err
 			}
+			if replica == "" {
+				replica = engine.DefaultReplicaID()
+			}
+			m := metrics.New(t, replica, version())
 			e, err := engine.New(t, engine.Options{
 				Brokers:            splitList(brokers),
 				ReplicaID:          replica,
 				CommitInterval:     commit,
 				TransactionTimeout: txnTimeout,
 				Logger:             log,
+				Hooks:              []engine.Hook{m},
+				ClientOpts:         []kgo.Opt{m.ClientOpt()},
 			})
 			if err != nil {
 				return usageError{err}
+			}
+			if metricsAddr != "" && metricsAddr != "off" {
+				ops, err := serveOps(metricsAddr, m.Handler(), e.Ready, log)
+				if err != nil {
+					return &exitError{code: ExitFailure, err: err}
+				}
+				defer func() {
+					if err := ops.stop(); err != nil {
+						log.Warn("stopping the metrics server", "err", err)
+					}
+				}()
 			}
 			log.Debug("runtime", "gogc", tuning.GC())
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -68,6 +88,7 @@ set GOMEMLIMIT as well.`,
 	c.Flags().StringVar(&replica, "replica-id", env("STREAMER_REPLICA_ID", ""), "this replica's stable id (env STREAMER_REPLICA_ID; default <hostname>-<pid>)")
 	c.Flags().DurationVar(&commit, "commit-interval", envDuration("STREAMER_COMMIT_INTERVAL", 0), "longest a transaction stays open (env STREAMER_COMMIT_INTERVAL; default the topology's, 100ms)")
 	c.Flags().DurationVar(&txnTimeout, "transaction-timeout", 10*time.Second, "broker-side timeout of an open transaction")
+	c.Flags().StringVar(&metricsAddr, "metrics-addr", env("STREAMER_METRICS_ADDR", ":9464"), "serve /metrics, /healthz and /readyz here; off disables (env STREAMER_METRICS_ADDR)")
 	return c
 }
 

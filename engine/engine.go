@@ -44,6 +44,7 @@ type Engine struct {
 	revokedMu sync.Mutex
 	revoked   []partitionKey
 
+	hooks      *hooks
 	produceErr atomic.Pointer[error]
 	assigned   atomic.Int64
 	ready      atomic.Bool
@@ -54,7 +55,9 @@ func New(t *topology.Topology, o Options) (*Engine, error) {
 	if err := o.setDefaults(t.CommitInterval); err != nil {
 		return nil, err
 	}
-	e := &Engine{top: t, opts: o, sources: map[string]*topology.Dataset{}, tasks: map[partitionKey]*Task{}}
+	// Every log line of the replica says which topology and replica.
+	o.Logger = o.Logger.With("topology", t.Name, "replica", o.ReplicaID)
+	e := &Engine{top: t, opts: o, sources: map[string]*topology.Dataset{}, tasks: map[partitionKey]*Task{}, hooks: sortHooks(o.Hooks)}
 	for _, d := range t.Sources() {
 		e.sources[d.Topic] = d
 	}
@@ -82,7 +85,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	if !e.ran.CompareAndSwap(false, true) {
 		return errors.New("engine: Run called twice")
 	}
-	log := e.opts.Logger.With("topology", e.top.Name, "replica", e.opts.ReplicaID)
+	log := e.opts.Logger
 	if err := EnsureTopics(ctx, e.top, e.opts.Brokers, e.opts.ClientOpts, log); err != nil {
 		return err
 	}
@@ -127,16 +130,25 @@ func (e *Engine) clientOpts() []kgo.Opt {
 			e.opts.Logger.Info("partitions assigned", "partitions", m)
 			e.countAssigned(m, 1)
 			e.ready.Store(true)
+			for _, h := range e.hooks.rebalance {
+				h.OnRebalance(Rebalance{Assigned: m})
+			}
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			if len(m) > 0 {
 				e.opts.Logger.Info("partitions revoked", "partitions", m)
 			}
 			e.drop(m)
+			for _, h := range e.hooks.rebalance {
+				h.OnRebalance(Rebalance{Revoked: m})
+			}
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			e.opts.Logger.Warn("partitions lost", "partitions", m)
 			e.drop(m)
+			for _, h := range e.hooks.rebalance {
+				h.OnRebalance(Rebalance{Revoked: m, Lost: true})
+			}
 		}),
 	}
 	return append(opts, e.opts.ClientOpts...)
@@ -169,6 +181,9 @@ func (e *Engine) closeRevoked() error {
 	var errs []error
 	for _, k := range rev {
 		e.opts.Stats.dropLag(k.topic, k.partition)
+		for _, h := range e.hooks.lag {
+			h.OnLag(k.topic, k.partition, -1)
+		}
 		if t, ok := e.tasks[k]; ok {
 			errs = append(errs, t.Close())
 			delete(e.tasks, k)
@@ -183,7 +198,7 @@ func (e *Engine) task(topic string, partition int32) (*Task, error) {
 		return t, nil
 	}
 	src := e.sources[topic]
-	t, err := NewTask(e.top, src.Name, partition, TaskOptions{Logger: e.opts.Logger.With("partition", partition), Stats: e.opts.Stats})
+	t, err := NewTask(e.top, src.Name, partition, TaskOptions{Logger: e.opts.Logger.With("partition", partition), Stats: e.opts.Stats, Hooks: e.opts.Hooks})
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +250,11 @@ func (e *Engine) process(ctx context.Context, fetches kgo.Fetches, emit func(*kg
 			return
 		}
 		last := p.Records[len(p.Records)-1].Offset
-		e.opts.Stats.setLag(p.Topic, p.Partition, max(0, p.LastStableOffset-last-1))
+		lag := max(0, p.LastStableOffset-last-1)
+		e.opts.Stats.setLag(p.Topic, p.Partition, lag)
+		for _, h := range e.hooks.lag {
+			h.OnLag(p.Topic, p.Partition, lag)
+		}
 		t, terr := e.task(p.Topic, p.Partition)
 		if terr != nil {
 			err = terr
@@ -288,6 +307,7 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log i
 		txnRecords int64
 	)
 	end := func(ctx context.Context, try kgo.TransactionEndTry) error {
+		endStart := time.Now()
 		if try == kgo.TryCommit {
 			// Flush first so a failed produce turns the commit into an abort.
 			if err := sess.Client().Flush(ctx); err != nil {
@@ -301,6 +321,9 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log i
 		inTxn = false
 		if err != nil {
 			return fmt.Errorf("engine: ending transaction: %w", err)
+		}
+		for _, h := range e.hooks.txn {
+			h.OnTxnEnd(TxnEnd{Committed: committed, Duration: time.Since(endStart), Records: txnRecords})
 		}
 		if committed {
 			stats.Commits.Add(1)

@@ -48,10 +48,24 @@ type Options struct {
 	// and the metrics read it. Default: a fresh Stats, see Engine.Stats.
 	Stats *Stats
 
+	// Hooks observe the engine: pipes, outputs, transactions, rebalances
+	// and lag (see Hook). Package metrics provides Prometheus hooks.
+	Hooks []Hook
+
 	// ClientOpts are appended to the Kafka client options, for TLS, SASL or
 	// client metrics (kprom). They must not change the group, topics,
 	// transactional id or isolation level.
 	ClientOpts []kgo.Opt
+}
+
+// DefaultReplicaID is the replica id used when none is given:
+// <hostname>-<pid>.
+func DefaultReplicaID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "replica"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
 func (o *Options) setDefaults(commitInterval time.Duration) error {
@@ -60,11 +74,7 @@ func (o *Options) setDefaults(commitInterval time.Duration) error {
 		errs = append(errs, errors.New("engine: no brokers given"))
 	}
 	if o.ReplicaID == "" {
-		host, err := os.Hostname()
-		if err != nil || host == "" {
-			host = "replica"
-		}
-		o.ReplicaID = fmt.Sprintf("%s-%d", host, os.Getpid())
+		o.ReplicaID = DefaultReplicaID()
 	}
 	if o.CommitInterval == 0 {
 		o.CommitInterval = commitInterval

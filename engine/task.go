@@ -57,6 +57,7 @@ type Task struct {
 	// timing and encodeTime measure encoding during a trial batch.
 	timing     bool
 	encodeTime time.Duration
+	hooks      *hooks
 }
 
 type step struct {
@@ -81,6 +82,8 @@ type TaskOptions struct {
 	// Projection says when to decode only the fields the pipes use (see
 	// pipes.FieldUser). Default: ProjectAuto.
 	Projection Projection
+	// Hooks observe the task's pipes and outputs (see Hook).
+	Hooks []Hook
 }
 
 // Projection is a policy for partial decoding.
@@ -117,7 +120,7 @@ func NewTask(t *topology.Topology, source string, partition int32, o TaskOptions
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	k := &Task{top: t, source: src, partition: partition, log: log, stats: stats, batches: map[*topology.Dataset][]*pipes.Record{}, policy: o.Projection}
+	k := &Task{top: t, source: src, partition: partition, log: log, stats: stats, batches: map[*topology.Dataset][]*pipes.Record{}, policy: o.Projection, hooks: sortHooks(o.Hooks)}
 	// Only the pipes downstream of this source run in this task.
 	reach := map[*topology.Dataset]bool{src: true}
 	for _, p := range t.Pipes {
@@ -250,6 +253,10 @@ func (k *Task) Process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 			v, err = codec.Decode(kr.Value)
 		}
 		if err != nil {
+			first := k.source.Readers[0]
+			for _, h := range k.hooks.decode {
+				h.OnDecodeError(k.source.Name, first.Name, first.OnError == topology.DeadLetter)
+			}
 			readers := make([]string, len(k.source.Readers))
 			for j, p := range k.source.Readers {
 				readers[j] = p.Name
@@ -308,30 +315,39 @@ func lastReader(ds *topology.Dataset, p *topology.Pipe) bool {
 func (k *Task) run(ctx context.Context, s *step, input int, recs []*pipes.Record, emit func(*kgo.Record)) error {
 	s.out.Reset()
 	b := pipes.Batch{Input: input, Partition: k.partition, Records: recs}
+	start := time.Now()
 	if err := s.pipe.Process(ctx, &b, s.out); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return fmt.Errorf("%w: pipe %q failed a batch of %d records from %s[%d]: %v", ErrFailed, s.p.Name, len(recs), k.source.Topic, k.partition, err)
 	}
+	pb := PipeBatch{Pipe: s.p.Name, In: len(recs), Duration: time.Since(start)}
 	for _, f := range s.out.Failures() {
 		if err := k.fail(s.p.OnError, "process", s.p.Name, f.Record.Origin, f.Err, emit); err != nil {
 			return err
 		}
+		pb.count(s.p.OnError)
 	}
 	for port, ds := range s.p.Outputs {
 		out := s.out.Records(port)
+		pb.Out += len(out)
 		if len(out) == 0 {
 			continue
 		}
 		if ds.IsSink() {
+			now := time.Now()
 			for _, r := range out {
 				v, err := k.encode(ds, r)
 				if err != nil {
 					if err := k.fail(s.p.OnError, "encode", s.p.Name, r.Origin, fmt.Errorf("dataset %q: %w", ds.Name, err), emit); err != nil {
 						return err
 					}
+					pb.count(s.p.OnError)
 					continue
+				}
+				for _, h := range k.hooks.output {
+					h.OnOutput(ds.Name, now.Sub(r.Timestamp))
 				}
 				emit(&kgo.Record{Topic: ds.Topic, Key: r.Key, Value: v, Headers: r.Headers, Timestamp: r.Timestamp})
 			}
@@ -340,7 +356,20 @@ func (k *Task) run(ctx context.Context, s *step, input int, recs []*pipes.Record
 			k.batches[ds] = append(k.batches[ds], out...)
 		}
 	}
+	for _, h := range k.hooks.pipe {
+		h.OnPipeBatch(pb)
+	}
 	return nil
+}
+
+func (pb *PipeBatch) count(policy topology.OnError) {
+	pb.Failed++
+	switch policy {
+	case topology.DeadLetter:
+		pb.DeadLettered++
+	case topology.Skip:
+		pb.Skipped++
+	}
 }
 
 func (k *Task) encode(ds *topology.Dataset, r *pipes.Record) ([]byte, error) {

@@ -1,0 +1,108 @@
+package engine
+
+import "time"
+
+// Hook is an observer of the engine: any value implementing one or more of
+// the single-method interfaces below. The engine checks each hook for each
+// interface once, at start, and calls only what it implements. Hooks are
+// called from the processing goroutines: they must be fast and safe for
+// concurrent use. Package metrics implements them all for Prometheus.
+type Hook any
+
+// PipeHook observes every batch a pipe processes.
+type PipeHook interface {
+	OnPipeBatch(PipeBatch)
+}
+
+// PipeBatch describes one Process call of one pipe.
+type PipeBatch struct {
+	Pipe string
+	// In is the number of records handed to the pipe, Out the number it
+	// emitted on all its outputs, Failed the number it reported failed.
+	In, Out, Failed int
+	// DeadLettered and Skipped split Failed by the pipe's on_error. Failed
+	// records include those whose output failed to encode.
+	DeadLettered, Skipped int
+	Duration              time.Duration
+}
+
+// DecodeHook observes records of a source dataset that fail to decode:
+// pipe is the first pipe reading it, whose on_error applies, and
+// deadLettered says whether the record went to the dead-letter dataset.
+type DecodeHook interface {
+	OnDecodeError(dataset, pipe string, deadLettered bool)
+}
+
+// OutputHook observes every record produced to a sink, with its age: the
+// time from the record's timestamp to now.
+type OutputHook interface {
+	OnOutput(dataset string, age time.Duration)
+}
+
+// TxnHook observes every transaction that ends.
+type TxnHook interface {
+	OnTxnEnd(TxnEnd)
+}
+
+// TxnEnd describes an ended transaction.
+type TxnEnd struct {
+	Committed bool
+	// Duration is how long ending it took: flush, offset commit, EndTxn.
+	Duration time.Duration
+	// Records is the number of consumed records it covered.
+	Records int64
+}
+
+// RebalanceHook observes changes to the replica's assignment.
+type RebalanceHook interface {
+	OnRebalance(Rebalance)
+}
+
+// Rebalance describes one change of assignment.
+type Rebalance struct {
+	Assigned, Revoked map[string][]int32
+	// Lost is true when partitions were lost (session expired, fenced)
+	// rather than revoked cleanly.
+	Lost bool
+}
+
+// LagHook observes the consumer lag of a partition after each fetch, and
+// its removal (lag -1) when the partition is no longer assigned.
+type LagHook interface {
+	OnLag(topic string, partition int32, lag int64)
+}
+
+// hooks holds the hooks sorted by interface.
+type hooks struct {
+	pipe      []PipeHook
+	decode    []DecodeHook
+	output    []OutputHook
+	txn       []TxnHook
+	rebalance []RebalanceHook
+	lag       []LagHook
+}
+
+func sortHooks(hs []Hook) *hooks {
+	out := &hooks{}
+	for _, h := range hs {
+		if x, ok := h.(PipeHook); ok {
+			out.pipe = append(out.pipe, x)
+		}
+		if x, ok := h.(DecodeHook); ok {
+			out.decode = append(out.decode, x)
+		}
+		if x, ok := h.(OutputHook); ok {
+			out.output = append(out.output, x)
+		}
+		if x, ok := h.(TxnHook); ok {
+			out.txn = append(out.txn, x)
+		}
+		if x, ok := h.(RebalanceHook); ok {
+			out.rebalance = append(out.rebalance, x)
+		}
+		if x, ok := h.(LagHook); ok {
+			out.lag = append(out.lag, x)
+		}
+	}
+	return out
+}

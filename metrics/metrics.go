@@ -1,0 +1,215 @@
+// Package metrics exports a replica's metrics to Prometheus: engine hooks
+// for pipes, outputs, transactions, rebalances and lag, the Kafka client's
+// metrics (franz-go's kprom) and the Go runtime's, on one registry.
+//
+// Names follow Prometheus conventions: the streamer_ prefix, units in the
+// name, _total on counters. Labels are bounded: pipe, dataset, topic,
+// partition, and a few fixed values (stage, outcome).
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+
+	"github.com/streamerio/streamer/engine"
+	"github.com/streamerio/streamer/topology"
+)
+
+// Metrics holds a replica's collectors. Its methods are engine hooks.
+type Metrics struct {
+	reg  *prometheus.Registry
+	kafk *kprom.Metrics
+
+	pipeIn, pipeOut, pipeDropped *prometheus.CounterVec
+	deadLetters, skipped         *prometheus.CounterVec
+	pipeSeconds, pipeBatch       *prometheus.HistogramVec
+	decodeErrors                 *prometheus.CounterVec
+	outputs                      *prometheus.CounterVec
+	latency                      *prometheus.HistogramVec
+	txns                         *prometheus.CounterVec
+	txnSeconds                   prometheus.Histogram
+	txnRecords                   prometheus.Histogram
+	rebalances                   *prometheus.CounterVec
+	assigned                     prometheus.Gauge
+	lag                          *prometheus.GaugeVec
+	ready                        prometheus.Gauge
+}
+
+var (
+	_ engine.PipeHook      = (*Metrics)(nil)
+	_ engine.DecodeHook    = (*Metrics)(nil)
+	_ engine.OutputHook    = (*Metrics)(nil)
+	_ engine.TxnHook       = (*Metrics)(nil)
+	_ engine.RebalanceHook = (*Metrics)(nil)
+	_ engine.LagHook       = (*Metrics)(nil)
+)
+
+// New returns the metrics of one replica of a topology. The info metric
+// carries the topology, group, replica and version; other series do not
+// repeat them.
+func New(top *topology.Topology, replica, version string) *Metrics {
+	reg := prometheus.NewRegistry()
+	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+	m := &Metrics{reg: reg}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		f(c)
+		return c
+	}
+	hist := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+		h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+		f(h)
+		return h
+	}
+	secs := prometheus.ExponentialBuckets(0.0001, 4, 10) // 100µs to 26s
+	m.pipeIn = counter("streamer_pipe_records_in_total", "Records handed to a pipe.", "pipe")
+	m.pipeOut = counter("streamer_pipe_records_out_total", "Records a pipe emitted, on all its outputs.", "pipe")
+	m.pipeDropped = counter("streamer_pipe_records_dropped_total", "Records a pipe consumed without emitting or failing them (filtered out).", "pipe")
+	m.deadLetters = counter("streamer_dead_letters_total", "Records sent to the dead-letter dataset, by the pipe and stage they failed in (decode; process, which includes encoding the pipe's output).", "pipe", "stage")
+	m.skipped = counter("streamer_pipe_records_skipped_total", "Failed records dropped by on_error: skip.", "pipe")
+	m.pipeSeconds = hist("streamer_pipe_batch_duration_seconds", "Time a pipe took to process one batch.", secs, "pipe")
+	m.pipeBatch = hist("streamer_pipe_batch_records", "Records per batch handed to a pipe.", prometheus.ExponentialBuckets(1, 4, 9), "pipe")
+	m.decodeErrors = counter("streamer_decode_errors_total", "Records of a source dataset that failed to decode.", "dataset")
+	m.outputs = counter("streamer_output_records_total", "Records produced to a sink dataset.", "dataset")
+	m.latency = hist("streamer_end_to_end_latency_seconds", "Age of records produced to a sink: now minus the record timestamp.", prometheus.ExponentialBuckets(0.001, 4, 10), "dataset")
+	m.txns = counter("streamer_transactions_total", "Ended transactions, committed or aborted.", "outcome")
+	m.txnSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "streamer_transaction_commit_duration_seconds", Help: "Time to end a transaction: flush, offset commit and EndTxn.", Buckets: secs})
+	m.txnRecords = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "streamer_transaction_records", Help: "Consumed records covered by one transaction.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)})
+	f(m.txnSeconds)
+	f(m.txnRecords)
+	m.rebalances = counter("streamer_rebalances_total", "Assignment changes of this replica.", "kind")
+	m.assigned = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamer_assigned_partitions", Help: "Source partitions assigned to this replica."})
+	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_consumer_lag_records", Help: "Records between the last consumed and the partition's last stable offset, as of the last fetch."}, []string{"topic", "partition"})
+	m.ready = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamer_ready", Help: "1 when the replica has joined the group and holds its assignment."})
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_info", Help: "The replica's topology, consumer group, replica id and version."}, []string{"topology", "group", "replica", "version"})
+	f(m.assigned)
+	f(m.lag)
+	f(m.ready)
+	f(info)
+	info.WithLabelValues(top.Name, top.Group, replica, version).Set(1)
+
+	// Every pipe's series exist from the start, at zero, so dashboards and
+	// rate() see them before the first failure.
+	for _, p := range top.Pipes {
+		m.pipeIn.WithLabelValues(p.Name)
+		m.pipeOut.WithLabelValues(p.Name)
+		m.pipeDropped.WithLabelValues(p.Name)
+		m.skipped.WithLabelValues(p.Name)
+		for _, stage := range []string{"decode", "process"} {
+			m.deadLetters.WithLabelValues(p.Name, stage)
+		}
+	}
+	for _, d := range top.Sinks() {
+		m.outputs.WithLabelValues(d.Name)
+	}
+	for _, d := range top.Sources() {
+		m.decodeErrors.WithLabelValues(d.Name)
+	}
+	for _, o := range []string{"committed", "aborted"} {
+		m.txns.WithLabelValues(o)
+	}
+	for _, k := range []string{"assigned", "revoked", "lost"} {
+		m.rebalances.WithLabelValues(k)
+	}
+
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.kafk = kprom.NewMetrics("streamer_kafka", kprom.Registry(reg))
+	return m
+}
+
+// Registry returns the registry, to add more collectors or to gather.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// ClientOpt is the Kafka client option that reports the client's metrics
+// (connections, bytes and records produced and fetched, request latency).
+func (m *Metrics) ClientOpt() kgo.Opt { return kgo.WithHooks(m.kafk) }
+
+// Handler serves the metrics in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// SetReady sets streamer_ready.
+func (m *Metrics) SetReady(ready bool) {
+	if ready {
+		m.ready.Set(1)
+	} else {
+		m.ready.Set(0)
+	}
+}
+
+func (m *Metrics) OnPipeBatch(b engine.PipeBatch) {
+	m.pipeIn.WithLabelValues(b.Pipe).Add(float64(b.In))
+	m.pipeOut.WithLabelValues(b.Pipe).Add(float64(b.Out))
+	if d := b.In - b.Out - b.Failed; d > 0 {
+		m.pipeDropped.WithLabelValues(b.Pipe).Add(float64(d))
+	}
+	if b.Skipped > 0 {
+		m.skipped.WithLabelValues(b.Pipe).Add(float64(b.Skipped))
+	}
+	if b.DeadLettered > 0 {
+		m.deadLetters.WithLabelValues(b.Pipe, "process").Add(float64(b.DeadLettered))
+	}
+	m.pipeSeconds.WithLabelValues(b.Pipe).Observe(b.Duration.Seconds())
+	m.pipeBatch.WithLabelValues(b.Pipe).Observe(float64(b.In))
+}
+
+func (m *Metrics) OnDecodeError(dataset, pipe string, deadLettered bool) {
+	m.decodeErrors.WithLabelValues(dataset).Inc()
+	if deadLettered {
+		m.deadLetters.WithLabelValues(pipe, "decode").Inc()
+	}
+}
+
+func (m *Metrics) OnOutput(dataset string, age time.Duration) {
+	m.outputs.WithLabelValues(dataset).Inc()
+	m.latency.WithLabelValues(dataset).Observe(age.Seconds())
+}
+
+func (m *Metrics) OnTxnEnd(t engine.TxnEnd) {
+	outcome := "aborted"
+	if t.Committed {
+		outcome = "committed"
+	}
+	m.txns.WithLabelValues(outcome).Inc()
+	m.txnSeconds.Observe(t.Duration.Seconds())
+	m.txnRecords.Observe(float64(t.Records))
+}
+
+func (m *Metrics) OnRebalance(r engine.Rebalance) {
+	n := func(p map[string][]int32) (c int) {
+		for _, ps := range p {
+			c += len(ps)
+		}
+		return c
+	}
+	switch {
+	case r.Lost:
+		m.rebalances.WithLabelValues("lost").Inc()
+		m.assigned.Sub(float64(n(r.Revoked)))
+	case r.Assigned != nil:
+		m.rebalances.WithLabelValues("assigned").Inc()
+		m.assigned.Add(float64(n(r.Assigned)))
+		m.SetReady(true)
+	default:
+		m.rebalances.WithLabelValues("revoked").Inc()
+		m.assigned.Sub(float64(n(r.Revoked)))
+	}
+}
+
+func (m *Metrics) OnLag(topic string, partition int32, lag int64) {
+	p := strconv.Itoa(int(partition))
+	if lag < 0 {
+		m.lag.DeleteLabelValues(topic, p)
+		return
+	}
+	m.lag.WithLabelValues(topic, p).Set(float64(lag))
+}
