@@ -18,11 +18,13 @@ lint:
 	$(GO) run ./cmd/streamer validate examples/enrichment/topology.yaml
 	$(GO) run ./examples/custompipe validate examples/custompipe/topology.yaml
 	$(GO) run ./cmd/streamer schema | diff -u topology.schema.json - || (echo "topology.schema.json is stale: run make schema"; exit 1)
+	@python3 -c 'import json,sys; json.load(open("deploy/grafana/streamer-dashboard.json"))' || (echo "the dashboard is not valid JSON"; exit 1)
 
 unit:
 	$(GO) test -count=1 ./...
 
 integration:
+	scripts/install-tools.sh
 	scripts/with-kafka.sh env STREAMER_INTEGRATION=1 STREAMER_BROKERS=$(BROKERS) \
 		$(GO) test -count=1 -v -timeout 30m ./integration/
 

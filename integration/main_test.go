@@ -120,6 +120,17 @@ func (e *env) produce(topic string, recs []*kgo.Record) {
 	}
 }
 
+// produceQuiet produces from a goroutine other than the test's: errors are
+// reported with t.Error, not t.Fatal.
+func (e *env) produceQuiet(topic string, recs []*kgo.Record) {
+	for _, r := range recs {
+		r.Topic = e.topic(topic)
+	}
+	if err := e.client.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		e.t.Errorf("producing: %v", err)
+	}
+}
+
 // replica is one `streamer run` process.
 type replica struct {
 	cmd  *exec.Cmd
@@ -130,7 +141,14 @@ type replica struct {
 
 func (e *env) start(file, replicaID string) *replica {
 	e.t.Helper()
-	cmd := exec.Command(binary, "run", file, "--brokers", strings.Join(brokers, ","), "--replica-id", replicaID)
+	return e.startArgs(file, replicaID, "--metrics-addr", "off")
+}
+
+// startArgs starts a replica with extra flags.
+func (e *env) startArgs(file, replicaID string, extra ...string) *replica {
+	e.t.Helper()
+	args := append([]string{"run", file, "--brokers", strings.Join(brokers, ","), "--replica-id", replicaID}, extra...)
+	cmd := exec.Command(binary, args...)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &lockedWriter{w: &log}, &lockedWriter{w: &log}
 	if err := cmd.Start(); err != nil {

@@ -121,7 +121,8 @@ func New(top *topology.Topology, replica, version string) *Metrics {
 
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.kafk = kprom.NewMetrics("streamer_kafka", kprom.Registry(reg))
+	m.kafk = kprom.NewMetrics("streamer_kafka", kprom.Registry(reg),
+		kprom.FetchAndProduceDetail(kprom.ByTopic, kprom.Records, kprom.CompressedBytes, kprom.UncompressedBytes, kprom.ConsistentNaming))
 	return m
 }
 
