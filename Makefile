@@ -25,7 +25,8 @@ unit:
 
 integration:
 	scripts/install-tools.sh
-	scripts/with-kafka.sh env STREAMER_INTEGRATION=1 STREAMER_BROKERS=$(BROKERS) \
+	mkdir -p bin
+	scripts/with-kafka.sh env STREAMER_INTEGRATION=1 STREAMER_BROKERS=$(BROKERS) STREAMER_ARTIFACTS=$(CURDIR)/bin \
 		$(GO) test -count=1 -v -timeout 30m ./integration/
 
 # Every example topology's declarative test cases; the custom-pipe example

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamerio/streamer/engine"
+	"github.com/streamerio/streamer/internal/console"
 	"github.com/streamerio/streamer/internal/tuning"
 	"github.com/streamerio/streamer/metrics"
 )
@@ -52,20 +53,25 @@ set GOMEMLIMIT as well.`,
 				replica = engine.DefaultReplicaID()
 			}
 			m := metrics.New(t, replica, version())
+			stats := engine.NewStats()
+			var ready func() bool
+			page := console.New(t, replica, stats, func() bool { return ready() })
 			e, err := engine.New(t, engine.Options{
 				Brokers:            splitList(brokers),
 				ReplicaID:          replica,
 				CommitInterval:     commit,
 				TransactionTimeout: txnTimeout,
 				Logger:             log,
-				Hooks:              []engine.Hook{m},
+				Hooks:              []engine.Hook{m, page},
+				Stats:              stats,
 				ClientOpts:         []kgo.Opt{m.ClientOpt()},
 			})
 			if err != nil {
 				return usageError{err}
 			}
+			ready = e.Ready
 			if metricsAddr != "" && metricsAddr != "off" {
-				ops, err := serveOps(metricsAddr, m.Handler(), e.Ready, log)
+				ops, err := serveOps(metricsAddr, m.Handler(), e.Ready, page, log)
 				if err != nil {
 					return &exitError{code: ExitFailure, err: err}
 				}
@@ -88,7 +94,7 @@ set GOMEMLIMIT as well.`,
 	c.Flags().StringVar(&replica, "replica-id", env("STREAMER_REPLICA_ID", ""), "this replica's stable id (env STREAMER_REPLICA_ID; default <hostname>-<pid>)")
 	c.Flags().DurationVar(&commit, "commit-interval", envDuration("STREAMER_COMMIT_INTERVAL", 0), "longest a transaction stays open (env STREAMER_COMMIT_INTERVAL; default the topology's, 100ms)")
 	c.Flags().DurationVar(&txnTimeout, "transaction-timeout", 10*time.Second, "broker-side timeout of an open transaction")
-	c.Flags().StringVar(&metricsAddr, "metrics-addr", env("STREAMER_METRICS_ADDR", ":9464"), "serve /metrics, /healthz and /readyz here; off disables (env STREAMER_METRICS_ADDR)")
+	c.Flags().StringVar(&metricsAddr, "metrics-addr", env("STREAMER_METRICS_ADDR", ":9464"), "serve the topology page (/), /metrics, /healthz and /readyz here; off disables (env STREAMER_METRICS_ADDR)")
 	return c
 }
 

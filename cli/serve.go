@@ -10,7 +10,8 @@ import (
 	"time"
 )
 
-// opsServer serves /metrics, /healthz and /readyz for a replica.
+// opsServer serves /metrics, /healthz, /readyz and the live topology page
+// for a replica.
 type opsServer struct {
 	srv  *http.Server
 	addr net.Addr
@@ -18,13 +19,14 @@ type opsServer struct {
 }
 
 // serveOps listens on addr and serves the endpoints until stop is called.
-func serveOps(addr string, metrics http.Handler, ready func() bool, log *slog.Logger) (*opsServer, error) {
+func serveOps(addr string, metrics http.Handler, ready func() bool, page interface{ Register(*http.ServeMux) }, log *slog.Logger) (*opsServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics listener: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics)
+	page.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -43,7 +45,7 @@ func serveOps(addr string, metrics http.Handler, ready func() bool, log *slog.Lo
 		}
 		s.done <- err
 	}()
-	log.Info("serving metrics and health", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+	log.Info("serving metrics and health", "addr", ln.Addr().String(), "paths", "/ (topology page) /metrics /healthz /readyz")
 	return s, nil
 }
 

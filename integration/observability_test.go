@@ -254,4 +254,3 @@ func ruleHealth(t *testing.T, api string) map[string]string {
 	})
 	return health
 }
-
