@@ -156,7 +156,7 @@ func (g *globals) logger(defaultLevel slog.Level) (*slog.Logger, error) {
 			return nil, usageError{fmt.Errorf("--log-level: %w", err)}
 		}
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: redactSecrets}
 	switch g.logFormat {
 	case "text":
 		return slog.New(slog.NewTextHandler(g.stderr, opts)), nil
@@ -164,6 +164,22 @@ func (g *globals) logger(defaultLevel slog.Level) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(g.stderr, opts)), nil
 	}
 	return nil, usageError{fmt.Errorf("--log-format must be text or json, not %q", g.logFormat)}
+}
+
+// secretKeys are parts of attribute names whose values never reach a log.
+var secretKeys = []string{"password", "secret", "token", "sasl", "credential", "salt", "key_pem", "private"}
+
+// redactSecrets replaces the value of any log attribute whose name looks
+// like a secret's, wherever it is logged from (TLS and SASL settings come
+// later; this holds for them too).
+func redactSecrets(_ []string, a slog.Attr) slog.Attr {
+	k := strings.ToLower(a.Key)
+	for _, s := range secretKeys {
+		if strings.Contains(k, s) {
+			return slog.String(a.Key, "[redacted]")
+		}
+	}
+	return a
 }
 
 // load compiles a topology file, printing its warnings.

@@ -84,3 +84,22 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+func TestLogsRedactSecrets(t *testing.T) {
+	var out, errb bytes.Buffer
+	g := &globals{logFormat: "json", stdout: &out, stderr: &errb}
+	log, err := g.logger(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("connecting", "sasl_password", "hunter2", "tls", map[string]string{"x": "y"}, "api_token", "abc", "brokers", "b:9092")
+	got := errb.String()
+	for _, secret := range []string{"hunter2", `"abc"`} {
+		if strings.Contains(got, secret) {
+			t.Errorf("secret %s in log line: %s", secret, got)
+		}
+	}
+	if !strings.Contains(got, "b:9092") || !strings.Contains(got, "[redacted]") {
+		t.Errorf("log line %s", got)
+	}
+}

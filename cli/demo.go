@@ -19,14 +19,17 @@ import (
 
 	"github.com/streamerio/streamer/engine"
 	"github.com/streamerio/streamer/examples"
+	"github.com/streamerio/streamer/internal/console"
 	"github.com/streamerio/streamer/internal/gen"
 	"github.com/streamerio/streamer/internal/topicread"
+	"github.com/streamerio/streamer/metrics"
 	"github.com/streamerio/streamer/topology"
 )
 
 func demoCmd(g *globals) *cobra.Command {
 	var duration time.Duration
 	var rate int
+	var metricsAddr string
 	c := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the example enrichment topology on an in-process Kafka, with nothing to install",
@@ -48,15 +51,16 @@ checked against what the generator says a correct run must produce.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runDemo(ctx, g, log, duration, rate)
+			return runDemo(ctx, g, log, duration, rate, metricsAddr)
 		},
 	}
 	c.Flags().DurationVar(&duration, "duration", 10*time.Second, "how long to generate orders; 0 runs until interrupted")
 	c.Flags().IntVar(&rate, "rate", 5000, "orders generated per second")
+	c.Flags().StringVar(&metricsAddr, "metrics-addr", "127.0.0.1:0", "serve the live topology page and /metrics here (port 0: any free port); off disables")
 	return c
 }
 
-func runDemo(ctx context.Context, g *globals, log *slog.Logger, duration time.Duration, rate int) (err error) {
+func runDemo(ctx context.Context, g *globals, log *slog.Logger, duration time.Duration, rate int, metricsAddr string) (err error) {
 	const file = "examples/enrichment/topology.yaml"
 	fsys := examples.Enrichment()
 	src, err := fs.ReadFile(fsys, "topology.yaml")
@@ -81,9 +85,21 @@ func runDemo(ctx context.Context, g *globals, log *slog.Logger, duration time.Du
 	fmt.Fprintln(g.stdout)
 
 	stats := engine.NewStats()
-	e, err := engine.New(top, engine.Options{Brokers: brokers, ReplicaID: "demo", Logger: log, Stats: stats})
+	m := metrics.New(top, "demo", version())
+	var e *engine.Engine
+	page := console.New(top, "demo", stats, func() bool { return e.Ready() })
+	e, err = engine.New(top, engine.Options{Brokers: brokers, ReplicaID: "demo", Logger: log, Stats: stats,
+		Hooks: []engine.Hook{m, page}, ClientOpts: []kgo.Opt{m.ClientOpt()}})
 	if err != nil {
 		return err
+	}
+	if metricsAddr != "off" {
+		ops, err := serveOps(metricsAddr, m.Handler(), e.Ready, page, log)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = ops.stop() }()
+		fmt.Fprintf(g.stdout, "live topology page: http://%s/  (metrics: /metrics)\n\n", ops.addr)
 	}
 	runCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopEngine()
