@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -50,7 +51,7 @@ func planCmd(g *globals) *cobra.Command {
 		Short: "Print the compiled DAG, consumer group, transactional id and topics",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !contains(topology.PlanFormats, format) {
+			if !slices.Contains(topology.PlanFormats, format) {
 				return usageError{fmt.Errorf("--format must be one of %s", strings.Join(topology.PlanFormats, ", "))}
 			}
 			t, err := g.load(args[0])
@@ -115,13 +116,4 @@ func pipesCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -46,7 +47,7 @@ type setField struct {
 func newMap(c MapConfig, env *Env) (Pipe, error) {
 	m := &mapPipe{}
 	var errs []error
-	for _, k := range sortedKeys(c.Compute) {
+	for _, k := range slices.Sorted(maps.Keys(c.Compute)) {
 		p, err := env.Compile(c.Compute[k])
 		if err != nil {
 			errs = append(errs, err)
@@ -54,10 +55,10 @@ func newMap(c MapConfig, env *Env) (Pipe, error) {
 		}
 		m.compute = append(m.compute, computed{path: k, prog: p})
 	}
-	for _, k := range sortedKeys(c.Set) {
+	for _, k := range slices.Sorted(maps.Keys(c.Set)) {
 		m.set = append(m.set, setField{path: k, val: c.Set[k]})
 	}
-	for _, k := range sortedKeys(c.Rename) {
+	for _, k := range slices.Sorted(maps.Keys(c.Rename)) {
 		to := c.Rename[k]
 		if err := env.CheckField(Field{Name: k, Pos: to.Pos}); err != nil {
 			errs = append(errs, err)
@@ -79,15 +80,6 @@ func newMap(c MapConfig, env *Env) (Pipe, error) {
 	m.vals = make([]any, len(m.compute))
 	m.schema = m.deriveSchema(env.InputSchema())
 	return m, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 func (m *mapPipe) Process(_ context.Context, b *Batch, out *Output) error {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -170,7 +172,7 @@ func checkFile(top *topology.Topology, f *fileSpec) []*spec.Error {
 			}
 		}
 		for _, in := range c.Input {
-			if !contains(sources, in.Key) {
+			if !slices.Contains(sources, in.Key) {
 				errs = append(errs, spec.Errorf(in.KeyPos, "input: %q is not a source dataset of the topology (sources: %s)%s", in.Key, strings.Join(sources, ", "), spec.DidYouMean(in.Key, sources)))
 			}
 			for _, r := range in.Value {
@@ -185,21 +187,12 @@ func checkFile(top *topology.Topology, f *fileSpec) []*spec.Error {
 			}
 		}
 		for _, ex := range c.Expect {
-			if !contains(sinks, ex.Key) {
+			if !slices.Contains(sinks, ex.Key) {
 				errs = append(errs, spec.Errorf(ex.KeyPos, "expect: %q is not a dataset that pipes write to a topic (sinks: %s)%s", ex.Key, strings.Join(sinks, ", "), spec.DidYouMean(ex.Key, sinks)))
 			}
 		}
 	}
 	return errs
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // timestamp parses an RFC 3339 time or an offset like +5s from base.
@@ -432,7 +425,7 @@ func valueDiff(path string, want, got any, partial bool) []string {
 			return []string{fmt.Sprintf("%s: expected an object, got %s", path, show(got))}
 		}
 		var out []string
-		for _, k := range sortedKeys(w) {
+		for _, k := range slices.Sorted(maps.Keys(w)) {
 			gv, ok := g[k]
 			if !ok {
 				out = append(out, fmt.Sprintf("%s.%s: missing, expected %s", path, k, show(w[k])))
@@ -441,7 +434,7 @@ func valueDiff(path string, want, got any, partial bool) []string {
 			out = append(out, valueDiff(path+"."+k, w[k], gv, partial)...)
 		}
 		if !partial {
-			for _, k := range sortedKeys(g) {
+			for _, k := range slices.Sorted(maps.Keys(g)) {
 				if _, ok := w[k]; !ok {
 					out = append(out, fmt.Sprintf("%s.%s: unexpected, got %s", path, k, show(g[k])))
 				}
@@ -479,15 +472,6 @@ func number(v any) (float64, bool) {
 		return x, true
 	}
 	return 0, false
-}
-
-func sortedKeys(m map[string]any) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 func show(v any) string {

@@ -3,10 +3,11 @@ package topology
 import (
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -185,7 +186,7 @@ func (c *compiler) pipes(t *Topology, n *yaml.Node) []*pipeDecl {
 		var typeKey, typeVal *yaml.Node
 		for j := 0; j+1 < len(v.Content); j += 2 {
 			kk, vv := v.Content[j], v.Content[j+1]
-			if contains(envelope, kk.Value) {
+			if slices.Contains(envelope, kk.Value) {
 				env.Content = append(env.Content, kk, vv)
 				continue
 			}
@@ -230,20 +231,11 @@ type pipeDecl struct {
 	from, to []spec.Field
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func (c *compiler) dataset(t *Topology, f spec.Field, what string) *Dataset {
 	if d, ok := t.Datasets[f.Name]; ok {
 		return d
 	}
-	c.d.add(f.Pos, "%s: unknown dataset %q%s", what, f.Name, spec.DidYouMean(f.Name, sortedNames(t.Datasets)))
+	c.d.add(f.Pos, "%s: unknown dataset %q%s", what, f.Name, spec.DidYouMean(f.Name, slices.Sorted(maps.Keys(t.Datasets))))
 	return nil
 }
 
@@ -282,7 +274,7 @@ func (c *compiler) edges(t *Topology, ps []*pipeDecl) {
 			c.d.add(p.Pos, "pipe %q (%s) writes %d datasets; it takes at most %d", p.Name, p.Type, n, s.MaxOutputs)
 		}
 	}
-	for _, name := range sortedNames(t.Datasets) {
+	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
 		d := t.Datasets[name]
 		switch {
 		case d == t.DeadLetter:
@@ -447,13 +439,4 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 			_ = cl.Close()
 		}
 	}
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

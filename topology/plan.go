@@ -3,6 +3,8 @@ package topology
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -47,7 +49,7 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 		p.f("  %-16s %-8s %s → %s  (on_error: %s)\n", pp.Name, pp.Type, datasets(pp.Inputs), datasets(pp.Outputs), pp.OnError)
 	}
 	p.f("\ndatasets:\n")
-	for _, name := range sortedNames(t.Datasets) {
+	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
 		d := t.Datasets[name]
 		where := "in memory"
 		switch {
@@ -73,7 +75,7 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 func (t *Topology) planDot(w io.Writer) error {
 	p := &printer{w: w}
 	p.f("digraph %q {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n", t.Name)
-	for _, name := range sortedNames(t.Datasets) {
+	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
 		d := t.Datasets[name]
 		label := d.Name
 		shape := "note"
@@ -112,7 +114,7 @@ func (t *Topology) planMermaid(w io.Writer) error {
 		return id[key]
 	}
 	p.f("flowchart LR\n")
-	for _, name := range sortedNames(t.Datasets) {
+	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
 		d := t.Datasets[name]
 		if d.Topic != "" {
 			p.f("  %s[(\"%s<br/>%s\")]\n", node("ds:"+d.Name), d.Name, d.Topic)

@@ -22,6 +22,8 @@
 package topology
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/streamerio/streamer/internal/spec"
@@ -140,7 +142,7 @@ func (t *Topology) Owned() []*Dataset {
 
 func (t *Topology) filter(keep func(*Dataset) bool) []*Dataset {
 	var out []*Dataset
-	for _, name := range sortedNames(t.Datasets) {
+	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
 		if d := t.Datasets[name]; keep(d) {
 			out = append(out, d)
 		}

@@ -10,8 +10,9 @@ package console
 import (
 	_ "embed"
 	"encoding/json"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -129,7 +130,7 @@ func (c *Console) graph() Graph {
 	for _, l := range layer {
 		maxLayer = max(maxLayer, l)
 	}
-	for _, name := range sortedKeys(c.top.Datasets) {
+	for _, name := range slices.Sorted(maps.Keys(c.top.Datasets)) {
 		d := c.top.Datasets[name]
 		kind, detail := "memory", "in memory"
 		switch {
@@ -200,13 +201,4 @@ func (c *Console) snapshot() Stats {
 		s.Outputs[name] = n.Load()
 	}
 	return s
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
