@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -294,11 +295,7 @@ func (e *Engine) process(ctx context.Context, fetches kgo.Fetches, emit func(*kg
 	return errors.Join(errs...)
 }
 
-func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-	Error(string, ...any)
-}) error {
+func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *slog.Logger) error {
 	emit := e.produce(sess)
 	stats := e.opts.Stats
 	var (
