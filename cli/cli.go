@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/streamerio/streamer/serde"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -100,6 +101,7 @@ func isCobraUsage(err error) bool {
 type globals struct {
 	logFormat string
 	logLevel  string
+	registry  string
 	stdout    io.Writer
 	stderr    io.Writer
 }
@@ -116,7 +118,8 @@ read and write them. Replicas of 'streamer run' share the work as one
 consumer group; outputs and offsets commit in Kafka transactions.
 
 Environment variables override flag defaults: STREAMER_BROKERS,
-STREAMER_REPLICA_ID, STREAMER_COMMIT_INTERVAL, STREAMER_METRICS_ADDR, STREAMER_LOG_FORMAT,
+STREAMER_REPLICA_ID, STREAMER_COMMIT_INTERVAL, STREAMER_METRICS_ADDR,
+STREAMER_REGISTRY_URL, STREAMER_LOG_FORMAT,
 STREAMER_LOG_LEVEL.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid topology,
@@ -129,6 +132,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid topology,
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", env("STREAMER_LOG_FORMAT", "text"), "log format: text or json")
+	root.PersistentFlags().StringVar(&g.registry, "registry", env("STREAMER_REGISTRY_URL", ""), "schema registry URL (Confluent API), for datasets with registry: (env STREAMER_REGISTRY_URL)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", env("STREAMER_LOG_LEVEL", ""), "log level: debug, info, warn or error (default info; warn for demo)")
 	root.AddCommand(
 		validateCmd(g), planCmd(g), runCmd(g), testCmd(g), demoCmd(g), schemaCmd(g), pipesCmd(g),
@@ -184,7 +188,15 @@ func redactSecrets(_ []string, a slog.Attr) slog.Attr {
 
 // load compiles a topology file, printing its warnings.
 func (g *globals) load(file string) (*topology.Topology, error) {
-	t, err := topology.Load(file)
+	var opts []topology.Option
+	if g.registry != "" {
+		reg, err := serde.NewRegistry(g.registry)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--registry: %w", err)}
+		}
+		opts = append(opts, topology.WithRegistry(reg))
+	}
+	t, err := topology.Load(file, opts...)
 	if err != nil {
 		var te *topology.Error
 		if errors.As(err, &te) {

@@ -252,6 +252,11 @@ func (k *Task) Process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 		} else {
 			v, err = codec.Decode(kr.Value)
 		}
+		if err != nil && serde.IsUnavailable(err) {
+			// Not the record's fault (the registry is down): fail the batch,
+			// so the transaction aborts and the records are read again.
+			return fmt.Errorf("%w: decoding %s[%d]@%d: %v", ErrFailed, kr.Topic, kr.Partition, kr.Offset, err)
+		}
 		if err != nil {
 			first := k.source.Readers[0]
 			for _, h := range k.hooks.decode {
@@ -339,6 +344,9 @@ func (k *Task) run(ctx context.Context, s *step, input int, recs []*pipes.Record
 			now := time.Now()
 			for _, r := range out {
 				v, err := k.encode(ds, r)
+				if err != nil && serde.IsUnavailable(err) {
+					return fmt.Errorf("%w: encoding for %q: %v", ErrFailed, ds.Name, err)
+				}
 				if err != nil {
 					if err := k.fail(s.p.OnError, "encode", s.p.Name, r.Origin, fmt.Errorf("dataset %q: %w", ds.Name, err), emit); err != nil {
 						return err

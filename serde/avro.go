@@ -23,18 +23,21 @@ type avroCodec struct {
 
 // avroType is the part of an Avro schema the union conversion needs.
 type avroType struct {
-	kind   string // primitive name, "record", "enum", "fixed", "array", "map", "union"
-	name   string // full name of named types
-	fields []avroField
-	items  *avroType   // array items, map values
-	union  []*avroType // union branches
+	kind    string // primitive name, "record", "enum", "fixed", "array", "map", "union"
+	name    string // full name of named types
+	fields  []avroField
+	items   *avroType   // array items, map values
+	symbols []string    // enum symbols
+	union   []*avroType // union branches
 	// logical types are left to goavro (it converts them to time.Time etc.)
 	logical string
 }
 
 type avroField struct {
-	name string
-	t    *avroType
+	name   string
+	t      *avroType
+	def    any // the default, as JSON decodes it
+	hasDef bool
 }
 
 func newAvro(schema []byte) (Codec, error) {
@@ -59,6 +62,11 @@ func newAvro(schema []byte) (Codec, error) {
 }
 
 type avroParser struct{ named map[string]*avroType }
+
+func asSlice(v any) []any {
+	s, _ := v.([]any)
+	return s
+}
 
 func (p *avroParser) parse(s any, ns string) (*avroType, error) {
 	switch x := s.(type) {
@@ -98,6 +106,11 @@ func (p *avroParser) parse(s any, ns string) (*avroType, error) {
 		t.logical, _ = x["logicalType"].(string)
 		switch kind {
 		case "record", "error", "enum", "fixed":
+			for _, sym := range asSlice(x["symbols"]) {
+				if s, ok := sym.(string); ok {
+					t.symbols = append(t.symbols, s)
+				}
+			}
 			t.kind = map[string]string{"error": "record"}[kind]
 			if t.kind == "" {
 				t.kind = kind
@@ -123,7 +136,8 @@ func (p *avroParser) parse(s any, ns string) (*avroType, error) {
 					if err != nil {
 						return nil, fmt.Errorf("field %q: %w", fname, err)
 					}
-					t.fields = append(t.fields, avroField{name: fname, t: ft})
+					def, hasDef := fm["default"]
+					t.fields = append(t.fields, avroField{name: fname, t: ft, def: def, hasDef: hasDef})
 				}
 			}
 		case "array":

@@ -19,20 +19,32 @@ import (
 	"github.com/streamerio/streamer/serde"
 )
 
+// Option changes how a topology compiles.
+type Option func(*compiler)
+
+// WithRegistry gives the compiler a schema registry: datasets declaring
+// registry: get wire-format codecs, their schemas can come from the
+// registry, and sink schemas are checked for compatibility with the
+// subject's latest version.
+func WithRegistry(r *serde.Registry) Option { return func(c *compiler) { c.registry = r } }
+
 // Load reads and compiles a topology file. Schema files are resolved relative
 // to the file's directory. A returned *Error lists every problem.
-func Load(file string) (*Topology, error) {
+func Load(file string, opts ...Option) (*Topology, error) {
 	src, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
 	}
-	return Compile(file, src, os.DirFS(filepath.Dir(file)))
+	return Compile(file, src, os.DirFS(filepath.Dir(file)), opts...)
 }
 
 // Compile compiles the topology in src. name is used in diagnostics; schema
 // files are read from fsys.
-func Compile(name string, src []byte, fsys fs.FS) (*Topology, error) {
+func Compile(name string, src []byte, fsys fs.FS, opts ...Option) (*Topology, error) {
 	c := &compiler{d: diags{file: name}, fsys: fsys}
+	for _, o := range opts {
+		o(c)
+	}
 	t := c.compile(src)
 	if c.d.failed() {
 		return nil, &Error{Diagnostics: c.d.sorted()}
@@ -43,8 +55,19 @@ func Compile(name string, src []byte, fsys fs.FS) (*Topology, error) {
 }
 
 type compiler struct {
-	d    diags
-	fsys fs.FS
+	d        diags
+	fsys     fs.FS
+	registry *serde.Registry
+	// registered are the datasets with registry:, for the compatibility
+	// check once producers are known.
+	registered []registered
+}
+
+type registered struct {
+	d       *Dataset
+	subject string
+	schema  string
+	pos     spec.Pos
 }
 
 func (c *compiler) compile(src []byte) *Topology {
@@ -79,6 +102,7 @@ func (c *compiler) compile(src []byte) *Topology {
 	ps := c.pipes(t, &f.Pipes)
 	c.deadLetter(t, f.DeadLetter)
 	c.edges(t, ps)
+	c.compatibility()
 	order := c.order(ps)
 	c.build(t, order, f.Defaults.OnError)
 	t.Pipes = order
@@ -141,6 +165,10 @@ func (c *compiler) datasets(t *Topology, n *yaml.Node) {
 			}
 			schema = b
 		}
+		if ds.Registry != nil {
+			c.registryCodec(d, ds, schema, spec.PosOf(k))
+			continue
+		}
 		codec, err := serde.NewFromSchema(d.ValueFormat, schema)
 		if err != nil {
 			pos := spec.PosOf(k)
@@ -152,6 +180,85 @@ func (c *compiler) datasets(t *Topology, n *yaml.Node) {
 		}
 		d.Codec = codec
 		d.Schema = codec.Schema()
+	}
+}
+
+// registryCodec sets up a dataset whose values are in the schema-registry
+// wire format.
+func (c *compiler) registryCodec(d *Dataset, ds datasetSpec, schema []byte, pos spec.Pos) {
+	r := ds.Registry
+	if ds.Schema != nil {
+		pos = ds.Schema.Pos
+	}
+	if d.ValueFormat != "avro" {
+		c.d.add(pos, "dataset %q: registry: needs value: avro", d.Name)
+		return
+	}
+	if d.Topic == "" {
+		c.d.add(pos, "dataset %q: registry: needs a topic", d.Name)
+		return
+	}
+	subject := r.Subject
+	if subject == "" {
+		if len(schema) == 0 && r.Strategy != serde.TopicName {
+			c.d.add(pos, "dataset %q: the %s strategy needs a schema file or an explicit subject", d.Name, r.Strategy)
+			return
+		}
+		var err error
+		if subject, err = serde.SubjectName(r.Strategy, d.Topic, string(schema)); err != nil {
+			c.d.add(pos, "dataset %q: %v", d.Name, err)
+			return
+		}
+	}
+	d.Subject = subject
+	if c.registry == nil {
+		if len(schema) == 0 {
+			c.d.add(pos, "dataset %q: no schema file, and no registry to fetch subject %q from: give schema: or --registry", d.Name, subject)
+			return
+		}
+		codec, err := serde.NewFromSchema("avro", schema)
+		if err != nil {
+			c.d.add(pos, "dataset %q: %v", d.Name, err)
+			return
+		}
+		d.Schema = codec.Schema()
+		d.Codec = serde.NeedsRegistry(d.Name, codec.Schema())
+		c.d.warn(pos, "dataset %q: no schema registry given (--registry): types are checked against the schema file, compatibility with subject %q is not", d.Name, subject)
+		return
+	}
+	if len(schema) == 0 {
+		text, err := c.registry.Latest(subject, r.Version)
+		if err != nil {
+			c.d.add(pos, "dataset %q: %v", d.Name, err)
+			return
+		}
+		schema = []byte(text)
+	}
+	codec, err := serde.NewRegistryAvro(c.registry, subject, string(schema), r.Register)
+	if err != nil {
+		c.d.add(pos, "dataset %q: %v", d.Name, err)
+		return
+	}
+	d.Codec, d.Schema = codec, codec.Schema()
+	c.registered = append(c.registered, registered{d: d, subject: subject, schema: string(schema), pos: pos})
+}
+
+// compatibility checks that what the job will write is compatible with the
+// latest schema of each sink's subject, under the subject's compatibility
+// level, before anything runs.
+func (c *compiler) compatibility() {
+	for _, r := range c.registered {
+		if !r.d.IsSink() {
+			continue
+		}
+		msgs, err := c.registry.Compatible(r.subject, r.schema)
+		if err != nil {
+			c.d.add(r.pos, "dataset %q: %v", r.d.Name, err)
+			continue
+		}
+		for _, m := range msgs {
+			c.d.add(r.pos, "dataset %q: the schema is not compatible with subject %q: %s", r.d.Name, r.subject, m)
+		}
 	}
 }
 

@@ -33,13 +33,21 @@ type processing struct {
 
 // datasetSpec declares one dataset.
 type datasetSpec struct {
-	Description string      `yaml:"description" doc:"What the data is, for people."`
-	Topic       string      `yaml:"topic" doc:"Kafka topic holding the data. Without one the dataset lives only in memory, between two pipes."`
-	Key         string      `yaml:"key" default:"string" enum:"string,bytes" doc:"Format of record keys."`
-	Value       string      `yaml:"value" default:"json" enum:"json,avro,string,bytes" doc:"Format of record values."`
-	Schema      *spec.Field `yaml:"schema" doc:"Schema file, relative to the topology file: Avro (.avsc) for avro, JSON Schema for json. With it, expressions are type-checked."`
-	Partitions  int         `yaml:"partitions" doc:"Expected partition count of an existing topic; checked at start."`
-	Create      *createSpec `yaml:"create" doc:"Create the topic at start if it does not exist: the job owns it."`
+	Description string        `yaml:"description" doc:"What the data is, for people."`
+	Topic       string        `yaml:"topic" doc:"Kafka topic holding the data. Without one the dataset lives only in memory, between two pipes."`
+	Key         string        `yaml:"key" default:"string" enum:"string,bytes" doc:"Format of record keys."`
+	Value       string        `yaml:"value" default:"json" enum:"json,avro,string,bytes" doc:"Format of record values."`
+	Schema      *spec.Field   `yaml:"schema" doc:"Schema file, relative to the topology file: Avro (.avsc) for avro, JSON Schema for json. With it, expressions are type-checked."`
+	Partitions  int           `yaml:"partitions" doc:"Expected partition count of an existing topic; checked at start."`
+	Create      *createSpec   `yaml:"create" doc:"Create the topic at start if it does not exist: the job owns it."`
+	Registry    *registrySpec `yaml:"registry" doc:"Values are in the schema-registry wire format (magic byte, schema id, Avro). The registry's address comes from --registry or STREAMER_REGISTRY_URL."`
+}
+
+type registrySpec struct {
+	Subject  string `yaml:"subject" doc:"Subject of the values. Default: from the strategy."`
+	Strategy string `yaml:"strategy" default:"topic" enum:"topic,record,topic-record" doc:"Subject naming: topic (<topic>-value), record (<namespace>.<name>) or topic-record."`
+	Version  int    `yaml:"version" default:"-1" doc:"Version of the subject's schema to read with, when no schema file is given; -1 is the latest."`
+	Register bool   `yaml:"register" doc:"Register the schema under the subject when the job first writes with it."`
 }
 
 type createSpec struct {

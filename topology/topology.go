@@ -73,6 +73,9 @@ type Dataset struct {
 	KeyFormat   string
 	ValueFormat string
 	SchemaFile  string
+	// Subject is the schema-registry subject, when values are in the
+	// registry's wire format.
+	Subject string
 	// Codec encodes and decodes the values.
 	Codec serde.Codec
 	// Schema is the declared schema, or the one derived by its producer,
