@@ -9,10 +9,12 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamerio/streamer/engine"
+	"github.com/streamerio/streamer/serde"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -293,5 +295,31 @@ func TestProjectionKeepsOutputs(t *testing.T) {
 	}
 	if len(whole["a"]) != 3 || len(whole["dlq"]) != 1 {
 		t.Fatalf("unexpected outputs %v", whole)
+	}
+}
+
+// TestRegistryDownFailsTheBatch: a record that cannot be decoded because
+// the schema registry is unreachable is not the record's fault, so it must
+// not go to the dead letters: the batch fails and the transaction aborts.
+func TestRegistryDownFailsTheBatch(t *testing.T) {
+	reg, err := serde.NewRegistry("http://127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Attempts, reg.Backoff = 2, time.Millisecond
+	schema := `{"type":"record","name":"R","fields":[{"name":"n","type":"long"}]}`
+	src := "name: r\ndead_letter: dlq\ndatasets:\n  in: {topic: in, value: avro, schema: r.avsc, registry: {}}\n  out: {topic: out}\n  dlq: {topic: dlq, value: bytes}\npipes:\n  p: {from: in, to: out, filter: {when: 'n > 0'}}\n"
+	top, err := topology.Compile("t.yaml", []byte(src), fstest.MapFS{"r.avsc": {Data: []byte(schema)}}, topology.WithRegistry(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := engine.NewTask(top, "in", 0, engine.TaskOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var emitted int
+	err = task.Process(context.Background(), []*kgo.Record{kr(1, "\x00\x00\x00\x00\x01\x02")}, func(*kgo.Record) { emitted++ })
+	if !errors.Is(err, engine.ErrFailed) || !strings.Contains(err.Error(), "schema registry") || emitted != 0 {
+		t.Fatalf("err %v, emitted %d: want the batch failed and nothing dead-lettered", err, emitted)
 	}
 }
