@@ -183,6 +183,44 @@ func (c *compiler) datasets(t *Topology, n *yaml.Node) {
 	}
 }
 
+// checkDeclared compares what a pipe emits (its derived schema) with the
+// schema its output dataset declares: a field the declaration needs but the
+// pipe does not produce is an error, and so is a field of another kind; a
+// field the pipe adds that the declaration lacks is a warning, because it
+// will not be written.
+func (c *compiler) checkDeclared(p *Pipe, o *Dataset, derived *pipes.Schema) {
+	if derived == nil || o.Topic == "" {
+		return
+	}
+	for _, f := range o.Schema.Fields {
+		d, ok := derived.Field(f.Name)
+		switch {
+		case !ok && !f.Nullable:
+			c.d.add(p.Pos, "pipe %q writes dataset %q without field %q, which its schema requires", p.Name, o.Name, f.Name)
+		case ok && !kindsFit(d.Kind, f.Kind):
+			c.d.add(p.Pos, "pipe %q writes field %q of dataset %q as %s, but its schema says %s", p.Name, f.Name, o.Name, d.Kind, f.Kind)
+		}
+	}
+	for _, f := range derived.Fields {
+		if _, ok := o.Schema.Field(f.Name); !ok {
+			c.d.warn(p.Pos, "pipe %q emits field %q, which the schema of dataset %q lacks: it is not written", p.Name, f.Name, o.Name)
+		}
+	}
+}
+
+// kindsFit reports whether a value of kind from can be written where the
+// schema says to: unknown kinds fit anything, and numbers fit numbers
+// (the encoder converts them, and reports a value that does not fit).
+func kindsFit(from, to pipes.Kind) bool {
+	if from == pipes.Any || to == pipes.Any || from == to {
+		return true
+	}
+	num := func(k pipes.Kind) bool {
+		return k == pipes.Int32 || k == pipes.Int64 || k == pipes.Float32 || k == pipes.Float64
+	}
+	return num(from) && num(to)
+}
+
 // registryCodec sets up a dataset whose values are in the schema-registry
 // wire format.
 func (c *compiler) registryCodec(d *Dataset, ds datasetSpec, schema []byte, pos spec.Pos) {
@@ -538,9 +576,15 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 		}
 		sd, ok := pipe.(pipes.SchemaDeriver)
 		for i, o := range p.Outputs {
-			if o.Schema == nil && ok {
-				o.Schema = sd.OutputSchema(i)
+			if !ok {
+				continue
 			}
+			derived := sd.OutputSchema(i)
+			if o.Schema == nil {
+				o.Schema = derived
+				continue
+			}
+			c.checkDeclared(p, o, derived)
 		}
 		if cl, ok := pipe.(pipes.Closer); ok {
 			_ = cl.Close()

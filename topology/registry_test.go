@@ -85,3 +85,48 @@ func TestRegistryDatasets(t *testing.T) {
 		t.Errorf("no registry: %v", err)
 	}
 }
+
+// TestDeclaredOutputSchema: what a map derives is checked against the
+// schema its output dataset declares.
+func TestDeclaredOutputSchema(t *testing.T) {
+	fsys := fstest.MapFS{
+		"in.json":  {Data: []byte(`{"type":"object","required":["n","s"],"properties":{"n":{"type":"integer"},"s":{"type":"string"}}}`)},
+		"out.json": {Data: []byte(`{"type":"object","required":["n","total","label"],"properties":{"n":{"type":"integer"},"total":{"type":"number"},"label":{"type":"string"}}}`)},
+	}
+	src := `name: d
+datasets:
+  in: {topic: in, schema: in.json}
+  out: {topic: out, schema: out.json}
+pipes:
+  m:
+    from: in
+    to: out
+    on_error: skip
+    map:
+      compute: {total: n * 2, label: n > 1}
+`
+	_, err := topology.Compile("t.yaml", []byte(src), fsys)
+	var te *topology.Error
+	if err == nil {
+		t.Fatal("compiled")
+	}
+	te = err.(*topology.Error)
+	got := te.Error()
+	for _, want := range []string{
+		`t.yaml:6:3: pipe "m" writes field "label" of dataset "out" as bool, but its schema says string`,
+		`t.yaml:6:3: warning: pipe "m" emits field "s", which the schema of dataset "out" lacks: it is not written`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+	fixed := strings.Replace(src, "label: n > 1", `label: '"big"'`, 1)
+	fixed = strings.Replace(fixed, "compute: {total: n * 2,", "drop: [s]\n      compute: {total: n * 2,", 1)
+	if _, err := topology.Compile("t.yaml", []byte(fixed), fsys); err != nil {
+		t.Errorf("fixed topology: %v", err)
+	}
+	missing := strings.Replace(src, "compute: {total: n * 2, label: n > 1}", "compute: {total: n * 2}", 1)
+	if _, err := topology.Compile("t.yaml", []byte(missing), fsys); err == nil || !strings.Contains(err.Error(), `without field "label", which its schema requires`) {
+		t.Errorf("missing field: %v", err)
+	}
+}
