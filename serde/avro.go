@@ -31,6 +31,35 @@ type avroType struct {
 	union   []*avroType // union branches
 	// logical types are left to goavro (it converts them to time.Time etc.)
 	logical string
+	// noUnion is set once the type is known to hold no union anywhere, so
+	// wrap can hand its values to goavro as they are.
+	noUnion bool
+}
+
+// markUnionFree sets noUnion on every type that holds no union, and reports
+// whether t holds one. Recursive named types count as holding one.
+func markUnionFree(t *avroType, seen map[*avroType]bool) (hasUnion bool) {
+	if seen[t] {
+		return !t.noUnion
+	}
+	seen[t] = true
+	switch t.kind {
+	case "union":
+		for _, b := range t.union {
+			markUnionFree(b, seen)
+		}
+		return true
+	case "record":
+		for _, f := range t.fields {
+			if markUnionFree(f.t, seen) {
+				hasUnion = true
+			}
+		}
+	case "array", "map":
+		hasUnion = markUnionFree(t.items, seen)
+	}
+	t.noUnion = !hasUnion
+	return hasUnion
 }
 
 type avroField struct {
@@ -54,6 +83,7 @@ func newAvro(schema []byte) (Codec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("avro schema: %w", err)
 	}
+	markUnionFree(root, map[*avroType]bool{})
 	c := &avroCodec{codec: codec, root: root}
 	if root.kind == "record" {
 		c.schema = root.pipesSchema()
@@ -318,6 +348,9 @@ func needsConversion(t *avroType) bool {
 // wrap turns plain values into goavro's native form. Records are copied, so
 // the caller's value is not changed.
 func wrap(t *avroType, v any) (any, error) {
+	if t.noUnion && t.kind != "int" && t.kind != "long" {
+		return v, nil // goavro takes it as it is
+	}
 	switch t.kind {
 	case "union":
 		if v == nil {

@@ -278,3 +278,28 @@ func FuzzProjected(f *testing.F) {
 		}
 	})
 }
+
+// TestAvroExtraFieldsIgnored: fields the schema lacks are not written,
+// whether or not the record type holds unions.
+func TestAvroExtraFieldsIgnored(t *testing.T) {
+	for _, schema := range []string{
+		`{"type":"record","name":"A","fields":[{"name":"n","type":"long"}]}`,
+		`{"type":"record","name":"B","fields":[{"name":"n","type":"long"},{"name":"u","type":["null","string"],"default":null}]}`,
+	} {
+		c, err := serde.NewFromSchema("avro", []byte(schema))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := c.AppendEncode(nil, map[string]any{"n": int64(3), "u": nil, "extra": "dropped"})
+		if err != nil {
+			t.Fatalf("%s: %v", schema, err)
+		}
+		v, err := c.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := v.(map[string]any)["extra"]; ok || v.(map[string]any)["n"] != int64(3) {
+			t.Errorf("%s: decoded %v", schema, v)
+		}
+	}
+}
