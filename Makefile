@@ -1,5 +1,6 @@
 # make test: everything CI runs. It fetches and starts a real Kafka broker
-# (scripts/kafka/kafka.sh), runs the unit and integration tests, and stops it.
+# (scripts/kafka/kafka.sh) and a real schema registry (scripts/registry/),
+# runs the unit and integration tests, and stops them.
 GO ?= go
 KAFKA_PORT ?= 9092
 export KAFKA_PORT
@@ -26,7 +27,7 @@ unit:
 integration:
 	scripts/install-tools.sh
 	mkdir -p bin
-	scripts/with-kafka.sh env STREAMER_INTEGRATION=1 STREAMER_BROKERS=$(BROKERS) STREAMER_ARTIFACTS=$(CURDIR)/bin \
+	scripts/with-kafka.sh scripts/with-registry.sh env STREAMER_INTEGRATION=1 STREAMER_BROKERS=$(BROKERS) STREAMER_ARTIFACTS=$(CURDIR)/bin \
 		$(GO) test -count=1 -v -timeout 30m ./integration/
 
 # Every example topology's declarative test cases; the custom-pipe example
