@@ -25,7 +25,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
 	"github.com/streamerio/streamer/engine"
+	"github.com/streamerio/streamer/serde"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -69,6 +72,7 @@ type Driver struct {
 	tasks   map[taskKey]*engine.Task
 	offsets map[taskKey]int64
 	out     map[string][]*kgo.Record // by topic, in emit order
+	stop    func()                   // stops the in-memory registry, if any
 }
 
 type taskKey struct {
@@ -93,13 +97,34 @@ func New(top *topology.Topology) *Driver {
 	}
 }
 
-// Load compiles a topology file and returns a driver for it.
+// Load compiles a topology file and returns a driver for it. Datasets in
+// the schema-registry wire format work against an in-memory registry
+// (franz-go's srfake), so tests need no registry server; their schemas must
+// then come from files. Close stops it.
 func Load(file string) (*Driver, error) {
-	top, err := topology.Load(file)
+	top, stop, err := compile(file)
 	if err != nil {
 		return nil, err
 	}
-	return New(top), nil
+	d := New(top)
+	d.stop = stop
+	return d, nil
+}
+
+// compile loads a topology with an in-memory schema registry.
+func compile(file string) (*topology.Topology, func(), error) {
+	fake := srfake.New()
+	reg, err := serde.NewRegistry(fake.URL())
+	if err != nil {
+		fake.Close()
+		return nil, nil, err
+	}
+	top, err := topology.Load(file, topology.WithRegistry(reg))
+	if err != nil {
+		fake.Close()
+		return nil, nil, err
+	}
+	return top, fake.Close, nil
 }
 
 // Topology returns the compiled topology.
@@ -303,8 +328,12 @@ func fromKgo(kr *kgo.Record, v any) Record {
 // Reset forgets the outputs collected so far; the pipes keep their state.
 func (d *Driver) Reset() { clear(d.out) }
 
-// Close closes the pipes.
+// Close closes the pipes, and the in-memory registry Load started.
 func (d *Driver) Close() error {
+	if d.stop != nil {
+		d.stop()
+		d.stop = nil
+	}
 	var errs []error
 	for _, t := range d.tasks {
 		errs = append(errs, t.Close())

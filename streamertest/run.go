@@ -119,11 +119,12 @@ func RunFile(file string, o Options) FileResult {
 	if !filepath.IsAbs(topFile) {
 		topFile = filepath.Join(filepath.Dir(file), topFile)
 	}
-	top, err := topology.Load(topFile)
+	top, stop, err := compile(topFile)
 	if err != nil {
 		res.Err = err
 		return res
 	}
+	defer stop()
 	// Problems the format alone cannot see, reported with the others.
 	if errs = append(errs, checkFile(top, &f)...); len(errs) > 0 {
 		spec.SortErrors(errs)

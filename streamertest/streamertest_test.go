@@ -170,3 +170,27 @@ func BenchmarkExampleCases(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*cases), "µs/case")
 }
+
+// TestRegistryDatasetsInTests: topologies whose datasets use the registry
+// wire format run in tests against an in-memory registry.
+func TestRegistryDatasetsInTests(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"u.avsc": `{"type":"record","name":"U","fields":[{"name":"id","type":"long"},{"name":"plan","type":"string"}]}`,
+		"o.avsc": `{"type":"record","name":"O","fields":[{"name":"id","type":"long"},{"name":"plan","type":"string"},{"name":"paid","type":"boolean"}]}`,
+		"t.yaml": "name: r\ndatasets:\n  users: {topic: users, value: avro, schema: u.avsc, registry: {register: true}}\n  out: {topic: out, value: avro, schema: o.avsc, registry: {register: true}}\npipes:\n  m:\n    from: users\n    to: out\n    on_error: fail\n    map: {compute: {paid: plan != 'free'}}\n",
+		"t.test.yaml": "topology: t.yaml\ncases:\n  - name: wire format both ways\n    input:\n      users:\n        - value: {id: 1, plan: pro}\n        - value: {id: 2, plan: free}\n    expect:\n      out:\n        - value: {id: 1, plan: pro, paid: true}\n        - value: {id: 2, plan: free, paid: false}\n",
+	}
+	for name, src := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := streamertest.RunFile(filepath.Join(dir, "t.test.yaml"), streamertest.Options{})
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if len(r.Cases) != 1 || !r.Cases[0].Passed() {
+		t.Fatalf("%+v", r.Cases)
+	}
+}
