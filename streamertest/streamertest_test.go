@@ -176,9 +176,9 @@ func BenchmarkExampleCases(b *testing.B) {
 func TestRegistryDatasetsInTests(t *testing.T) {
 	dir := t.TempDir()
 	files := map[string]string{
-		"u.avsc": `{"type":"record","name":"U","fields":[{"name":"id","type":"long"},{"name":"plan","type":"string"}]}`,
-		"o.avsc": `{"type":"record","name":"O","fields":[{"name":"id","type":"long"},{"name":"plan","type":"string"},{"name":"paid","type":"boolean"}]}`,
-		"t.yaml": "name: r\ndatasets:\n  users: {topic: users, value: avro, schema: u.avsc, registry: {register: true}}\n  out: {topic: out, value: avro, schema: o.avsc, registry: {register: true}}\npipes:\n  m:\n    from: users\n    to: out\n    on_error: fail\n    map: {compute: {paid: plan != 'free'}}\n",
+		"u.avsc":      `{"type":"record","name":"U","fields":[{"name":"id","type":"long"},{"name":"plan","type":"string"}]}`,
+		"o.avsc":      `{"type":"record","name":"O","fields":[{"name":"id","type":"long"},{"name":"plan","type":"string"},{"name":"paid","type":"boolean"}]}`,
+		"t.yaml":      "name: r\ndatasets:\n  users: {topic: users, value: avro, schema: u.avsc, registry: {register: true}}\n  out: {topic: out, value: avro, schema: o.avsc, registry: {register: true}}\npipes:\n  m:\n    from: users\n    to: out\n    on_error: fail\n    map: {compute: {paid: plan != 'free'}}\n",
 		"t.test.yaml": "topology: t.yaml\ncases:\n  - name: wire format both ways\n    input:\n      users:\n        - value: {id: 1, plan: pro}\n        - value: {id: 2, plan: free}\n    expect:\n      out:\n        - value: {id: 1, plan: pro, paid: true}\n        - value: {id: 2, plan: free, paid: false}\n",
 	}
 	for name, src := range files {
