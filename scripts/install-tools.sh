@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the integration tests need, if missing:
 # prometheus and promtool (the dashboard and alert-rule test) and chromium
-# (the topology page test). Runs as root on CI and dev machines here;
+# (the topology page test) and kcat (an independent librdkafka reader that
+# cross-checks exactly-once outputs). Runs as root on CI and dev machines here;
 # elsewhere it says what to install.
 set -euo pipefail
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v kcat >/dev/null 2>&1 || need+=(kcat)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
