@@ -374,7 +374,13 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 			}
 		}
 		if inTxn && time.Since(txnStart) >= e.opts.CommitInterval {
-			if err := end(ctx, kgo.TryCommit); err != nil {
+			// Not the run's context: a SIGTERM arriving mid-commit must not
+			// cut the commit short (that would fail the run instead of
+			// shutting down cleanly). The transaction timeout bounds it.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.TransactionTimeout)
+			err := end(cctx, kgo.TryCommit)
+			cancel()
+			if err != nil {
 				return err
 			}
 		}
