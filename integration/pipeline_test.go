@@ -363,3 +363,43 @@ func exitCode(err error) int {
 	}
 	return -1
 }
+
+// TestSigtermMidStream stops a replica with SIGTERM while records flow: it
+// must commit what it has, leave the group and exit 0 within 10 s; a new
+// replica then finishes the job, and the output holds every record once.
+func TestSigtermMidStream(t *testing.T) {
+	e := newEnv(t)
+	e.createTopic("in", 6)
+	file := e.writeTopology(filterMap, nil)
+	group := "streamer-" + e.id
+	const n = 40_000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < n; i += 2_000 {
+			e.produceQuiet("in", inputRecords(i, i+2_000))
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	r := e.start(file, "r1")
+	deadline := time.Now().Add(time.Minute)
+	for lag, err := e.lag(group, "in"); err != nil || lag < 0 || lag > 30_000 || lag == 0; lag, err = e.lag(group, "in") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress before the SIGTERM (lag %d, %v)", lag, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took, code := r.stop(t)
+	t.Logf("SIGTERM mid-stream: exit %d after %v", code, took)
+	if code != 0 || took > 10*time.Second {
+		t.Fatalf("exit %d after %v; want 0 within 10s:\n%s", code, took, r.log)
+	}
+	<-done
+	r2 := e.start(file, "r2")
+	e.waitConsumed(group, "in", []*replica{r2}, 2*time.Minute)
+	if _, code := r2.stop(t); code != 0 {
+		t.Errorf("second replica exit %d", code)
+	}
+	checkExactlyOnce(t, readOutput(t, e.topic("out")), n)
+	crossCheck(t, e.topic("out"), n-n/10)
+}
