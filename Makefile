@@ -6,7 +6,7 @@ KAFKA_PORT ?= 9092
 export KAFKA_PORT
 BROKERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: test unit integration lint build demo bench schema examples-test
+.PHONY: test unit integration lint build demo bench schema examples-test ml-testdata
 
 test: lint unit examples-test integration
 
@@ -36,6 +36,12 @@ examples-test:
 	mkdir -p bin
 	$(GO) run ./cmd/streamer test --junit bin/examples-junit.xml examples/enrichment
 	$(GO) run ./examples/custompipe test examples/custompipe
+
+# Retrains the small real models in ml/testdata with the xgboost library
+# (PyPI), with held-out predictions the Go evaluator must match.
+ml-testdata:
+	python3 -m venv bin/mlvenv && bin/mlvenv/bin/pip install -q xgboost==3.2.0 numpy scikit-learn
+	bin/mlvenv/bin/python scripts/ml/train.py
 
 schema:
 	$(GO) run ./cmd/streamer schema -o topology.schema.json
