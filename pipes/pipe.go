@@ -24,6 +24,7 @@ package pipes
 
 import (
 	"context"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"time"
@@ -200,6 +201,9 @@ type Env struct {
 	// when the topology is only being validated.
 	Partition int32
 	Logger    *slog.Logger
+	// FS holds the files beside the topology file (models, lookup tables);
+	// paths in a pipe's config are relative to it. Nil in hand-built Envs.
+	FS fs.FS
 	// Now is the wall clock. Pipes that need the time of day (TTLs,
 	// processing-time windows) call it instead of time.Now, so that tests
 	// control it. Nil when only validating.

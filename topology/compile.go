@@ -321,7 +321,7 @@ func (c *compiler) pipes(t *Topology, n *yaml.Node) []*pipeDecl {
 			continue
 		}
 		seen[k.Value] = true
-		p := &pipeDecl{Pipe: &Pipe{Name: k.Value, Pos: spec.PosOf(k)}}
+		p := &pipeDecl{Pipe: &Pipe{Name: k.Value, Pos: spec.PosOf(k), fsys: c.fsys}}
 		if v.Kind != yaml.MappingNode {
 			c.d.add(spec.PosOf(v), "pipe %q: want a mapping with from:, to: and a pipe type", k.Value)
 			continue

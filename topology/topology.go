@@ -22,6 +22,7 @@
 package topology
 
 import (
+	"io/fs"
 	"maps"
 	"slices"
 	"time"
@@ -116,13 +117,14 @@ type Pipe struct {
 	// Config is the decoded type config; Config.New builds the pipe.
 	Config pipes.Config
 	Pos    spec.Pos
-	bad    bool // its config or datasets did not resolve; not built
+	bad    bool  // its config or datasets did not resolve; not built
+	fsys   fs.FS // the topology file's directory
 }
 
 // Env returns the constructor environment of the pipe for a partition (-1
 // when only validating).
 func (p *Pipe) Env(partition int32) *pipes.Env {
-	env := &pipes.Env{Pipe: p.Name, Partition: partition}
+	env := &pipes.Env{Pipe: p.Name, Partition: partition, FS: p.fsys}
 	for _, d := range p.Inputs {
 		env.Inputs = append(env.Inputs, pipes.Port{Dataset: d.Name, Schema: d.Schema})
 	}
