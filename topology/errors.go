@@ -1,7 +1,9 @@
 package topology
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/streamerio/streamer/internal/spec"
@@ -70,19 +72,9 @@ func (d *diags) failed() bool {
 }
 
 func (d *diags) sorted() []Diagnostic {
-	out := append([]Diagnostic(nil), d.list...)
-	// stable insertion sort by position: lists are short
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && less(out[j], out[j-1]); j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
+	out := slices.Clone(d.list)
+	slices.SortStableFunc(out, func(a, b Diagnostic) int {
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
+	})
 	return out
-}
-
-func less(a, b Diagnostic) bool {
-	if a.Line != b.Line {
-		return a.Line < b.Line
-	}
-	return a.Col < b.Col
 }
