@@ -204,10 +204,36 @@ type Env struct {
 	// FS holds the files beside the topology file (models, lookup tables);
 	// paths in a pipe's config are relative to it. Nil in hand-built Envs.
 	FS fs.FS
+	// Stores opens the task's keyed state stores (see Env.Store). Nil in
+	// hand-built Envs, where Env.Store gives in-memory stores.
+	Stores func(name string) (Store, error)
 	// Now is the wall clock. Pipes that need the time of day (TTLs,
 	// processing-time windows) call it instead of time.Now, so that tests
 	// control it. Nil when only validating.
 	Now func() time.Time
+}
+
+// Store is a task's keyed state, as a pipe sees it. Writes belong to the
+// current Kafka transaction: they become durable when it commits (through a
+// changelog topic and the local store) and vanish when it aborts. Reads see
+// the writes made so far. Keys are raw bytes; a pipe keeps per-key state
+// under the record key, so the key's partition owns it.
+type Store interface {
+	Get(key []byte) (value []byte, ok bool, err error)
+	Put(key, value []byte) error
+	Delete(key []byte) error
+	Range(start, end []byte, fn func(key, value []byte) bool) error
+	Prefix(prefix []byte, fn func(key, value []byte) bool) error
+}
+
+// Store returns the task's state store of that name, made for this pipe's
+// partition. Call it in the constructor. Store names are per topology:
+// two pipes naming the same store share it.
+func (e *Env) Store(name string) (Store, error) {
+	if e.Stores == nil {
+		return newMemStore(), nil
+	}
+	return e.Stores(name)
 }
 
 // InputSchema returns the schema shared by all inputs, or nil when any input

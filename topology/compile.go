@@ -567,7 +567,14 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 		if p.bad || len(p.Inputs) == 0 {
 			continue // decode errors or unknown datasets: already reported
 		}
-		pipe, err := p.Config.New(p.Env(-1))
+		env := p.Env(-1)
+		env.Stores = func(name string) (pipes.Store, error) {
+			if !slices.Contains(p.Stores, name) {
+				p.Stores = append(p.Stores, name)
+			}
+			return pipes.NewMemoryStore(), nil
+		}
+		pipe, err := p.Config.New(env)
 		if err != nil {
 			for _, e := range spec.Flatten(err, p.Pos) {
 				c.d.add(e.Pos, "pipe %q: %s", p.Name, e.Msg)

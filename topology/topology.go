@@ -116,6 +116,8 @@ type Pipe struct {
 	OnError     OnError
 	// Config is the decoded type config; Config.New builds the pipe.
 	Config pipes.Config
+	// Stores are the state stores the pipe asked for, by name.
+	Stores []string
 	Pos    spec.Pos
 	bad    bool  // its config or datasets did not resolve; not built
 	fsys   fs.FS // the topology file's directory
@@ -173,6 +175,27 @@ func topics(ds []*Dataset) []string {
 		out = append(out, d.Topic)
 	}
 	return out
+}
+
+// Stores returns the names of the state stores the pipes use, sorted.
+func (t *Topology) Stores() []string {
+	var out []string
+	for _, p := range t.Pipes {
+		for _, s := range p.Stores {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ChangelogTopic returns the compacted topic that backs a state store:
+// <group>-<store>-changelog. Its partition i holds the state of source
+// partition i.
+func (t *Topology) ChangelogTopic(store string) string {
+	return t.Group + "-" + store + "-changelog"
 }
 
 // TransactionalID returns the transactional id of one replica. Each replica
