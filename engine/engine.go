@@ -46,7 +46,14 @@ type Engine struct {
 	revoked   []partitionKey
 
 	hooks      *hooks
+	state      StateOpener
 	produceErr atomic.Pointer[error]
+
+	// changelogEnd tracks, per changelog partition, the offset after the
+	// last record the open transaction wrote; stores commit at it.
+	changelogMu  sync.Mutex
+	changelogEnd map[partitionKey]int64
+	changelogs   map[string]bool
 	assigned   atomic.Int64
 	ready      atomic.Bool
 }
@@ -61,6 +68,13 @@ func New(t *topology.Topology, o Options) (*Engine, error) {
 	e := &Engine{top: t, opts: o, sources: map[string]*topology.Dataset{}, tasks: map[partitionKey]*Task{}, hooks: sortHooks(o.Hooks)}
 	for _, d := range t.Sources() {
 		e.sources[d.Topic] = d
+	}
+	e.changelogEnd, e.changelogs = map[partitionKey]int64{}, map[string]bool{}
+	for _, s := range t.Stores() {
+		e.changelogs[t.ChangelogTopic(s)] = true
+	}
+	if len(e.changelogs) > 0 {
+		e.state = &pebbleState{top: t, dir: e.opts.StateDir, brokers: e.opts.Brokers, extra: e.opts.ClientOpts, log: e.opts.Logger}
 	}
 	if len(e.sources) == 0 {
 		return nil, fmt.Errorf("engine: topology %q reads no topic", t.Name)
@@ -126,6 +140,9 @@ func (e *Engine) clientOpts() []kgo.Opt {
 		// backpressure that bounds memory when the broker is slower than
 		// the pipes (64k records of 1 KB is 64 MB).
 		kgo.MaxBufferedRecords(1 << 16),
+		// Changelog records go to the partition of the task that wrote
+		// them; everything else by key, as Kafka's default partitioner.
+		kgo.RecordPartitioner(changelogPartitioner{e.changelogs}),
 		kgo.ProducerBatchMaxBytes(1 << 20),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			e.opts.Logger.Info("partitions assigned", "partitions", m)
@@ -199,7 +216,7 @@ func (e *Engine) task(topic string, partition int32) (*Task, error) {
 		return t, nil
 	}
 	src := e.sources[topic]
-	t, err := NewTask(e.top, src.Name, partition, TaskOptions{Logger: e.opts.Logger.With("partition", partition), Stats: e.opts.Stats, Hooks: e.opts.Hooks})
+	t, err := NewTask(e.top, src.Name, partition, TaskOptions{Logger: e.opts.Logger.With("partition", partition), Stats: e.opts.Stats, Hooks: e.opts.Hooks, State: e.state})
 	if err != nil {
 		return nil, err
 	}
@@ -212,6 +229,13 @@ func (e *Engine) produce(sess *kgo.GroupTransactSession) func(*kgo.Record) {
 	promise := func(r *kgo.Record, err error) {
 		if err != nil {
 			e.produceErr.CompareAndSwap(nil, &err)
+			return
+		}
+		if e.changelogs[r.Topic] {
+			k := partitionKey{r.Topic, r.Partition}
+			e.changelogMu.Lock()
+			e.changelogEnd[k] = max(e.changelogEnd[k], r.Offset+1)
+			e.changelogMu.Unlock()
 			return
 		}
 		if r.Topic != e.deadLetterTopic() {
@@ -230,6 +254,41 @@ func (e *Engine) deadLetterTopic() string {
 		return ""
 	}
 	return e.top.DeadLetter.Topic
+}
+
+// settleState commits the tasks' stores after their Kafka transaction
+// committed, or drops their writes after it aborted.
+func (e *Engine) settleState(committed bool) error {
+	if e.state == nil {
+		return nil
+	}
+	e.changelogMu.Lock()
+	ends := e.changelogEnd
+	e.changelogEnd = map[partitionKey]int64{}
+	e.changelogMu.Unlock()
+	var errs []error
+	for _, t := range e.tasks {
+		if committed {
+			errs = append(errs, t.CommitState(func(topic string, p int32) (int64, bool) {
+				off, ok := ends[partitionKey{topic, p}]
+				return off, ok
+			}))
+		} else {
+			errs = append(errs, t.AbortState())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// changelogPartitioner sends changelog records to the partition set on the
+// record, and hashes the keys of all others like Kafka's default.
+type changelogPartitioner struct{ changelogs map[string]bool }
+
+func (c changelogPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	if c.changelogs[topic] {
+		return kgo.ManualPartitioner().ForTopic(topic)
+	}
+	return kgo.StickyKeyPartitioner(nil).ForTopic(topic)
 }
 
 // work is one partition's share of a poll.
@@ -321,6 +380,9 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 		}
 		for _, h := range e.hooks.txn {
 			h.OnTxnEnd(TxnEnd{Committed: committed, Duration: time.Since(endStart), Records: txnRecords})
+		}
+		if err := e.settleState(committed); err != nil {
+			return err
 		}
 		if committed {
 			stats.Commits.Add(1)

@@ -48,6 +48,11 @@ type Options struct {
 	// and the metrics read it. Default: a fresh Stats, see Engine.Stats.
 	Stats *Stats
 
+	// StateDir is where stateful pipes keep their local stores:
+	// <StateDir>/<group>/<store>/<partition>. Give each replica its own.
+	// Default: ./streamer-state.
+	StateDir string
+
 	// Hooks observe the engine: pipes, outputs, transactions, rebalances
 	// and lag (see Hook). Package metrics provides Prometheus hooks.
 	Hooks []Hook
@@ -93,6 +98,9 @@ func (o *Options) setDefaults(commitInterval time.Duration) error {
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 5 * time.Second
+	}
+	if o.StateDir == "" {
+		o.StateDir = "streamer-state"
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -58,6 +58,9 @@ type Task struct {
 	timing     bool
 	encodeTime time.Duration
 	hooks      *hooks
+	opener     StateOpener
+	stores     []*changelogStore
+	emit       func(*kgo.Record) // set during Process, for changelog writes
 }
 
 type step struct {
@@ -84,6 +87,8 @@ type TaskOptions struct {
 	Projection Projection
 	// Hooks observe the task's pipes and outputs (see Hook).
 	Hooks []Hook
+	// State opens the stores of stateful pipes. Default: in-memory stores.
+	State StateOpener
 }
 
 // Projection is a policy for partial decoding.
@@ -120,7 +125,7 @@ func NewTask(t *topology.Topology, source string, partition int32, o TaskOptions
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	k := &Task{top: t, source: src, partition: partition, log: log, stats: stats, batches: map[*topology.Dataset][]*pipes.Record{}, policy: o.Projection, hooks: sortHooks(o.Hooks)}
+	k := &Task{top: t, source: src, partition: partition, log: log, stats: stats, batches: map[*topology.Dataset][]*pipes.Record{}, policy: o.Projection, hooks: sortHooks(o.Hooks), opener: o.State}
 	// Only the pipes downstream of this source run in this task.
 	reach := map[*topology.Dataset]bool{src: true}
 	for _, p := range t.Pipes {
@@ -137,6 +142,7 @@ func NewTask(t *topology.Topology, source string, partition int32, o TaskOptions
 		env := p.Env(partition)
 		env.Logger = log.With("pipe", p.Name)
 		env.Now = o.Now
+		env.Stores = k.openStore
 		pipe, err := p.Config.New(env)
 		if err != nil {
 			k.Close()
@@ -209,13 +215,17 @@ func (k *Task) Projection() ([]string, bool) {
 	return out, true
 }
 
-// Close releases the pipes' resources.
+// Close releases the pipes' resources and closes the stores, dropping
+// writes not committed.
 func (k *Task) Close() error {
 	var errs []error
 	for _, s := range k.steps {
 		if c, ok := s.pipe.(pipes.Closer); ok {
 			errs = append(errs, c.Close())
 		}
+	}
+	for _, s := range k.stores {
+		errs = append(errs, s.Store.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -230,6 +240,8 @@ func (k *Task) Process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 	}
 	k.stats.RecordsIn.Add(int64(len(in)))
 	clear(k.batches)
+	k.emit = emit
+	defer func() { k.emit = nil }()
 	// Only decoding and encoding differ between the two modes, so only
 	// they are timed: pipes and produce (which can block) would add noise.
 	projected, timing := k.useProjection()

@@ -77,6 +77,11 @@ func EnsureTopics(ctx context.Context, t *topology.Topology, brokers []string, e
 	if len(missing) > 0 {
 		errs = append(errs, fmt.Errorf("missing topics: %s (create them, or declare create: on the datasets the job owns)", strings.Join(missing, ", ")))
 	}
+	if len(errs) == 0 {
+		if err := ensureChangelogs(ctx, adm, t, details, log); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("engine: %w", errors.Join(errs...))
 	}
@@ -92,4 +97,47 @@ func configs(m map[string]string) map[string]*string {
 		out[k] = kadm.StringPtr(v)
 	}
 	return out
+}
+
+// ensureChangelogs creates the compacted changelog topic of each state
+// store, with one partition per source partition: partition i of a
+// changelog holds the state of source partition i.
+func ensureChangelogs(ctx context.Context, adm *kadm.Client, t *topology.Topology, sources kadm.TopicDetails, log *slog.Logger) error {
+	stores := t.Stores()
+	if len(stores) == 0 {
+		return nil
+	}
+	parts, repl := 0, 1
+	for _, d := range t.Sources() {
+		td := sources[d.Topic]
+		n := len(td.Partitions)
+		if parts != 0 && n != parts {
+			return fmt.Errorf("stateful pipes need co-partitioned sources; %s has %d partitions, another source %d", d.Topic, n, parts)
+		}
+		parts = n
+		for _, p := range td.Partitions {
+			repl = max(repl, len(p.Replicas))
+		}
+	}
+	var errs []error
+	for _, s := range stores {
+		topic := t.ChangelogTopic(s)
+		cfg := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
+		resp, err := adm.CreateTopic(ctx, int32(parts), int16(repl), cfg, topic)
+		if err == nil {
+			err = resp.Err
+		}
+		switch {
+		case err == nil:
+			log.Info("created changelog topic", "topic", topic, "store", s, "partitions", parts)
+		case errors.Is(err, kerr.TopicAlreadyExists):
+			td, derr := adm.ListTopics(ctx, topic)
+			if derr == nil && len(td[topic].Partitions) != parts {
+				errs = append(errs, fmt.Errorf("changelog %s has %d partitions; the sources have %d", topic, len(td[topic].Partitions), parts))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("creating changelog %s: %w", topic, err))
+		}
+	}
+	return errors.Join(errs...)
 }

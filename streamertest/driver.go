@@ -217,6 +217,11 @@ func (d *Driver) input(dataset string, partition int32, recs []Record) error {
 			d.out[r.Topic] = append(d.out[r.Topic], r)
 		})
 		if err != nil {
+			// As when a transaction aborts: state writes are dropped.
+			return errors.Join(err, task.AbortState())
+		}
+		// Each batch is one committed transaction.
+		if err := task.CommitState(func(string, int32) (int64, bool) { return 0, false }); err != nil {
 			return err
 		}
 	}
@@ -323,6 +328,19 @@ func fromKgo(kr *kgo.Record, v any) Record {
 		}
 	}
 	return r
+}
+
+// State calls fn for every key and value of a state store in one source
+// partition, in key order, so tests can inspect what stateful pipes keep.
+func (d *Driver) State(store string, partition int32, fn func(key, value []byte) bool) error {
+	for k, t := range d.tasks {
+		if k.partition == partition {
+			if s, ok := t.Store(store); ok {
+				return s.Range(nil, nil, fn)
+			}
+		}
+	}
+	return fmt.Errorf("no state store %q for partition %d (no records reached it yet)", store, partition)
 }
 
 // Reset forgets the outputs collected so far; the pipes keep their state.
