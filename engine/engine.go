@@ -54,8 +54,8 @@ type Engine struct {
 	changelogMu  sync.Mutex
 	changelogEnd map[partitionKey]int64
 	changelogs   map[string]bool
-	assigned   atomic.Int64
-	ready      atomic.Bool
+	assigned     atomic.Int64
+	ready        atomic.Bool
 }
 
 // New returns an engine for t. It validates the options and does no I/O.
