@@ -89,7 +89,7 @@ func runDemo(ctx context.Context, g *globals, log *slog.Logger, duration time.Du
 	var e *engine.Engine
 	page := console.New(top, "demo", stats, func() bool { return e.Ready() })
 	e, err = engine.New(top, engine.Options{Brokers: brokers, ReplicaID: "demo", Logger: log, Stats: stats,
-		Hooks: []engine.Hook{m, page}, ClientOpts: []kgo.Opt{m.ClientOpt()}})
+		Hooks: []engine.Hook{m, page}, ClientHooks: []kgo.Hook{m.ClientHook()}})
 	if err != nil {
 		return err
 	}

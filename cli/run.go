@@ -21,7 +21,7 @@ import (
 )
 
 func runCmd(g *globals) *cobra.Command {
-	var brokers, replica, metricsAddr string
+	var brokers, replica, metricsAddr, stateDir string
 	var commit, txnTimeout time.Duration
 	c := &cobra.Command{
 		Use:   "run FILE",
@@ -62,9 +62,10 @@ set GOMEMLIMIT as well.`,
 				CommitInterval:     commit,
 				TransactionTimeout: txnTimeout,
 				Logger:             log,
+				StateDir:           stateDir,
 				Hooks:              []engine.Hook{m, page},
 				Stats:              stats,
-				ClientOpts:         []kgo.Opt{m.ClientOpt()},
+				ClientHooks:        []kgo.Hook{m.ClientHook()},
 			})
 			if err != nil {
 				return usageError{err}
@@ -94,6 +95,7 @@ set GOMEMLIMIT as well.`,
 	c.Flags().StringVar(&replica, "replica-id", env("STREAMER_REPLICA_ID", ""), "this replica's stable id (env STREAMER_REPLICA_ID; default <hostname>-<pid>)")
 	c.Flags().DurationVar(&commit, "commit-interval", envDuration("STREAMER_COMMIT_INTERVAL", 0), "longest a transaction stays open (env STREAMER_COMMIT_INTERVAL; default the topology's, 100ms)")
 	c.Flags().DurationVar(&txnTimeout, "transaction-timeout", 10*time.Second, "broker-side timeout of an open transaction")
+	c.Flags().StringVar(&stateDir, "state-dir", env("STREAMER_STATE_DIR", "streamer-state"), "where stateful pipes keep local stores; one per replica (env STREAMER_STATE_DIR)")
 	c.Flags().StringVar(&metricsAddr, "metrics-addr", env("STREAMER_METRICS_ADDR", ":9464"), "serve the topology page (/), /metrics, /healthz and /readyz here; off disables (env STREAMER_METRICS_ADDR)")
 	return c
 }

@@ -169,6 +169,9 @@ func (e *Engine) clientOpts() []kgo.Opt {
 			}
 		}),
 	}
+	if len(e.opts.ClientHooks) > 0 {
+		opts = append(opts, kgo.WithHooks(e.opts.ClientHooks...))
+	}
 	return append(opts, e.opts.ClientOpts...)
 }
 

@@ -57,7 +57,12 @@ type Options struct {
 	// and lag (see Hook). Package metrics provides Prometheus hooks.
 	Hooks []Hook
 
-	// ClientOpts are appended to the Kafka client options, for TLS, SASL or
+	// ClientHooks are franz-go hooks, such as kprom's metrics, attached to
+	// the replica's main client only (not to the short-lived admin and
+	// restore clients, which would register their metrics twice).
+	ClientHooks []kgo.Hook
+
+	// ClientOpts are appended to the options of every Kafka client, for TLS, SASL or
 	// client metrics (kprom). They must not change the group, topics,
 	// transactional id or isolation level.
 	ClientOpts []kgo.Opt

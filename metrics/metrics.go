@@ -129,9 +129,10 @@ func New(top *topology.Topology, replica, version string) *Metrics {
 // Registry returns the registry, to add more collectors or to gather.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// ClientOpt is the Kafka client option that reports the client's metrics
+// ClientHook is the franz-go hook that reports a client's metrics
 // (connections, bytes and records produced and fetched, request latency).
-func (m *Metrics) ClientOpt() kgo.Opt { return kgo.WithHooks(m.kafk) }
+// Attach it to one client: engine.Options.ClientHooks.
+func (m *Metrics) ClientHook() kgo.Hook { return m.kafk }
 
 // Handler serves the metrics in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {

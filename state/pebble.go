@@ -29,7 +29,7 @@ var _ Store = (*Pebble)(nil)
 
 // OpenPebble opens or creates the store in dir.
 func OpenPebble(dir string) (*Pebble, error) {
-	db, err := pebble.Open(dir, &pebble.Options{})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quiet{}})
 	if err != nil {
 		return nil, fmt.Errorf("state: opening %s: %w", dir, err)
 	}
@@ -144,4 +144,14 @@ func (p *Pebble) Close() error {
 	err := errors.Join(p.batch.Close(), p.db.Close())
 	p.db, p.batch = nil, nil
 	return err
+}
+
+// quiet drops Pebble's informational logs (they went to stderr); errors
+// come back through the API.
+type quiet struct{}
+
+func (quiet) Infof(string, ...any)  {}
+func (quiet) Errorf(string, ...any) {}
+func (quiet) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
 }
