@@ -194,3 +194,29 @@ func TestRegistryDatasetsInTests(t *testing.T) {
 		t.Fatalf("%+v", r.Cases)
 	}
 }
+
+// TestDriverState inspects what a stateful pipe keeps.
+func TestDriverState(t *testing.T) {
+	d, err := streamertest.Load("../examples/customer-stats/topology.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for _, amount := range []float64{10, 20} {
+		if err := d.InputPartition("orders", 0, streamertest.Record{Key: streamertest.Key("c-9"),
+			Value: map[string]any{"order_id": "o", "customer_id": "c-9", "country": "DE", "amount": amount, "currency": "EUR", "items": []any{}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var keys []string
+	err = d.State("per-customer", 0, func(k, v []byte) bool {
+		keys = append(keys, string(k)+" "+string(v))
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || !strings.HasPrefix(keys[0], "c-9 ") || !strings.Contains(keys[0], `"orders":{"n":2}`) {
+		t.Fatalf("state %v", keys)
+	}
+}

@@ -44,6 +44,9 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 	if t.DeadLetter != nil {
 		p.f("dead letters    %s → %s\n", t.DeadLetter.Name, t.DeadLetter.Topic)
 	}
+	for _, s := range t.Stores() {
+		p.f("state store     %s → changelog %s (compacted, one partition per source partition)\n", s, t.ChangelogTopic(s))
+	}
 	p.f("\nDAG, in processing order:\n")
 	for _, pp := range t.Pipes {
 		p.f("  %-16s %-8s %s → %s  (on_error: %s)\n", pp.Name, pp.Type, datasets(pp.Inputs), datasets(pp.Outputs), pp.OnError)

@@ -160,13 +160,18 @@ func (t *Topology) filter(keep func(*Dataset) bool) []*Dataset {
 // TopicsRead returns the source topics.
 func (t *Topology) TopicsRead() []string { return topics(t.Sources()) }
 
-// TopicsWritten returns the topics the job produces to, dead letters included.
+// TopicsWritten returns the topics the job produces to: sinks, dead
+// letters and state changelogs.
 func (t *Topology) TopicsWritten() []string {
 	ds := t.Sinks()
 	if t.DeadLetter != nil {
 		ds = append(ds, t.DeadLetter)
 	}
-	return topics(ds)
+	out := topics(ds)
+	for _, s := range t.Stores() {
+		out = append(out, t.ChangelogTopic(s))
+	}
+	return out
 }
 
 func topics(ds []*Dataset) []string {
