@@ -41,6 +41,10 @@ Unless GOGC is set, run uses GOGC=400 (see bench/RESULTS.md); in containers
 set GOMEMLIMIT as well.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// First, so that a SIGTERM during start-up stops the replica
+			// cleanly too, rather than killing it.
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
 			log, err := g.logger(slog.LevelInfo)
 			if err != nil {
 				return err
@@ -83,8 +87,6 @@ set GOMEMLIMIT as well.`,
 				}()
 			}
 			log.Debug("runtime", "gogc", tuning.GC())
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			if err := e.Run(ctx); err != nil {
 				return &exitError{code: ExitFailure, err: err}
 			}

@@ -101,7 +101,13 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		return errors.New("engine: Run called twice")
 	}
 	log := e.opts.Logger
+	if ctx.Err() != nil {
+		return nil // stopped before it started
+	}
 	if err := EnsureTopics(ctx, e.top, e.opts.Brokers, e.opts.ClientOpts, log); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	sess, err := kgo.NewGroupTransactSession(e.clientOpts()...)

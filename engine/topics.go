@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -132,20 +131,11 @@ func ensureChangelogs(ctx context.Context, adm *kadm.Client, t *topology.Topolog
 		case err == nil:
 			log.Info("created changelog topic", "topic", topic, "store", s, "partitions", parts)
 		case errors.Is(err, kerr.TopicAlreadyExists):
-			// Another replica may have just created it: its metadata can
-			// take a moment to show the partitions.
-			got := 0
-			for try := 0; try < 50; try++ {
-				td, derr := adm.ListTopics(ctx, topic)
-				if derr == nil {
-					got = len(td[topic].Partitions)
-				}
-				if got > 0 {
-					break
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			if got != parts {
+			// An existing changelog must have the sources' partition count.
+			// One that another replica has just created may not show its
+			// partitions yet; its creator checked them.
+			td, derr := adm.ListTopics(ctx, topic)
+			if got := len(td[topic].Partitions); derr == nil && got > 0 && got != parts {
 				errs = append(errs, fmt.Errorf("changelog %s has %d partitions; the sources have %d", topic, got, parts))
 			}
 		default:

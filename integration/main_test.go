@@ -135,8 +135,16 @@ func (e *env) produceQuiet(topic string, recs []*kgo.Record) {
 type replica struct {
 	cmd  *exec.Cmd
 	log  *bytes.Buffer
+	lw   *lockedWriter
 	done chan struct{}
 	err  error
+}
+
+// logText returns what the replica logged so far.
+func (r *replica) logText() string {
+	r.lw.mu.Lock()
+	defer r.lw.mu.Unlock()
+	return r.log.String()
 }
 
 func (e *env) start(file, replicaID string) *replica {
@@ -150,11 +158,12 @@ func (e *env) startArgs(file, replicaID string, extra ...string) *replica {
 	args := append([]string{"run", file, "--brokers", strings.Join(brokers, ","), "--replica-id", replicaID}, extra...)
 	cmd := exec.Command(binary, args...)
 	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &lockedWriter{w: &log}, &lockedWriter{w: &log}
+	lw := &lockedWriter{w: &log}
+	cmd.Stdout, cmd.Stderr = lw, lw
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	r := &replica{cmd: cmd, log: &log, done: make(chan struct{})}
+	r := &replica{cmd: cmd, log: &log, lw: lw, done: make(chan struct{})}
 	go func() { r.err = cmd.Wait(); close(r.done) }()
 	e.t.Cleanup(func() {
 		if r.cmd.ProcessState == nil {

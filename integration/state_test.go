@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,7 +58,7 @@ func TestStatefulKillAndRestart(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for i := 20_000; i < n; i += 5_000 {
+		for i := 20_000; i < 50_000; i += 5_000 {
 			e.produceQuiet("in", inputRecords(i, i+5_000))
 			time.Sleep(150 * time.Millisecond)
 		}
@@ -67,6 +68,12 @@ func TestStatefulKillAndRestart(t *testing.T) {
 	time.Sleep(time.Second)
 	r1 = e.startArgs(file, "r1", "--metrics-addr", "off", "--state-dir", dir1)
 	<-done
+	// The restarted replica must take partitions back (restoring their
+	// state from its directory and the changelog) and count the last records.
+	waitFor(t, "the restarted replica to get partitions", time.Minute, func() bool {
+		return strings.Contains(r1.logText(), "partitions assigned") && !strings.Contains(r1.logText(), "partitions=map[]")
+	})
+	e.produce("in", inputRecords(50_000, n))
 	e.waitConsumed(group, "in", []*replica{r1, r2}, 3*time.Minute)
 	for _, r := range []*replica{r1, r2} {
 		if _, code := r.stop(t); code != 0 {
