@@ -54,6 +54,7 @@ type Engine struct {
 	changelogMu  sync.Mutex
 	changelogEnd map[partitionKey]int64
 	changelogs   map[string]bool
+	sizesAt      time.Time // when store sizes were last reported
 	assigned     atomic.Int64
 	ready        atomic.Bool
 }
@@ -74,7 +75,7 @@ func New(t *topology.Topology, o Options) (*Engine, error) {
 		e.changelogs[t.ChangelogTopic(s)] = true
 	}
 	if len(e.changelogs) > 0 {
-		e.state = &pebbleState{top: t, dir: e.opts.StateDir, brokers: e.opts.Brokers, extra: e.opts.ClientOpts, log: e.opts.Logger}
+		e.state = &pebbleState{top: t, dir: e.opts.StateDir, brokers: e.opts.Brokers, extra: e.opts.ClientOpts, log: e.opts.Logger, hooks: e.hooks.state}
 	}
 	if len(e.sources) == 0 {
 		return nil, fmt.Errorf("engine: topology %q reads no topic", t.Name)
@@ -276,7 +277,14 @@ func (e *Engine) settleState(committed bool) error {
 	e.changelogEnd = map[partitionKey]int64{}
 	e.changelogMu.Unlock()
 	var errs []error
+	report := len(e.hooks.state) > 0 && time.Since(e.sizesAt) >= 10*time.Second
+	if report {
+		e.sizesAt = time.Now()
+	}
 	for _, t := range e.tasks {
+		if report {
+			t.reportSizes(e.hooks.state)
+		}
 		if committed {
 			errs = append(errs, t.CommitState(func(topic string, p int32) (int64, bool) {
 				off, ok := ends[partitionKey{topic, p}]

@@ -72,6 +72,22 @@ type LagHook interface {
 	OnLag(topic string, partition int32, lag int64)
 }
 
+// StateHook observes state stores: each restore when a task opens a
+// store, and the stores' sizes, reported at most every 10 seconds.
+type StateHook interface {
+	OnStateRestored(StateRestore)
+	OnStateSize(store string, partition int32, bytes int64)
+}
+
+// StateRestore describes one store's restore from its changelog.
+type StateRestore struct {
+	Store     string
+	Partition int32
+	// Records applied from the changelog, and how long it took.
+	Records  int
+	Duration time.Duration
+}
+
 // hooks holds the hooks sorted by interface.
 type hooks struct {
 	pipe      []PipeHook
@@ -80,6 +96,7 @@ type hooks struct {
 	txn       []TxnHook
 	rebalance []RebalanceHook
 	lag       []LagHook
+	state     []StateHook
 }
 
 func sortHooks(hs []Hook) *hooks {
@@ -102,6 +119,9 @@ func sortHooks(hs []Hook) *hooks {
 		}
 		if x, ok := h.(LagHook); ok {
 			out.lag = append(out.lag, x)
+		}
+		if x, ok := h.(StateHook); ok {
+			out.state = append(out.state, x)
 		}
 	}
 	return out

@@ -22,6 +22,7 @@ type pebbleState struct {
 	brokers []string
 	extra   []kgo.Opt
 	log     *slog.Logger
+	hooks   []StateHook
 }
 
 var _ StateOpener = (*pebbleState)(nil)
@@ -116,6 +117,9 @@ func (p *pebbleState) restore(st state.Store, store string, partition int32) err
 	}
 	if err := st.Commit(end.Offset); err != nil {
 		return err
+	}
+	for _, h := range p.hooks {
+		h.OnStateRestored(StateRestore{Store: store, Partition: partition, Records: applied, Duration: time.Since(start)})
 	}
 	if applied > 0 || from > 0 {
 		p.log.Info("state store restored", "store", store, "partition", partition, "from", from, "to", end.Offset,

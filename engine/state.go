@@ -128,3 +128,17 @@ func (k *Task) Store(name string) (pipes.Store, bool) {
 	}
 	return nil, false
 }
+
+// reportSizes tells the hooks how large the task's stores are on disk.
+func (k *Task) reportSizes(hooks []StateHook) {
+	for _, s := range k.stores {
+		sz, ok := s.Store.(interface{ Size() int64 })
+		if !ok {
+			continue
+		}
+		n := sz.Size()
+		for _, h := range hooks {
+			h.OnStateSize(s.name, k.partition, n)
+		}
+	}
+}

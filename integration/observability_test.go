@@ -33,7 +33,16 @@ func TestDashboardAndRulesAgainstPrometheus(t *testing.T) {
 
 	e := newEnv(t)
 	e.createTopic("in", 3)
-	file := e.writeTopology(filterMap, nil)
+	// filterMap plus a stateful branch, so the state panels have data.
+	withState := strings.Replace(filterMap, "  dlq:\n", "  stats:\n    topic: {{topic \"stats\"}}\n    create: {partitions: 3}\n  dlq:\n", 1)
+	file := e.writeTopology(withState+`
+  per-key:
+    from: kept
+    to: stats
+    on_error: skip
+    aggregate:
+      fields: {n: {op: count}}
+`, nil)
 	metricsPort, promPort := freePort(t), freePort(t)
 	r := e.startArgs(file, "r1", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", metricsPort))
 

@@ -40,6 +40,9 @@ type Metrics struct {
 	assigned                     prometheus.Gauge
 	lag                          *prometheus.GaugeVec
 	ready                        prometheus.Gauge
+	restored                     *prometheus.CounterVec
+	restoreSeconds               *prometheus.HistogramVec
+	stateBytes                   *prometheus.GaugeVec
 }
 
 var (
@@ -49,6 +52,7 @@ var (
 	_ engine.TxnHook       = (*Metrics)(nil)
 	_ engine.RebalanceHook = (*Metrics)(nil)
 	_ engine.LagHook       = (*Metrics)(nil)
+	_ engine.StateHook     = (*Metrics)(nil)
 )
 
 // New returns the metrics of one replica of a topology. The info metric
@@ -88,6 +92,10 @@ func New(top *topology.Topology, replica, version string) *Metrics {
 	m.assigned = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamer_assigned_partitions", Help: "Source partitions assigned to this replica."})
 	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_consumer_lag_records", Help: "Records between the last consumed and the partition's last stable offset, as of the last fetch."}, []string{"topic", "partition"})
 	m.ready = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamer_ready", Help: "1 when the replica has joined the group and holds its assignment."})
+	m.restored = counter("streamer_state_restored_records_total", "Changelog records applied to state stores while restoring them.", "store")
+	m.restoreSeconds = hist("streamer_state_restore_duration_seconds", "Time to restore one store partition from its changelog.", prometheus.ExponentialBuckets(0.001, 4, 10), "store")
+	m.stateBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_state_size_bytes", Help: "Disk space of a state store partition, as of the last report (every 10 s at most)."}, []string{"store", "partition"})
+	f(m.stateBytes)
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_info", Help: "The replica's topology, consumer group, replica id and version."}, []string{"topology", "group", "replica", "version"})
 	f(m.assigned)
 	f(m.lag)
@@ -108,6 +116,9 @@ func New(top *topology.Topology, replica, version string) *Metrics {
 	}
 	for _, d := range top.Sinks() {
 		m.outputs.WithLabelValues(d.Name)
+	}
+	for _, s := range top.Stores() {
+		m.restored.WithLabelValues(s)
 	}
 	for _, d := range top.Sources() {
 		m.decodeErrors.WithLabelValues(d.Name)
@@ -214,4 +225,13 @@ func (m *Metrics) OnLag(topic string, partition int32, lag int64) {
 		return
 	}
 	m.lag.WithLabelValues(topic, p).Set(float64(lag))
+}
+
+func (m *Metrics) OnStateRestored(r engine.StateRestore) {
+	m.restored.WithLabelValues(r.Store).Add(float64(r.Records))
+	m.restoreSeconds.WithLabelValues(r.Store).Observe(r.Duration.Seconds())
+}
+
+func (m *Metrics) OnStateSize(store string, partition int32, bytes int64) {
+	m.stateBytes.WithLabelValues(store, strconv.Itoa(int(partition))).Set(float64(bytes))
 }

@@ -137,6 +137,14 @@ func (p *Pebble) Checkpoint() (int64, bool, error) {
 	return int64(binary.BigEndian.Uint64(v)), true, nil
 }
 
+// Size returns the bytes the store takes on disk.
+func (p *Pebble) Size() int64 {
+	if p.db == nil {
+		return 0
+	}
+	return int64(p.db.Metrics().DiskSpaceUsage())
+}
+
 func (p *Pebble) Close() error {
 	if p.db == nil {
 		return nil
