@@ -264,3 +264,20 @@ func (e *env) lag(group, input string) (int64, error) {
 	})
 	return lag, nil
 }
+
+// waitLagBelow waits, a minute at most, until the replicas have worked the
+// group's lag on input down below max.
+func (e *env) waitLagBelow(group, input string, max int64, replicas ...*replica) {
+	e.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for lag, err := e.lag(group, input); err != nil || lag > max || lag < 0; lag, err = e.lag(group, input) {
+		if time.Now().After(deadline) {
+			var logs []string
+			for _, r := range replicas {
+				logs = append(logs, r.logText())
+			}
+			e.t.Fatalf("no progress: lag %d (%v)\n%s", lag, err, strings.Join(logs, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

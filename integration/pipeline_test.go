@@ -163,13 +163,7 @@ func TestKillAndRestart(t *testing.T) {
 	r2 := e.start(file, "r2")
 
 	// Let both work, then feed more and kill r1 in the middle of it.
-	deadline := time.Now().Add(time.Minute)
-	for lag, _ := e.lag(group, "in"); lag > 15_000 || lag < 0; lag, _ = e.lag(group, "in") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no progress: lag %d\n%s\n%s", lag, r1.log, r2.log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e.waitLagBelow(group, "in", 15_000, r1, r2)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -48,13 +48,7 @@ func TestStatefulKillAndRestart(t *testing.T) {
 	e.produce("in", inputRecords(0, 20_000))
 	r1 := e.startArgs(file, "r1", "--metrics-addr", "off", "--state-dir", dir1)
 	r2 := e.startArgs(file, "r2", "--metrics-addr", "off", "--state-dir", dir2)
-	deadline := time.Now().Add(time.Minute)
-	for lag, _ := e.lag(group, "in"); lag > 15_000 || lag < 0; lag, _ = e.lag(group, "in") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no progress: lag %d\n%s\n%s", lag, r1.log, r2.log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e.waitLagBelow(group, "in", 15_000, r1, r2)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

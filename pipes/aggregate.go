@@ -174,7 +174,7 @@ func (a *aggregate) update(cur acc, vals []any) error {
 		if vals[i] == nil {
 			continue // a null does not count toward sums and extremes
 		}
-		x, ok := toFloat(vals[i])
+		x, ok := Float(vals[i])
 		if !ok {
 			return fmt.Errorf("field %q: %s of %q gave %T, not a number", f.name, f.op, f.of.Source(), vals[i])
 		}
@@ -215,7 +215,9 @@ func (a *aggregate) result(key []byte, cur acc) map[string]any {
 	return m
 }
 
-func toFloat(v any) (float64, bool) {
+// Float returns a decoded numeric value as a float64, and false for
+// anything that is not a number.
+func Float(v any) (float64, bool) {
 	switch x := v.(type) {
 	case float64:
 		return x, true

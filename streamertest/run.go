@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/streamerio/streamer/internal/spec"
+	"github.com/streamerio/streamer/pipes"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -413,8 +414,8 @@ func valueMatches(want, got any, partial bool) bool {
 }
 
 func valueDiff(path string, want, got any, partial bool) []string {
-	if wn, ok := number(want); ok {
-		if gn, ok := number(got); ok && wn == gn {
+	if wn, ok := pipes.Float(want); ok {
+		if gn, ok := pipes.Float(got); ok && wn == gn {
 			return nil
 		}
 		return []string{fmt.Sprintf("%s: expected %s, got %s", path, show(want), show(got))}
@@ -457,22 +458,6 @@ func valueDiff(path string, want, got any, partial bool) []string {
 		return []string{fmt.Sprintf("%s: expected %s, got %s", path, show(want), show(got))}
 	}
 	return nil
-}
-
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case int:
-		return float64(x), true
-	case int32:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case float32:
-		return float64(x), true
-	case float64:
-		return x, true
-	}
-	return 0, false
 }
 
 func show(v any) string {
