@@ -2,7 +2,6 @@ package streamertest_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -58,18 +57,7 @@ cases:
         - value: {n: 2, seen: "2030-05-01T12:01:30Z", ts: "2030-05-01T12:00:10Z"}
         - value: {n: 3, seen: "2030-05-01T12:01:30Z", ts: "2030-05-01T12:01:30Z"}
 `
-	for name, src := range map[string]string{"t.yaml": top, "t.test.yaml": cases} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r := streamertest.RunFile(filepath.Join(dir, "t.test.yaml"), streamertest.Options{})
-	if r.Err != nil {
-		t.Fatal(r.Err)
-	}
-	if len(r.Cases) != 1 || !r.Cases[0].Passed() {
-		t.Fatalf("%+v", r.Cases)
-	}
+	passOneCase(t, dir, map[string]string{"t.yaml": top, "t.test.yaml": cases})
 
 	// The Go driver: AdvanceTime moves what pipes see.
 	d, err := streamertest.Load(filepath.Join(dir, "t.yaml"))

@@ -181,18 +181,7 @@ func TestRegistryDatasetsInTests(t *testing.T) {
 		"t.yaml":      "name: r\ndatasets:\n  users: {topic: users, value: avro, schema: u.avsc, registry: {register: true}}\n  out: {topic: out, value: avro, schema: o.avsc, registry: {register: true}}\npipes:\n  m:\n    from: users\n    to: out\n    on_error: fail\n    map: {compute: {paid: plan != 'free'}}\n",
 		"t.test.yaml": "topology: t.yaml\ncases:\n  - name: wire format both ways\n    input:\n      users:\n        - value: {id: 1, plan: pro}\n        - value: {id: 2, plan: free}\n    expect:\n      out:\n        - value: {id: 1, plan: pro, paid: true}\n        - value: {id: 2, plan: free, paid: false}\n",
 	}
-	for name, src := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r := streamertest.RunFile(filepath.Join(dir, "t.test.yaml"), streamertest.Options{})
-	if r.Err != nil {
-		t.Fatal(r.Err)
-	}
-	if len(r.Cases) != 1 || !r.Cases[0].Passed() {
-		t.Fatalf("%+v", r.Cases)
-	}
+	passOneCase(t, dir, files)
 }
 
 // TestDriverState inspects what a stateful pipe keeps.
@@ -218,5 +207,23 @@ func TestDriverState(t *testing.T) {
 	}
 	if len(keys) != 1 || !strings.HasPrefix(keys[0], "c-9 ") || !strings.Contains(keys[0], `"orders":{"n":2}`) {
 		t.Fatalf("state %v", keys)
+	}
+}
+
+// passOneCase writes files into dir and checks that t.test.yaml among them
+// holds one case, which passes.
+func passOneCase(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, src := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := streamertest.RunFile(filepath.Join(dir, "t.test.yaml"), streamertest.Options{})
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if len(r.Cases) != 1 || !r.Cases[0].Passed() {
+		t.Fatalf("%+v", r.Cases)
 	}
 }
