@@ -1,13 +1,13 @@
 // Package ml runs models inside the pipeline, not over a network hop.
 //
 // A Model scores a batch of feature rows at once, so that pipes can
-// micro-batch. This package so far holds a pure-Go evaluator of XGBoost tree
-// ensembles (JSON model format), checked against the xgboost library's own
-// predictions; the micro-batcher, the ML pipe and the other backends are
-// the rest of issue #5.
+// micro-batch. This package holds the model backends and the micro-batcher
+// that the predict pipe shares between a replica's partitions.
 package ml
 
-// Model scores feature rows.
+import "context"
+
+// Model scores feature rows. Implementations are safe for concurrent use.
 type Model interface {
 	// NumFeatures is the number of features a row holds.
 	NumFeatures() int
@@ -16,5 +16,7 @@ type Model interface {
 	NumOutputs() int
 	// Predict scores rows, a row-major matrix of len(out)/NumOutputs() rows
 	// of NumFeatures() values each (NaN marks a missing value), into out.
-	Predict(rows []float32, out []float64) error
+	// A remote model honours ctx's deadline and cancellation; an in-process
+	// one may ignore it.
+	Predict(ctx context.Context, rows []float32, out []float64) error
 }

@@ -1,6 +1,7 @@
 package ml
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -167,7 +168,7 @@ func (t *tree) leaf(row []float32) float32 {
 
 // Predict scores each row: the sum of its leaves per class plus the base
 // margin, through the objective's link.
-func (e *Ensemble) Predict(rows []float32, out []float64) error {
+func (e *Ensemble) Predict(_ context.Context, rows []float32, out []float64) error {
 	k := e.classes
 	if len(out)%k != 0 || len(rows) != len(out)/k*e.features {
 		return fmt.Errorf("xgboost: %d values for %d scores of %d classes and %d features", len(rows), len(out), k, e.features)

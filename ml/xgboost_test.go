@@ -1,6 +1,7 @@
 package ml_test
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -58,7 +59,7 @@ func TestXGBoostMatchesTheLibrary(t *testing.T) {
 				}
 			}
 			got := make([]float64, len(flat))
-			if err := m.Predict(rows, got); err != nil {
+			if err := m.Predict(context.Background(), rows, got); err != nil {
 				t.Fatal(err)
 			}
 			worst := 0.0
@@ -102,7 +103,7 @@ func BenchmarkXGBoost(b *testing.B) {
 	out := make([]float64, n)
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = m.Predict(rows, out)
+		_ = m.Predict(context.Background(), rows, out)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/row")
 }

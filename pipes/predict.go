@@ -115,7 +115,7 @@ func newPredict(c PredictConfig, env *Env) (Pipe, error) {
 
 // Process scores the whole batch in one call to the model: the batch is the
 // micro-batch.
-func (p *predict) Process(_ context.Context, b *Batch, out *Output) error {
+func (p *predict) Process(ctx context.Context, b *Batch, out *Output) error {
 	nf := len(p.features)
 	p.rows, p.scored = p.rows[:0], p.scored[:0]
 next:
@@ -151,7 +151,7 @@ next:
 		p.scores = make([]float64, len(p.scored)*k)
 	}
 	p.scores = p.scores[:len(p.scored)*k]
-	if err := p.model.Predict(p.rows[:len(p.scored)*nf], p.scores); err != nil {
+	if err := p.model.Predict(ctx, p.rows[:len(p.scored)*nf], p.scores); err != nil {
 		return err // the whole batch: the transaction aborts
 	}
 	for i, r := range p.scored {
