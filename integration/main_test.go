@@ -157,6 +157,10 @@ func (e *env) startArgs(file, replicaID string, extra ...string) *replica {
 	e.t.Helper()
 	args := append([]string{"run", file, "--brokers", strings.Join(brokers, ","), "--replica-id", replicaID}, extra...)
 	cmd := exec.Command(binary, args...)
+	// Without --state-dir, a replica keeps its state in a directory of the
+	// test's own (the same one across restarts of the same replica id), not
+	// in the working directory.
+	cmd.Env = append(os.Environ(), "STREAMER_STATE_DIR="+filepath.Join(e.dir, "state", replicaID))
 	var log bytes.Buffer
 	lw := &lockedWriter{w: &log}
 	cmd.Stdout, cmd.Stderr = lw, lw
