@@ -30,6 +30,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamerio/streamer/pipes"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -378,6 +379,7 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 		inTxn      bool
 		txnStart   time.Time
 		txnRecords int64
+		pause      = e.opts.RetryBackoff
 	)
 	end := func(ctx context.Context, try kgo.TransactionEndTry) error {
 		endStart := time.Now()
@@ -402,6 +404,7 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 			return err
 		}
 		if committed {
+			pause = e.opts.RetryBackoff
 			stats.Commits.Add(1)
 			stats.CommittedIn.Add(txnRecords)
 		} else {
@@ -447,9 +450,25 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 			procErr := e.process(ctx, fetches, emit)
 			if procErr != nil {
 				abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.ShutdownTimeout)
-				_ = end(abortCtx, kgo.TryAbort)
+				abortErr := end(abortCtx, kgo.TryAbort)
 				cancel()
-				return procErr
+				if !errors.Is(procErr, pipes.ErrUnavailable) || abortErr != nil || ctx.Err() != nil {
+					return errors.Join(procErr, abortErr)
+				}
+				// A dependency is down, not the records at fault: the abort
+				// rewound to the committed offsets; wait, then read the same
+				// records again.
+				stats.Pauses.Add(1)
+				for _, h := range e.hooks.pause {
+					h.OnPause(Pause{Err: procErr, Wait: pause})
+				}
+				log.Warn("a dependency is unavailable; transaction aborted, retrying the same records after a pause", "wait", pause, "err", procErr)
+				select {
+				case <-time.After(pause):
+				case <-ctx.Done():
+				}
+				pause = min(2*pause, e.opts.MaxRetryBackoff)
+				continue
 			}
 		}
 		if inTxn && time.Since(txnStart) >= e.opts.CommitInterval {

@@ -105,11 +105,18 @@ func TestExactlyOnceAcrossRebalances(t *testing.T) {
 		t.Errorf("committed %d input records, want %d", c, n)
 	}
 
+	checkExactlyOnce(t, brokers, n)
+}
+
+// checkExactlyOnce reads "out" read_committed and checks it holds each of
+// ids 0..n-1 once, doubled, in order per key.
+func checkExactlyOnce(t *testing.T, brokers []string, n int) {
+	t.Helper()
 	seen := map[int]int{}
 	lastPerKey := map[string]int{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err = topicread.All(ctx, brokers, time.Second, func(r *kgo.Record) {
+	err := topicread.All(ctx, brokers, time.Second, func(r *kgo.Record) {
 		var v struct{ ID, Double int }
 		if err := json.Unmarshal(r.Value, &v); err != nil || v.Double != 2*v.ID {
 			t.Errorf("bad output %s: %v", r.Value, err)

@@ -79,6 +79,19 @@ type StateHook interface {
 	OnStateSize(store string, partition int32, bytes int64)
 }
 
+// PauseHook is told when a dependency (a model server, the schema
+// registry) is unavailable: the engine aborted the transaction and waits
+// before processing the same records again.
+type PauseHook interface {
+	OnPause(Pause)
+}
+
+// Pause describes one such wait.
+type Pause struct {
+	Err  error
+	Wait time.Duration
+}
+
 // StateRestore describes one store's restore from its changelog.
 type StateRestore struct {
 	Store     string
@@ -97,6 +110,7 @@ type hooks struct {
 	rebalance []RebalanceHook
 	lag       []LagHook
 	state     []StateHook
+	pause     []PauseHook
 }
 
 func sortHooks(hs []Hook) *hooks {
@@ -122,6 +136,9 @@ func sortHooks(hs []Hook) *hooks {
 		}
 		if x, ok := h.(StateHook); ok {
 			out.state = append(out.state, x)
+		}
+		if x, ok := h.(PauseHook); ok {
+			out.pause = append(out.pause, x)
 		}
 	}
 	return out

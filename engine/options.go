@@ -41,6 +41,13 @@ type Options struct {
 	// context is canceled. Default: 5s.
 	ShutdownTimeout time.Duration
 
+	// RetryBackoff is the first wait after a batch failed because a
+	// dependency was unavailable (pipes.ErrUnavailable); the transaction
+	// is aborted and the records are processed again after the wait, which
+	// doubles up to MaxRetryBackoff and resets on the next commit.
+	// Defaults: 250ms and 10s.
+	RetryBackoff, MaxRetryBackoff time.Duration
+
 	// Logger receives the engine's logs. Default: slog.Default().
 	Logger *slog.Logger
 
@@ -103,6 +110,12 @@ func (o *Options) setDefaults(commitInterval time.Duration) error {
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 5 * time.Second
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = 250 * time.Millisecond
+	}
+	if o.MaxRetryBackoff < o.RetryBackoff {
+		o.MaxRetryBackoff = max(o.RetryBackoff, 10*time.Second)
 	}
 	if o.StateDir == "" {
 		o.StateDir = "streamer-state"

@@ -20,6 +20,9 @@ type Stats struct {
 	// Commits and Aborts count ended transactions.
 	Commits atomic.Int64
 	Aborts  atomic.Int64
+	// Pauses counts transactions aborted because a dependency was
+	// unavailable.
+	Pauses atomic.Int64
 	// CommittedIn counts records whose offsets were committed.
 	CommittedIn atomic.Int64
 

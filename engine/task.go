@@ -267,7 +267,7 @@ func (k *Task) Process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 		if err != nil && serde.IsUnavailable(err) {
 			// Not the record's fault (the registry is down): fail the batch,
 			// so the transaction aborts and the records are read again.
-			return fmt.Errorf("%w: decoding %s[%d]@%d: %v", ErrFailed, kr.Topic, kr.Partition, kr.Offset, err)
+			return fmt.Errorf("%w: decoding %s[%d]@%d: %w", ErrFailed, kr.Topic, kr.Partition, kr.Offset, err)
 		}
 		if err != nil {
 			first := k.source.Readers[0]
@@ -337,7 +337,7 @@ func (k *Task) run(ctx context.Context, s *step, input int, recs []*pipes.Record
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%w: pipe %q failed a batch of %d records from %s[%d]: %v", ErrFailed, s.p.Name, len(recs), k.source.Topic, k.partition, err)
+		return fmt.Errorf("%w: pipe %q failed a batch of %d records from %s[%d]: %w", ErrFailed, s.p.Name, len(recs), k.source.Topic, k.partition, err)
 	}
 	pb := PipeBatch{Pipe: s.p.Name, In: len(recs), Duration: time.Since(start)}
 	for _, f := range s.out.Failures() {
@@ -357,7 +357,7 @@ func (k *Task) run(ctx context.Context, s *step, input int, recs []*pipes.Record
 			for _, r := range out {
 				v, err := k.encode(ds, r)
 				if err != nil && serde.IsUnavailable(err) {
-					return fmt.Errorf("%w: encoding for %q: %v", ErrFailed, ds.Name, err)
+					return fmt.Errorf("%w: encoding for %q: %w", ErrFailed, ds.Name, err)
 				}
 				if err != nil {
 					if err := k.fail(s.p.OnError, "encode", s.p.Name, r.Origin, fmt.Errorf("dataset %q: %w", ds.Name, err), emit); err != nil {

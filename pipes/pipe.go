@@ -24,6 +24,7 @@ package pipes
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -308,6 +309,13 @@ type Expr = spec.Expr
 
 // Field is a field name written in a topology file, with its position.
 type Field = spec.Field
+
+// ErrUnavailable marks a failure that is not the records' fault: a model
+// server or schema registry that cannot be reached, even after retries. A
+// pipe returns an error wrapping it from Process; the engine then aborts
+// the transaction, waits with backoff and processes the same records
+// again, so nothing is lost or dead-lettered because a dependency is down.
+var ErrUnavailable = errors.New("unavailable")
 
 // Errorf returns an error at a position in the topology file. Constructors
 // return it (or several, with errors.Join) so users get file:line:col.

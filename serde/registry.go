@@ -16,9 +16,10 @@ import (
 )
 
 // ErrUnavailable marks failures that are not the record's fault, such as an
-// unreachable schema registry after retries. The engine fails the batch (the
-// transaction aborts and nothing is lost) instead of dead-lettering records.
-var ErrUnavailable = errors.New("unavailable")
+// unreachable schema registry after retries. It is pipes.ErrUnavailable:
+// the engine aborts the transaction, waits and reads the records again,
+// instead of dead-lettering them.
+var ErrUnavailable = pipes.ErrUnavailable
 
 // Subject naming strategies, as Confluent's serializers name them.
 const (
