@@ -125,14 +125,14 @@ func (e *RowErrors) Error() string {
 //
 // A Batcher runs one goroutine, from the first Predict until Close.
 type Batcher struct {
-	model Model
-	opts  BatchOptions
-	in    chan *chunk
-	slots chan struct{}
+	model  Model
+	opts   BatchOptions
+	in     chan *chunk
+	slots  chan struct{}
 	start  sync.Once
 	closed sync.Once
 	stop   chan struct{}
-	done  chan struct{}
+	done   chan struct{}
 
 	mu       sync.Mutex
 	failures int       // calls in a row that failed after retries

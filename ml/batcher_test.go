@@ -160,7 +160,11 @@ type breakerHook struct {
 	calls   []ml.ModelCall
 }
 
-func (h *breakerHook) OnModelCall(c ml.ModelCall) { h.mu.Lock(); h.calls = append(h.calls, c); h.mu.Unlock() }
+func (h *breakerHook) OnModelCall(c ml.ModelCall) {
+	h.mu.Lock()
+	h.calls = append(h.calls, c)
+	h.mu.Unlock()
+}
 func (h *breakerHook) OnBreaker(_ string, open bool) {
 	h.mu.Lock()
 	h.changes = append(h.changes, open)
