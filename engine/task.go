@@ -143,6 +143,9 @@ func NewTask(t *topology.Topology, source string, partition int32, o TaskOptions
 		env.Logger = log.With("pipe", p.Name)
 		env.Now = o.Now
 		env.Stores = k.openStore
+		for _, h := range o.Hooks {
+			env.Hooks = append(env.Hooks, h)
+		}
 		pipe, err := p.Config.New(env)
 		if err != nil {
 			k.Close()

@@ -212,6 +212,10 @@ type Env struct {
 	// processing-time windows) call it instead of time.Now, so that tests
 	// control it. Nil when only validating.
 	Now func() time.Time
+	// Hooks are the engine's observers (engine.Options.Hooks). A pipe
+	// with events of its own, such as predict's model calls, reports them
+	// to the hooks that implement its hook interface.
+	Hooks []any
 }
 
 // Store is a task's keyed state, as a pipe sees it. Writes belong to the

@@ -7,78 +7,112 @@ import (
 	"io/fs"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/streamerio/streamer/ml"
 )
 
 // PredictConfig configures the predict pipe.
 type PredictConfig struct {
-	Model    ModelConfig     `yaml:"model" required:"true" doc:"The model to score with, in-process."`
+	Model    ModelConfig     `yaml:"model" required:"true" doc:"The model to score with: a file run in-process, or a model server."`
 	Features []FeatureConfig `yaml:"features" required:"true" doc:"The model's input features, in its order: each an expression over the record, with a default for missing values."`
 	Output   []Field         `yaml:"output" required:"true" doc:"Field(s) that receive the scores: one for a binary or regression model, one per class otherwise."`
+	Batch    BatchConfig     `yaml:"batch" doc:"Micro-batching, shared by the partitions of a replica."`
+	Timeout  time.Duration   `yaml:"timeout" default:"2s" doc:"Longest one model call may take before it counts as failed."`
+	Retries  int             `yaml:"retries" default:"2" doc:"Retries of a model call that failed for a reason that may pass (timeout, connection, 5xx), with backoff. (retries+1) x timeout must stay under the transaction timeout (10s)."`
+	// Unavailable is what happens to records whose model stays unreachable
+	// after the retries, or whose breaker is open.
+	Unavailable string `yaml:"on_unavailable" enum:"pause,on_error" default:"pause" doc:"When the model stays unreachable after the retries: pause (abort the transaction, wait, and score the same records again; nothing is lost) or on_error (hand the records to the pipe's on_error policy, such as the dead-letter dataset)."`
 }
 
-// ModelConfig names a model file.
+// ModelConfig says where a model lives.
 type ModelConfig struct {
 	Type string `yaml:"type" required:"true" enum:"xgboost" doc:"Model format: xgboost (JSON, from save_model)."`
-	Path Field  `yaml:"path" required:"true" doc:"Model file, relative to the topology file."`
+	Path Field  `yaml:"path" doc:"Model file, relative to the topology file."`
+	Pos  Pos    `yaml:"-" spec:"pos"`
+}
+
+// BatchConfig configures micro-batching.
+type BatchConfig struct {
+	MaxRows  int           `yaml:"max_rows" default:"256" doc:"Most records scored in one model call."`
+	Linger   time.Duration `yaml:"linger" default:"2ms" doc:"How long a call that is not full waits for records from other partitions."`
+	InFlight int           `yaml:"in_flight" doc:"Most model calls at once; when all are busy the replica stops polling. Default: one per core in-process, 4 for a server."`
 }
 
 // FeatureConfig is one model input.
 type FeatureConfig struct {
+	Name    string   `yaml:"name" doc:"The feature's name, for errors and docs. Default: the expression."`
 	Expr    Expr     `yaml:"expr" required:"true" doc:"Numeric expression over the record, such as amount or len(items)."`
-	Default *float64 `yaml:"default" doc:"Value when the expression gives null. Without it, null is a missing value, which trees route by their default branch."`
+	Type    string   `yaml:"type" enum:"number,integer,bool" default:"number" doc:"What the expression must give: number (int or float), integer, or bool (true is 1)."`
+	Default *float64 `yaml:"default" doc:"Value when the expression gives null. Without it, null is a missing value (NaN), which trees route by their default branch."`
 }
 
 func init() {
 	MustRegister("predict", Spec{
-		Summary: "Scores each record with a model in the pipeline (no network hop) and writes the scores to fields.",
-		Example: "model: {type: xgboost, path: models/fraud.json}\nfeatures:\n  - expr: amount\n  - expr: len(items)\n    default: 0\noutput: [fraud_score]",
+		Summary: "Scores records with a model inside the pipeline, in micro-batches shared by the replica's partitions, and writes the scores to fields.",
+		Example: "model: {type: xgboost, path: models/fraud.json}\nfeatures:\n  - expr: amount\n  - expr: len(items)\n    default: 0\noutput: [fraud_score]\nbatch: {max_rows: 256, linger: 2ms}",
 	}, newPredict)
 }
 
-// models caches loaded models by file, so a replica's partition tasks share
-// one copy. Models are safe for concurrent use.
-var models sync.Map // fs path -> ml.Model
+// Models and batchers are per process: a replica's partition tasks share
+// one copy of a model, and one batcher per model and batch settings, so
+// that small partitions still fill batches. Both are safe for concurrent
+// use.
+var (
+	models   sync.Map // model key -> ml.Model
+	batchers sync.Map // model key + settings -> *ml.Batcher
+)
 
-func loadModel(fsys fs.FS, c ModelConfig) (ml.Model, error) {
-	if fsys == nil {
-		return nil, Errorf(c.Path.Pos, "model %q: no files beside the topology to read it from", c.Path.Name)
+// loadModel loads (once per process) the model c names.
+func loadModel(fsys fs.FS, c ModelConfig) (ml.Model, string, error) {
+	if c.Path.Name == "" {
+		return nil, "", Errorf(c.Pos, "model: a %s model needs a path", c.Type)
 	}
-	key := fmt.Sprintf("%p:%s", fsys, c.Path.Name)
+	if fsys == nil {
+		return nil, "", Errorf(c.Path.Pos, "model %q: no files beside the topology to read it from", c.Path.Name)
+	}
+	key := fmt.Sprintf("%s:%p:%s", c.Type, fsys, c.Path.Name)
 	if m, ok := models.Load(key); ok {
-		return m.(ml.Model), nil
+		return m.(ml.Model), key, nil
 	}
 	f, err := fsys.Open(c.Path.Name)
 	if err != nil {
-		return nil, Errorf(c.Path.Pos, "model: %v", err)
+		return nil, "", Errorf(c.Path.Pos, "model: %v", err)
 	}
 	defer f.Close()
-	m, err := ml.LoadXGBoostJSON(f)
-	if err != nil {
-		return nil, Errorf(c.Path.Pos, "model %q: %v", c.Path.Name, err)
+	var m ml.Model
+	switch c.Type {
+	case "xgboost":
+		m, err = ml.LoadXGBoostJSON(f)
+	default:
+		err = fmt.Errorf("model type %q is not supported", c.Type)
 	}
-	models.Store(key, m)
-	return m, nil
+	if err != nil {
+		return nil, "", Errorf(c.Path.Pos, "model %q: %v", c.Path.Name, err)
+	}
+	got, _ := models.LoadOrStore(key, m)
+	return got.(ml.Model), key, nil
 }
 
 type predict struct {
-	model    ml.Model
-	features []*Program
-	defaults []*float64
-	outputs  []string
-	rows     []float32 // scratch, reused per batch
-	scores   []float64
-	scored   []*Record
-	schema   *Schema
+	model       *ml.Batcher
+	name        string
+	features    []*Program
+	defaults    []*float64
+	outputs     []string
+	unavailable string
+	rows        []float32 // scratch, reused per batch
+	scores      []float64
+	scored      []*Record
+	schema      *Schema
 }
 
 func newPredict(c PredictConfig, env *Env) (Pipe, error) {
-	m, err := loadModel(env.FS, c.Model)
+	m, key, err := loadModel(env.FS, c.Model)
 	if err != nil {
 		return nil, err
 	}
-	p := &predict{model: m}
+	p := &predict{name: env.Pipe, unavailable: c.Unavailable}
 	var errs []error
 	for _, f := range c.Features {
 		prog, err := env.Compile(f.Expr)
@@ -86,20 +120,28 @@ func newPredict(c PredictConfig, env *Env) (Pipe, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if k := prog.Kind(); k != Any && k != Int32 && k != Int64 && k != Float32 && k != Float64 && k != Bool {
-			errs = append(errs, Errorf(f.Expr.Pos, "feature %q is %s; a model needs numbers", f.Expr.Src, k))
+		if err := checkFeatureKind(f, prog.Kind()); err != nil {
+			errs = append(errs, err)
 		}
 		p.features = append(p.features, prog)
 		p.defaults = append(p.defaults, f.Default)
 	}
 	if len(c.Features) != m.NumFeatures() {
-		errs = append(errs, Errorf(c.Model.Path.Pos, "model %q takes %d features; %d are given", c.Model.Path.Name, m.NumFeatures(), len(c.Features)))
+		errs = append(errs, Errorf(c.Model.Pos, "model %q takes %d features; %d are given", c.Model.Path.Name, m.NumFeatures(), len(c.Features)))
 	}
 	if len(c.Output) != m.NumOutputs() {
-		errs = append(errs, Errorf(c.Model.Path.Pos, "model %q gives %d scores per record; output names %d fields", c.Model.Path.Name, m.NumOutputs(), len(c.Output)))
+		errs = append(errs, Errorf(c.Model.Pos, "model %q gives %d scores per record; output names %d fields", c.Model.Path.Name, m.NumOutputs(), len(c.Output)))
 	}
 	for _, o := range c.Output {
 		p.outputs = append(p.outputs, o.Name)
+	}
+	if c.Batch.MaxRows < 0 || c.Batch.InFlight < 0 || c.Batch.Linger < 0 {
+		errs = append(errs, Errorf(c.Model.Pos, "batch settings must not be negative"))
+	}
+	if c.Timeout <= 0 || c.Retries < 0 {
+		errs = append(errs, Errorf(c.Model.Pos, "timeout must be positive and retries at least 0"))
+	} else if worst := time.Duration(c.Retries+1) * c.Timeout; worst >= 8*time.Second {
+		errs = append(errs, Errorf(c.Model.Pos, "(retries+1) x timeout is %v: a call could outlast the transaction timeout (10s); lower them", worst))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -110,16 +152,60 @@ func newPredict(c PredictConfig, env *Env) (Pipe, error) {
 			p.schema.Set(SchemaField{Name: o, Kind: Float64})
 		}
 	}
+	if env.Partition < 0 {
+		return p, nil // validating: no batcher needed
+	}
+	opts := ml.BatchOptions{MaxRows: c.Batch.MaxRows, Linger: c.Batch.Linger, InFlight: c.Batch.InFlight,
+		Timeout: c.Timeout, Retries: c.Retries, Name: env.Pipe}
+	if c.Retries == 0 {
+		opts.Retries = -1
+	}
+	for _, h := range env.Hooks {
+		if bh, ok := h.(ml.BatchHook); ok {
+			opts.Hook = bh
+			break
+		}
+	}
+	bkey := fmt.Sprintf("%s|%s|%d|%v|%d|%v|%d", key, env.Pipe, opts.MaxRows, opts.Linger, opts.InFlight, opts.Timeout, opts.Retries)
+	b, ok := batchers.Load(bkey)
+	if !ok {
+		b, _ = batchers.LoadOrStore(bkey, ml.NewBatcher(m, opts))
+	}
+	p.model = b.(*ml.Batcher)
 	return p, nil
 }
 
-// Process scores the whole batch in one call to the model: the batch is the
-// micro-batch.
+// checkFeatureKind checks a feature expression's static kind against its
+// declared type, where the schema tells it.
+func checkFeatureKind(f FeatureConfig, k Kind) error {
+	ok := k == Any
+	switch f.Type {
+	case "integer":
+		ok = ok || k == Int32 || k == Int64
+	case "bool":
+		ok = ok || k == Bool
+	default:
+		ok = ok || k == Int32 || k == Int64 || k == Float32 || k == Float64 || k == Bool
+	}
+	if !ok {
+		return Errorf(f.Expr.Pos, "feature %q is %s; its type is %s", f.Expr.Src, k, f.Type)
+	}
+	return nil
+}
+
+// Process scores the batch's records through the shared batcher. Records
+// whose features cannot be computed, or that the model rejects, are failed
+// one by one; an unreachable model pauses the replica (or fails the
+// records, with on_unavailable: on_error).
 func (p *predict) Process(ctx context.Context, b *Batch, out *Output) error {
 	nf := len(p.features)
 	p.rows, p.scored = p.rows[:0], p.scored[:0]
 next:
 	for _, r := range b.Records {
+		if _, ok := r.Value.(map[string]any); !ok {
+			out.Fail(r, fmt.Errorf("predict needs a record with fields, got %T", r.Value))
+			continue
+		}
 		start := len(p.rows)
 		for i, f := range p.features {
 			v, err := f.Eval(r)
@@ -136,31 +222,44 @@ next:
 			}
 			p.rows = append(p.rows, x)
 		}
-		if _, ok := r.Value.(map[string]any); !ok {
-			p.rows = p.rows[:start]
-			out.Fail(r, fmt.Errorf("predict needs a record with fields, got %T", r.Value))
-			continue
-		}
 		p.scored = append(p.scored, r)
 	}
 	if len(p.scored) == 0 {
 		return nil
 	}
+	defer clear(p.scored)
 	k := p.model.NumOutputs()
 	if cap(p.scores) < len(p.scored)*k {
 		p.scores = make([]float64, len(p.scored)*k)
 	}
 	p.scores = p.scores[:len(p.scored)*k]
-	if err := p.model.Predict(ctx, p.rows[:len(p.scored)*nf], p.scores); err != nil {
-		return err // the whole batch: the transaction aborts
+	err := p.model.Predict(ctx, p.rows[:len(p.scored)*nf], p.scores)
+	var rowErrs *ml.RowErrors
+	switch {
+	case err == nil:
+	case errors.As(err, &rowErrs):
+	case errors.Is(err, ml.ErrUnavailable) && p.unavailable == "pause":
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	case errors.Is(err, ml.ErrUnavailable):
+		for _, r := range p.scored {
+			out.Fail(r, err)
+		}
+		return nil
+	default:
+		return err // the context's: the transaction aborts
 	}
 	for i, r := range p.scored {
+		if rowErrs != nil {
+			if e, bad := rowErrs.Rows[i]; bad {
+				out.Fail(r, fmt.Errorf("model rejected the record: %w", e))
+				continue
+			}
+		}
 		for j, o := range p.outputs {
 			SetPath(r.Value, o, p.scores[i*k+j])
 		}
 		out.Emit(0, r)
 	}
-	clear(p.scored)
 	return nil
 }
 

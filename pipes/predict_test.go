@@ -3,10 +3,13 @@ package pipes_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math"
 	"os"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"go.yaml.in/yaml/v3"
 
@@ -91,11 +94,97 @@ func TestPredictValidation(t *testing.T) {
 		{strings.Replace(predictConf, "xgb-binary.json", "nope.json", 1), "nope.json"},
 		{strings.Replace(predictConf, "{expr: f1}", "{expr: name}", 1), `feature "name" is string`},
 		{strings.Replace(predictConf, "{expr: f1}", "{expr: nmae}", 1), `unknown name nmae (did you mean "name"?)`},
+		{strings.Replace(predictConf, "{expr: f1}", "{expr: f0, type: bool}", 1), `feature "f0" is float64; its type is bool`},
+		{predictConf + "timeout: 3s\nretries: 2\n", "could outlast the transaction timeout"},
+		{predictConf + "batch: {max_rows: -1}\n", "must not be negative"},
+		{"model: {type: xgboost}\nfeatures: [{expr: f0}]\noutput: [s]\n", "needs a path"},
 	}
 	for _, tt := range tests {
 		_, err := buildPredict(t, tt.conf, schema)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v, want %q", err, tt.want)
 		}
+	}
+}
+
+// flakyModel scores a row as its first feature; it rejects rows whose
+// first feature is negative, and is unreachable while down is set.
+type flakyModel struct{ down bool }
+
+func (m *flakyModel) NumFeatures() int { return 1 }
+func (m *flakyModel) NumOutputs() int  { return 1 }
+func (m *flakyModel) Predict(_ context.Context, rows []float32, out []float64) error {
+	if m.down {
+		return retryable{errors.New("connection refused")}
+	}
+	for i, v := range rows {
+		if v < 0 {
+			return fmt.Errorf("negative input in row %d", i)
+		}
+		out[i] = float64(v)
+	}
+	return nil
+}
+
+type retryable struct{ error }
+
+func (retryable) Retryable() bool { return true }
+
+// TestPredictFailures checks what happens to records when the model
+// rejects some of them, and when it cannot be reached.
+func TestPredictFailures(t *testing.T) {
+	for _, tt := range []struct {
+		name, extra string
+		down        bool
+		ids         []float64
+		scored      []float64 // ids emitted with their score
+		failed      int
+		err         error
+	}{
+		{name: "rejected records fail alone", ids: []float64{1, -2, 3, -4, 5}, scored: []float64{1, 3, 5}, failed: 2},
+		{name: "unreachable model pauses", down: true, ids: []float64{1, 2}, err: pipes.ErrUnavailable},
+		{name: "unreachable model fails records with on_error", extra: "on_unavailable: on_error\n", down: true, ids: []float64{1, 2}, failed: 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fsys := fstest.MapFS{}
+			pipes.InjectModel("xgboost", fsys, "flaky.json", &flakyModel{down: tt.down})
+			typ, _ := pipes.Lookup("predict")
+			var n yaml.Node
+			conf := "model: {type: xgboost, path: flaky.json}\nfeatures: [{expr: id}]\noutput: [score]\nretries: 1\ntimeout: 100ms\n" + tt.extra
+			if err := yaml.Unmarshal([]byte(conf), &n); err != nil {
+				t.Fatal(err)
+			}
+			cfg, errs := typ.Decode(n.Content[0])
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			p, err := cfg.New(&pipes.Env{Pipe: tt.name, FS: fsys, Inputs: []pipes.Port{{Dataset: "in"}}, Outputs: []pipes.Port{{Dataset: "out"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := &pipes.Batch{}
+			for _, id := range tt.ids {
+				b.Records = append(b.Records, &pipes.Record{Value: map[string]any{"id": id}})
+			}
+			out := pipes.NewOutput(1)
+			err = p.Process(context.Background(), b, out)
+			if !errors.Is(err, tt.err) || (err == nil) != (tt.err == nil) {
+				t.Fatalf("Process: %v, want %v", err, tt.err)
+			}
+			var scored []float64
+			for _, r := range out.Records(0) {
+				v := r.Value.(map[string]any)
+				if v["score"] != v["id"] {
+					t.Errorf("record %v scored %v", v["id"], v["score"])
+				}
+				scored = append(scored, v["id"].(float64))
+			}
+			if fmt.Sprint(scored) != fmt.Sprint(tt.scored) && len(scored)+len(tt.scored) > 0 {
+				t.Errorf("scored %v, want %v", scored, tt.scored)
+			}
+			if len(out.Failures()) != tt.failed {
+				t.Errorf("%d failed, want %d: %v", len(out.Failures()), tt.failed, out.Failures())
+			}
+		})
 	}
 }
