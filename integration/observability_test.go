@@ -33,8 +33,13 @@ func TestDashboardAndRulesAgainstPrometheus(t *testing.T) {
 
 	e := newEnv(t)
 	e.createTopic("in", 3)
-	// filterMap plus a stateful branch, so the state panels have data.
-	withState := strings.Replace(filterMap, "  dlq:\n", "  stats:\n    topic: {{topic \"stats\"}}\n    create: {partitions: 3}\n  dlq:\n", 1)
+	// filterMap plus a stateful branch and a model, so the state and model
+	// panels have data.
+	withState := strings.Replace(filterMap, "  dlq:\n", "  stats:\n    topic: {{topic \"stats\"}}\n    create: {partitions: 3}\n  scored:\n    topic: {{topic \"scored\"}}\n    create: {partitions: 3}\n  dlq:\n", 1)
+	model, err := os.ReadFile("../ml/testdata/xgb-binary.json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	file := e.writeTopology(withState+`
   per-key:
     from: kept
@@ -42,7 +47,14 @@ func TestDashboardAndRulesAgainstPrometheus(t *testing.T) {
     on_error: skip
     aggregate:
       fields: {n: {op: count}}
-`, nil)
+  score:
+    from: kept
+    to: scored
+    predict:
+      model: {type: xgboost, path: model.json}
+      features: [{expr: id}, {expr: n % 7}, {expr: n % 3}, {expr: id / 1000.0}, {expr: 1}, {expr: n % 2 == 0}]
+      output: [score]
+`, map[string]string{"model.json": string(model)})
 	metricsPort, promPort := freePort(t), freePort(t)
 	r := e.startArgs(file, "r1", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", metricsPort))
 

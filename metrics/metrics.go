@@ -8,6 +8,7 @@
 package metrics
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 
 	"github.com/streamerio/streamer/engine"
+	"github.com/streamerio/streamer/ml"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -43,6 +45,13 @@ type Metrics struct {
 	restored                     *prometheus.CounterVec
 	restoreSeconds               *prometheus.HistogramVec
 	stateBytes                   *prometheus.GaugeVec
+	pauses                       prometheus.Counter
+	modelCalls                   *prometheus.CounterVec
+	modelRows                    *prometheus.CounterVec
+	modelRetries                 *prometheus.CounterVec
+	modelCallRows                *prometheus.HistogramVec
+	modelSeconds, modelWait      *prometheus.HistogramVec
+	modelBreaker                 *prometheus.GaugeVec
 }
 
 var (
@@ -53,6 +62,8 @@ var (
 	_ engine.RebalanceHook = (*Metrics)(nil)
 	_ engine.LagHook       = (*Metrics)(nil)
 	_ engine.StateHook     = (*Metrics)(nil)
+	_ engine.PauseHook     = (*Metrics)(nil)
+	_ ml.BatchHook         = (*Metrics)(nil)
 )
 
 // New returns the metrics of one replica of a topology. The info metric
@@ -96,6 +107,16 @@ func New(top *topology.Topology, replica, version string) *Metrics {
 	m.restoreSeconds = hist("streamer_state_restore_duration_seconds", "Time to restore one store partition from its changelog.", prometheus.ExponentialBuckets(0.001, 4, 10), "store")
 	m.stateBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_state_size_bytes", Help: "Disk space of a state store partition, as of the last report (every 10 s at most)."}, []string{"store", "partition"})
 	f(m.stateBytes)
+	m.pauses = prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_dependency_pauses_total", Help: "Transactions aborted because a dependency (model server, schema registry) was unavailable; the same records are processed again after a pause."})
+	f(m.pauses)
+	m.modelCalls = counter("streamer_model_calls_total", "Model calls of a predict pipe's shared micro-batcher, by outcome: ok, rejected (the model refused some rows) or unavailable (after retries, or with the breaker open).", "model", "outcome")
+	m.modelRows = counter("streamer_model_rows_total", "Rows scored by model calls.", "model")
+	m.modelRetries = counter("streamer_model_retries_total", "Retried attempts of model calls.", "model")
+	m.modelCallRows = hist("streamer_model_call_rows", "Rows per model call (the micro-batch size).", prometheus.ExponentialBuckets(1, 2, 12), "model")
+	m.modelSeconds = hist("streamer_model_call_duration_seconds", "Time of a model call, retries included.", secs, "model")
+	m.modelWait = hist("streamer_model_batch_wait_seconds", "Time rows waited for their micro-batch to fill and for a free call slot.", secs, "model")
+	m.modelBreaker = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_model_breaker_open", Help: "1 while a model's circuit breaker is open."}, []string{"model"})
+	f(m.modelBreaker)
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_info", Help: "The replica's topology, consumer group, replica id and version."}, []string{"topology", "group", "replica", "version"})
 	f(m.assigned)
 	f(m.lag)
@@ -119,6 +140,16 @@ func New(top *topology.Topology, replica, version string) *Metrics {
 	}
 	for _, s := range top.Stores() {
 		m.restored.WithLabelValues(s)
+	}
+	for _, p := range top.Pipes {
+		if p.Type == "predict" {
+			for _, o := range []string{"ok", "rejected", "unavailable"} {
+				m.modelCalls.WithLabelValues(p.Name, o)
+			}
+			m.modelRows.WithLabelValues(p.Name)
+			m.modelRetries.WithLabelValues(p.Name)
+			m.modelBreaker.WithLabelValues(p.Name)
+		}
 	}
 	for _, d := range top.Sources() {
 		m.decodeErrors.WithLabelValues(d.Name)
@@ -234,4 +265,36 @@ func (m *Metrics) OnStateRestored(r engine.StateRestore) {
 
 func (m *Metrics) OnStateSize(store string, partition int32, bytes int64) {
 	m.stateBytes.WithLabelValues(store, strconv.Itoa(int(partition))).Set(float64(bytes))
+}
+
+func (m *Metrics) OnPause(engine.Pause) { m.pauses.Inc() }
+
+// OnModelCall reports a predict pipe's model call; the model label is the
+// pipe's name.
+func (m *Metrics) OnModelCall(c ml.ModelCall) {
+	outcome := "ok"
+	switch {
+	case errors.Is(c.Err, ml.ErrUnavailable):
+		outcome = "unavailable"
+	case c.Err != nil:
+		outcome = "rejected"
+	}
+	m.modelCalls.WithLabelValues(c.Model, outcome).Inc()
+	if c.Err == nil {
+		m.modelRows.WithLabelValues(c.Model).Add(float64(c.Rows))
+	}
+	if c.Attempts > 1 {
+		m.modelRetries.WithLabelValues(c.Model).Add(float64(c.Attempts - 1))
+	}
+	m.modelCallRows.WithLabelValues(c.Model).Observe(float64(c.Rows))
+	m.modelSeconds.WithLabelValues(c.Model).Observe(c.Duration.Seconds())
+	m.modelWait.WithLabelValues(c.Model).Observe(c.Wait.Seconds())
+}
+
+func (m *Metrics) OnBreaker(model string, open bool) {
+	v := 0.0
+	if open {
+		v = 1
+	}
+	m.modelBreaker.WithLabelValues(model).Set(v)
 }
