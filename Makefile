@@ -37,10 +37,10 @@ examples-test:
 	$(GO) run ./cmd/streamer test --junit bin/examples-junit.xml examples/enrichment examples/customer-stats
 	$(GO) run ./examples/custompipe test examples/custompipe
 
-# Retrains the small real models in ml/testdata with the xgboost library
-# (PyPI), with held-out predictions the Go evaluator must match.
+# Retrains the small real models in ml/testdata with the xgboost and lightgbm libraries
+# (PyPI), with held-out predictions the Go evaluators must match.
 ml-testdata:
-	python3 -m venv bin/mlvenv && bin/mlvenv/bin/pip install -q xgboost==3.2.0 numpy scikit-learn
+	python3 -m venv bin/mlvenv && bin/mlvenv/bin/pip install -q xgboost==3.2.0 lightgbm==4.7.0 numpy scikit-learn
 	bin/mlvenv/bin/python scripts/ml/train.py
 
 schema:
