@@ -27,7 +27,7 @@ type PredictConfig struct {
 
 // ModelConfig says where a model lives.
 type ModelConfig struct {
-	Type string `yaml:"type" required:"true" enum:"xgboost" doc:"Model format: xgboost (JSON, from save_model)."`
+	Type string `yaml:"type" required:"true" enum:"xgboost,lightgbm" doc:"Model format: xgboost (JSON, from save_model) or lightgbm (text, from save_model), both scored in pure Go."`
 	Path Field  `yaml:"path" doc:"Model file, relative to the topology file."`
 	Pos  Pos    `yaml:"-" spec:"pos"`
 }
@@ -84,6 +84,8 @@ func loadModel(fsys fs.FS, c ModelConfig) (ml.Model, string, error) {
 	switch c.Type {
 	case "xgboost":
 		m, err = ml.LoadXGBoostJSON(f)
+	case "lightgbm":
+		m, err = ml.LoadLightGBMText(f)
 	default:
 		err = fmt.Errorf("model type %q is not supported", c.Type)
 	}

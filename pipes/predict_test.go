@@ -86,6 +86,46 @@ func TestPredictMatchesXGBoost(t *testing.T) {
 	}
 }
 
+// TestPredictMatchesLightGBM scores the held-out rows of a LightGBM model
+// through the pipe.
+func TestPredictMatchesLightGBM(t *testing.T) {
+	conf := strings.Replace(predictConf, "{type: xgboost, path: xgb-binary.json}", "{type: lightgbm, path: lgb-binary.txt}", 1)
+	p, err := buildPredict(t, conf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want struct {
+		Features    [][]*float64 `json:"features"`
+		Predictions []float64    `json:"predictions"`
+	}
+	b, _ := os.ReadFile("../ml/testdata/lgb-binary-expected.json")
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	batch := &pipes.Batch{}
+	for _, row := range want.Features {
+		v := map[string]any{}
+		for i, x := range row {
+			if x != nil {
+				v[fmt.Sprintf("f%d", i)] = *x
+			}
+		}
+		batch.Records = append(batch.Records, &pipes.Record{Value: v})
+	}
+	out := pipes.NewOutput(1)
+	if err := p.Process(context.Background(), batch, out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Records(0)) != len(want.Predictions) {
+		t.Fatalf("%d scored of %d", len(out.Records(0)), len(want.Predictions))
+	}
+	for i, r := range out.Records(0) {
+		if s := r.Value.(map[string]any)["score"].(float64); math.Abs(s-want.Predictions[i]) > 1e-5 {
+			t.Fatalf("row %d: %v, lightgbm says %v", i, s, want.Predictions[i])
+		}
+	}
+}
+
 func TestPredictValidation(t *testing.T) {
 	schema := &pipes.Schema{Fields: []pipes.SchemaField{{Name: "f0", Kind: pipes.Float64}, {Name: "name", Kind: pipes.String}}}
 	tests := []struct{ conf, want string }{
