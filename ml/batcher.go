@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -134,6 +135,11 @@ type Batcher struct {
 	stop   chan struct{}
 	done   chan struct{}
 
+	// submitting counts callers inside Predict that have not handed over
+	// their last chunk: while it is 0, no rows are on their way and a call
+	// need not linger.
+	submitting atomic.Int64
+
 	mu       sync.Mutex
 	failures int       // calls in a row that failed after retries
 	openTill time.Time // the breaker is open until then
@@ -150,6 +156,7 @@ type chunk struct {
 	err   error
 	done  chan struct{}
 	since time.Time
+	last  bool // the caller's last chunk
 }
 
 // NewBatcher returns a Batcher over m.
@@ -227,13 +234,17 @@ func (b *Batcher) Predict(ctx context.Context, rows []float32, out []float64) er
 		hi := min(n, lo+b.opts.MaxRows)
 		chunks = append(chunks, chunk{rows: rows[lo*nf : hi*nf], n: hi - lo, out: out[lo*no : hi*no], done: make(chan struct{}), since: now})
 	}
+	chunks[len(chunks)-1].last = true
+	b.submitting.Add(1)
 	for i := range chunks {
 		select {
 		case b.in <- &chunks[i]:
 		case <-ctx.Done():
+			b.submitting.Add(-1)
 			b.abandon(chunks[:i])
 			return ctx.Err()
 		case <-b.stop:
+			b.submitting.Add(-1)
 			b.abandon(chunks[:i])
 			return errors.New("ml: batcher closed")
 		}
@@ -293,8 +304,11 @@ func (b *Batcher) Close() error {
 	return nil
 }
 
-// loop gathers chunks into calls: a call goes when it is full, or when
-// Linger has passed since its first chunk.
+// loop gathers chunks into calls. A call goes as soon as it is full, or
+// when no caller is about to add rows (every caller inside Predict has
+// handed over all its chunks), or when Linger has passed since its first
+// chunk. While every call slot is busy it keeps taking chunks that fit, so
+// batches grow exactly when the model is the bottleneck.
 func (b *Batcher) loop() {
 	defer close(b.done)
 	var next *chunk // a chunk that did not fit in the previous call
@@ -303,26 +317,34 @@ func (b *Batcher) loop() {
 	for {
 		var call []*chunk
 		rows := 0
-		if next != nil {
-			call, rows, next = append(call, next), next.n, nil
+		add := func(c *chunk) bool {
+			if rows > 0 && rows+c.n > b.opts.MaxRows {
+				next = c
+				return false
+			}
+			if c.last {
+				b.submitting.Add(-1)
+			}
+			call, rows = append(call, c), rows+c.n
+			return true
+		}
+		if c := next; c != nil {
+			next = nil
+			add(c)
 		} else {
 			select {
 			case c := <-b.in:
-				call, rows = append(call, c), c.n
+				add(c)
 			case <-b.stop:
 				return
 			}
 		}
 		timer.Reset(b.opts.Linger)
 	gather:
-		for rows < b.opts.MaxRows {
+		for rows < b.opts.MaxRows && next == nil && b.submitting.Load() > 0 {
 			select {
 			case c := <-b.in:
-				if rows+c.n > b.opts.MaxRows {
-					next = c
-					break gather
-				}
-				call, rows = append(call, c), rows+c.n
+				add(c)
 			case <-timer.C:
 				break gather
 			case <-b.stop:
@@ -330,14 +352,24 @@ func (b *Batcher) loop() {
 			}
 		}
 		timer.Stop()
-		select {
-		case b.slots <- struct{}{}:
-		case <-b.stop:
-			for _, c := range call {
-				c.err = errors.New("ml: batcher closed")
-				close(c.done)
+		for {
+			in := b.in
+			if rows >= b.opts.MaxRows || next != nil {
+				in = nil // full: wait for a slot only
 			}
-			return
+			select {
+			case b.slots <- struct{}{}:
+			case c := <-in:
+				add(c)
+				continue
+			case <-b.stop:
+				for _, c := range call {
+					c.err = errors.New("ml: batcher closed")
+					close(c.done)
+				}
+				return
+			}
+			break
 		}
 		go func() {
 			defer func() { <-b.slots }()

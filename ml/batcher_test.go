@@ -22,6 +22,7 @@ type sumModel struct {
 	peak     atomic.Int64
 	fail     atomic.Int64 // calls left to fail with a retryable error
 	gate     chan struct{}
+	delay    time.Duration // each call's time
 }
 
 type temporary struct{ error }
@@ -44,6 +45,7 @@ func (m *sumModel) Predict(ctx context.Context, rows []float32, out []float64) e
 			return ctx.Err()
 		}
 	}
+	time.Sleep(m.delay)
 	if m.fail.Add(-1) >= 0 {
 		return temporary{errors.New("connection refused")}
 	}
@@ -77,16 +79,21 @@ func TestBatcherMergesCallersAndKeepsEachOnesScores(t *testing.T) {
 	for _, tt := range []struct {
 		name               string
 		callers, rows, max int
-		linger             time.Duration
+		linger, delay      time.Duration
+		inFlight           int
 		maxCalls, minCalls int64
 	}{
-		{name: "small partitions share calls", callers: 8, rows: 10, max: 256, linger: 200 * time.Millisecond, maxCalls: 4, minCalls: 1},
+		// While the model is busy, the rows of the partitions that wait
+		// go together in the next call.
+		{name: "small partitions share calls to a busy model", callers: 8, rows: 10, max: 256, linger: time.Millisecond, delay: 50 * time.Millisecond, inFlight: 1, maxCalls: 3, minCalls: 2},
 		{name: "a big caller is split", callers: 1, rows: 1000, max: 256, linger: time.Millisecond, maxCalls: 4, minCalls: 4},
+		// Full calls, and calls nobody else is adding to, do not linger.
 		{name: "full calls go before the linger ends", callers: 4, rows: 300, max: 100, linger: time.Hour, maxCalls: 12, minCalls: 12},
+		{name: "a lone caller does not linger", callers: 1, rows: 10, max: 256, linger: time.Hour, maxCalls: 1, minCalls: 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			m := &sumModel{features: 3}
-			b := ml.NewBatcher(m, ml.BatchOptions{MaxRows: tt.max, Linger: tt.linger})
+			m := &sumModel{features: 3, delay: tt.delay}
+			b := ml.NewBatcher(m, ml.BatchOptions{MaxRows: tt.max, Linger: tt.linger, InFlight: tt.inFlight})
 			defer b.Close()
 			var wg sync.WaitGroup
 			errs := make([]error, tt.callers)
