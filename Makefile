@@ -6,7 +6,7 @@ KAFKA_PORT ?= 9092
 export KAFKA_PORT
 BROKERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: test unit integration lint build demo bench schema examples-test ml-testdata
+.PHONY: test unit integration lint build demo bench schema examples-test ml-testdata onnx-testdata
 
 test: lint unit examples-test integration
 
@@ -21,8 +21,9 @@ lint:
 	$(GO) run ./cmd/streamer schema | diff -u topology.schema.json - || (echo "topology.schema.json is stale: run make schema"; exit 1)
 	@python3 -c 'import json,sys; json.load(open("deploy/grafana/streamer-dashboard.json"))' || (echo "the dashboard is not valid JSON"; exit 1)
 
+# ONNX Runtime's shared library comes from its PyPI wheel, fetched once.
 unit:
-	$(GO) test -count=1 ./...
+	STREAMER_REQUIRE_ONNX=1 STREAMER_ONNXRUNTIME_LIB=$$(scripts/ml/onnxruntime.sh) $(GO) test -count=1 ./...
 
 integration:
 	scripts/install-tools.sh
@@ -42,6 +43,12 @@ examples-test:
 ml-testdata:
 	python3 -m venv bin/mlvenv && bin/mlvenv/bin/pip install -q xgboost==3.2.0 lightgbm==4.7.0 numpy scikit-learn
 	bin/mlvenv/bin/python scripts/ml/train.py
+
+# Exports the XGBoost test models to ONNX (onnxmltools) with ONNX Runtime's
+# own held-out predictions.
+onnx-testdata:
+	python3 -m venv bin/onnxvenv && bin/onnxvenv/bin/pip install -q xgboost==3.2.0 onnxmltools==1.16.0 onnxruntime==1.24.1 onnx==1.23.2 skl2onnx==1.20.0 scikit-learn numpy
+	bin/onnxvenv/bin/python scripts/ml/export_onnx.py
 
 schema:
 	$(GO) run ./cmd/streamer schema -o topology.schema.json
