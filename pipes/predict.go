@@ -1,6 +1,7 @@
 package pipes
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,9 +28,11 @@ type PredictConfig struct {
 
 // ModelConfig says where a model lives.
 type ModelConfig struct {
-	Type string `yaml:"type" required:"true" enum:"xgboost,lightgbm" doc:"Model format: xgboost (JSON, from save_model) or lightgbm (text, from save_model), both scored in pure Go."`
+	Type string `yaml:"type" required:"true" enum:"xgboost,lightgbm,onnx" doc:"Model format: xgboost (JSON, from save_model) or lightgbm (text, from save_model), both scored in pure Go; or onnx, scored by ONNX Runtime (needs a cgo build and STREAMER_ONNXRUNTIME_LIB)."`
 	Path Field  `yaml:"path" doc:"Model file, relative to the topology file."`
-	Pos  Pos    `yaml:"-" spec:"pos"`
+	// Output names the ONNX output to read.
+	Output string `yaml:"output" doc:"onnx: the model output holding the scores. Default: the only float output, or the one named like prob."`
+	Pos    Pos    `yaml:"-" spec:"pos"`
 }
 
 // BatchConfig configures micro-batching.
@@ -71,21 +74,24 @@ func loadModel(fsys fs.FS, c ModelConfig) (ml.Model, string, error) {
 	if fsys == nil {
 		return nil, "", Errorf(c.Path.Pos, "model %q: no files beside the topology to read it from", c.Path.Name)
 	}
-	key := fmt.Sprintf("%s:%p:%s", c.Type, fsys, c.Path.Name)
+	key := fmt.Sprintf("%s:%p:%s:%s", c.Type, fsys, c.Path.Name, c.Output)
 	if m, ok := models.Load(key); ok {
 		return m.(ml.Model), key, nil
 	}
-	f, err := fsys.Open(c.Path.Name)
+	data, err := fs.ReadFile(fsys, c.Path.Name)
 	if err != nil {
 		return nil, "", Errorf(c.Path.Pos, "model: %v", err)
 	}
-	defer f.Close()
 	var m ml.Model
 	switch c.Type {
 	case "xgboost":
-		m, err = ml.LoadXGBoostJSON(f)
+		m, err = ml.LoadXGBoostJSON(bytes.NewReader(data))
 	case "lightgbm":
-		m, err = ml.LoadLightGBMText(f)
+		m, err = ml.LoadLightGBMText(bytes.NewReader(data))
+	case "onnx":
+		// The feature count is checked against the input signature by the
+		// constructor, with the declared features' position.
+		m, err = ml.LoadONNXData(c.Path.Name, data, ml.ONNXOptions{Output: c.Output})
 	default:
 		err = fmt.Errorf("model type %q is not supported", c.Type)
 	}
@@ -129,7 +135,11 @@ func newPredict(c PredictConfig, env *Env) (Pipe, error) {
 		p.defaults = append(p.defaults, f.Default)
 	}
 	if len(c.Features) != m.NumFeatures() {
-		errs = append(errs, Errorf(c.Model.Pos, "model %q takes %d features; %d are given", c.Model.Path.Name, m.NumFeatures(), len(c.Features)))
+		sig := ""
+		if o, ok := m.(interface{ Input() ml.ONNXTensor }); ok {
+			sig = fmt.Sprintf(" (its input is %s)", o.Input())
+		}
+		errs = append(errs, Errorf(c.Model.Pos, "model %q takes %d features%s; %d are given", c.Model.Path.Name, m.NumFeatures(), sig, len(c.Features)))
 	}
 	if len(c.Output) != m.NumOutputs() {
 		errs = append(errs, Errorf(c.Model.Pos, "model %q gives %d scores per record; output names %d fields", c.Model.Path.Name, m.NumOutputs(), len(c.Output)))

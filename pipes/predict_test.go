@@ -37,92 +37,62 @@ features: [{expr: f0}, {expr: f1}, {expr: f2}, {expr: f3}, {expr: f4}, {expr: f5
 output: [score]
 `
 
-// TestPredictMatchesXGBoost runs the held-out rows through the pipe, as
-// records whose fields are the features (null where missing), and compares
-// the scores with the xgboost library's.
-func TestPredictMatchesXGBoost(t *testing.T) {
-	p, err := buildPredict(t, predictConf, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want struct {
-		Features    [][]*float64 `json:"features"`
-		Predictions []float64    `json:"predictions"`
-	}
-	b, _ := os.ReadFile("../ml/testdata/xgb-binary-expected.json")
-	if err := json.Unmarshal(b, &want); err != nil {
-		t.Fatal(err)
-	}
-	batch := &pipes.Batch{}
-	for _, row := range want.Features {
-		v := map[string]any{"id": len(batch.Records)}
-		for i, x := range row {
-			name := "f" + string(rune('0'+i))
-			if x == nil {
-				v[name] = nil
-			} else {
-				v[name] = *x
+// TestPredictMatchesTheLibraries runs the held-out rows of models trained
+// by the real libraries through the pipe, as records whose fields are the
+// features (absent where missing), and compares the scores with the
+// libraries' own. A record whose feature is not a number fails alone.
+func TestPredictMatchesTheLibraries(t *testing.T) {
+	for _, tt := range []struct{ model, expected string }{
+		{"{type: xgboost, path: xgb-binary.json}", "xgb-binary-expected.json"},
+		{"{type: lightgbm, path: lgb-binary.txt}", "lgb-binary-expected.json"},
+		{"{type: onnx, path: onnx-binary.onnx}", "onnx-binary-expected.json"},
+	} {
+		t.Run(tt.expected, func(t *testing.T) {
+			if strings.Contains(tt.model, "onnx") && os.Getenv("STREAMER_ONNXRUNTIME_LIB") == "" {
+				if os.Getenv("STREAMER_REQUIRE_ONNX") == "1" {
+					t.Fatal("STREAMER_REQUIRE_ONNX=1 but STREAMER_ONNXRUNTIME_LIB is unset")
+				}
+				t.Skip("no ONNX Runtime: set STREAMER_ONNXRUNTIME_LIB=$(scripts/ml/onnxruntime.sh)")
 			}
-		}
-		batch.Records = append(batch.Records, &pipes.Record{Value: v})
-	}
-	batch.Records = append(batch.Records, &pipes.Record{Value: map[string]any{"f0": "oops"}})
-	out := pipes.NewOutput(1)
-	if err := p.Process(context.Background(), batch, out); err != nil {
-		t.Fatal(err)
-	}
-	got := out.Records(0)
-	if len(got) != len(want.Predictions) || len(out.Failures()) != 1 {
-		t.Fatalf("%d scored, %d failed", len(got), len(out.Failures()))
-	}
-	for i, r := range got {
-		s := r.Value.(map[string]any)["score"].(float64)
-		if math.Abs(s-want.Predictions[i]) > 1e-5 {
-			t.Fatalf("row %d: %v, xgboost says %v", i, s, want.Predictions[i])
-		}
-	}
-	if !strings.Contains(out.Failures()[0].Err.Error(), "is not a number") {
-		t.Errorf("failure: %v", out.Failures()[0].Err)
-	}
-}
-
-// TestPredictMatchesLightGBM scores the held-out rows of a LightGBM model
-// through the pipe.
-func TestPredictMatchesLightGBM(t *testing.T) {
-	conf := strings.Replace(predictConf, "{type: xgboost, path: xgb-binary.json}", "{type: lightgbm, path: lgb-binary.txt}", 1)
-	p, err := buildPredict(t, conf, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want struct {
-		Features    [][]*float64 `json:"features"`
-		Predictions []float64    `json:"predictions"`
-	}
-	b, _ := os.ReadFile("../ml/testdata/lgb-binary-expected.json")
-	if err := json.Unmarshal(b, &want); err != nil {
-		t.Fatal(err)
-	}
-	batch := &pipes.Batch{}
-	for _, row := range want.Features {
-		v := map[string]any{}
-		for i, x := range row {
-			if x != nil {
-				v[fmt.Sprintf("f%d", i)] = *x
+			p, err := buildPredict(t, strings.Replace(predictConf, "{type: xgboost, path: xgb-binary.json}", tt.model, 1), nil)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		batch.Records = append(batch.Records, &pipes.Record{Value: v})
-	}
-	out := pipes.NewOutput(1)
-	if err := p.Process(context.Background(), batch, out); err != nil {
-		t.Fatal(err)
-	}
-	if len(out.Records(0)) != len(want.Predictions) {
-		t.Fatalf("%d scored of %d", len(out.Records(0)), len(want.Predictions))
-	}
-	for i, r := range out.Records(0) {
-		if s := r.Value.(map[string]any)["score"].(float64); math.Abs(s-want.Predictions[i]) > 1e-5 {
-			t.Fatalf("row %d: %v, lightgbm says %v", i, s, want.Predictions[i])
-		}
+			var want struct {
+				Features    [][]*float64 `json:"features"`
+				Predictions []float64    `json:"predictions"`
+			}
+			b, _ := os.ReadFile("../ml/testdata/" + tt.expected)
+			if err := json.Unmarshal(b, &want); err != nil {
+				t.Fatal(err)
+			}
+			batch := &pipes.Batch{}
+			for _, row := range want.Features {
+				v := map[string]any{}
+				for i, x := range row {
+					if x != nil {
+						v[fmt.Sprintf("f%d", i)] = *x
+					}
+				}
+				batch.Records = append(batch.Records, &pipes.Record{Value: v})
+			}
+			batch.Records = append(batch.Records, &pipes.Record{Value: map[string]any{"f0": "oops"}})
+			out := pipes.NewOutput(1)
+			if err := p.Process(context.Background(), batch, out); err != nil {
+				t.Fatal(err)
+			}
+			if len(out.Records(0)) != len(want.Predictions) || len(out.Failures()) != 1 {
+				t.Fatalf("%d scored of %d, %d failed", len(out.Records(0)), len(want.Predictions), len(out.Failures()))
+			}
+			for i, r := range out.Records(0) {
+				if s := r.Value.(map[string]any)["score"].(float64); math.Abs(s-want.Predictions[i]) > 1e-5 {
+					t.Fatalf("row %d: %v, the library says %v", i, s, want.Predictions[i])
+				}
+			}
+			if !strings.Contains(out.Failures()[0].Err.Error(), "is not a number") {
+				t.Errorf("failure: %v", out.Failures()[0].Err)
+			}
+		})
 	}
 }
 
