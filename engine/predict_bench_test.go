@@ -150,4 +150,3 @@ func syntheticXGBoost(trees, depth, features int) []byte {
 	out, _ := json.Marshal(m)
 	return out
 }
-
