@@ -36,6 +36,9 @@ func (c *changelogStore) Put(k, v []byte) error {
 	if err := c.Store.Put(k, v); err != nil {
 		return err
 	}
+	if v == nil {
+		v = []byte{} // a put, even of nothing, is not a tombstone
+	}
 	c.changelog(k, v)
 	return nil
 }
