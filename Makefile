@@ -1,12 +1,13 @@
 # make test: everything CI runs. It fetches and starts a real Kafka broker
-# (scripts/kafka/kafka.sh) and a real schema registry (scripts/registry/),
-# runs the unit and integration tests, and stops them.
+# (scripts/kafka/kafka.sh), a real schema registry (scripts/registry/) and
+# MLServer (scripts/mlserver/), runs the unit and integration tests, and
+# stops them.
 GO ?= go
 KAFKA_PORT ?= 9092
 export KAFKA_PORT
 BROKERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: test unit integration lint build demo bench schema examples-test ml-testdata onnx-testdata
+.PHONY: test unit integration lint build demo bench schema examples-test ml-testdata onnx-testdata bench-ml
 
 test: lint unit examples-test integration
 
@@ -28,7 +29,7 @@ unit:
 integration:
 	scripts/install-tools.sh
 	mkdir -p bin
-	scripts/with-kafka.sh scripts/with-registry.sh env STREAMER_INTEGRATION=1 STREAMER_BROKERS=$(BROKERS) STREAMER_ARTIFACTS=$(CURDIR)/bin \
+	scripts/with-kafka.sh scripts/with-registry.sh scripts/with-mlserver.sh env STREAMER_INTEGRATION=1 STREAMER_BROKERS=$(BROKERS) STREAMER_ARTIFACTS=$(CURDIR)/bin \
 		$(GO) test -count=1 -v -timeout 30m ./integration/
 
 # Every example topology's declarative test cases; the custom-pipe example
@@ -55,6 +56,11 @@ schema:
 
 demo:
 	$(GO) run ./cmd/streamer demo
+
+# Remote inference against a real MLServer: one request per record vs
+# micro-batches, over REST and gRPC.
+bench-ml:
+	scripts/with-mlserver.sh $(GO) test -count=1 ./ml -run '^$$' -bench KServe -benchtime 3s
 
 bench:
 	scripts/with-kafka.sh $(GO) run ./bench -brokers $(BROKERS)

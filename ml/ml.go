@@ -1,8 +1,11 @@
-// Package ml runs models inside the pipeline, not over a network hop.
+// Package ml scores models inside the pipeline (XGBoost and LightGBM in
+// pure Go, ONNX through ONNX Runtime) or on an inference server over the
+// Open Inference Protocol (KServe V2, REST or gRPC).
 //
-// A Model scores a batch of feature rows at once, so that pipes can
-// micro-batch. This package holds the model backends and the micro-batcher
-// that the predict pipe shares between a replica's partitions.
+// A Model scores a batch of feature rows at once. A Batcher, which the
+// predict pipe shares between a replica's partitions, merges their rows into
+// micro-batches, bounds the calls in flight, retries, and breaks the circuit
+// to a failing server.
 package ml
 
 import "context"

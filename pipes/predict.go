@@ -28,10 +28,14 @@ type PredictConfig struct {
 
 // ModelConfig says where a model lives.
 type ModelConfig struct {
-	Type string `yaml:"type" required:"true" enum:"xgboost,lightgbm,onnx" doc:"Model format: xgboost (JSON, from save_model) or lightgbm (text, from save_model), both scored in pure Go; or onnx, scored by ONNX Runtime (needs a cgo build and STREAMER_ONNXRUNTIME_LIB)."`
-	Path Field  `yaml:"path" doc:"Model file, relative to the topology file."`
-	// Output names the ONNX output to read.
-	Output string `yaml:"output" doc:"onnx: the model output holding the scores. Default: the only float output, or the one named like prob."`
+	Type string `yaml:"type" required:"true" enum:"xgboost,lightgbm,onnx,kserve" doc:"Model format: xgboost (JSON, from save_model) or lightgbm (text, from save_model), both scored in pure Go; onnx, scored by ONNX Runtime (needs a cgo build and STREAMER_ONNXRUNTIME_LIB); or kserve, a model on an inference server speaking the Open Inference Protocol (KServe V2), such as MLServer or Triton."`
+	Path Field  `yaml:"path" doc:"xgboost, lightgbm, onnx: the model file, relative to the topology file."`
+	URL  string `yaml:"url" doc:"kserve: the server, http://host:port for REST or grpc://host:port for gRPC."`
+	Name string `yaml:"name" doc:"kserve: the model's name on the server."`
+	// Version pins a kserve model version.
+	Version string `yaml:"version" doc:"kserve: the model version. Default: the server's choice."`
+	// Output names the output tensor to read.
+	Output string `yaml:"output" doc:"onnx, kserve: the model output holding the scores. Default: the only float output, or the one named like prob (onnx); the first declared output (kserve)."`
 	Pos    Pos    `yaml:"-" spec:"pos"`
 }
 
@@ -67,7 +71,19 @@ var (
 )
 
 // loadModel loads (once per process) the model c names.
-func loadModel(fsys fs.FS, c ModelConfig) (ml.Model, string, error) {
+func loadModel(fsys fs.FS, c ModelConfig, features, outputs int) (ml.Model, string, error) {
+	if c.Type == "kserve" {
+		key := fmt.Sprintf("kserve:%s:%s:%s:%s:%d:%d", c.URL, c.Name, c.Version, c.Output, features, outputs)
+		if m, ok := models.Load(key); ok {
+			return m.(ml.Model), key, nil
+		}
+		m, err := newRemoteModel(c, features, outputs)
+		if err != nil {
+			return nil, "", err
+		}
+		got, _ := models.LoadOrStore(key, m)
+		return got.(ml.Model), key, nil
+	}
 	if c.Path.Name == "" {
 		return nil, "", Errorf(c.Pos, "model: a %s model needs a path", c.Type)
 	}
@@ -116,11 +132,15 @@ type predict struct {
 }
 
 func newPredict(c PredictConfig, env *Env) (Pipe, error) {
-	m, key, err := loadModel(env.FS, c.Model)
+	m, key, err := loadModel(env.FS, c.Model, len(c.Features), len(c.Output))
 	if err != nil {
 		return nil, err
 	}
 	p := &predict{name: env.Pipe, unavailable: c.Unavailable}
+	label := c.Model.Path.Name
+	if label == "" {
+		label = c.Model.Name
+	}
 	var errs []error
 	for _, f := range c.Features {
 		prog, err := env.Compile(f.Expr)
@@ -139,10 +159,10 @@ func newPredict(c PredictConfig, env *Env) (Pipe, error) {
 		if o, ok := m.(interface{ Input() ml.ONNXTensor }); ok {
 			sig = fmt.Sprintf(" (its input is %s)", o.Input())
 		}
-		errs = append(errs, Errorf(c.Model.Pos, "model %q takes %d features%s; %d are given", c.Model.Path.Name, m.NumFeatures(), sig, len(c.Features)))
+		errs = append(errs, Errorf(c.Model.Pos, "model %q takes %d features%s; %d are given", label, m.NumFeatures(), sig, len(c.Features)))
 	}
 	if len(c.Output) != m.NumOutputs() {
-		errs = append(errs, Errorf(c.Model.Pos, "model %q gives %d scores per record; output names %d fields", c.Model.Path.Name, m.NumOutputs(), len(c.Output)))
+		errs = append(errs, Errorf(c.Model.Pos, "model %q gives %d scores per record; output names %d fields", label, m.NumOutputs(), len(c.Output)))
 	}
 	for _, o := range c.Output {
 		p.outputs = append(p.outputs, o.Name)

@@ -1,0 +1,78 @@
+package pipes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/streamerio/streamer/ml"
+)
+
+// remoteModel is a model on an inference server (KServe V2) that connects
+// on first use, so that a replica starts, and a topology validates, while
+// the server is down: until it answers, calls fail as unavailable, which
+// the batcher retries and the engine turns into pauses.
+type remoteModel struct {
+	opts ml.KServeOptions
+
+	mu sync.Mutex
+	k  *ml.KServe
+}
+
+var (
+	_ ml.Model  = (*remoteModel)(nil)
+	_ ml.Remote = (*remoteModel)(nil)
+)
+
+func (r *remoteModel) NumFeatures() int { return r.opts.Features }
+func (r *remoteModel) NumOutputs() int  { return r.opts.Outputs }
+func (r *remoteModel) Remote() bool     { return true }
+
+// connect reads the model's metadata, once it succeeds.
+func (r *remoteModel) connect(ctx context.Context) (*ml.KServe, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.k != nil {
+		return r.k, nil
+	}
+	k, err := ml.NewKServe(ctx, r.opts)
+	if err != nil {
+		return nil, err
+	}
+	r.k = k
+	return k, nil
+}
+
+func (r *remoteModel) Predict(ctx context.Context, rows []float32, out []float64) error {
+	k, err := r.connect(ctx)
+	if err != nil {
+		// The server is down, or serves another model than the topology
+		// declares: neither is the records' fault.
+		return fmt.Errorf("%w: %v", ml.ErrUnavailable, err)
+	}
+	return k.Predict(ctx, rows, out)
+}
+
+// newRemoteModel builds the model c names, with the feature and score
+// counts the topology declares. It tries the server's metadata once, with
+// a short timeout: a model that answers and disagrees with the topology is
+// an error now; one that does not answer is checked on first use.
+func newRemoteModel(c ModelConfig, features, outputs int) (ml.Model, error) {
+	if c.URL == "" || c.Name == "" {
+		return nil, Errorf(c.Pos, "model: a kserve model needs url and name")
+	}
+	r := &remoteModel{opts: ml.KServeOptions{URL: c.URL, Model: c.Name, Version: c.Version, Output: c.Output,
+		Features: features, Outputs: outputs}}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := r.connect(ctx); err != nil {
+		var ke *ml.KServeError
+		if errors.As(err, &ke) && ke.Retryable() || errors.Is(err, context.DeadlineExceeded) {
+			return r, nil
+		}
+		return nil, Errorf(c.Pos, "%v", err)
+	}
+	return r, nil
+}
