@@ -6,7 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -19,20 +20,50 @@ import (
 )
 
 // BenchmarkPredictPipeline compares a model's throughput alone, in a tight
-// loop of 256-row calls on every core, with its throughput inside the
-// pipeline: JSON records decoded, features computed, scored through the
-// shared micro-batcher and encoded, one Task per partition on every core.
-// The models are synthetic XGBoost ensembles (random splits over six
+// loop of 256-row calls, with its throughput inside the pipeline: JSON
+// records decoded, features computed, scored through the shared
+// micro-batcher and encoded, one Task per partition for 8 partitions. The
+// in-process models are synthetic XGBoost ensembles (random splits over six
 // features) of a cheap size and of a size whose cost dominates, as a
-// production fraud model's would.
+// production fraud model's would; with STREAMER_MLSERVER_GRPC set, a model
+// on MLServer too.
 //
 //	go test ./engine/ -run '^$' -bench PredictPipeline
+//	scripts/with-mlserver.sh go test ./engine/ -run '^$' -bench PredictPipeline
 func BenchmarkPredictPipeline(b *testing.B) {
+	type bench struct {
+		name, model string // model: the topology's model block
+		files       fstest.MapFS
+		load        func() (ml.Model, error)
+		parallel    int // model-only callers per core
+	}
+	var benches []bench
 	for _, size := range []struct{ trees, depth int }{{30, 4}, {500, 8}} {
 		model := syntheticXGBoost(size.trees, size.depth, 6)
-		name := fmt.Sprintf("trees=%d,depth=%d", size.trees, size.depth)
-		b.Run(name+"/model-only", func(b *testing.B) {
-			m, err := ml.LoadXGBoostJSON(bytes.NewReader(model))
+		benches = append(benches, bench{
+			name:     fmt.Sprintf("xgboost-trees=%d,depth=%d", size.trees, size.depth),
+			model:    "{type: xgboost, path: model.json}",
+			files:    fstest.MapFS{"model.json": {Data: model}},
+			load:     func() (ml.Model, error) { return ml.LoadXGBoostJSON(bytes.NewReader(model)) },
+			parallel: 1,
+		})
+	}
+	// With a real MLServer (scripts/with-mlserver.sh), a remote model too:
+	// the model alone is 4 calls of 256 rows in flight, as the batcher's
+	// default for a server.
+	if url := os.Getenv("STREAMER_MLSERVER_GRPC"); url != "" {
+		benches = append(benches, bench{
+			name:  "kserve-grpc",
+			model: fmt.Sprintf("{type: kserve, url: %q, name: xgb-binary}", url),
+			load: func() (ml.Model, error) {
+				return ml.NewKServe(context.Background(), ml.KServeOptions{URL: url, Model: "xgb-binary", Features: 6, Outputs: 1})
+			},
+			parallel: 2,
+		})
+	}
+	for _, bm := range benches {
+		b.Run(bm.name+"/model-only", func(b *testing.B) {
+			m, err := bm.load()
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -43,17 +74,20 @@ func BenchmarkPredictPipeline(b *testing.B) {
 					rows = append(rows, float32(i%mod-40))
 				}
 			}
+			b.SetParallelism(bm.parallel)
 			b.RunParallel(func(pb *testing.PB) {
 				out := make([]float64, 256)
 				for pb.Next() {
-					_ = m.Predict(context.Background(), rows, out)
+					if err := m.Predict(context.Background(), rows, out); err != nil {
+						b.Error(err)
+						return
+					}
 				}
 			})
 			b.ReportMetric(float64(b.N*256)/b.Elapsed().Seconds(), "records/s")
 		})
-		b.Run(name+"/pipeline", func(b *testing.B) {
-			fsys := fstest.MapFS{"model.json": {Data: model}}
-			top, err := topology.Compile("predict.yaml", []byte(predictTopology), fsys)
+		b.Run(bm.name+"/pipeline", func(b *testing.B) {
+			top, err := topology.Compile("predict.yaml", []byte(strings.Replace(predictTopology, "MODEL", bm.model, 1)), bm.files)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -63,13 +97,13 @@ func BenchmarkPredictPipeline(b *testing.B) {
 					Value: fmt.Appendf(nil, `{"id":%d,"a":%d,"b":%d,"c":%d,"d":%d,"e":%d,"f":%d,"note":"some text the model does not read"}`,
 						i, i%featureMods[0]-40, i%featureMods[1]-40, i%featureMods[2]-40, i%featureMods[3]-40, i%featureMods[4]-40, i%featureMods[5]-40)}
 			}
-			// One goroutine per core, each a partition's Task, as the engine
-			// runs a poll's partitions.
-			workers := runtime.GOMAXPROCS(0)
-			per := (b.N + workers - 1) / workers
+			// One goroutine per partition's Task, as the engine runs a
+			// poll's partitions.
+			const partitions = 8
+			per := (b.N + partitions - 1) / partitions
 			var wg sync.WaitGroup
 			b.ResetTimer()
-			for w := range workers {
+			for w := range partitions {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -89,7 +123,7 @@ func BenchmarkPredictPipeline(b *testing.B) {
 				}()
 			}
 			wg.Wait()
-			b.ReportMetric(float64(per*workers*len(in))/b.Elapsed().Seconds(), "records/s")
+			b.ReportMetric(float64(per*partitions*len(in))/b.Elapsed().Seconds(), "records/s")
 		})
 	}
 }
@@ -106,7 +140,7 @@ pipes:
     from: events
     to: scored
     predict:
-      model: {type: xgboost, path: model.json}
+      model: MODEL
       features: [{expr: a}, {expr: b}, {expr: c}, {expr: d}, {expr: e}, {expr: f}]
       output: [score]
 `
