@@ -61,9 +61,10 @@ else
   JAVA=java
 fi
 
-log() { echo "kafka.sh: $*"; }
-err() { echo "kafka.sh: $*" >&2; }
-die() { err "error: $*"; exit 1; }
+SELF=kafka.sh
+WHAT=broker
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 usage() {
   sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
@@ -72,36 +73,14 @@ usage() {
 
 # --- helpers ----------------------------------------------------------------
 
-# port_open PORT: something accepts TCP connections on 127.0.0.1:PORT.
-port_open() {
-  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
-}
-
 # is_broker PID: PID is alive and is a kafka.Kafka JVM (guards against stale
 # pid files whose pid was reused, and against zombies).
 is_broker() {
   local pid=$1 cmd
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  if [[ -r /proc/$pid/cmdline ]]; then
-    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  else
-    cmd=$(ps -o args= -p "$pid" 2>/dev/null) || return 1
-  fi
+  cmd=$(cmdline "$pid") || return 1
   [[ $cmd == *kafka.Kafka* ]]
-}
-
-# alive PID: the process exists and is not a zombie. Used for the JVM we just
-# launched: until nohup has exec'ed java, its command line is still ours.
-alive() {
-  local pid=$1 state
-  kill -0 "$pid" 2>/dev/null || return 1
-  if [[ -r /proc/$pid/stat ]]; then
-    state=$(sed -E 's/^.*\) ([A-Za-z]).*/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
-  else
-    state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
-  fi
-  [[ $state != Z* ]]
 }
 
 # broker_pid: print the pid of our running broker, or fail.
@@ -118,16 +97,7 @@ answering() {
   port_open "$PORT" && [[ -f $LOGFILE ]] && grep -q "$STARTED_RE" "$LOGFILE"
 }
 
-show_logs() {
-  if [[ -s $LOGFILE ]]; then
-    err "last 50 lines of $LOGFILE:"
-    tail -n 50 "$LOGFILE" >&2
-  fi
-  if [[ -s $OUTFILE ]]; then
-    err "last 50 lines of $OUTFILE:"
-    tail -n 50 "$OUTFILE" >&2
-  fi
-}
+show_logs() { tail_logs "$LOGFILE" "$OUTFILE"; }
 
 check_java() {
   local out major
@@ -138,16 +108,6 @@ check_java() {
     [[ $major == 1 ]] && major=8
     ((major >= 17)) || die "Kafka $KAFKA_VERSION needs Java 17+, $JAVA is: $out"
   fi
-}
-
-# lock_data: serialise start/stop on this data dir (e.g. several test
-# packages running `kafka.sh start` at once). The lock file lives next to the
-# data dir, which start may delete. Held on fd 8 until the script exits.
-lock_data() {
-  command -v flock >/dev/null 2>&1 || return 0
-  mkdir -p "$(dirname "$DATA")"
-  exec 8>"$DATA.lock"
-  flock 8
 }
 
 # --- fetch ------------------------------------------------------------------
@@ -337,23 +297,6 @@ do_start() {
 }
 
 # --- stop / status / logs ---------------------------------------------------
-
-# stop_pid PID: SIGTERM, wait up to 30 s, then SIGKILL.
-stop_pid() {
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do
-    alive "$pid" || { rm -f "$PIDFILE"; log "stopped (pid $pid)"; return 0; }
-    sleep 0.2
-  done
-  log "broker (pid $pid) still running after 30 s; sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    alive "$pid" || { rm -f "$PIDFILE"; log "killed (pid $pid)"; return 0; }
-    sleep 0.2
-  done
-  die "could not kill broker pid $pid"
-}
 
 do_stop() {
   local pid

@@ -87,9 +87,10 @@ REPO=$DATA/models          # the model repository MLServer serves
 MODEL_LIST=$DATA/models.txt
 DATA_MARK=$DATA/.streamer-mlserver
 
-log() { echo "mlserver.sh: $*"; }
-err() { echo "mlserver.sh: $*" >&2; }
-die() { err "error: $*"; exit 1; }
+SELF=mlserver.sh
+WHAT=MLServer
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 usage() {
   sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
@@ -97,11 +98,6 @@ usage() {
 }
 
 # --- helpers ----------------------------------------------------------------
-
-# port_open PORT: something accepts TCP connections on 127.0.0.1:PORT.
-port_open() {
-  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
-}
 
 # http_status PATH: print the HTTP status code of GET http://HOST:HTTP_PORT/PATH
 # (plain bash, so curl is not required).
@@ -134,24 +130,8 @@ is_mlserver() {
   local pid=$1 cmd
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   alive "$pid" || return 1
-  if [[ -r /proc/$pid/cmdline ]]; then
-    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  else
-    cmd=$(ps -o args= -p "$pid" 2>/dev/null) || return 1
-  fi
+  cmd=$(cmdline "$pid") || return 1
   [[ $cmd == *"mlserver start $REPO"* ]]
-}
-
-# alive PID: the process exists and is not a zombie.
-alive() {
-  local pid=$1 state
-  kill -0 "$pid" 2>/dev/null || return 1
-  if [[ -r /proc/$pid/stat ]]; then
-    state=$(sed -E 's/^.*\) ([A-Za-z]).*/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
-  else
-    state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
-  fi
-  [[ $state != Z* ]]
 }
 
 # mlserver_pid: print the pid of our running MLServer, or fail.
@@ -163,20 +143,7 @@ mlserver_pid() {
   echo "$pid"
 }
 
-show_logs() {
-  if [[ -s $LOGFILE ]]; then
-    err "last 50 lines of $LOGFILE:"
-    tail -n 50 "$LOGFILE" >&2
-  fi
-}
-
-# lock_data: serialise start/stop on this data dir. Held on fd 8 until exit.
-lock_data() {
-  command -v flock >/dev/null 2>&1 || return 0
-  mkdir -p "$(dirname "$DATA")"
-  exec 8>"$DATA.lock"
-  flock 8
-}
+show_logs() { tail_logs "$LOGFILE"; }
 
 # PINS is what install asks pip for. uvloop 0.22+ breaks MLServer's
 # parallel workers ("There is no current event loop in thread 'MainThread'",
@@ -376,28 +343,6 @@ do_start() {
 }
 
 # --- stop / status / logs ---------------------------------------------------
-
-# stop_pid PID: SIGTERM, wait up to 30 s, then SIGKILL (the whole session,
-# workers included, when it has its own).
-stop_pid() {
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do
-    alive "$pid" || { rm -f "$PIDFILE"; log "stopped (pid $pid)"; return 0; }
-    sleep 0.2
-  done
-  log "MLServer (pid $pid) still running after 30 s; sending SIGKILL"
-  if [[ $(ps -o sid= -p "$pid" 2>/dev/null | tr -d ' ') == "$pid" ]]; then
-    kill -KILL -- "-$pid" 2>/dev/null || true
-  else
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  for ((i = 0; i < 50; i++)); do
-    alive "$pid" || { rm -f "$PIDFILE"; log "killed (pid $pid)"; return 0; }
-    sleep 0.2
-  done
-  die "could not kill MLServer pid $pid"
-}
 
 do_stop() {
   local pid

@@ -82,9 +82,10 @@ case $VERSION in
   *) JAVA_MIN=${REGISTRY_JAVA_MIN:-21} ;;
 esac
 
-log() { echo "registry.sh: $*"; }
-err() { echo "registry.sh: $*" >&2; }
-die() { err "error: $*"; exit 1; }
+SELF=registry.sh
+WHAT=registry
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 usage() {
   sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
@@ -92,11 +93,6 @@ usage() {
 }
 
 # --- helpers ----------------------------------------------------------------
-
-# port_open PORT: something accepts TCP connections on 127.0.0.1:PORT.
-port_open() {
-  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
-}
 
 # http_status PATH: print the HTTP status code of GET http://HOST:PORT/PATH
 # (plain bash, so curl is not required).
@@ -121,24 +117,8 @@ is_registry() {
   local pid=$1 cmd
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  if [[ -r /proc/$pid/cmdline ]]; then
-    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  else
-    cmd=$(ps -o args= -p "$pid" 2>/dev/null) || return 1
-  fi
+  cmd=$(cmdline "$pid") || return 1
   [[ $cmd == *"$PROC_MARK"* ]]
-}
-
-# alive PID: the process exists and is not a zombie.
-alive() {
-  local pid=$1 state
-  kill -0 "$pid" 2>/dev/null || return 1
-  if [[ -r /proc/$pid/stat ]]; then
-    state=$(sed -E 's/^.*\) ([A-Za-z]).*/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
-  else
-    state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
-  fi
-  [[ $state != Z* ]]
 }
 
 # registry_pid: print the pid of our running registry, or fail.
@@ -150,12 +130,7 @@ registry_pid() {
   echo "$pid"
 }
 
-show_logs() {
-  if [[ -s $LOGFILE ]]; then
-    err "last 50 lines of $LOGFILE:"
-    tail -n 50 "$LOGFILE" >&2
-  fi
-}
+show_logs() { tail_logs "$LOGFILE"; }
 
 # java_major BIN: print the major version of the java binary BIN.
 java_major() {
@@ -206,14 +181,6 @@ launcher() {
     [[ -f $j ]] && { echo "$j"; return 0; }
   done
   return 1
-}
-
-# lock_data: serialise start/stop on this data dir. Held on fd 8 until exit.
-lock_data() {
-  command -v flock >/dev/null 2>&1 || return 0
-  mkdir -p "$(dirname "$DATA")"
-  exec 8>"$DATA.lock"
-  flock 8
 }
 
 # --- fetch ------------------------------------------------------------------
@@ -381,23 +348,6 @@ do_start() {
 }
 
 # --- stop / status / logs ---------------------------------------------------
-
-# stop_pid PID: SIGTERM, wait up to 30 s, then SIGKILL.
-stop_pid() {
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do
-    alive "$pid" || { rm -f "$PIDFILE"; log "stopped (pid $pid)"; return 0; }
-    sleep 0.2
-  done
-  log "registry (pid $pid) still running after 30 s; sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    alive "$pid" || { rm -f "$PIDFILE"; log "killed (pid $pid)"; return 0; }
-    sleep 0.2
-  done
-  die "could not kill registry pid $pid"
-}
 
 do_stop() {
   local pid
