@@ -24,6 +24,10 @@
 //
 // Each run uses a fresh consumer group and a fresh output topic. Results are
 // in bench/RESULTS.md.
+//
+// -restore and -aggregate run the state benchmarks instead (state.go):
+// restore throughput against a raw read of the changelog, and the memory of
+// a count over many distinct keys.
 package main
 
 import (
@@ -71,6 +75,11 @@ type config struct {
 	brokerPID    int
 	keep         bool
 	timeout      time.Duration
+	// The state benchmarks (state.go).
+	restore     bool
+	aggregate   bool
+	keys        int
+	streamerBin string
 }
 
 func main() {
@@ -92,6 +101,10 @@ func main() {
 	flag.IntVar(&c.brokerPID, "broker-pid", -1, "pid of a local broker whose CPU time to report (-1: read $KAFKA_DATA/kafka.pid or /tmp/streamer-kafka/kafka.pid if present; 0: none)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the topics afterwards (they are deleted at the end, not between runs, so that deletions do not load the broker during a run)")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up on a run after this long")
+	flag.BoolVar(&c.restore, "restore", false, "state restore benchmark instead: fill a changelog with -keys keys, then time a raw read of it against an engine restoring it (see state.go)")
+	flag.BoolVar(&c.aggregate, "aggregate", false, "state size benchmark instead: `streamer run` counts per key over -keys distinct keys; reports records/s and peak RSS (see state.go)")
+	flag.IntVar(&c.keys, "keys", 1000000, "distinct keys of -restore and -aggregate")
+	flag.StringVar(&c.streamerBin, "streamer", "", "streamer binary for -aggregate (default: go build ./cmd/streamer)")
 	flag.Parse()
 	// The process runs as `streamer run` would; the passthrough shares it.
 	fmt.Printf("bench: GOGC %s, as streamer run sets it (both jobs run in this process)\n", tuning.GC())
@@ -110,7 +123,14 @@ func main() {
 	if c.brokerPID < 0 {
 		c.brokerPID = findBrokerPID()
 	}
-	if err := run(context.Background(), c); err != nil {
+	do := run
+	switch {
+	case c.restore:
+		do = runRestore
+	case c.aggregate:
+		do = runAggregate
+	}
+	if err := do(context.Background(), c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}

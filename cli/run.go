@@ -45,6 +45,13 @@ set GOMEMLIMIT as well.`,
 			// cleanly too, rather than killing it.
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// On a terminal, state restores show as a progress bar, and
+			// log lines go through it so that they do not mix.
+			var bar *restoreBar
+			if g.logFormat == "text" && isTerminal(g.stderr) {
+				bar = newRestoreBar(g.stderr)
+				g.stderr = bar
+			}
 			log, err := g.logger(slog.LevelInfo)
 			if err != nil {
 				return err
@@ -60,6 +67,10 @@ set GOMEMLIMIT as well.`,
 			stats := engine.NewStats()
 			var ready func() bool
 			page := console.New(t, replica, stats, func() bool { return ready() })
+			hooks := []engine.Hook{m, page}
+			if bar != nil {
+				hooks = append(hooks, bar)
+			}
 			e, err := engine.New(t, engine.Options{
 				Brokers:            splitList(brokers),
 				ReplicaID:          replica,
@@ -67,7 +78,7 @@ set GOMEMLIMIT as well.`,
 				TransactionTimeout: txnTimeout,
 				Logger:             log,
 				StateDir:           stateDir,
-				Hooks:              []engine.Hook{m, page},
+				Hooks:              hooks,
 				Stats:              stats,
 				ClientHooks:        []kgo.Hook{m.ClientHook()},
 			})
@@ -75,8 +86,9 @@ set GOMEMLIMIT as well.`,
 				return usageError{err}
 			}
 			ready = e.Ready
+			m.SetReadiness(e.Ready)
 			if metricsAddr != "" && metricsAddr != "off" {
-				ops, err := serveOps(metricsAddr, m.Handler(), e.Ready, page, log)
+				ops, err := serveOps(metricsAddr, m.Handler(), e, page, log)
 				if err != nil {
 					return &exitError{code: ExitFailure, err: err}
 				}

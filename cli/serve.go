@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/streamerio/streamer/engine"
 )
 
 // opsServer serves /metrics, /healthz, /readyz and the live topology page
@@ -18,8 +20,16 @@ type opsServer struct {
 	done chan error
 }
 
+// readiness is what /readyz asks: the engine.
+type readiness interface {
+	Ready() bool
+	Restoring() []engine.RestoreProgress
+}
+
 // serveOps listens on addr and serves the endpoints until stop is called.
-func serveOps(addr string, metrics http.Handler, ready func() bool, page interface{ Register(*http.ServeMux) }, log *slog.Logger) (*opsServer, error) {
+// /readyz answers 200 once the replica has joined its group and restored
+// the state of its partitions, and 503 with the reason until then.
+func serveOps(addr string, metrics http.Handler, ready readiness, page interface{ Register(*http.ServeMux) }, log *slog.Logger) (*opsServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics listener: %w", err)
@@ -31,8 +41,11 @@ func serveOps(addr string, metrics http.Handler, ready func() bool, page interfa
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "not ready: the replica has not joined its group yet", http.StatusServiceUnavailable)
+		if why := notReady(ready); why != "" {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, why)
 			return
 		}
 		fmt.Fprintln(w, "ready")

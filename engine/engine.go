@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +47,8 @@ type Engine struct {
 
 	hooks      *hooks
 	state      StateOpener
+	tables     *tableSyncer // the tables joins look records up in, or nil
+	pebble     *pebbleState // the state opener, when the topology keeps state
 	produceErr atomic.Pointer[error]
 
 	// changelogEnd tracks, per changelog partition, the offset after the
@@ -72,11 +73,13 @@ func New(t *topology.Topology, o Options) (*Engine, error) {
 		e.sources[d.Topic] = d
 	}
 	e.changelogEnd, e.changelogs = map[partitionKey]int64{}, map[string]bool{}
+	e.tables = newTableSyncer(t, e.opts)
 	for _, s := range t.Stores() {
 		e.changelogs[t.ChangelogTopic(s)] = true
 	}
 	if len(e.changelogs) > 0 {
-		e.state = &pebbleState{top: t, dir: e.opts.StateDir, brokers: e.opts.Brokers, extra: e.opts.ClientOpts, log: e.opts.Logger, hooks: e.hooks.state}
+		e.pebble = newPebbleState(t, e.opts, e.hooks)
+		e.state = e.pebble
 	}
 	if len(e.sources) == 0 {
 		return nil, fmt.Errorf("engine: topology %q reads no topic", t.Name)
@@ -90,9 +93,21 @@ func (e *Engine) Stats() *Stats { return e.opts.Stats }
 // TransactionalID returns the replica's transactional id.
 func (e *Engine) TransactionalID() string { return e.top.TransactionalID(e.opts.ReplicaID) }
 
-// Ready reports whether the replica has joined the group and holds an
-// assignment (it may be empty if there are more replicas than partitions).
-func (e *Engine) Ready() bool { return e.ready.Load() }
+// Ready reports whether the replica has joined the group, holds an
+// assignment (it may be empty if there are more replicas than partitions),
+// and has restored the state of every partition assigned to it.
+func (e *Engine) Ready() bool {
+	return e.ready.Load() && (e.pebble == nil || len(e.pebble.restoring()) == 0)
+}
+
+// Restoring returns the state restores under way, by store and partition:
+// while there are any, the replica is not ready.
+func (e *Engine) Restoring() []RestoreProgress {
+	if e.pebble == nil {
+		return nil
+	}
+	return e.pebble.restoring()
+}
 
 // Run joins the consumer group and processes until ctx is canceled or a
 // fatal error occurs. On cancel it commits the open transaction (bounded by
@@ -121,6 +136,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		for k, t := range e.tasks {
 			errs = append(errs, t.Close())
 			delete(e.tasks, k)
+		}
+		if e.pebble != nil {
+			e.pebble.close() // stops restores under way
 		}
 		sess.Close() // leaves the group
 		err = errors.Join(append([]error{err}, errs...)...)
@@ -152,26 +170,31 @@ func (e *Engine) clientOpts() []kgo.Opt {
 		// them; everything else by key, as Kafka's default partitioner.
 		kgo.RecordPartitioner(changelogPartitioner{e.changelogs}),
 		kgo.ProducerBatchMaxBytes(1 << 20),
-		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 			e.opts.Logger.Info("partitions assigned", "partitions", m)
 			e.countAssigned(m, 1)
+			if e.pebble != nil {
+				// Fetching from these partitions begins when this returns:
+				// those with state wait, paused, for their restore.
+				e.pebble.prepare(cl, m)
+			}
 			e.ready.Store(true)
 			for _, h := range e.hooks.rebalance {
 				h.OnRebalance(Rebalance{Assigned: m})
 			}
 		}),
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+		kgo.OnPartitionsRevoked(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 			if len(m) > 0 {
 				e.opts.Logger.Info("partitions revoked", "partitions", m)
 			}
-			e.drop(m)
+			e.drop(cl, m)
 			for _, h := range e.hooks.rebalance {
 				h.OnRebalance(Rebalance{Revoked: m})
 			}
 		}),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+		kgo.OnPartitionsLost(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 			e.opts.Logger.Warn("partitions lost", "partitions", m)
-			e.drop(m)
+			e.drop(cl, m)
 			for _, h := range e.hooks.rebalance {
 				h.OnRebalance(Rebalance{Revoked: m, Lost: true})
 			}
@@ -191,8 +214,11 @@ func (e *Engine) countAssigned(m map[string][]int32, sign int64) {
 
 // drop is called from the client's group goroutine: it only records which
 // tasks to close, and the processing loop closes them.
-func (e *Engine) drop(m map[string][]int32) {
+func (e *Engine) drop(cl *kgo.Client, m map[string][]int32) {
 	e.countAssigned(m, -1)
+	if e.pebble != nil {
+		e.pebble.release(cl, m)
+	}
 	e.revokedMu.Lock()
 	defer e.revokedMu.Unlock()
 	for t, ps := range m {
@@ -227,7 +253,7 @@ func (e *Engine) task(topic string, partition int32) (*Task, error) {
 		return t, nil
 	}
 	src := e.sources[topic]
-	t, err := NewTask(e.top, src.Name, partition, TaskOptions{Logger: e.opts.Logger.With("partition", partition), Stats: e.opts.Stats, Hooks: e.opts.Hooks, State: e.state})
+	t, err := NewTask(e.top, src.Name, partition, TaskOptions{Logger: e.opts.Logger.With("partition", partition), Stats: e.opts.Stats, Hooks: e.opts.Hooks, State: e.state, Tables: e.tables.opener()})
 	if err != nil {
 		return nil, err
 	}
@@ -316,9 +342,9 @@ type work struct {
 }
 
 // process runs the polled records through their partitions' tasks. Tasks
-// share nothing, so partitions run in parallel, one goroutine per core at
-// most; each partition's records stay in order in one goroutine, and so do
-// its outputs. It returns once every polled record is processed: End commits
+// share nothing, so partitions run in parallel, one goroutine each; each
+// partition's records stay in order in its goroutine, and so do its
+// outputs. It returns once every polled record is processed: End commits
 // the offsets of everything polled.
 func (e *Engine) process(ctx context.Context, fetches kgo.Fetches, emit func(*kgo.Record)) error {
 	var ws []work
@@ -343,31 +369,30 @@ func (e *Engine) process(ctx context.Context, fetches kgo.Fetches, emit func(*kg
 	if err != nil {
 		return err
 	}
+	// Tables first: the records must see every table update committed
+	// before they were polled (engine/tables.go).
+	if err := e.tables.sync(ctx, fetches); err != nil {
+		return err
+	}
 	// The run's context is not passed down: once polled, a record is
 	// processed.
 	pctx := context.WithoutCancel(ctx)
 	if len(ws) == 1 {
 		return ws[0].task.Process(pctx, ws[0].recs, emit)
 	}
-	workers := min(len(ws), runtime.GOMAXPROCS(0))
-	next := make(chan work)
-	errs := make([]error, workers)
+	// One goroutine per partition, not per core: a pipe that waits (a
+	// remote model) then has every partition's rows in hand at once, so a
+	// shared micro-batcher can merge them; CPU-bound pipes lose nothing,
+	// the scheduler runs GOMAXPROCS of them at a time.
+	errs := make([]error, len(ws))
 	var wg sync.WaitGroup
-	for i := range workers {
+	for i, w := range ws {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for w := range next {
-				if errs[i] == nil {
-					errs[i] = w.task.Process(pctx, w.recs, emit)
-				}
-			}
+			errs[i] = w.task.Process(pctx, w.recs, emit)
 		}()
 	}
-	for _, w := range ws {
-		next <- w
-	}
-	close(next)
 	wg.Wait()
 	return errors.Join(errs...)
 }
@@ -426,8 +451,14 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 			break
 		}
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
-		if inTxn {
+		switch {
+		case inTxn:
 			pollCtx, cancel = context.WithDeadline(ctx, txnStart.Add(e.opts.CommitInterval))
+		case e.pebble != nil:
+			// A revoked task keeps its stores open until the top of this
+			// loop closes it, and a restore of its partition, assigned
+			// back, waits for them: an idle poll must not wait forever.
+			pollCtx, cancel = context.WithTimeout(ctx, time.Second)
 		}
 		fetches := sess.PollRecords(pollCtx, e.top.MaxPollRecords)
 		cancel()

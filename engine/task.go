@@ -89,6 +89,9 @@ type TaskOptions struct {
 	Hooks []Hook
 	// State opens the stores of stateful pipes. Default: in-memory stores.
 	State StateOpener
+	// Tables opens the table datasets join pipes look records up in.
+	// Default: empty in-memory tables.
+	Tables TableOpener
 }
 
 // Projection is a policy for partial decoding.
@@ -126,6 +129,10 @@ func NewTask(t *topology.Topology, source string, partition int32, o TaskOptions
 		o.Now = time.Now
 	}
 	k := &Task{top: t, source: src, partition: partition, log: log, stats: stats, batches: map[*topology.Dataset][]*pipes.Record{}, policy: o.Projection, hooks: sortHooks(o.Hooks), opener: o.State}
+	tables := o.Tables
+	if tables == nil {
+		tables = NewMemoryTables(t)
+	}
 	// Only the pipes downstream of this source run in this task.
 	reach := map[*topology.Dataset]bool{src: true}
 	for _, p := range t.Pipes {
@@ -143,6 +150,7 @@ func NewTask(t *topology.Topology, source string, partition int32, o TaskOptions
 		env.Logger = log.With("pipe", p.Name)
 		env.Now = o.Now
 		env.Stores = k.openStore
+		env.Tables = func(name string) (pipes.Table, error) { return tables.OpenTable(name, partition) }
 		for _, h := range o.Hooks {
 			env.Hooks = append(env.Hooks, h)
 		}

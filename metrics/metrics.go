@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,10 +42,11 @@ type Metrics struct {
 	rebalances                   *prometheus.CounterVec
 	assigned                     prometheus.Gauge
 	lag                          *prometheus.GaugeVec
-	ready                        prometheus.Gauge
+	ready                        atomic.Pointer[func() bool]
 	restored                     *prometheus.CounterVec
 	restoreSeconds               *prometheus.HistogramVec
 	stateBytes                   *prometheus.GaugeVec
+	restoreRemaining             *prometheus.GaugeVec
 	pauses                       prometheus.Counter
 	modelCalls                   *prometheus.CounterVec
 	modelRows                    *prometheus.CounterVec
@@ -63,6 +65,7 @@ var (
 	_ engine.LagHook       = (*Metrics)(nil)
 	_ engine.StateHook     = (*Metrics)(nil)
 	_ engine.PauseHook     = (*Metrics)(nil)
+	_ engine.RestoreHook   = (*Metrics)(nil)
 	_ ml.BatchHook         = (*Metrics)(nil)
 )
 
@@ -102,11 +105,18 @@ func New(top *topology.Topology, replica, version string) *Metrics {
 	m.rebalances = counter("streamer_rebalances_total", "Assignment changes of this replica.", "kind")
 	m.assigned = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamer_assigned_partitions", Help: "Source partitions assigned to this replica."})
 	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_consumer_lag_records", Help: "Records between the last consumed and the partition's last stable offset, as of the last fetch."}, []string{"topic", "partition"})
-	m.ready = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamer_ready", Help: "1 when the replica has joined the group and holds its assignment."})
+	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "streamer_ready", Help: "1 when the replica has joined the group, holds its assignment and has restored its state."}, func() float64 {
+		if f := m.ready.Load(); f != nil && (*f)() {
+			return 1
+		}
+		return 0
+	})
 	m.restored = counter("streamer_state_restored_records_total", "Changelog records applied to state stores while restoring them.", "store")
 	m.restoreSeconds = hist("streamer_state_restore_duration_seconds", "Time to restore one store partition from its changelog.", prometheus.ExponentialBuckets(0.001, 4, 10), "store")
 	m.stateBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_state_size_bytes", Help: "Disk space of a state store partition, as of the last report (every 10 s at most)."}, []string{"store", "partition"})
 	f(m.stateBytes)
+	m.restoreRemaining = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_state_restore_remaining_records", Help: "Changelog offsets a state restore still has to read, per store partition (an upper bound on the records left); 0 once done."}, []string{"store", "partition"})
+	f(m.restoreRemaining)
 	m.pauses = prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_dependency_pauses_total", Help: "Transactions aborted because a dependency (model server, schema registry) was unavailable; the same records are processed again after a pause."})
 	f(m.pauses)
 	m.modelCalls = counter("streamer_model_calls_total", "Model calls of a predict pipe's shared micro-batcher, by outcome: ok, rejected (the model refused some rows) or unavailable (after retries, or with the breaker open).", "model", "outcome")
@@ -120,7 +130,7 @@ func New(top *topology.Topology, replica, version string) *Metrics {
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_info", Help: "The replica's topology, consumer group, replica id and version."}, []string{"topology", "group", "replica", "version"})
 	f(m.assigned)
 	f(m.lag)
-	f(m.ready)
+	f(ready)
 	f(info)
 	info.WithLabelValues(top.Name, top.Group, replica, version).Set(1)
 
@@ -181,14 +191,9 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// SetReady sets streamer_ready.
-func (m *Metrics) SetReady(ready bool) {
-	if ready {
-		m.ready.Set(1)
-	} else {
-		m.ready.Set(0)
-	}
-}
+// SetReadiness makes streamer_ready report ready(), such as
+// engine.Engine.Ready: joined, assigned, and every restore done.
+func (m *Metrics) SetReadiness(ready func() bool) { m.ready.Store(&ready) }
 
 func (m *Metrics) OnPipeBatch(b engine.PipeBatch) {
 	m.pipeIn.WithLabelValues(b.Pipe).Add(float64(b.In))
@@ -242,7 +247,6 @@ func (m *Metrics) OnRebalance(r engine.Rebalance) {
 	case r.Assigned != nil:
 		m.rebalances.WithLabelValues("assigned").Inc()
 		m.assigned.Add(float64(n(r.Assigned)))
-		m.SetReady(true)
 	default:
 		m.rebalances.WithLabelValues("revoked").Inc()
 		m.assigned.Sub(float64(n(r.Revoked)))
@@ -297,4 +301,12 @@ func (m *Metrics) OnBreaker(model string, open bool) {
 		v = 1
 	}
 	m.modelBreaker.WithLabelValues(model).Set(v)
+}
+
+func (m *Metrics) OnRestoreProgress(p engine.RestoreProgress) {
+	v := float64(p.Remaining())
+	if p.Done {
+		v = 0
+	}
+	m.restoreRemaining.WithLabelValues(p.Store, strconv.Itoa(int(p.Partition))).Set(v)
 }

@@ -53,6 +53,7 @@ func TestPipeAndOutputMetrics(t *testing.T) {
 	m.OnTxnEnd(engine.TxnEnd{Committed: true, Duration: time.Millisecond, Records: 4})
 	m.OnLag("in", 0, 42)
 	m.OnRebalance(engine.Rebalance{Assigned: map[string][]int32{"in": {0, 1}}})
+	m.SetReadiness(func() bool { return true })
 
 	want := `
 # HELP streamer_pipe_records_in_total Records handed to a pipe.
@@ -77,7 +78,7 @@ streamer_consumer_lag_records{partition="0",topic="in"} 42
 # HELP streamer_assigned_partitions Source partitions assigned to this replica.
 # TYPE streamer_assigned_partitions gauge
 streamer_assigned_partitions 2
-# HELP streamer_ready 1 when the replica has joined the group and holds its assignment.
+# HELP streamer_ready 1 when the replica has joined the group, holds its assignment and has restored its state.
 # TYPE streamer_ready gauge
 streamer_ready 1
 `

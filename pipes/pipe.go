@@ -25,6 +25,7 @@ package pipes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -208,6 +209,9 @@ type Env struct {
 	// Stores opens the task's keyed state stores (see Env.Store). Nil in
 	// hand-built Envs, where Env.Store gives in-memory stores.
 	Stores func(name string) (Store, error)
+	// Tables opens the table datasets a pipe looks records up in (see
+	// Env.Table). Nil in hand-built Envs, where Env.Table fails.
+	Tables func(name string) (Table, error)
 	// Now is the wall clock. Pipes that need the time of day (TTLs,
 	// processing-time windows) call it instead of time.Now, so that tests
 	// control it. Nil when only validating.
@@ -239,6 +243,35 @@ func (e *Env) Store(name string) (Store, error) {
 		return newMemStore(), nil
 	}
 	return e.Stores(name)
+}
+
+// Table is a table dataset as a pipe sees it: the latest value of each key
+// of a compacted topic, a null value having deleted the key. The engine
+// brings it up to the topic's end before each poll it processes, so a
+// record sees every table update written before it was polled.
+//
+// Get is safe for concurrent use: the partitions of a replica may share a
+// global table.
+type Table interface {
+	// Get returns the decoded value of key, and false if the table has
+	// none.
+	Get(key []byte) (value any, ok bool, err error)
+	// Schema is the schema of the table's values, or nil when unknown.
+	Schema() *Schema
+	// Partitioned reports whether the table is materialised per partition
+	// (looked up only by the record key, which it is co-partitioned with)
+	// rather than whole in every replica (global).
+	Partitioned() bool
+}
+
+// Table returns the table dataset of that name, for this pipe's partition.
+// Call it in the constructor. It fails if the dataset is not declared with
+// table: (the compiler reports that at the pipe's table: field).
+func (e *Env) Table(name string) (Table, error) {
+	if e.Tables == nil {
+		return nil, fmt.Errorf("no tables in this environment: dataset %q cannot be looked up", name)
+	}
+	return e.Tables(name)
 }
 
 // InputSchema returns the schema shared by all inputs, or nil when any input

@@ -73,6 +73,7 @@ type Driver struct {
 	offsets map[taskKey]int64
 	out     map[string][]*kgo.Record // by topic, in emit order
 	stop    func()                   // stops the in-memory registry, if any
+	tables  *engine.MemoryTables
 }
 
 type taskKey struct {
@@ -94,6 +95,7 @@ func New(top *topology.Topology) *Driver {
 		tasks:   map[taskKey]*engine.Task{},
 		offsets: map[taskKey]int64{},
 		out:     map[string][]*kgo.Record{},
+		tables:  engine.NewMemoryTables(top),
 	}
 }
 
@@ -228,6 +230,26 @@ func (d *Driver) input(dataset string, partition int32, recs []Record) error {
 	return nil
 }
 
+// Table writes a row of a table dataset (one declared with table:), as a
+// record on its topic would: value is encoded with the dataset's codec, and
+// a nil value deletes the key (a tombstone). Join pipes see the row from the
+// next input on, as a replica sees table updates made before it polls.
+func (d *Driver) Table(dataset, key string, value any) error {
+	ds, ok := d.top.Datasets[dataset]
+	if !ok || ds.Table == "" {
+		return fmt.Errorf("dataset %q is not a table of topology %q", dataset, d.top.Name)
+	}
+	var raw []byte
+	if value != nil {
+		b, err := ds.Codec.AppendEncode(nil, value)
+		if err != nil {
+			return fmt.Errorf("table %q, key %q: the value does not encode as %s: %w", dataset, key, ds.ValueFormat, err)
+		}
+		raw = b
+	}
+	return d.tables.Put(dataset, []byte(key), raw)
+}
+
 // partitions returns the partition count the driver assumes for a source.
 func partitions(ds *topology.Dataset) int {
 	switch {
@@ -244,7 +266,7 @@ func (d *Driver) task(ds *topology.Dataset, p int32) (*engine.Task, error) {
 	if t, ok := d.tasks[k]; ok {
 		return t, nil
 	}
-	t, err := engine.NewTask(d.top, ds.Name, p, engine.TaskOptions{Logger: d.log, Stats: d.stats, Now: d.Now})
+	t, err := engine.NewTask(d.top, ds.Name, p, engine.TaskOptions{Logger: d.log, Stats: d.stats, Now: d.Now, Tables: d.tables})
 	if err != nil {
 		return nil, err
 	}

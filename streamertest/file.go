@@ -17,6 +17,7 @@ type caseSpec struct {
 	Time        string                  `yaml:"time" doc:"Clock at the start of the case (RFC 3339); input timestamps default to it. Default 2026-01-01T00:00:00Z."`
 	Match       string                  `yaml:"match" default:"exact" enum:"exact,partial" doc:"exact: expected values equal the outputs; partial: the fields given must match, others are ignored."`
 	Order       string                  `yaml:"order" default:"key" enum:"key,total,none" doc:"key: outputs of the same key in the given order; total: all in the given order; none: any order."`
+	Tables      []spec.KV[[]recordSpec] `yaml:"tables" doc:"Rows of table datasets, by dataset, written before the input: key and value; a row without a value deletes its key."`
 	Input       []spec.KV[[]recordSpec] `yaml:"input" required:"true" doc:"Records piped into source datasets, by dataset, in order."`
 	Expect      []spec.KV[[]recordSpec] `yaml:"expect" doc:"Expected records per sink dataset. A sink not listed is not checked; an empty list expects none."`
 	DeadLetters *[]deadLetterSpec       `yaml:"dead_letters" doc:"Expected dead letters, in order. Omitted: none are expected."`

@@ -167,10 +167,24 @@ func checkFile(top *topology.Topology, f *fileSpec) []*spec.Error {
 		return out
 	}
 	sources, sinks := names((*topology.Dataset).IsSource), names((*topology.Dataset).IsSink)
+	tables := names(func(d *topology.Dataset) bool { return d.Table != "" })
 	for _, c := range f.Cases {
 		if c.Time != "" {
 			if _, err := time.Parse(time.RFC3339, c.Time); err != nil {
 				errs = append(errs, spec.Errorf(c.Pos, "case %q: time %q is not RFC 3339", c.Name, c.Time))
+			}
+		}
+		for _, tb := range c.Tables {
+			if !slices.Contains(tables, tb.Key) {
+				errs = append(errs, spec.Errorf(tb.KeyPos, "tables: %q is not a table dataset of the topology (tables: %s)%s", tb.Key, strings.Join(tables, ", "), spec.DidYouMean(tb.Key, tables)))
+			}
+			for _, r := range tb.Value {
+				if r.Key == nil {
+					errs = append(errs, spec.Errorf(r.Pos, "a table row needs a key"))
+				}
+				if r.Raw != nil || r.Timestamp != "" || r.At != "" || r.Partition != nil || len(r.Headers) > 0 {
+					errs = append(errs, spec.Errorf(r.Pos, "a table row takes key and value only"))
+				}
 			}
 		}
 		for _, in := range c.Input {
@@ -231,6 +245,13 @@ func runCase(top *topology.Topology, c *caseSpec) (outcome, []string) {
 	}
 	start := d.Now()
 	var fails []string
+	for _, tb := range c.Tables {
+		for _, r := range tb.Value {
+			if err := d.Table(tb.Key, *r.Key, r.Value); err != nil {
+				fails = append(fails, fmt.Sprintf("tables %s (line %d): %v", tb.Key, r.Pos.Line, err))
+			}
+		}
+	}
 	for _, in := range c.Input {
 		for _, r := range in.Value {
 			rec := Record{Key: r.Key, Value: r.Value, Headers: r.Headers}

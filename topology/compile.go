@@ -106,6 +106,7 @@ func (c *compiler) compile(src []byte) *Topology {
 	order := c.order(ps)
 	c.build(t, order, f.Defaults.OnError)
 	t.Pipes = order
+	c.tables(t)
 	return t
 }
 
@@ -131,9 +132,12 @@ func (c *compiler) datasets(t *Topology, n *yaml.Node) {
 		c.d.addAll(spec.Decode(v, &ds))
 		d := &Dataset{
 			Name: name, Description: ds.Description, Topic: ds.Topic,
-			KeyFormat: ds.Key, ValueFormat: ds.Value, Partitions: ds.Partitions, Pos: spec.PosOf(k),
+			KeyFormat: ds.Key, ValueFormat: ds.Value, Partitions: ds.Partitions, Table: ds.Table, Pos: spec.PosOf(k),
 		}
 		t.Datasets[name] = d
+		if ds.Table != "" && ds.Topic == "" {
+			c.d.add(spec.PosOf(k), "dataset %q is a table but has no topic: a table is read from a compacted topic", name)
+		}
 		if ds.Topic != "" {
 			if other, ok := byTopic[ds.Topic]; ok {
 				c.d.add(spec.PosOf(k), "dataset %q uses topic %q, already used by dataset %q", name, ds.Topic, other.Name)
@@ -388,7 +392,10 @@ func (c *compiler) dataset(t *Topology, f spec.Field, what string) *Dataset {
 func (c *compiler) edges(t *Topology, ps []*pipeDecl) {
 	for _, p := range ps {
 		for _, f := range p.from {
-			if d := c.dataset(t, f, fmt.Sprintf("pipe %q reads", p.Name)); d != nil {
+			if d := c.dataset(t, f, fmt.Sprintf("pipe %q reads", p.Name)); d != nil && d.Table != "" {
+				c.d.add(f.Pos, "pipe %q reads table %q in from:, but a table is not a stream: look records up in it with a join pipe's table:", p.Name, d.Name)
+				p.bad = true
+			} else if d != nil {
 				p.Inputs = append(p.Inputs, d)
 				d.Readers = append(d.Readers, p.Pipe)
 			} else {
@@ -399,6 +406,10 @@ func (c *compiler) edges(t *Topology, ps []*pipeDecl) {
 			d := c.dataset(t, f, fmt.Sprintf("pipe %q writes", p.Name))
 			if d == nil {
 				p.bad = true
+				continue
+			}
+			if d.Table != "" {
+				c.d.add(f.Pos, "pipe %q writes table %q: a table is an input, read from its topic; write to another dataset", p.Name, d.Name)
 				continue
 			}
 			if d.Producer != nil {
@@ -422,7 +433,7 @@ func (c *compiler) edges(t *Topology, ps []*pipeDecl) {
 	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
 		d := t.Datasets[name]
 		switch {
-		case d == t.DeadLetter:
+		case d == t.DeadLetter, d.Table != "": // tables: checked once the joins are built
 		case len(d.Readers) > 0 && d.Producer == nil && d.Topic == "":
 			c.d.add(d.Pos, "dataset %q is read by pipe %q but nothing produces it: give it a topic, or write it from a pipe", d.Name, d.Readers[0].Name)
 		case len(d.Readers) > 0 && d.Producer != nil && d.Topic != "" && d.Create == nil:
@@ -574,6 +585,19 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 			}
 			return pipes.NewMemoryStore(), nil
 		}
+		env.Tables = func(name string) (pipes.Table, error) {
+			d, ok := t.Datasets[name]
+			if !ok {
+				return nil, fmt.Errorf("unknown dataset %q%s", name, spec.DidYouMean(name, slices.Sorted(maps.Keys(t.Datasets))))
+			}
+			if d.Table == "" {
+				return nil, fmt.Errorf("dataset %q is not a table: declare it with table: partitioned or table: global", name)
+			}
+			if !slices.Contains(p.Tables, name) {
+				p.Tables = append(p.Tables, name)
+			}
+			return EmptyTable(d), nil
+		}
 		pipe, err := p.Config.New(env)
 		if err != nil {
 			for _, e := range spec.Flatten(err, p.Pos) {
@@ -598,3 +622,53 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 		}
 	}
 }
+
+// tables checks the table datasets once the joins have named them: each is
+// used by a pipe, and a partitioned one is co-partitioned with every source
+// stream that reaches a pipe joining it, as far as the file declares
+// partition counts (the engine checks the real ones at start).
+func (c *compiler) tables(t *Topology) {
+	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
+		d := t.Datasets[name]
+		if d.Table == "" {
+			continue
+		}
+		joiners := t.Joiners(d)
+		if len(joiners) == 0 {
+			c.d.warn(d.Pos, "table %q is declared but no pipe looks records up in it (a join pipe's table:)", d.Name)
+			continue
+		}
+		if d.Table != TablePartitioned {
+			continue
+		}
+		nt := d.DeclaredPartitions()
+		reported := map[*Dataset]bool{} // one report per stream, however many joins
+		for _, p := range joiners {
+			for _, src := range t.UpstreamSources(p) {
+				ns := src.DeclaredPartitions()
+				if nt == 0 || ns == 0 || nt == ns || reported[src] {
+					continue
+				}
+				reported[src] = true
+				// Both ends get a diagnostic, each naming the other's
+				// position: either may be the one to change.
+				c.d.add(d.Pos, "partitioned table %q has %d partitions, but stream %q (at %s), which pipe %q joins with it, has %d: a partitioned table must be co-partitioned with its stream (same partition count, same key); make the counts equal, or declare the table global",
+					d.Name, nt, src.Name, src.Pos, p.Name, ns)
+				c.d.add(src.Pos, "stream %q has %d partitions, but partitioned table %q (at %s), which pipe %q joins it with, has %d: they must be co-partitioned",
+					src.Name, ns, d.Name, d.Pos, p.Name, nt)
+			}
+		}
+	}
+}
+
+// EmptyTable is the table a pipe gets while the topology is validated: no
+// rows, with the dataset's schema and kind.
+func EmptyTable(d *Dataset) pipes.Table { return emptyTable{d} }
+
+type emptyTable struct{ d *Dataset }
+
+var _ pipes.Table = emptyTable{}
+
+func (emptyTable) Get([]byte) (any, bool, error) { return nil, false, nil }
+func (e emptyTable) Schema() *pipes.Schema       { return e.d.Schema }
+func (e emptyTable) Partitioned() bool           { return e.d.Table == TablePartitioned }

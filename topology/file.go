@@ -40,6 +40,7 @@ type datasetSpec struct {
 	Schema      *spec.Field   `yaml:"schema" doc:"Schema file, relative to the topology file: Avro (.avsc) for avro, JSON Schema for json. With it, expressions are type-checked."`
 	Partitions  int           `yaml:"partitions" doc:"Expected partition count of an existing topic; checked at start."`
 	Create      *createSpec   `yaml:"create" doc:"Create the topic at start if it does not exist: the job owns it."`
+	Table       string        `yaml:"table" enum:"partitioned,global" doc:"Read the topic as a table (latest value per key; a null value deletes the key) for join pipes to look records up in, instead of as a stream. partitioned: kept per partition, co-partitioned with the stream that joins it (same partition count, looked up by the record key). global: every replica keeps all of it (small reference data), looked up by any key."`
 	Registry    *registrySpec `yaml:"registry" doc:"Values are in the schema-registry wire format (magic byte, schema id, Avro). The registry's address comes from --registry or STREAMER_REGISTRY_URL."`
 }
 

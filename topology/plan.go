@@ -47,15 +47,36 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 	for _, s := range t.Stores() {
 		p.f("state store     %s → changelog %s (compacted, one partition per source partition)\n", s, t.ChangelogTopic(s))
 	}
+	for _, d := range t.Tables() {
+		how := "global: every replica reads all of it"
+		if d.Table == TablePartitioned {
+			var srcs []string
+			for _, j := range t.Joiners(d) {
+				for _, s := range t.UpstreamSources(j) {
+					if !slices.Contains(srcs, s.Name) {
+						srcs = append(srcs, s.Name)
+					}
+				}
+			}
+			how = "partitioned: co-partitioned with " + list(srcs)
+		}
+		p.f("table           %s ← topic %s (%s), looked up by %s\n", d.Name, d.Topic, how, pipeNames(t.Joiners(d)))
+	}
 	p.f("\nDAG, in processing order:\n")
 	for _, pp := range t.Pipes {
-		p.f("  %-16s %-8s %s → %s  (on_error: %s)\n", pp.Name, pp.Type, datasets(pp.Inputs), datasets(pp.Outputs), pp.OnError)
+		in := datasets(pp.Inputs)
+		for _, tb := range pp.Tables {
+			in += " ⋈ table " + tb
+		}
+		p.f("  %-16s %-8s %s → %s  (on_error: %s)\n", pp.Name, pp.Type, in, datasets(pp.Outputs), pp.OnError)
 	}
 	p.f("\ndatasets:\n")
 	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
 		d := t.Datasets[name]
 		where := "in memory"
 		switch {
+		case d.Table != "":
+			where = d.Table + " table, topic " + d.Topic
 		case d.IsSource():
 			where = "source topic " + d.Topic
 		case d.Topic != "":
@@ -82,7 +103,10 @@ func (t *Topology) planDot(w io.Writer) error {
 		d := t.Datasets[name]
 		label := d.Name
 		shape := "note"
-		if d.Topic != "" {
+		if d.Table != "" {
+			label += "\\n(" + d.Topic + ", " + d.Table + " table)"
+			shape = "box3d"
+		} else if d.Topic != "" {
 			label += "\\n(" + d.Topic + ")"
 			shape = "cylinder"
 		}
@@ -92,6 +116,9 @@ func (t *Topology) planDot(w io.Writer) error {
 		p.f("  %q [shape=box, style=rounded, label=%q];\n", "pipe:"+pp.Name, pp.Name+"\\n"+pp.Type)
 		for _, in := range pp.Inputs {
 			p.f("  %q -> %q;\n", "ds:"+in.Name, "pipe:"+pp.Name)
+		}
+		for _, tb := range pp.Tables {
+			p.f("  %q -> %q [style=dotted, arrowhead=diamond, label=\"table\"];\n", "ds:"+tb, "pipe:"+pp.Name)
 		}
 		for _, o := range pp.Outputs {
 			p.f("  %q -> %q;\n", "pipe:"+pp.Name, "ds:"+o.Name)
@@ -119,7 +146,9 @@ func (t *Topology) planMermaid(w io.Writer) error {
 	p.f("flowchart LR\n")
 	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
 		d := t.Datasets[name]
-		if d.Topic != "" {
+		if d.Table != "" {
+			p.f("  %s[[\"%s<br/>%s<br/>%s table\"]]\n", node("ds:"+d.Name), d.Name, d.Topic, d.Table)
+		} else if d.Topic != "" {
 			p.f("  %s[(\"%s<br/>%s\")]\n", node("ds:"+d.Name), d.Name, d.Topic)
 		} else {
 			p.f("  %s[\"%s\"]\n", node("ds:"+d.Name), d.Name)
@@ -129,6 +158,9 @@ func (t *Topology) planMermaid(w io.Writer) error {
 		p.f("  %s([\"%s<br/>%s\"])\n", node("pipe:"+pp.Name), pp.Name, pp.Type)
 		for _, in := range pp.Inputs {
 			p.f("  %s --> %s\n", node("ds:"+in.Name), node("pipe:"+pp.Name))
+		}
+		for _, tb := range pp.Tables {
+			p.f("  %s -. table .-> %s\n", node("ds:"+tb), node("pipe:"+pp.Name))
 		}
 		for _, o := range pp.Outputs {
 			p.f("  %s --> %s\n", node("pipe:"+pp.Name), node("ds:"+o.Name))
@@ -162,6 +194,14 @@ func datasets(ds []*Dataset) string {
 	names := make([]string, len(ds))
 	for i, d := range ds {
 		names[i] = d.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func pipeNames(ps []*Pipe) string {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.Name
 	}
 	return strings.Join(names, ", ")
 }

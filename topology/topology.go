@@ -16,7 +16,14 @@
 //     the pipes upstream);
 //   - a pipe whose on_error is dlq has a dead_letter dataset to write to,
 //     and that dataset has a topic and is not read or written by pipes;
-//   - schema files exist and parse; avro datasets have one.
+//   - schema files exist and parse; avro datasets have one;
+//   - a table dataset (table: partitioned or global) has a topic, is
+//     neither read with from: nor written by a pipe, and is named by a join
+//     pipe's table:; a pipe's table: names a table dataset;
+//   - a partitioned table is looked up by the record key only (no on:), and
+//     its declared partition count (partitions: or create:) equals that of
+//     every source stream that reaches the join; the engine checks the real
+//     counts again at start.
 //
 // Every violation is reported as file:line:col, all of them at once.
 package topology
@@ -84,6 +91,9 @@ type Dataset struct {
 	Schema *pipes.Schema
 	// Partitions is the expected partition count, 0 if not declared.
 	Partitions int
+	// Table is TablePartitioned or TableGlobal when the topic is read as a
+	// table for joins, and empty for a stream.
+	Table string
 	// Create, when set, says the job owns the topic and creates it.
 	Create *Create
 	// Producer is the pipe that writes the dataset; nil for a source.
@@ -98,6 +108,24 @@ type Create struct {
 	Partitions  int
 	Replication int
 	Config      map[string]string
+}
+
+// The kinds of table dataset.
+const (
+	TablePartitioned = "partitioned"
+	TableGlobal      = "global"
+)
+
+// DeclaredPartitions returns the partition count the topology declares for
+// d (partitions: or create:), or 0.
+func (d *Dataset) DeclaredPartitions() int {
+	if d.Partitions > 0 {
+		return d.Partitions
+	}
+	if d.Create != nil {
+		return d.Create.Partitions
+	}
+	return 0
 }
 
 // IsSource reports whether records of d are consumed from Kafka.
@@ -118,6 +146,8 @@ type Pipe struct {
 	Config pipes.Config
 	// Stores are the state stores the pipe asked for, by name.
 	Stores []string
+	// Tables are the table datasets the pipe looks records up in, by name.
+	Tables []string
 	Pos    spec.Pos
 	bad    bool  // its config or datasets did not resolve; not built
 	fsys   fs.FS // the topology file's directory
@@ -180,6 +210,48 @@ func topics(ds []*Dataset) []string {
 		out = append(out, d.Topic)
 	}
 	return out
+}
+
+// Tables returns the table datasets that pipes look records up in, sorted
+// by name. Their topics are not consumed by the group: each replica reads
+// them into local tables (engine/tables.go).
+func (t *Topology) Tables() []*Dataset {
+	return t.filter(func(d *Dataset) bool { return d.Table != "" && len(t.Joiners(d)) > 0 })
+}
+
+// Joiners returns the pipes that look records up in table d.
+func (t *Topology) Joiners(d *Dataset) []*Pipe {
+	var out []*Pipe
+	for _, p := range t.Pipes {
+		if slices.Contains(p.Tables, d.Name) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// UpstreamSources returns the source datasets whose records reach pipe p,
+// sorted by name.
+func (t *Topology) UpstreamSources(p *Pipe) []*Dataset {
+	seen := map[*Pipe]bool{}
+	found := map[*Dataset]bool{}
+	var walk func(p *Pipe)
+	walk = func(p *Pipe) {
+		if seen[p] {
+			return
+		}
+		seen[p] = true
+		for _, in := range p.Inputs {
+			if in.IsSource() {
+				found[in] = true
+			}
+			if in.Producer != nil {
+				walk(in.Producer)
+			}
+		}
+	}
+	walk(p)
+	return t.filter(func(d *Dataset) bool { return found[d] })
 }
 
 // Stores returns the names of the state stores the pipes use, sorted.

@@ -194,3 +194,92 @@ func FuzzCompile(f *testing.F) {
 		}
 	})
 }
+
+// TestTableRules checks the rules of table datasets and joins, one broken
+// (or fine) topology each.
+func TestTableRules(t *testing.T) {
+	const ds = "name: t\ndatasets:\n  orders: {topic: orders, partitions: 3}\n  out: {topic: out}\n"
+	tests := []struct {
+		name, src string
+		want      []string // substrings of the error; none: it compiles
+	}{
+		{"partitioned, counts equal", ds + "  cust: {topic: cust, table: partitioned, partitions: 3}\npipes:\n  j: {from: orders, to: out, join: {table: cust, into: c}}\n", nil},
+		{"partitioned, counts undeclared: checked at start", ds + "  cust: {topic: cust, table: partitioned}\npipes:\n  j: {from: orders, to: out, join: {table: cust, into: c}}\n", nil},
+		{"partitioned, create: counts", ds + "  cust: {topic: cust, table: partitioned, create: {partitions: 3}}\npipes:\n  j: {from: orders, to: out, join: {table: cust, into: c}}\n", nil},
+		{"partitioned, counts differ", ds + "  cust: {topic: cust, table: partitioned, create: {partitions: 6}}\npipes:\n  j: {from: orders, to: out, join: {table: cust, into: c}}\n",
+			[]string{`t.yaml:3:3: stream "orders" has 3 partitions, but partitioned table "cust" (at 5:3)`, `t.yaml:5:3: partitioned table "cust" has 6 partitions, but stream "orders" (at 3:3), which pipe "j" joins with it, has 3`}},
+		{"counts differ through an in-memory dataset", ds + "  mid: {}\n  cust: {topic: cust, table: partitioned, partitions: 2}\npipes:\n  f: {from: orders, to: mid, filter: {when: 'true'}}\n  j: {from: mid, to: out, join: {table: cust, into: c}}\n",
+			[]string{`partitioned table "cust" has 2 partitions, but stream "orders"`}},
+		{"global: any count, any key", ds + "  cc: {topic: cc, table: global, partitions: 1}\npipes:\n  j: {from: orders, to: out, join: {table: cc, on: country, into: c}}\n", nil},
+		{"partitioned with on:", ds + "  cust: {topic: cust, table: partitioned}\npipes:\n  j: {from: orders, to: out, join: {table: cust, on: customer, into: c}}\n",
+			[]string{`t.yaml:7:54: pipe "j": on: table "cust" is partitioned`}},
+		{"a table without a topic", ds + "  cust: {table: global}\npipes:\n  j: {from: orders, to: out, join: {table: cust, into: c}}\n",
+			[]string{`t.yaml:5:3: dataset "cust" is a table but has no topic`}},
+		{"join of a stream", ds + "pipes:\n  j: {from: orders, to: out, join: {table: orders, into: c}}\n",
+			[]string{`t.yaml:6:44: pipe "j": table: dataset "orders" is not a table`}},
+		{"join of an unknown dataset", ds + "pipes:\n  j: {from: orders, to: out, join: {table: ordres, into: c}}\n",
+			[]string{`pipe "j": table: unknown dataset "ordres" (did you mean "orders"?)`}},
+		{"a table read with from:", ds + "  cust: {topic: cust, table: global}\npipes:\n  j: {from: cust, to: out, filter: {when: 'true'}}\n",
+			[]string{`t.yaml:7:13: pipe "j" reads table "cust" in from:, but a table is not a stream`}},
+		{"a table written by a pipe", ds + "  cust: {topic: cust, table: global}\npipes:\n  j: {from: orders, to: cust, filter: {when: 'true'}}\n",
+			[]string{`t.yaml:7:25: pipe "j" writes table "cust": a table is an input`}},
+		{"bad table kind", ds + "  cust: {topic: cust, table: local}\npipes:\n  j: {from: orders, to: out, filter: {when: 'true'}}\n",
+			[]string{`"local" is not one of partitioned, global`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			top, err := topology.Compile("t.yaml", []byte(tt.src), fstest.MapFS{})
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error:\n%v", err)
+				}
+				if len(top.Tables()) != 1 || len(top.Pipes[len(top.Pipes)-1].Tables) != 1 {
+					t.Errorf("tables %v, pipe tables %v: want the join's table recorded", top.Tables(), top.Pipes[len(top.Pipes)-1].Tables)
+				}
+				if strings.Contains(strings.Join(top.TopicsRead(), ","), "c") {
+					t.Errorf("topics read %v: a table topic is not consumed by the group", top.TopicsRead())
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("compiled; want errors %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error:\n%v\nwant it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestJoinDerivedSchema: a join's output schema is its input's plus the
+// joined fields, typed from the table's schema, so expressions downstream
+// are checked against them.
+func TestJoinDerivedSchema(t *testing.T) {
+	top, err := topology.Load("testdata/valid/join.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := top.Datasets["with-customer"].Schema
+	for _, f := range []string{"amount", "country", "customer_name", "segment"} {
+		if _, ok := s.Field(f); !ok {
+			t.Errorf("derived schema lacks %q: %v", f, s.Names())
+		}
+	}
+	const src = "name: t\ndatasets:\n  orders: {topic: orders, schema: order.json}\n  cust: {topic: cust, table: partitioned, schema: customer.json}\n  mid: {}\n  out: {topic: out}\npipes:\n  j: {from: orders, to: mid, join: {table: cust, fields: {who: name}}}\n  f: {from: mid, to: out, filter: {when: 'who * 2 > 1'}}\n"
+	fsys := fstest.MapFS{"order.json": {Data: mustRead(t, "testdata/valid/order.json")}, "customer.json": {Data: mustRead(t, "testdata/valid/customer.json")}}
+	_, err = topology.Compile("t.yaml", []byte(src), fsys)
+	if err == nil || !strings.Contains(err.Error(), "t.yaml:9:") {
+		t.Fatalf("error %v: want the string field who used as a number refused", err)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

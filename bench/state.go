@@ -1,0 +1,548 @@
+package main
+
+// The state benchmarks (bench/RESULTS.md, "State"):
+//
+//	go run ./bench -restore -keys 1000000
+//	go run ./bench -aggregate -keys 10000000
+//
+// -restore fills a stateful topology's changelog (created by the engine's
+// own EnsureTopics: compacted, one partition per source partition) with N
+// distinct keys holding aggregate-like JSON values, written in transactions
+// like the engine's. It then times, in one run against the same broker:
+// (a) a plain kgo consumer reading the changelog read_committed to its end,
+// and (b) a replica of the topology (engine.New(...).Run) on an empty state
+// directory restoring it, as reported by its RestoreHook, until it is ready.
+// The restored stores are then opened and their keys counted.
+//
+// -aggregate fills an input topic with N records of N distinct keys, runs
+// `streamer run` (a child process: the binary a user runs) on a count and
+// sum per key, and samples its resident memory until the group has
+// committed all N; it reports records/s and the child's peak RSS (VmHWM).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamerio/streamer/engine"
+	"github.com/streamerio/streamer/state"
+	"github.com/streamerio/streamer/topology"
+)
+
+const restoreTopology = `
+name: %s
+datasets:
+  in:
+    topic: %s
+  out:
+    topic: %s
+    create: {partitions: %d}
+pipes:
+  totals:
+    from: in
+    to: out
+    on_error: fail
+    aggregate:
+      fields:
+        n: {op: count}
+        total: {op: sum, of: amount}
+        biggest: {op: max, of: amount}
+`
+
+// stateValue is a store value like the aggregate pipe's: a count, a sum and
+// a max per key, as JSON (55-75 bytes).
+func stateValue(i int) []byte {
+	n := 1 + i%97
+	return fmt.Appendf(nil, `{"biggest":{"n":%d,"b":%d.5},"n":{"n":%d},"total":{"n":%d,"s":%d.25}}`, n, 100+i%900, n, n, (i%100000)*7)
+}
+
+func runRestore(ctx context.Context, c config) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	stamp := time.Now().Format("150405")
+	name := "bench-restore-" + stamp
+	src := fmt.Sprintf(restoreTopology, name, name+"-in", name+"-out", c.partitions)
+	top, err := topology.Compile("restore.yaml", []byte(src), nil)
+	if err != nil {
+		return err
+	}
+	// The input stays empty: the replica has only its state to restore.
+	if err := createTopic(ctx, adm, name+"-in", c.partitions); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := engine.EnsureTopics(ctx, top, c.brokers, nil, log); err != nil {
+		return err
+	}
+	changelog := top.ChangelogTopic("totals")
+	if !c.keep {
+		defer deleteTopics(adm, name+"-in", name+"-out", changelog)
+	}
+	if c.keys%1_000_003 == 0 {
+		return errors.New("-keys must not be a multiple of 1000003")
+	}
+	fmt.Printf("bench: restore of %d keys over %d partitions, GOMAXPROCS %d, changelog %s\n", c.keys, c.partitions, runtime.GOMAXPROCS(0), changelog)
+	start := time.Now()
+	bytes, err := fillChangelog(ctx, c, changelog)
+	if err != nil {
+		return fmt.Errorf("filling %s: %w", changelog, err)
+	}
+	fmt.Printf("bench: filled the changelog with %d records, %.1f MB of keys and values, in transactions of 10000, in %v (untimed)\n\n",
+		c.keys, float64(bytes)/1e6, time.Since(start).Round(time.Millisecond))
+
+	var raws, restores []float64
+	for round := 1; round <= c.rounds; round++ {
+		raw, err := rawRead(ctx, c, changelog)
+		if err != nil {
+			return fmt.Errorf("raw read: %w", err)
+		}
+		fmt.Printf("round %d raw read  %9.0f records/s  %6.2f s  %5.2f µs CPU/record  (%d records, kgo consumer, read_committed)\n", round, raw.rate(), raw.elapsed.Seconds(), raw.cpuPerRecord(), raw.records)
+		runtime.GC()
+		prof := ""
+		if round == 1 {
+			prof = c.cpuProfile
+		}
+		rs, err := engineRestore(ctx, c, top, prof)
+		if err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		fmt.Printf("round %d restore   %9.0f records/s  %6.2f s  %5.2f µs CPU/record  (%d records into %d Pebble stores; ready %.2f s after Run)\n", round, rs.rate(), rs.elapsed.Seconds(), rs.cpuPerRecord(), rs.records, c.partitions, rs.ready.Seconds())
+		fmt.Printf("round %d ratio     %.2f (restore / raw read)\n", round, rs.rate()/raw.rate())
+		raws, restores = append(raws, raw.rate()), append(restores, rs.rate())
+		runtime.GC()
+	}
+	if c.rounds > 1 {
+		fmt.Printf("\nmedian: raw read %.0f records/s, restore %.0f records/s, ratio %.2f\n", median(raws), median(restores), median(restores)/median(raws))
+	}
+	return nil
+}
+
+// fillChangelog writes N distinct keys to the changelog, spread over its
+// partitions, in transactions of 10,000 records as the engine's commits
+// would (so the log holds transaction markers too).
+func fillChangelog(ctx context.Context, c config, topic string) (int64, error) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(c.brokers...),
+		kgo.TransactionalID("bench-restore-fill-"+strconv.FormatInt(time.Now().UnixNano(), 36)),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.ProducerBatchMaxBytes(1<<20),
+		kgo.MaxBufferedRecords(1<<16),
+	)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	var (
+		bytes    int64
+		firstErr atomic.Pointer[error]
+	)
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			firstErr.CompareAndSwap(nil, &err)
+		}
+	}
+	const txn = 10000
+	for i := 0; i < c.keys; i += txn {
+		if err := cl.BeginTransaction(); err != nil {
+			return 0, err
+		}
+		for j := i; j < min(i+txn, c.keys); j++ {
+			// Keys in a scrambled order, as a changelog holds them: in the
+			// order of their last update.
+			k, v := fmt.Appendf(nil, "user-%010d", scramble(j, c.keys)), stateValue(j)
+			bytes += int64(len(k) + len(v))
+			cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(j % c.partitions), Key: k, Value: v}, promise)
+		}
+		if err := cl.Flush(ctx); err != nil {
+			return 0, err
+		}
+		if p := firstErr.Load(); p != nil {
+			return 0, *p
+		}
+		if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			return 0, err
+		}
+	}
+	return bytes, nil
+}
+
+// scramble maps 0..n-1 onto itself in a scattered order.
+func scramble(i, n int) int {
+	const prime = 1_000_003 // n must not be a multiple of it
+	return int(uint64(i) * prime % uint64(n))
+}
+
+type timed struct {
+	records int64
+	elapsed time.Duration
+	ready   time.Duration // restore: from Run to Ready
+	cpu     time.Duration // this process, user+sys, over the run
+}
+
+func (t timed) cpuPerRecord() float64 { return float64(t.cpu.Nanoseconds()) / 1e3 / float64(t.records) }
+
+func (t timed) rate() float64 { return float64(t.records) / t.elapsed.Seconds() }
+
+// rawRead reads the whole changelog with a plain consumer, read_committed,
+// until it has every record: the fastest a restore could read it.
+func rawRead(ctx context.Context, c config, topic string) (timed, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	start, cpu := time.Now(), processCPU()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(c.brokers...),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	)
+	if err != nil {
+		return timed{}, err
+	}
+	defer cl.Close()
+	var n int64
+	for n < int64(c.keys) {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return timed{}, fmt.Errorf("read %d of %d: %w", n, c.keys, err)
+		}
+		var ferr error
+		fs.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("fetching %s[%d]: %w", t, p, err) })
+		if ferr != nil {
+			return timed{}, ferr
+		}
+		n += int64(fs.NumRecords())
+	}
+	return timed{records: n, elapsed: time.Since(start), cpu: processCPU() - cpu}, nil
+}
+
+// restoreWatch collects an engine's restore reports.
+type restoreWatch struct {
+	mu      sync.Mutex
+	first   time.Time
+	last    time.Time
+	records int64
+	done    int
+	errs    []error
+}
+
+func (w *restoreWatch) OnRestoreProgress(p engine.RestoreProgress) {
+	if !p.Done || p.Total() == 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p.Err != nil {
+		w.errs = append(w.errs, p.Err)
+		return
+	}
+	if w.first.IsZero() || p.Started.Before(w.first) {
+		w.first = p.Started
+	}
+	w.last = time.Now()
+	w.records += p.Records
+	w.done++
+}
+
+// engineRestore runs a replica of the topology on an empty state directory
+// until it is ready, which it is once every partition's store is restored.
+// The time is from the first restore's start to the last one's end.
+func engineRestore(ctx context.Context, c config, top *topology.Topology, profile string) (timed, error) {
+	dir, err := os.MkdirTemp("", "bench-restore-state-")
+	if err != nil {
+		return timed{}, err
+	}
+	defer os.RemoveAll(dir)
+	w := &restoreWatch{}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	e, err := engine.New(top, engine.Options{Brokers: c.brokers, ReplicaID: "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36), StateDir: dir, Logger: log, Hooks: []engine.Hook{w}})
+	if err != nil {
+		return timed{}, err
+	}
+	if profile != "" {
+		stop, err := startProfile(profile)
+		if err != nil {
+			return timed{}, err
+		}
+		defer stop()
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	begin, cpu := time.Now(), processCPU()
+	go func() { done <- e.Run(rctx) }()
+	deadline := time.After(c.timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !e.Ready() {
+		select {
+		case err := <-done:
+			cancel()
+			return timed{}, fmt.Errorf("replica stopped: %v", err)
+		case <-deadline:
+			cancel()
+			<-done
+			return timed{}, fmt.Errorf("not ready after %v: %v", c.timeout, e.Restoring())
+		case <-tick.C:
+		}
+	}
+	ready, cpu := time.Since(begin), processCPU()-cpu
+	cancel()
+	if err := <-done; err != nil {
+		return timed{}, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.errs) > 0 {
+		return timed{}, errors.Join(w.errs...)
+	}
+	if w.done != c.partitions || w.records != int64(c.keys) {
+		return timed{}, fmt.Errorf("%d restores applied %d records; want %d and %d", w.done, w.records, c.partitions, c.keys)
+	}
+	// Check what was restored, untimed: every key is in a store.
+	keys := 0
+	for p := range c.partitions {
+		st, err := state.OpenPebble(state.Dir(dir, top.Group, "totals", int32(p)))
+		if err != nil {
+			return timed{}, err
+		}
+		err = st.Prefix(nil, func(_, _ []byte) bool { keys++; return true })
+		st.Close()
+		if err != nil {
+			return timed{}, err
+		}
+	}
+	if keys != c.keys {
+		return timed{}, fmt.Errorf("the restored stores hold %d keys, want %d", keys, c.keys)
+	}
+	return timed{records: w.records, elapsed: w.last.Sub(w.first), ready: ready, cpu: cpu}, nil
+}
+
+const aggregateTopology = `
+name: %s
+datasets:
+  in:
+    topic: %s
+  out:
+    topic: %s
+    create: {partitions: %d}
+pipes:
+  totals:
+    from: in
+    to: out
+    on_error: fail
+    aggregate:
+      fields:
+        n: {op: count}
+        total: {op: sum, of: amount}
+`
+
+// runAggregate counts and sums per key over N distinct keys with `streamer
+// run` as a child process, and reports its throughput and peak RSS.
+func runAggregate(ctx context.Context, c config) error {
+	bin := c.streamerBin
+	tmp, err := os.MkdirTemp("", "bench-aggregate-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if bin == "" {
+		bin = filepath.Join(tmp, "streamer")
+		b := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/streamer")
+		b.Stdout, b.Stderr = os.Stdout, os.Stderr
+		if err := b.Run(); err != nil {
+			return fmt.Errorf("building streamer: %w", err)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	stamp := time.Now().Format("150405")
+	name := "bench-agg-" + stamp
+	input := name + "-in"
+	if err := createTopic(ctx, adm, input, c.partitions); err != nil {
+		return err
+	}
+	file := filepath.Join(tmp, "aggregate.yaml")
+	if err := os.WriteFile(file, fmt.Appendf(nil, aggregateTopology, name, input, name+"-out", c.partitions), 0o644); err != nil {
+		return err
+	}
+	group := "streamer-" + name
+	if !c.keep {
+		defer deleteTopics(adm, input, name+"-out", group+"-totals-changelog")
+	}
+	fmt.Printf("bench: aggregate over %d distinct keys, %d partitions, binary %s, GOGC=%q GOMEMLIMIT=%q\n", c.keys, c.partitions, bin, os.Getenv("GOGC"), os.Getenv("GOMEMLIMIT"))
+	start := time.Now()
+	if err := fillKeys(ctx, c, input); err != nil {
+		return fmt.Errorf("filling %s: %w", input, err)
+	}
+	fmt.Printf("bench: filled %s with %d records in %v (untimed)\n", input, c.keys, time.Since(start).Round(time.Millisecond))
+
+	stateDir := filepath.Join(tmp, "state")
+	args := []string{"run", file, "--brokers", strings.Join(c.brokers, ","), "--replica-id", "bench", "--state-dir", stateDir, "--metrics-addr", "off", "--log-level", "warn"}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Env = os.Environ()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() error {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			return err
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			return errors.New("streamer did not stop on SIGTERM")
+		}
+	}
+	began := time.Now()
+	var (
+		first    time.Time
+		hwm, rss int64
+		last     int64
+	)
+	deadline := time.Now().Add(c.timeout)
+	for {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("streamer exited: %v", err)
+		case <-time.After(time.Second):
+		}
+		if h, r, err := memStatus(cmd.Process.Pid); err == nil {
+			hwm, rss = h, r
+		}
+		committed, err := committedOffsets(ctx, adm, group, input)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: committed offsets:", err)
+			continue
+		}
+		if committed > 0 && first.IsZero() {
+			first = time.Now()
+		}
+		if committed != last {
+			fmt.Printf("  %6.0f s  committed %9d  RSS %4d MB  peak %4d MB\n", time.Since(began).Seconds(), committed, rss>>20, hwm>>20)
+			last = committed
+		}
+		if committed >= int64(c.keys) {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = stop()
+			return fmt.Errorf("committed %d of %d after %v", committed, c.keys, c.timeout)
+		}
+	}
+	took := time.Since(began)
+	size := dirSize(stateDir)
+	if err := stop(); err != nil {
+		return err
+	}
+	fmt.Printf("\naggregate: %d records of %d distinct keys in %.1f s from start (%.0f records/s; %.0f records/s from the first commit)\n",
+		c.keys, c.keys, took.Seconds(), float64(c.keys)/took.Seconds(), float64(c.keys)/time.Since(first).Seconds())
+	fmt.Printf("aggregate: peak RSS (VmHWM) %d MB, state on disk %d MB\n", hwm>>20, size>>20)
+	return nil
+}
+
+// fillKeys writes N records of N distinct keys to topic: fast,
+// non-transactional, big batches.
+func fillKeys(ctx context.Context, c config, topic string) error {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(c.brokers...),
+		kgo.ProducerLinger(20*time.Millisecond),
+		kgo.ProducerBatchMaxBytes(1<<20),
+		kgo.MaxBufferedRecords(1<<17),
+	)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	var firstErr atomic.Pointer[error]
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			firstErr.CompareAndSwap(nil, &err)
+		}
+	}
+	for i := 0; i < c.keys; i++ {
+		if p := firstErr.Load(); p != nil {
+			return *p
+		}
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "user-%010d", i), Value: fmt.Appendf(nil, `{"id":%d,"amount":%d.5}`, i, i%1000)}, promise)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	if p := firstErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// committedOffsets sums the group's committed offsets on topic.
+func committedOffsets(ctx context.Context, adm *kadm.Client, group, topic string) (int64, error) {
+	offs, err := adm.FetchOffsetsForTopics(ctx, group, topic)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Err == nil && o.At > 0 {
+			n += o.At
+		}
+	})
+	return n, nil
+}
+
+// memStatus reads a process's peak and current resident set sizes.
+func memStatus(pid int) (hwm, rss int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmHWM:":
+			hwm = kb << 10
+		case "VmRSS:":
+			rss = kb << 10
+		}
+	}
+	return hwm, rss, nil
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}

@@ -1,0 +1,221 @@
+package pipes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/streamerio/streamer/internal/spec"
+)
+
+// JoinConfig configures the join pipe.
+type JoinConfig struct {
+	Table  Field            `yaml:"table" required:"true" doc:"The table dataset to look records up in: a dataset declared with table: partitioned or table: global."`
+	On     *Expr            `yaml:"on" doc:"Expression giving the lookup key (a string, bytes or a number), for global tables only. Default: the record key. A partitioned table is looked up by the record key, the only key it is co-partitioned with."`
+	Type   string           `yaml:"type" default:"inner" enum:"inner,left" doc:"inner drops records without a match; left passes them on with the joined fields null."`
+	Fields map[string]Field `yaml:"fields" doc:"Output fields set from the table value: output field: table value field."`
+	Into   *Field           `yaml:"into" doc:"A field receiving the whole table value. Give fields: or into:, not both."`
+	Pos    Pos              `yaml:"-" spec:"pos"`
+}
+
+func init() {
+	MustRegister("join", Spec{
+		Summary: "Enriches each record with the current value of its key in a table dataset (a compacted topic): inner or left, selected fields or the whole value.",
+		Example: "table: customers\ntype: left\nfields:\n  customer_name: name\n  segment: segment",
+	}, newJoin)
+}
+
+type joinField struct {
+	out, from string
+}
+
+type join struct {
+	table  Table
+	name   string
+	on     *Program
+	left   bool
+	fields []joinField
+	into   string
+	schema *Schema
+}
+
+func newJoin(c JoinConfig, env *Env) (Pipe, error) {
+	j := &join{name: c.Table.Name, left: c.Type == "left"}
+	var errs []error
+	t, err := env.Table(c.Table.Name)
+	if err != nil {
+		return nil, Errorf(c.Table.Pos, "table: %v", err)
+	}
+	j.table = t
+	switch {
+	case c.Into != nil && len(c.Fields) > 0:
+		errs = append(errs, Errorf(c.Into.Pos, "give fields: or into:, not both"))
+	case c.Into == nil && len(c.Fields) == 0:
+		errs = append(errs, Errorf(c.Pos, "say what the join adds: fields: (output field: table field) or into: (a field for the whole table value)"))
+	case c.Into != nil:
+		if c.Into.Name == "" {
+			errs = append(errs, Errorf(c.Into.Pos, "into: needs a field name"))
+		}
+		j.into = c.Into.Name
+	}
+	ts := t.Schema()
+	for _, out := range slices.Sorted(maps.Keys(c.Fields)) {
+		f := c.Fields[out]
+		if ts != nil {
+			if _, ok := ts.Field(f.Name); !ok {
+				errs = append(errs, Errorf(f.Pos, "table %q has no field %q%s", c.Table.Name, f.Name, spec.DidYouMean(f.Name, ts.Names())))
+				continue
+			}
+		}
+		j.fields = append(j.fields, joinField{out: out, from: f.Name})
+	}
+	if c.On != nil {
+		if t.Partitioned() {
+			errs = append(errs, Errorf(c.On.Pos, "on: table %q is partitioned, so it is looked up by the record key, the only key co-partitioned with it: remove on:, or declare the table global (table: global) to look it up by any key", c.Table.Name))
+		} else if j.on, err = env.Compile(*c.On); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		_ = j.Close() // release the table opened above
+		return nil, errors.Join(errs...)
+	}
+	j.schema = j.deriveSchema(env.InputSchema(), ts)
+	return j, nil
+}
+
+// deriveSchema is the input schema plus the joined fields. They are
+// nullable: a left join leaves them null without a match, and a table
+// value may lack a field.
+func (j *join) deriveSchema(in, table *Schema) *Schema {
+	if in == nil {
+		return nil
+	}
+	out := in.Clone()
+	if j.into != "" {
+		f := SchemaField{Name: j.into, Kind: Any, Nullable: true}
+		if table != nil {
+			f.Kind, f.Fields = Struct, table.Clone()
+		}
+		out.Set(f)
+		return out
+	}
+	for _, jf := range j.fields {
+		f := SchemaField{Name: jf.out, Kind: Any, Nullable: true}
+		if tf, ok := table.Field(jf.from); ok {
+			tf.Name, tf.Nullable = jf.out, true
+			f = tf
+		}
+		out.Set(f)
+	}
+	return out
+}
+
+func (j *join) Process(_ context.Context, b *Batch, out *Output) error {
+	for _, r := range b.Records {
+		m, ok := r.Value.(map[string]any)
+		if !ok {
+			out.Fail(r, fmt.Errorf("join needs records whose values are objects, got %T", r.Value))
+			continue
+		}
+		key, err := j.key(r)
+		if err != nil {
+			out.Fail(r, err)
+			continue
+		}
+		var tv any
+		found := false
+		if key != nil {
+			if tv, found, err = j.table.Get(key); err != nil {
+				// The local table failed, not the record: fail the batch.
+				return fmt.Errorf("join: reading table %q: %w", j.name, err)
+			}
+		}
+		if !found && !j.left {
+			continue // inner join: no match, no output
+		}
+		if j.into != "" {
+			m[j.into] = tv // nil without a match
+			out.Emit(0, r)
+			continue
+		}
+		var tm map[string]any
+		if found {
+			if tm, ok = tv.(map[string]any); !ok {
+				out.Fail(r, fmt.Errorf("join: the value of key %q in table %q is %T, not an object: use into: to take it whole", key, j.name, tv))
+				continue
+			}
+		}
+		for _, f := range j.fields {
+			m[f.out] = tm[f.from] // nil when absent or unmatched
+		}
+		out.Emit(0, r)
+	}
+	return nil
+}
+
+// key returns the lookup key of r: the record key, or the value of on:.
+// A nil key matches nothing.
+func (j *join) key(r *Record) ([]byte, error) {
+	if j.on == nil {
+		return r.Key, nil
+	}
+	v, err := j.on.Eval(r)
+	if err != nil {
+		return nil, err
+	}
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return []byte(x), nil
+	case []byte:
+		return x, nil
+	case int:
+		return strconv.AppendInt(nil, int64(x), 10), nil
+	case int32:
+		return strconv.AppendInt(nil, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(nil, x, 10), nil
+	case float64:
+		return strconv.AppendFloat(nil, x, 'f', -1, 64), nil
+	case float32:
+		return strconv.AppendFloat(nil, float64(x), 'f', -1, 32), nil
+	}
+	return nil, fmt.Errorf("join: on: %q gave %T, want a string, bytes or a number", j.on.Source(), v)
+}
+
+func (j *join) OutputSchema(int) *Schema { return j.schema }
+
+func (j *join) UsedFields() ([]string, bool) {
+	var progs []*Program
+	if j.on != nil {
+		progs = append(progs, j.on)
+	}
+	paths := make([]string, 0, len(j.fields)+1)
+	for _, f := range j.fields {
+		paths = append(paths, f.out)
+	}
+	if j.into != "" {
+		paths = append(paths, j.into)
+	}
+	return usedFields(progs, paths...)
+}
+
+var (
+	_ SchemaDeriver = (*join)(nil)
+	_ FieldUser     = (*join)(nil)
+	_ Closer        = (*join)(nil)
+)
+
+// Close releases the table, when the environment handed out one that holds
+// resources (the engine's tables count their users).
+func (j *join) Close() error {
+	if c, ok := j.table.(interface{ Close() error }); ok {
+		return c.Close()
+	}
+	return nil
+}
