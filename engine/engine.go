@@ -264,6 +264,12 @@ func (e *Engine) task(topic string, partition int32) (*Task, error) {
 func (e *Engine) produce(sess *kgo.GroupTransactSession) func(*kgo.Record) {
 	stats := e.opts.Stats
 	promise := func(r *kgo.Record, err error) {
+		if errors.Is(err, kgo.ErrAborting) {
+			// The loop aborts the transaction itself (a pause, or after
+			// the produce error recorded first): its buffered records
+			// are meant to go.
+			return
+		}
 		if err != nil {
 			e.produceErr.CompareAndSwap(nil, &err)
 			return
