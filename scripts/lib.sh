@@ -74,3 +74,25 @@ stop_pid() {
   done
   die "could not kill $WHAT pid $pid"
 }
+
+# do_stop: stop the service whose pid service_pid prints (each script
+# defines service_pid), or say it is not running.
+do_stop() {
+  local pid
+  lock_data
+  if ! pid=$(service_pid); then
+    rm -f "$PIDFILE"
+    log "not running"
+    return 0
+  fi
+  stop_pid "$pid"
+}
+
+# do_logs [TAIL ARGS]: the service's log, its last 100 lines by default.
+do_logs() {
+  [[ -f $LOGFILE ]] || die "no $WHAT log at $LOGFILE"
+  if (($# == 0)); then
+    set -- -n 100
+  fi
+  exec tail "$@" "$LOGFILE"
+}

@@ -298,16 +298,7 @@ do_start() {
 
 # --- stop / status / logs ---------------------------------------------------
 
-do_stop() {
-  local pid
-  lock_data
-  if ! pid=$(broker_pid); then
-    rm -f "$PIDFILE"
-    log "not running"
-    return 0
-  fi
-  stop_pid "$pid"
-}
+service_pid() { broker_pid; }
 
 do_status() {
   local pid
@@ -321,14 +312,6 @@ do_status() {
   fi
   log "pid $pid is alive but not answering on $HOST:$PORT (starting, or stuck: see '$0 logs')"
   return 1
-}
-
-do_logs() {
-  [[ -f $LOGFILE ]] || die "no broker log at $LOGFILE"
-  if (($# == 0)); then
-    set -- -n 100
-  fi
-  exec tail "$@" "$LOGFILE"
 }
 
 cmd=${1:-}

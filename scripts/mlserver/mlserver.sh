@@ -344,16 +344,7 @@ do_start() {
 
 # --- stop / status / logs ---------------------------------------------------
 
-do_stop() {
-  local pid
-  lock_data
-  if ! pid=$(mlserver_pid); then
-    rm -f "$PIDFILE"
-    log "not running"
-    return 0
-  fi
-  stop_pid "$pid"
-}
+service_pid() { mlserver_pid; }
 
 do_status() {
   local pid
@@ -367,14 +358,6 @@ do_status() {
   fi
   log "pid $pid is alive but not ready at $HTTP_URL (starting, or stuck: see '$0 logs')"
   return 1
-}
-
-do_logs() {
-  [[ -f $LOGFILE ]] || die "no MLServer log at $LOGFILE"
-  if (($# == 0)); then
-    set -- -n 100
-  fi
-  exec tail "$@" "$LOGFILE"
 }
 
 do_url() {

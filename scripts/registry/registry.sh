@@ -349,16 +349,7 @@ do_start() {
 
 # --- stop / status / logs ---------------------------------------------------
 
-do_stop() {
-  local pid
-  lock_data
-  if ! pid=$(registry_pid); then
-    rm -f "$PIDFILE"
-    log "not running"
-    return 0
-  fi
-  stop_pid "$pid"
-}
+service_pid() { registry_pid; }
 
 do_status() {
   local pid
@@ -372,14 +363,6 @@ do_status() {
   fi
   log "pid $pid is alive but not answering at $BASE_URL (starting, or stuck: see '$0 logs')"
   return 1
-}
-
-do_logs() {
-  [[ -f $LOGFILE ]] || die "no registry log at $LOGFILE"
-  if (($# == 0)); then
-    set -- -n 100
-  fi
-  exec tail "$@" "$LOGFILE"
 }
 
 cmd=${1:-}
