@@ -49,20 +49,7 @@ func TestLightGBMMatchesTheLibrary(t *testing.T) {
 			if err := json.Unmarshal(b, &want); err != nil {
 				t.Fatal(err)
 			}
-			var flat []float64
-			if m.NumOutputs() == 1 {
-				if err := json.Unmarshal(want.Predictions, &flat); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				var rows [][]float64
-				if err := json.Unmarshal(want.Predictions, &rows); err != nil {
-					t.Fatal(err)
-				}
-				for _, r := range rows {
-					flat = append(flat, r...)
-				}
-			}
+			flat := flatPredictions(t, want.Predictions, m.NumOutputs())
 			if len(flat) != len(want.Features)*m.NumOutputs() {
 				t.Fatalf("%d predictions for %d rows of %d outputs", len(flat), len(want.Features), m.NumOutputs())
 			}

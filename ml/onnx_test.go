@@ -57,27 +57,8 @@ func readONNXExpected(t testing.TB, name string, outputs int) onnxExpected {
 		t.Fatal(err)
 	}
 	e := onnxExpected{n: len(doc.Features), versions: "onnxruntime " + doc.ORT + ", onnxmltools " + doc.Tools}
-	for _, r := range doc.Features {
-		for _, v := range r {
-			if v == nil {
-				e.rows = append(e.rows, float32(math.NaN()))
-			} else {
-				e.rows = append(e.rows, float32(*v))
-			}
-		}
-	}
-	if outputs == 1 {
-		err = json.Unmarshal(doc.Predictions, &e.predictions)
-	} else {
-		var rows [][]float64
-		err = json.Unmarshal(doc.Predictions, &rows)
-		for _, r := range rows {
-			e.predictions = append(e.predictions, r...)
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.rows = heldOut(doc.Features)
+	e.predictions = flatPredictions(t, doc.Predictions, outputs)
 	return e
 }
 

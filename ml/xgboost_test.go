@@ -34,30 +34,8 @@ func TestXGBoostMatchesTheLibrary(t *testing.T) {
 			if err := json.Unmarshal(b, &want); err != nil {
 				t.Fatal(err)
 			}
-			var flat []float64
-			if m.NumOutputs() == 1 {
-				if err := json.Unmarshal(want.Predictions, &flat); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				var rows [][]float64
-				if err := json.Unmarshal(want.Predictions, &rows); err != nil {
-					t.Fatal(err)
-				}
-				for _, r := range rows {
-					flat = append(flat, r...)
-				}
-			}
-			rows := make([]float32, 0, len(want.Features)*m.NumFeatures())
-			for _, r := range want.Features {
-				for _, v := range r {
-					if v == nil {
-						rows = append(rows, float32(math.NaN()))
-					} else {
-						rows = append(rows, float32(*v))
-					}
-				}
-			}
+			flat := flatPredictions(t, want.Predictions, m.NumOutputs())
+			rows := heldOut(want.Features)
 			got := make([]float64, len(flat))
 			if err := m.Predict(context.Background(), rows, got); err != nil {
 				t.Fatal(err)
