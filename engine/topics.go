@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 
@@ -29,7 +30,9 @@ func EnsureTopics(ctx context.Context, t *topology.Topology, brokers []string, e
 
 	want := map[string]*topology.Dataset{}
 	for _, d := range append(t.Sources(), t.Sinks()...) {
-		want[d.Topic] = d
+		if d.Repartition == nil && d.RepartitionOf == nil { // created below
+			want[d.Topic] = d
+		}
 	}
 	if t.DeadLetter != nil {
 		want[t.DeadLetter.Topic] = t.DeadLetter
@@ -78,7 +81,16 @@ func EnsureTopics(ctx context.Context, t *topology.Topology, brokers []string, e
 		errs = append(errs, fmt.Errorf("missing topics: %s (create them, or declare create: on the datasets the job owns)", strings.Join(missing, ", ")))
 	}
 	if len(errs) == 0 {
-		if err := ensureChangelogs(ctx, adm, t, details, log); err != nil {
+		parts, repl := map[string]int{}, map[string]int{}
+		for name, td := range details {
+			parts[name] = len(td.Partitions)
+			for _, p := range td.Partitions {
+				repl[name] = max(repl[name], len(p.Replicas))
+			}
+		}
+		if err := ensureRepartitions(ctx, adm, t, parts, repl, log); err != nil {
+			errs = append(errs, err)
+		} else if err := ensureChangelogs(ctx, adm, t, parts, repl, log); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -99,28 +111,80 @@ func configs(m map[string]string) map[string]*string {
 	return out
 }
 
-// ensureChangelogs creates the compacted changelog topic of each state
-// store, with one partition per source partition: partition i of a
-// changelog holds the state of source partition i.
-func ensureChangelogs(ctx context.Context, adm *kadm.Client, t *topology.Topology, sources kadm.TopicDetails, log *slog.Logger) error {
-	stores := t.Stores()
-	if len(stores) == 0 {
-		return nil
-	}
-	parts, repl := 0, 1
-	for _, d := range t.Sources() {
-		td := sources[d.Topic]
-		n := len(td.Partitions)
-		if parts != 0 && n != parts {
-			return fmt.Errorf("stateful pipes need co-partitioned sources; %s has %d partitions, another source %d", d.Topic, n, parts)
-		}
-		parts = n
-		for _, p := range td.Partitions {
-			repl = max(repl, len(p.Replicas))
-		}
-	}
+// ensureRepartitions creates the repartition topics the compiler inserted,
+// upstream ones first: each gets the partitions: its re-keyed dataset
+// declares, or else the largest partition count among the sources feeding
+// the pipe that writes it, and their largest replication factor. parts and
+// repl get the counts of the topics made.
+func ensureRepartitions(ctx context.Context, adm *kadm.Client, t *topology.Topology, parts, repl map[string]int, log *slog.Logger) error {
 	var errs []error
-	for _, s := range stores {
+	for _, p := range t.Pipes { // in DAG order, so a chain's upstream topic is counted first
+		for _, d := range p.Outputs {
+			r := d.Repartition
+			if r == nil {
+				continue
+			}
+			n, rf := r.Partitions, 1
+			for _, src := range t.UpstreamSources(p) {
+				if r.Partitions == 0 {
+					n = max(n, parts[src.Topic])
+				}
+				rf = max(rf, repl[src.Topic])
+			}
+			if n == 0 {
+				errs = append(errs, fmt.Errorf("repartition topic %s: no partition count (its sources are unknown)", r.Topic))
+				continue
+			}
+			resp, err := adm.CreateTopic(ctx, int32(n), int16(rf), nil, r.Topic)
+			if err == nil {
+				err = resp.Err
+			}
+			switch {
+			case err == nil:
+				log.Info("created repartition topic", "topic", r.Topic, "dataset", d.Name, "partitions", n)
+			case errors.Is(err, kerr.TopicAlreadyExists):
+				// Its records are placed by key hash: a count that
+				// changed would send a key's records to two partitions.
+				td, derr := adm.ListTopics(ctx, r.Topic)
+				if got := len(td[r.Topic].Partitions); derr == nil && got > 0 && got != n {
+					errs = append(errs, fmt.Errorf("repartition topic %s has %d partitions; the topology wants %d (delete it with the group's state to change the count)", r.Topic, got, n))
+				}
+			default:
+				errs = append(errs, fmt.Errorf("creating repartition topic %s: %w", r.Topic, err))
+				continue
+			}
+			parts[r.Topic], repl[r.Topic] = n, rf
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ensureChangelogs creates the compacted changelog topic of each state
+// store, with one partition per partition of the sources of the pipes that
+// use it: partition i of a changelog holds the state of source partition i.
+func ensureChangelogs(ctx context.Context, adm *kadm.Client, t *topology.Topology, partsOf, replOf map[string]int, log *slog.Logger) error {
+	var errs []error
+	for _, s := range t.Stores() {
+		parts, repl := 0, 1
+		var first string
+		for _, p := range t.Pipes {
+			if !slices.Contains(p.Stores, s) {
+				continue
+			}
+			for _, d := range t.UpstreamSources(p) {
+				n := partsOf[d.Topic]
+				if parts != 0 && n != parts {
+					errs = append(errs, fmt.Errorf("store %s needs co-partitioned sources; %s has %d partitions, %s has %d", s, d.Topic, n, first, parts))
+				}
+				if parts == 0 {
+					parts, first = n, d.Topic
+				}
+				repl = max(repl, replOf[d.Topic])
+			}
+		}
+		if parts == 0 {
+			continue
+		}
 		topic := t.ChangelogTopic(s)
 		cfg := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
 		resp, err := adm.CreateTopic(ctx, int32(parts), int16(repl), cfg, topic)

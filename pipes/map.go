@@ -2,16 +2,20 @@ package pipes
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 )
 
 // MapConfig configures the map pipe. The steps run in the order of the
-// fields below; every compute expression sees the record as it came in.
+// fields below; every compute expression, and key, sees the record as it
+// came in.
 type MapConfig struct {
+	Key     *Expr            `yaml:"key" doc:"New record key: an expression whose value, as a string, replaces the key. A stateful pipe downstream then reads through a repartition topic, so that each new key's records meet in one partition."`
 	Compute map[string]Expr  `yaml:"compute" doc:"Fields set to the result of an expression over the input record (dotted paths make nested fields)."`
 	Set     map[string]any   `yaml:"set" doc:"Fields set to constant values."`
 	Rename  map[string]Field `yaml:"rename" doc:"Fields renamed, old name: new name."`
@@ -21,7 +25,7 @@ type MapConfig struct {
 func init() {
 	MustRegister("map", Spec{
 		Summary: "Computes, sets, renames and drops fields of each record.",
-		Example: "compute:\n  total: price * quantity\nset:\n  source: web\nrename:\n  cust: customer_id\ndrop: [debug]",
+		Example: "key: customer_id\ncompute:\n  total: price * quantity\nset:\n  source: web\nrename:\n  cust: customer_id\ndrop: [debug]",
 	}, newMap)
 }
 
@@ -31,6 +35,7 @@ type computed struct {
 }
 
 type mapPipe struct {
+	key     *Program // nil: the key is kept
 	compute []computed
 	set     []setField
 	rename  [][2]string
@@ -47,6 +52,13 @@ type setField struct {
 func newMap(c MapConfig, env *Env) (Pipe, error) {
 	m := &mapPipe{}
 	var errs []error
+	if c.Key != nil {
+		p, err := env.Compile(*c.Key)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		m.key = p
+	}
 	for _, k := range slices.Sorted(maps.Keys(c.Compute)) {
 		p, err := env.Compile(c.Compute[k])
 		if err != nil {
@@ -71,8 +83,8 @@ func newMap(c MapConfig, env *Env) (Pipe, error) {
 		}
 		m.drop = append(m.drop, f.Name)
 	}
-	if len(m.compute)+len(m.set)+len(m.rename)+len(m.drop) == 0 && len(errs) == 0 {
-		return nil, errors.New("map has nothing to do: give at least one of compute, set, rename or drop")
+	if c.Key == nil && len(m.compute)+len(m.set)+len(m.rename)+len(m.drop) == 0 && len(errs) == 0 {
+		return nil, errors.New("map has nothing to do: give at least one of key, compute, set, rename or drop")
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -97,6 +109,17 @@ next:
 			}
 			m.vals[i] = v
 		}
+		var key []byte
+		if m.key != nil {
+			v, err := m.key.Eval(r)
+			if err == nil {
+				key, err = keyBytes(v)
+			}
+			if err != nil {
+				out.Fail(r, fmt.Errorf("key: %w", err))
+				continue
+			}
+		}
 		for i, c := range m.compute {
 			if !SetPath(r.Value, c.path, m.vals[i]) {
 				out.Fail(r, fmt.Errorf("cannot set %q: a non-record value is in the way", c.path))
@@ -116,6 +139,9 @@ next:
 		}
 		for _, d := range m.drop {
 			DeletePath(r.Value, d)
+		}
+		if m.key != nil {
+			r.Key = key
 		}
 		out.Emit(0, r)
 	}
@@ -170,9 +196,45 @@ func (m *mapPipe) deriveSchema(in *Schema) *Schema {
 
 func (m *mapPipe) OutputSchema(int) *Schema { return m.schema }
 
+// ChangesKey tells the compiler that records leave with new keys, so that
+// keyed state downstream is repartitioned.
+func (m *mapPipe) ChangesKey() bool { return m.key != nil }
+
+// keyBytes renders a key expression's value as the key's bytes: strings
+// and bytes as they are, numbers and booleans as they print in JSON. A
+// null or structured value is an error: it would scatter one logical key.
+func keyBytes(v any) ([]byte, error) {
+	switch x := v.(type) {
+	case string:
+		return []byte(x), nil
+	case []byte:
+		return x, nil
+	case bool:
+		return strconv.AppendBool(nil, x), nil
+	case float64:
+		return strconv.AppendFloat(nil, x, 'f', -1, 64), nil
+	case float32:
+		return strconv.AppendFloat(nil, float64(x), 'f', -1, 32), nil
+	case int:
+		return strconv.AppendInt(nil, int64(x), 10), nil
+	case int32:
+		return strconv.AppendInt(nil, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(nil, x, 10), nil
+	case json.Number:
+		return []byte(x), nil
+	case nil:
+		return nil, errors.New("the expression is null: a record needs a key to be repartitioned by")
+	}
+	return nil, fmt.Errorf("the expression gives %T; a key must be a string, number or boolean", v)
+}
+
 func (m *mapPipe) UsedFields() ([]string, bool) {
 	var progs []*Program
 	var paths []string
+	if m.key != nil {
+		progs = append(progs, m.key)
+	}
 	for _, c := range m.compute {
 		progs = append(progs, c.prog)
 		paths = append(paths, c.path)
@@ -189,4 +251,5 @@ func (m *mapPipe) UsedFields() ([]string, bool) {
 var (
 	_ SchemaDeriver = (*mapPipe)(nil)
 	_ FieldUser     = (*mapPipe)(nil)
+	_ KeyChanger    = (*mapPipe)(nil)
 )

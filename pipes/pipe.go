@@ -113,6 +113,15 @@ type Pipe interface {
 	Process(ctx context.Context, b *Batch, out *Output) error
 }
 
+// KeyChanger is implemented by pipes that may emit records under other keys
+// than they read them with. The compiler inserts a repartition topic between
+// such a pipe and a pipe downstream that keeps state per key or joins a
+// partitioned table, since a new key's records may sit in any partition.
+// A pipe that changes keys without saying so breaks keyed state silently.
+type KeyChanger interface {
+	ChangesKey() bool
+}
+
 // SchemaDeriver is implemented by pipes that know the schema of what they
 // emit, so that expressions further down the DAG are type-checked too.
 type SchemaDeriver interface {

@@ -74,6 +74,8 @@ type Driver struct {
 	out     map[string][]*kgo.Record // by topic, in emit order
 	stop    func()                   // stops the in-memory registry, if any
 	tables  *engine.MemoryTables
+	// repartitions are the sources that read repartition topics, by topic.
+	repartitions map[string]*topology.Dataset
 }
 
 type taskKey struct {
@@ -87,15 +89,20 @@ var DefaultTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // New returns a driver for a compiled topology.
 func New(top *topology.Topology) *Driver {
+	repart := map[string]*topology.Dataset{}
+	for _, r := range top.Repartitions() {
+		repart[r.Topic] = r
+	}
 	return &Driver{
-		top:     top,
-		log:     slog.New(slog.DiscardHandler),
-		stats:   engine.NewStats(),
-		now:     DefaultTime,
-		tasks:   map[taskKey]*engine.Task{},
-		offsets: map[taskKey]int64{},
-		out:     map[string][]*kgo.Record{},
-		tables:  engine.NewMemoryTables(top),
+		repartitions: repart,
+		top:          top,
+		log:          slog.New(slog.DiscardHandler),
+		stats:        engine.NewStats(),
+		now:          DefaultTime,
+		tasks:        map[taskKey]*engine.Task{},
+		offsets:      map[taskKey]int64{},
+		out:          map[string][]*kgo.Record{},
+		tables:       engine.NewMemoryTables(top),
 	}
 }
 
@@ -205,6 +212,15 @@ func (d *Driver) input(dataset string, partition int32, recs []Record) error {
 		}
 		byPart[p] = append(byPart[p], kr)
 	}
+	return d.process(ds, order, byPart)
+}
+
+// process runs batches of a source dataset's partitions, in order, each as
+// one committed transaction. Records written to a repartition topic are then
+// consumed from it, as a replica would in a later poll: placed by the
+// default partitioner on the new key, with offsets of their own.
+func (d *Driver) process(ds *topology.Dataset, order []int32, byPart map[int32][]*kgo.Record) error {
+	var repart []*kgo.Record
 	for _, p := range order {
 		k := taskKey{ds.Topic, p}
 		for _, kr := range byPart[p] {
@@ -215,8 +231,12 @@ func (d *Driver) input(dataset string, partition int32, recs []Record) error {
 		if err != nil {
 			return err
 		}
+		var written []*kgo.Record
 		err = task.Process(context.Background(), byPart[p], func(r *kgo.Record) {
 			d.out[r.Topic] = append(d.out[r.Topic], r)
+			if d.repartitions[r.Topic] != nil {
+				written = append(written, r)
+			}
 		})
 		if err != nil {
 			// As when a transaction aborts: state writes are dropped.
@@ -226,8 +246,53 @@ func (d *Driver) input(dataset string, partition int32, recs []Record) error {
 		if err := task.CommitState(func(string, int32) (int64, bool) { return 0, false }); err != nil {
 			return err
 		}
+		repart = append(repart, written...)
+	}
+	// Per repartition topic, in the order written.
+	byTopic := map[string][]*kgo.Record{}
+	var topics []string
+	for _, r := range repart {
+		if _, ok := byTopic[r.Topic]; !ok {
+			topics = append(topics, r.Topic)
+		}
+		byTopic[r.Topic] = append(byTopic[r.Topic], r)
+	}
+	for _, topic := range topics {
+		rd := d.repartitions[topic]
+		n := d.repartitionCount(rd)
+		part := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
+		next := map[int32][]*kgo.Record{}
+		var order []int32
+		for _, r := range byTopic[topic] {
+			c := *r
+			c.Partition = 0
+			if c.Key != nil {
+				c.Partition = int32(part.Partition(&c, n))
+			}
+			if _, ok := next[c.Partition]; !ok {
+				order = append(order, c.Partition)
+			}
+			next[c.Partition] = append(next[c.Partition], &c)
+		}
+		if err := d.process(rd, order, next); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// repartitionCount is the partition count of a repartition topic: its
+// declared one, or else that of the sources upstream of it, as the engine
+// creates it.
+func (d *Driver) repartitionCount(rd *topology.Dataset) int {
+	if rd.Partitions > 0 {
+		return rd.Partitions
+	}
+	n := 1
+	for _, src := range d.top.UpstreamSources(rd.RepartitionOf.Producer) {
+		n = max(n, partitions(src))
+	}
+	return n
 }
 
 // Table writes a row of a table dataset (one declared with table:), as a

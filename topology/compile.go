@@ -106,7 +106,11 @@ func (c *compiler) compile(src []byte) *Topology {
 	order := c.order(ps)
 	c.build(t, order, f.Defaults.OnError)
 	t.Pipes = order
+	if !c.d.failed() {
+		c.repartition(t)
+	}
 	c.tables(t)
+	t.SubTopologies = subTopologies(t)
 	return t
 }
 
@@ -604,6 +608,9 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 				c.d.add(e.Pos, "pipe %q: %s", p.Name, e.Msg)
 			}
 			continue
+		}
+		if kc, ok := pipe.(pipes.KeyChanger); ok {
+			p.ChangesKey = kc.ChangesKey()
 		}
 		sd, ok := pipe.(pipes.SchemaDeriver)
 		for i, o := range p.Outputs {

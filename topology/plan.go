@@ -62,6 +62,14 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 		}
 		p.f("table           %s ← topic %s (%s), looked up by %s\n", d.Name, d.Topic, how, pipeNames(t.Joiners(d)))
 	}
+	for _, r := range t.Repartitions() {
+		parts := "partitions of its sources"
+		if r.Partitions > 0 {
+			parts = fmt.Sprintf("%d partitions", r.Partitions)
+		}
+		p.f("repartition     %s (written by %s) → topic %s (%s, partitioned by the new key) → %s, read by %s\n",
+			r.RepartitionOf.Name, r.RepartitionOf.Producer.Name, r.Topic, parts, r.Name, pipeNames(r.Readers))
+	}
 	p.f("\nDAG, in processing order:\n")
 	for _, pp := range t.Pipes {
 		in := datasets(pp.Inputs)
@@ -70,6 +78,12 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 		}
 		p.f("  %-16s %-8s %s → %s  (on_error: %s)\n", pp.Name, pp.Type, in, datasets(pp.Outputs), pp.OnError)
 	}
+	if len(t.Repartitions()) > 0 {
+		p.f("\nsub-topologies (a repartition topic ends one and starts another):\n")
+		for _, st := range t.SubTopologies {
+			p.f("  %d  %s → %s → %s\n", st.ID, datasets(st.Sources), pipeNames(st.Pipes), datasets(st.Sinks))
+		}
+	}
 	p.f("\ndatasets:\n")
 	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
 		d := t.Datasets[name]
@@ -77,6 +91,10 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 		switch {
 		case d.Table != "":
 			where = d.Table + " table, topic " + d.Topic
+		case d.RepartitionOf != nil:
+			where = "repartition source " + d.Topic
+		case d.Repartition != nil:
+			where = "repartition sink " + d.Topic
 		case d.IsSource():
 			where = "source topic " + d.Topic
 		case d.Topic != "":
@@ -110,6 +128,9 @@ func (t *Topology) planDot(w io.Writer) error {
 			label += "\\n(" + d.Topic + ")"
 			shape = "cylinder"
 		}
+		if d.Repartition != nil || d.RepartitionOf != nil {
+			label += "\\nrepartition"
+		}
 		p.f("  %q [shape=%s, label=%q];\n", "ds:"+d.Name, shape, label)
 	}
 	for _, pp := range t.Pipes {
@@ -125,6 +146,15 @@ func (t *Topology) planDot(w io.Writer) error {
 		}
 		if pp.OnError == DeadLetter && t.DeadLetter != nil {
 			p.f("  %q -> %q [style=dashed, label=\"errors\"];\n", "pipe:"+pp.Name, "ds:"+t.DeadLetter.Name)
+		}
+	}
+	if len(t.Repartitions()) > 0 {
+		for _, st := range t.SubTopologies {
+			p.f("  subgraph cluster_%d {\n    label=\"sub-topology %d\";\n    style=dashed;\n", st.ID, st.ID)
+			for _, pp := range st.Pipes {
+				p.f("    %q;\n", "pipe:"+pp.Name)
+			}
+			p.f("  }\n")
 		}
 	}
 	p.f("}\n")
@@ -146,7 +176,9 @@ func (t *Topology) planMermaid(w io.Writer) error {
 	p.f("flowchart LR\n")
 	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
 		d := t.Datasets[name]
-		if d.Table != "" {
+		if d.Repartition != nil || d.RepartitionOf != nil {
+			p.f("  %s[(\"%s<br/>%s<br/>repartition\")]\n", node("ds:"+d.Name), d.Name, d.Topic)
+		} else if d.Table != "" {
 			p.f("  %s[[\"%s<br/>%s<br/>%s table\"]]\n", node("ds:"+d.Name), d.Name, d.Topic, d.Table)
 		} else if d.Topic != "" {
 			p.f("  %s[(\"%s<br/>%s\")]\n", node("ds:"+d.Name), d.Name, d.Topic)
@@ -167,6 +199,15 @@ func (t *Topology) planMermaid(w io.Writer) error {
 		}
 		if pp.OnError == DeadLetter && t.DeadLetter != nil {
 			p.f("  %s -. errors .-> %s\n", node("pipe:"+pp.Name), node("ds:"+t.DeadLetter.Name))
+		}
+	}
+	if len(t.Repartitions()) > 0 {
+		for _, st := range t.SubTopologies {
+			p.f("  subgraph st%d[\"sub-topology %d\"]\n", st.ID, st.ID)
+			for _, pp := range st.Pipes {
+				p.f("    %s\n", node("pipe:"+pp.Name))
+			}
+			p.f("  end\n")
 		}
 	}
 	return p.err

@@ -25,6 +25,12 @@
 //     every source stream that reaches the join; the engine checks the real
 //     counts again at start.
 //
+// Compile then inserts a repartition topic, <group>-<dataset>-repartition,
+// wherever a pipe that changes record keys (pipes.KeyChanger) feeds, through
+// in-memory datasets, a pipe that keeps state per key or joins a
+// partitioned table; this splits the plan into sub-topologies (see
+// SubTopology). The re-keyed dataset must be in memory.
+//
 // Every violation is reported as file:line:col, all of them at once.
 package topology
 
@@ -69,6 +75,9 @@ type Topology struct {
 	StartOffset string
 	// MaxPollRecords bounds the records taken per poll.
 	MaxPollRecords int
+	// SubTopologies partition the pipes into the parts that run in one
+	// task each; repartition topics connect them (see SubTopology).
+	SubTopologies []*SubTopology
 	// Warnings found while compiling; they do not stop a run.
 	Warnings []Diagnostic
 }
@@ -100,7 +109,12 @@ type Dataset struct {
 	Producer *Pipe
 	// Readers are the pipes that read it.
 	Readers []*Pipe
-	Pos     spec.Pos
+	// Repartition is set on a re-keyed dataset that the compiler turned into
+	// the sink of a repartition topic: the source dataset reading it back.
+	Repartition *Dataset
+	// RepartitionOf is set on that source: the re-keyed dataset it reads.
+	RepartitionOf *Dataset
+	Pos           spec.Pos
 }
 
 // Create holds the settings of a topic the job creates.
@@ -148,9 +162,12 @@ type Pipe struct {
 	Stores []string
 	// Tables are the table datasets the pipe looks records up in, by name.
 	Tables []string
-	Pos    spec.Pos
-	bad    bool  // its config or datasets did not resolve; not built
-	fsys   fs.FS // the topology file's directory
+	// ChangesKey says the pipe may emit records under new keys
+	// (pipes.KeyChanger).
+	ChangesKey bool
+	Pos        spec.Pos
+	bad        bool  // its config or datasets did not resolve; not built
+	fsys       fs.FS // the topology file's directory
 }
 
 // Env returns the constructor environment of the pipe for a partition (-1

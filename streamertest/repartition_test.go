@@ -1,0 +1,95 @@
+package streamertest_test
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"testing/fstest"
+
+	"github.com/streamerio/streamer/streamertest"
+	"github.com/streamerio/streamer/topology"
+)
+
+const regroup = `
+name: regroup
+datasets:
+  in: {topic: in, partitions: 4}
+  by-group: {}
+  out: {topic: out}
+pipes:
+  rekey:
+    from: in
+    to: by-group
+    map:
+      key: g
+  count:
+    from: by-group
+    to: out
+    aggregate:
+      fields:
+        n: {op: count}
+`
+
+// TestDriverRepartition pipes records keyed by id, spread over four
+// partitions, through a re-key by group and a count per group: the driver
+// must route them through the repartition topic, or a group's records are
+// counted in the state of each partition they came from and the counts
+// restart per partition.
+func TestDriverRepartition(t *testing.T) {
+	top, err := topology.Compile("regroup.yaml", []byte(regroup), fstest.MapFS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := streamertest.New(top)
+	defer d.Close()
+	const groups, n = 5, 200
+	var recs []streamertest.Record
+	want := map[string]int{}
+	for i := range n {
+		g := "g" + strconv.Itoa(i*i%groups) // uneven groups
+		want[g]++
+		recs = append(recs, streamertest.Record{Key: streamertest.Key(fmt.Sprint("id-", i)), Value: map[string]any{"g": g}})
+	}
+	// Two inputs: the second continues the counts of the first.
+	if err := d.Input("in", recs[:n/2]...); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Input("in", recs[n/2:]...); err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.Output("out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := map[string][]int{}
+	for _, r := range out {
+		c, err := strconv.Atoi(fmt.Sprint(r.Value.(map[string]any)["n"]))
+		if err != nil {
+			t.Fatalf("output %v: n is not a count", r.Value)
+		}
+		seq[*r.Key] = append(seq[*r.Key], c)
+	}
+	if len(seq) != len(want) {
+		t.Fatalf("keys out %v, want the groups %v", seq, want)
+	}
+	for g, w := range want {
+		s := seq[g]
+		if len(s) != w {
+			t.Errorf("group %s: %d outputs, want %d", g, len(s), w)
+		}
+		for i, c := range s {
+			if c != i+1 {
+				t.Errorf("group %s: count %d at position %d, want %d: the group was counted in more than one partition", g, c, i, i+1)
+				break
+			}
+		}
+	}
+	// The re-keyed records went through the repartition topic once each.
+	rep, err := d.Output("by-group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep) != n {
+		t.Errorf("%d records in the repartition topic, want %d", len(rep), n)
+	}
+}

@@ -1,0 +1,255 @@
+package topology_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/streamerio/streamer/topology"
+)
+
+// TestRepartition checks where the compiler inserts repartition topics, and
+// how it splits the plan: a pipe that changes keys feeding keyed state or a
+// partitioned-table join, through in-memory datasets, gets one; a key change
+// feeding only stateless pipes or sinks, or keyed state without a key
+// change, gets none.
+func TestRepartition(t *testing.T) {
+	const head = `
+name: r
+datasets:
+  in: {topic: in}
+  mid: {}
+  mid2: {}
+  out: {topic: out}
+  side: {topic: side}
+  customers: {topic: customers, table: partitioned}
+  countries: {topic: countries, table: global}
+pipes:
+`
+	const rekey = `
+  rekey:
+    from: in
+    to: mid
+    map: {key: country}
+`
+	const count = `
+    aggregate: {fields: {n: {op: count}}}
+`
+	cases := []struct {
+		name, pipes string
+		// want lists re-keyed dataset → repartition source, readers.
+		want []string
+		// subs lists each sub-topology as "sources → pipes → sinks".
+		subs []string
+	}{
+		{
+			name:  "rekey then aggregate",
+			pipes: rekey + "  count:\n    from: mid\n    to: out" + count,
+			want:  []string{"mid → mid-repartition (streamer-r-mid-repartition) read by count"},
+			subs:  []string{"in → rekey → mid", "mid-repartition → count → out"},
+		},
+		{
+			name: "through a filter, repartitioned where the state is",
+			pipes: rekey + "  keep:\n    from: mid\n    to: mid2\n    filter: {when: 'true'}\n" +
+				"  count:\n    from: mid2\n    to: out" + count,
+			want: []string{"mid2 → mid2-repartition (streamer-r-mid2-repartition) read by count"},
+			subs: []string{"in → rekey, keep → mid2", "mid2-repartition → count → out"},
+		},
+		{
+			name:  "a key change feeding a sink only",
+			pipes: rekey + "  keep:\n    from: mid\n    to: out\n    filter: {when: 'true'}\n",
+			subs:  []string{"in → rekey, keep → out"},
+		},
+		{
+			name:  "keyed state without a key change",
+			pipes: "  shape:\n    from: in\n    to: mid\n    map: {set: {a: 1}}\n  count:\n    from: mid\n    to: out" + count,
+			subs:  []string{"in → shape, count → out"},
+		},
+		{
+			name:  "rekey then a partitioned-table join",
+			pipes: rekey + "  join:\n    from: mid\n    to: out\n    join: {table: customers, fields: {name: name}}\n",
+			want:  []string{"mid → mid-repartition (streamer-r-mid-repartition) read by join"},
+			subs:  []string{"in → rekey → mid", "mid-repartition → join → out"},
+		},
+		{
+			name:  "rekey then a global-table join",
+			pipes: rekey + "  join:\n    from: mid\n    to: out\n    join: {table: countries, on: country, into: c}\n",
+			subs:  []string{"in → rekey, join → out"},
+		},
+		{
+			name: "one re-keyed dataset read by keyed state and a stateless pipe",
+			pipes: rekey + "  count:\n    from: mid\n    to: out" + count +
+				"  copy:\n    from: mid\n    to: side\n    filter: {when: 'true'}\n",
+			want: []string{"mid → mid-repartition (streamer-r-mid-repartition) read by count, copy"},
+			subs: []string{"in → rekey → mid", "mid-repartition → count, copy → out, side"},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src := head + c.pipes
+			top, err := topology.Compile("r.yaml", []byte(src), fstest.MapFS{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range top.Repartitions() {
+				var readers []string
+				for _, p := range r.Readers {
+					readers = append(readers, p.Name)
+				}
+				got = append(got, r.RepartitionOf.Name+" → "+r.Name+" ("+r.Topic+") read by "+strings.Join(readers, ", "))
+				if r.RepartitionOf.Topic != r.Topic || !r.IsSource() || !r.RepartitionOf.IsSink() || len(r.RepartitionOf.Readers) != 0 {
+					t.Errorf("%s: the re-keyed dataset must write the topic that the new source reads", r.Name)
+				}
+			}
+			if strings.Join(got, "; ") != strings.Join(c.want, "; ") {
+				t.Errorf("repartitions\n got %q\nwant %q", got, c.want)
+			}
+			var subs []string
+			for i, st := range top.SubTopologies {
+				if st.ID != i+1 {
+					t.Errorf("sub-topology %d numbered %d", i+1, st.ID)
+				}
+				subs = append(subs, names(st.Sources)+" → "+pipeNames(st.Pipes)+" → "+names(st.Sinks))
+			}
+			if c.subs != nil && strings.Join(subs, "; ") != strings.Join(c.subs, "; ") {
+				t.Errorf("sub-topologies\n got %q\nwant %q", subs, c.subs)
+			}
+		})
+	}
+}
+
+// TestRepartitionErrors checks the re-keyed datasets a repartition topic
+// cannot replace are reported where they are declared.
+func TestRepartitionErrors(t *testing.T) {
+	cases := []struct{ name, src, want string }{
+		{
+			name: "re-keyed records in a topic read in memory",
+			src: `
+name: r
+datasets:
+  in: {topic: in}
+  mid: {topic: mid}
+  out: {topic: out}
+pipes:
+  rekey:
+    from: in
+    to: mid
+    map: {key: country}
+  count:
+    from: mid
+    to: out
+    aggregate: {fields: {n: {op: count}}}
+`,
+			want: `r.yaml:5:3: pipe "count" needs records partitioned by key, but dataset "mid", which it reads in memory, carries keys changed by pipe "rekey"`,
+		},
+		{
+			name: "a dataset named like the repartition source",
+			src: `
+name: r
+datasets:
+  in: {topic: in}
+  mid: {}
+  mid-repartition: {topic: other}
+  out: {topic: out}
+pipes:
+  rekey:
+    from: in
+    to: mid
+    map: {key: country}
+  count:
+    from: mid
+    to: out
+    aggregate: {fields: {n: {op: count}}}
+`,
+			want: `r.yaml:6:3: dataset "mid-repartition" has the name of the repartition dataset`,
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := topology.Compile("r.yaml", []byte(c.src), fstest.MapFS{})
+			var te *topology.Error
+			if !errors.As(err, &te) {
+				t.Fatalf("Compile = %v, want a *topology.Error", err)
+			}
+			if !strings.Contains(te.Error(), c.want) {
+				t.Errorf("got\n%s\nwant it to contain\n%s", te.Error(), c.want)
+			}
+		})
+	}
+}
+
+// TestRepartitionPartitions checks that partitions: on the re-keyed dataset
+// reaches the repartition source, for the engine to create the topic with,
+// and that a partitioned table's count is the default for a join after a
+// repartition.
+func TestRepartitionPartitions(t *testing.T) {
+	joined := `
+name: r
+datasets:
+  in: {topic: in, partitions: 3}
+  mid: {}
+  out: {topic: out}
+  customers: {topic: customers, table: partitioned, partitions: 8}
+pipes:
+  rekey:
+    from: in
+    to: mid
+    map: {key: customer}
+  join:
+    from: mid
+    to: out
+    join: {table: customers, fields: {name: name}}
+`
+	jt, err := topology.Compile("r.yaml", []byte(joined), fstest.MapFS{})
+	if err != nil {
+		t.Fatalf("a join after a repartition need not be co-partitioned with the first source: %v", err)
+	}
+	if rs := jt.Repartitions(); len(rs) != 1 || rs[0].Partitions != 8 {
+		t.Errorf("repartitions %v, want one with the table's 8 partitions", rs)
+	}
+	src := `
+name: r
+datasets:
+  in: {topic: in}
+  mid: {partitions: 6}
+  out: {topic: out}
+pipes:
+  rekey:
+    from: in
+    to: mid
+    map: {key: country}
+  count:
+    from: mid
+    to: out
+    aggregate: {fields: {n: {op: count}}}
+`
+	top, err := topology.Compile("r.yaml", []byte(src), fstest.MapFS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := top.Repartitions()
+	if len(rs) != 1 || rs[0].Partitions != 6 {
+		t.Fatalf("repartitions %v, want one with 6 partitions", rs)
+	}
+	if got := strings.Join(top.TopicsRead(), ","); got != "in,streamer-r-mid-repartition" {
+		t.Errorf("topics read %s", got)
+	}
+}
+
+func names(ds []*topology.Dataset) string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.Name)
+	}
+	return strings.Join(out, ", ")
+}
+
+func pipeNames(ps []*topology.Pipe) string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Name)
+	}
+	return strings.Join(out, ", ")
+}
