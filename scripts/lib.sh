@@ -3,9 +3,30 @@
 # run. A script sets SELF (its name, for messages), WHAT (the service, for
 # messages), HOST, DATA and PIDFILE before calling these.
 
+# Each script also defines service_pid (the pid of its running service, or
+# fail) and service_ready (the service answers).
+
 log() { echo "$SELF: $*"; }
 err() { echo "$SELF: $*" >&2; }
 die() { err "error: $*"; exit 1; }
+
+# usage: the script's header comment, up to `set -euo`.
+usage() {
+  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
+  exit 2
+}
+
+# http_status PORT PATH: print the HTTP status code of GET
+# http://HOST:PORT/PATH (plain bash, so curl is not required).
+http_status() {
+  (
+    exec 3<>"/dev/tcp/$HOST/$1" || exit 1
+    printf 'GET %s HTTP/1.0\r\nHost: %s:%s\r\nAccept: application/json\r\nConnection: close\r\n\r\n' \
+      "$2" "$HOST" "$1" >&3
+    IFS=' ' read -r -t 5 _ code _ <&3 || exit 1
+    echo "$code"
+  ) 2>/dev/null
+}
 
 # port_open PORT: something accepts TCP connections on $HOST:PORT.
 port_open() {
@@ -95,4 +116,29 @@ do_logs() {
     set -- -n 100
   fi
   exec tail "$@" "$LOGFILE"
+}
+
+# wait_ready PID WHERE: wait until service_ready, then log that the service
+# is ready WHERE; if it dies or START_TIMEOUT passes first, show its logs
+# (and stop it), and fail.
+wait_ready() {
+  local pid=$1 where=$2 t0=$SECONDS
+  while :; do
+    if ! alive "$pid"; then
+      show_logs
+      rm -f "$PIDFILE"
+      die "$WHAT (pid $pid) exited during startup"
+    fi
+    if service_ready; then
+      log "$WHAT ready $where (pid $pid, ready after $((SECONDS - t0)) s)"
+      return 0
+    fi
+    if ((SECONDS - t0 >= START_TIMEOUT)); then
+      show_logs
+      err "$WHAT (pid $pid) not ready after $START_TIMEOUT s; stopping it"
+      stop_pid "$pid" >&2 || true
+      exit 1
+    fi
+    sleep 0.2
+  done
 }

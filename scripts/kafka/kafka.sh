@@ -66,11 +66,6 @@ WHAT=broker
 # shellcheck source=../lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
-  exit 2
-}
-
 # --- helpers ----------------------------------------------------------------
 
 # is_broker PID: PID is alive and is a kafka.Kafka JVM (guards against stale
@@ -215,29 +210,6 @@ start_broker() {
   echo $! >"$PIDFILE"
 }
 
-# wait_ready PID: wait until the broker answers; on death/timeout show logs.
-wait_ready() {
-  local pid=$1 t0=$SECONDS
-  while :; do
-    if ! alive "$pid"; then
-      show_logs
-      rm -f "$PIDFILE"
-      die "broker (pid $pid) exited during startup"
-    fi
-    if answering; then
-      log "broker ready on $HOST:$PORT (pid $pid, data $DATA, ready after $((SECONDS - t0)) s)"
-      return 0
-    fi
-    if ((SECONDS - t0 >= START_TIMEOUT)); then
-      show_logs
-      err "broker (pid $pid) not ready after $START_TIMEOUT s; stopping it"
-      stop_pid "$pid" >&2 || true
-      exit 1
-    fi
-    sleep 0.2
-  done
-}
-
 prepare_data_dir() {
   if [[ ${KAFKA_KEEP_DATA:-} == 1 && -f $DATA/logs/meta.properties ]]; then
     log "KAFKA_KEEP_DATA=1: keeping the data in $DATA"
@@ -275,7 +247,7 @@ do_start() {
       return 0
     fi
     log "broker (pid $pid) is starting; waiting for it"
-    wait_ready "$pid"
+    wait_ready "$pid" "on $HOST:$PORT, data $DATA"
     return 0
   fi
   for p in "$PORT" "$CONTROLLER_PORT"; do
@@ -293,11 +265,12 @@ do_start() {
   start_broker
   pid=$(<"$PIDFILE")
   log "started Kafka $KAFKA_VERSION (pid $pid); waiting up to $START_TIMEOUT s for $HOST:$PORT ..."
-  wait_ready "$pid"
+  wait_ready "$pid" "on $HOST:$PORT, data $DATA"
 }
 
 # --- stop / status / logs ---------------------------------------------------
 
+service_ready() { answering; }
 service_pid() { broker_pid; }
 
 do_status() {

@@ -92,33 +92,16 @@ WHAT=MLServer
 # shellcheck source=../lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
-  exit 2
-}
-
 # --- helpers ----------------------------------------------------------------
-
-# http_status PATH: print the HTTP status code of GET http://HOST:HTTP_PORT/PATH
-# (plain bash, so curl is not required).
-http_status() {
-  (
-    exec 3<>"/dev/tcp/$HOST/$HTTP_PORT" || exit 1
-    printf 'GET %s HTTP/1.0\r\nHost: %s:%s\r\nAccept: application/json\r\nConnection: close\r\n\r\n' \
-      "$1" "$HOST" "$HTTP_PORT" >&3
-    IFS=' ' read -r -t 5 _ code _ <&3 || exit 1
-    echo "$code"
-  ) 2>/dev/null
-}
 
 # ready: the server, each model of the repository and the gRPC port are up.
 ready() {
   local m
-  [[ $(http_status /v2/health/ready) == 200 ]] || return 1
+  [[ $(http_status "$HTTP_PORT" /v2/health/ready) == 200 ]] || return 1
   if [[ -f $MODEL_LIST ]]; then
     while IFS= read -r m; do
       [[ -z $m ]] && continue
-      [[ $(http_status "/v2/models/$m/ready") == 200 ]] || return 1
+      [[ $(http_status "$HTTP_PORT" "/v2/models/$m/ready") == 200 ]] || return 1
     done <"$MODEL_LIST"
   fi
   port_open "$GRPC_PORT"
@@ -289,30 +272,6 @@ start_mlserver() {
   echo $! >"$PIDFILE"
 }
 
-# wait_ready PID: wait until MLServer and its models are ready; on death or
-# timeout show the log.
-wait_ready() {
-  local pid=$1 t0=$SECONDS
-  while :; do
-    if ! alive "$pid"; then
-      show_logs
-      rm -f "$PIDFILE"
-      die "MLServer (pid $pid) exited during startup"
-    fi
-    if ready; then
-      log "MLServer ready at $HTTP_URL and $GRPC_URL (pid $pid, models: $(paste -sd' ' "$MODEL_LIST"), log $LOGFILE, ready after $((SECONDS - t0)) s)"
-      return 0
-    fi
-    if ((SECONDS - t0 >= START_TIMEOUT)); then
-      show_logs
-      err "MLServer (pid $pid) not ready after $START_TIMEOUT s; stopping it"
-      stop_pid "$pid" >&2 || true
-      exit 1
-    fi
-    sleep 0.3
-  done
-}
-
 do_start() {
   local pid p
   lock_data
@@ -322,7 +281,7 @@ do_start() {
       return 0
     fi
     log "MLServer (pid $pid) is starting; waiting for it"
-    wait_ready "$pid"
+    wait_ready "$pid" "at $HTTP_URL and $GRPC_URL, models $(paste -sd' ' "$MODEL_LIST"), log $LOGFILE"
     return 0
   fi
   for p in "$HTTP_PORT" "$GRPC_PORT"; do
@@ -339,11 +298,12 @@ do_start() {
   start_mlserver
   pid=$(<"$PIDFILE")
   log "started MLServer $VERSION (pid $pid); waiting up to $START_TIMEOUT s for $HTTP_URL ..."
-  wait_ready "$pid"
+  wait_ready "$pid" "at $HTTP_URL and $GRPC_URL, models $(paste -sd' ' "$MODEL_LIST"), log $LOGFILE"
 }
 
 # --- stop / status / logs ---------------------------------------------------
 
+service_ready() { ready; }
 service_pid() { mlserver_pid; }
 
 do_status() {

@@ -87,28 +87,11 @@ WHAT=registry
 # shellcheck source=../lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
-  exit 2
-}
-
 # --- helpers ----------------------------------------------------------------
-
-# http_status PATH: print the HTTP status code of GET http://HOST:PORT/PATH
-# (plain bash, so curl is not required).
-http_status() {
-  (
-    exec 3<>"/dev/tcp/$HOST/$PORT" || exit 1
-    printf 'GET %s HTTP/1.0\r\nHost: %s:%s\r\nAccept: application/json\r\nConnection: close\r\n\r\n' \
-      "$1" "$HOST" "$PORT" >&3
-    IFS=' ' read -r -t 5 _ code _ <&3 || exit 1
-    echo "$code"
-  ) 2>/dev/null
-}
 
 # answering: the Confluent-compatible API answers on HOST:PORT.
 answering() {
-  [[ $(http_status "$API_PATH/subjects") == 200 ]]
+  [[ $(http_status "$PORT" "$API_PATH/subjects") == 200 ]]
 }
 
 # is_registry PID: PID is alive and is the registry JVM started by this
@@ -296,29 +279,6 @@ start_registry() {
   echo $! >"$PIDFILE"
 }
 
-# wait_ready PID: wait until the API answers; on death/timeout show logs.
-wait_ready() {
-  local pid=$1 t0=$SECONDS
-  while :; do
-    if ! alive "$pid"; then
-      show_logs
-      rm -f "$PIDFILE"
-      die "registry (pid $pid) exited during startup"
-    fi
-    if answering; then
-      log "registry ready at $BASE_URL (pid $pid, log $LOGFILE, ready after $((SECONDS - t0)) s)"
-      return 0
-    fi
-    if ((SECONDS - t0 >= START_TIMEOUT)); then
-      show_logs
-      err "registry (pid $pid) not ready after $START_TIMEOUT s; stopping it"
-      stop_pid "$pid" >&2 || true
-      exit 1
-    fi
-    sleep 0.2
-  done
-}
-
 do_start() {
   local pid
   lock_data
@@ -328,7 +288,7 @@ do_start() {
       return 0
     fi
     log "registry (pid $pid) is starting; waiting for it"
-    wait_ready "$pid"
+    wait_ready "$pid" "at $BASE_URL, log $LOGFILE"
     return 0
   fi
   if port_open "$PORT"; then
@@ -344,11 +304,12 @@ do_start() {
   start_registry
   pid=$(<"$PIDFILE")
   log "started Apicurio Registry $VERSION (pid $pid, $JAVA); waiting up to $START_TIMEOUT s for $BASE_URL ..."
-  wait_ready "$pid"
+  wait_ready "$pid" "at $BASE_URL, log $LOGFILE"
 }
 
 # --- stop / status / logs ---------------------------------------------------
 
+service_ready() { answering; }
 service_pid() { registry_pid; }
 
 do_status() {
