@@ -200,15 +200,7 @@ func TestReadyWaitsForRestore(t *testing.T) {
 	if r := b.e.Restoring(); len(r) != 0 {
 		t.Errorf("ready, yet restoring %+v", r)
 	}
-	waitUntil(t, "replica b to count", 30*time.Second, func() bool { return b.e.Stats().CommittedIn.Load() >= second })
-	if err := b.stop(); err != nil {
-		t.Fatal(err)
-	}
-	done, ok := gate.last()
-	if !ok || done.Err != nil || done.Position < done.End || done.Records != first {
-		t.Errorf("last restore report %+v (found %v): want done, at its end, %d records", done, ok, first)
-	}
-	checkCounts(t, brokers, first+second)
+	finishRestored(t, b, gate, brokers, first, second)
 }
 
 // TestRestoreSlowFetchesAndAbortedTail restores a changelog whose fetches
@@ -271,15 +263,7 @@ func TestRestoreSlowFetchesAndAbortedTail(t *testing.T) {
 	b := startReplica(t, brokers, countOnly, "b", t.TempDir(), gate)
 	waitUntil(t, "replica b to be ready", time.Minute, b.e.Ready)
 	slow.Store(false)
-	waitUntil(t, "replica b to count", 30*time.Second, func() bool { return b.e.Stats().CommittedIn.Load() >= second })
-	if err := b.stop(); err != nil {
-		t.Fatal(err)
-	}
-	done, ok := gate.last()
-	if !ok || done.Err != nil || done.Position < done.End || done.Records != first {
-		t.Errorf("last restore report %+v (found %v): want done, at its end, %d records", done, ok, first)
-	}
-	checkCounts(t, brokers, first+second)
+	finishRestored(t, b, gate, brokers, first, second)
 }
 
 // TestReassignedWhileIdle: a partition leaves a replica and comes back
@@ -313,4 +297,20 @@ func TestReassignedWhileIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkCounts(t, brokers, 2000)
+}
+
+// finishRestored lets replica b, which restored the state of first records,
+// count second more; then checks its last restore report (done, at the
+// changelog's end, first records applied) and the counts of all records.
+func finishRestored(t *testing.T, b *replica, gate *restoreGate, brokers []string, first, second int) {
+	t.Helper()
+	waitUntil(t, "replica b to count", 30*time.Second, func() bool { return b.e.Stats().CommittedIn.Load() >= int64(second) })
+	if err := b.stop(); err != nil {
+		t.Fatal(err)
+	}
+	done, ok := gate.last()
+	if !ok || done.Err != nil || done.Position < done.End || done.Records != int64(first) {
+		t.Errorf("last restore report %+v (found %v): want done, at its end, %d records", done, ok, first)
+	}
+	checkCounts(t, brokers, first+second)
 }
