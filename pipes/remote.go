@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/streamerio/streamer/ml"
@@ -17,8 +18,8 @@ import (
 type remoteModel struct {
 	opts ml.KServeOptions
 
-	mu sync.Mutex
-	k  *ml.KServe
+	mu sync.Mutex // serialises connecting
+	k  atomic.Pointer[ml.KServe]
 }
 
 var (
@@ -32,16 +33,19 @@ func (r *remoteModel) Remote() bool     { return true }
 
 // connect reads the model's metadata, once it succeeds.
 func (r *remoteModel) connect(ctx context.Context) (*ml.KServe, error) {
+	if k := r.k.Load(); k != nil {
+		return k, nil // every call after the first: no lock
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.k != nil {
-		return r.k, nil
+	if k := r.k.Load(); k != nil {
+		return k, nil
 	}
 	k, err := ml.NewKServe(ctx, r.opts)
 	if err != nil {
 		return nil, err
 	}
-	r.k = k
+	r.k.Store(k)
 	return k, nil
 }
 
