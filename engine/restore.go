@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -704,38 +705,51 @@ func (p *pebbleState) restore(ctx context.Context, st *state.Pebble, k storeKey,
 	return p.apply(ctx, st, k, from, end, run)
 }
 
-// changelogEnd lists the last stable offset of a changelog partition. A
-// changelog created a moment ago (by this replica or a racing one) can be
-// unknown to the broker, or leaderless, for a little while, and the client
-// caches that answer: forget it and ask again, for up to about 10 s.
-func changelogEnd(ctx context.Context, cl *kgo.Client, topic string, partition int32) (kadm.ListedOffset, error) {
+// lastStable lists the last stable offsets of the given partitions. A
+// topic created a moment ago (by this replica or a racing one: a changelog,
+// a table) can be unknown to the broker, or leaderless, for a little while,
+// and the client caches that answer: forget it and ask again, for up to
+// about 10 s.
+func lastStable(ctx context.Context, cl *kgo.Client, want map[string][]int32) (kadm.ListedOffsets, error) {
 	adm := kadm.NewClient(cl)
+	topics := slices.Sorted(maps.Keys(want))
 	wait := 50 * time.Millisecond
 	for try := 0; ; try++ {
-		ends, err := adm.ListCommittedOffsets(ctx, topic)
+		ends, err := adm.ListCommittedOffsets(ctx, topics...)
 		if err != nil && !kerr.IsRetriable(err) {
-			return kadm.ListedOffset{}, fmt.Errorf("listing the end of %s: %w", topic, err)
+			return nil, fmt.Errorf("listing the ends of %s: %w", strings.Join(topics, ", "), err)
 		}
-		end, ok := ends.Lookup(topic, partition)
-		if err == nil && ok && end.Err == nil {
-			return end, nil
+		var why error // the first partition not listed yet, or retriable
+		if err != nil {
+			why = err
+		} else {
+		check:
+			for t, ps := range want {
+				for _, p := range ps {
+					end, ok := ends.Lookup(t, p)
+					switch {
+					case !ok:
+						why = fmt.Errorf("%s[%d] is not listed yet", t, p)
+						break check
+					case end.Err != nil && !kerr.IsRetriable(end.Err):
+						return nil, fmt.Errorf("no end offset for %s[%d]: %w", t, p, end.Err)
+					case end.Err != nil:
+						why = fmt.Errorf("%s[%d]: %w", t, p, end.Err)
+						break check
+					}
+				}
+			}
 		}
-		if err == nil && ok && !kerr.IsRetriable(end.Err) {
-			return kadm.ListedOffset{}, fmt.Errorf("no end offset for %s[%d]: %w", topic, partition, end.Err)
+		if why == nil {
+			return ends, nil
 		}
 		if try == 40 {
-			why := "the partition is not listed yet"
-			if err != nil {
-				why = err.Error()
-			} else if ok {
-				why = end.Err.Error()
-			}
-			return kadm.ListedOffset{}, fmt.Errorf("no end offset for %s[%d] after %d tries: %s", topic, partition, try+1, why)
+			return nil, fmt.Errorf("no end offsets after %d tries: %w", try+1, why)
 		}
-		cl.PurgeTopicsFromClient(topic)
+		cl.PurgeTopicsFromClient(topics...)
 		select {
 		case <-ctx.Done():
-			return kadm.ListedOffset{}, ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 500*time.Millisecond)
@@ -753,10 +767,11 @@ func (p *pebbleState) begin(ctx context.Context, k storeKey, from int64, run *re
 	if err != nil {
 		return 0, err
 	}
-	end, err := changelogEnd(ctx, cl, topic, k.partition)
+	ends, err := lastStable(ctx, cl, map[string][]int32{topic: {k.partition}})
 	if err != nil {
 		return 0, err
 	}
+	end, _ := ends.Lookup(topic, k.partition)
 	if from > end.Offset {
 		return 0, fmt.Errorf("%w: %s[%d] checkpoint %d, end %d", errAhead, topic, k.partition, from, end.Offset)
 	}

@@ -411,11 +411,9 @@ func (s *tableSyncer) sync(ctx context.Context, fetches kgo.Fetches) error {
 // catchUp reads each table partition in need from its checkpoint to its
 // topic's last stable offset.
 func (s *tableSyncer) catchUp(ctx context.Context, need map[*tablePart]bool) error {
-	var topics []string
+	want := map[string][]int32{}
 	for tp := range need {
-		if !slices.Contains(topics, tp.ds.Topic) {
-			topics = append(topics, tp.ds.Topic)
-		}
+		want[tp.ds.Topic] = append(want[tp.ds.Topic], tp.key.partition)
 	}
 	s.mu.Lock()
 	cl, err := s.client()
@@ -423,16 +421,13 @@ func (s *tableSyncer) catchUp(ctx context.Context, need map[*tablePart]bool) err
 	if err != nil {
 		return err
 	}
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topics...)
+	ends, err := lastStable(ctx, cl, want)
 	if err != nil {
-		return fmt.Errorf("%w: engine: listing the ends of table topics %v: %w", pipes.ErrUnavailable, topics, err)
+		return fmt.Errorf("%w: engine: table topics: %w", pipes.ErrUnavailable, err)
 	}
 	lag := map[*tablePart]int64{}
 	for tp := range need {
-		end, ok := ends.Lookup(tp.ds.Topic, tp.key.partition)
-		if !ok || end.Err != nil {
-			return fmt.Errorf("%w: engine: no end offset for table topic %s[%d]: %v", pipes.ErrUnavailable, tp.ds.Topic, tp.key.partition, end.Err)
-		}
+		end, _ := ends.Lookup(tp.ds.Topic, tp.key.partition)
 		if tp.pos > end.Offset {
 			// The topic was recreated: what the store holds is gone.
 			s.log.Warn("table store is ahead of its topic (was the topic recreated?); rebuilding it", "table", tp.ds.Name, "partition", tp.key.partition, "checkpoint", tp.pos, "end", end.Offset)
