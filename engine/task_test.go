@@ -298,6 +298,86 @@ func TestProjectionKeepsOutputs(t *testing.T) {
 	}
 }
 
+// TestShallowProjection: a field that every pipe only counts with len(), or
+// overwrites or drops whole, is decoded shallowly (an array's elements stay
+// raw); one that any pipe reads into, moves or edits inside is decoded
+// whole. Either way the outputs are those of whole-value decoding.
+func TestShallowProjection(t *testing.T) {
+	const head = "name: s\ndead_letter: dlq\ndatasets:\n  in: {topic: in}\n  mid: {}\n  out: {topic: out}\n  dlq: {topic: dlq, value: bytes}\npipes:\n"
+	cases := []struct {
+		name, pipes string
+		want        map[string]serde.Use
+	}{
+		{"counted twice", `
+  f: {from: in, to: mid, filter: {when: "len(items) > 0 && n > 0"}}
+  m: {from: mid, to: out, map: {compute: {count: len(items) * 2}}}`,
+			map[string]serde.Use{"items": serde.Shallow, "n": serde.Whole, "count": serde.Shallow}},
+		{"read into by a later pipe", `
+  f: {from: in, to: mid, filter: {when: "len(items) > 0"}}
+  m: {from: mid, to: out, map: {compute: {first: "items[0]"}}}`,
+			map[string]serde.Use{"items": serde.Whole, "first": serde.Shallow}},
+		{"counted and read in one expression", `
+  f: {from: in, to: mid, filter: {when: "len(items) > 1 || items == nil"}}
+  m: {from: mid, to: out, map: {set: {x: 1}}}`,
+			map[string]serde.Use{"items": serde.Whole, "x": serde.Shallow}},
+		{"moved", `
+  f: {from: in, to: mid, filter: {when: "len(items) > 0"}}
+  m: {from: mid, to: out, map: {rename: {items: lines}}}`,
+			map[string]serde.Use{"items": serde.Whole, "lines": serde.Whole}},
+		{"dropped whole and inside", `
+  f: {from: in, to: mid, filter: {when: "len(items) >= 0"}}
+  m: {from: mid, to: out, map: {drop: [items, "meta.x"]}}`,
+			map[string]serde.Use{"items": serde.Shallow, "meta": serde.Whole}},
+	}
+	in := []*kgo.Record{
+		kr(1, `{"n":1,"items":[{"sku":"a","q":[1,2]}, "s\"]", 3, [], null],"meta":{"x":1,"y":2},"z":"keep"}`),
+		kr(2, `{"n":2,"items":[]}`),
+		kr(3, `{"n":3,"items":"a string"}`),
+		kr(4, `{"n":4,"items":{"k":[1]}}`),
+		kr(5, `{"n":5}`),
+		kr(6, `{"n":6,"items":[1,`),
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			top := compile(t, head+c.pipes)
+			run := func(p engine.Projection) []string {
+				task, err := engine.NewTask(top, "in", 0, engine.TaskOptions{Projection: p})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p == engine.ProjectAlways {
+					if got, _ := task.Projection(); !reflect.DeepEqual(got, c.want) {
+						t.Errorf("projection %v, want %v", got, c.want)
+					}
+				}
+				var out []string
+				err = task.Process(context.Background(), in, func(r *kgo.Record) {
+					if r.Topic == "dlq" {
+						out = append(out, "dlq "+string(r.Value))
+						return
+					}
+					var v any
+					if err := json.Unmarshal(r.Value, &v); err != nil {
+						t.Fatalf("output %q is not JSON: %v", r.Value, err)
+					}
+					out = append(out, fmt.Sprint(v))
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return out
+			}
+			whole, projected := run(engine.ProjectNever), run(engine.ProjectAlways)
+			if !reflect.DeepEqual(whole, projected) {
+				t.Fatalf("outputs differ:\nwhole     %q\nprojected %q", whole, projected)
+			}
+			if len(whole) < 2 {
+				t.Fatalf("too few outputs to compare: %q", whole)
+			}
+		})
+	}
+}
+
 // TestRegistryDownFailsTheBatch: a record that cannot be decoded because
 // the schema registry is unreachable is not the record's fault, so it must
 // not go to the dead letters: the batch fails and the transaction aborts.

@@ -26,6 +26,9 @@ type Program struct {
 	out reflect.Type
 	// fields are the top-level names the expression reads; nil with $env.
 	fields []string
+	// counted are the names of fields that the expression only passes to
+	// len(), for ShallowReader implementations.
+	counted []string
 }
 
 // Fields returns the top-level record fields the expression reads, and false
@@ -37,29 +40,46 @@ func (p *Program) Fields() ([]string, bool) {
 type identVisitor struct {
 	names []string
 	all   bool
+	// uses and inLen count each name's occurrences, and those that are the
+	// whole argument of len().
+	uses, inLen map[string]int
 }
 
 func (v *identVisitor) Visit(n *ast.Node) {
-	if id, ok := (*n).(*ast.IdentifierNode); ok {
-		if id.Value == "$env" {
+	switch n := (*n).(type) {
+	case *ast.IdentifierNode:
+		if n.Value == "$env" {
 			v.all = true
 		}
-		v.names = append(v.names, id.Value)
+		v.names = append(v.names, n.Value)
+		v.uses[n.Value]++
+	case *ast.BuiltinNode:
+		if n.Name == "len" && len(n.Arguments) == 1 {
+			if id, ok := n.Arguments[0].(*ast.IdentifierNode); ok {
+				v.inLen[id.Value]++
+			}
+		}
 	}
 }
 
-// identifiers lists the names an expression refers to. Names of variables
-// and builtins may be among them; that only makes a projection wider.
-func identifiers(root ast.Node) []string {
-	v := &identVisitor{}
+// identifiers lists the names an expression refers to, and those of them it
+// only counts with len(). Names of variables and builtins may be among them;
+// that only makes a projection wider.
+func identifiers(root ast.Node) (names, counted []string) {
+	v := &identVisitor{uses: map[string]int{}, inLen: map[string]int{}}
 	ast.Walk(&root, v)
 	if v.all {
-		return nil
+		return nil, nil
+	}
+	for name, n := range v.inLen {
+		if v.uses[name] == n {
+			counted = append(counted, name)
+		}
 	}
 	if v.names == nil {
-		return []string{}
+		return []string{}, counted
 	}
-	return v.names
+	return v.names, counted
 }
 
 // ExprOption changes how an expression is compiled.
@@ -99,7 +119,8 @@ func CompileExpr(x Expr, s *Schema, opts ...ExprOption) (*Program, error) {
 	if err != nil {
 		return nil, exprError(x, err, s)
 	}
-	p := &Program{src: x, prog: prog, fields: identifiers(prog.Node())}
+	p := &Program{src: x, prog: prog}
+	p.fields, p.counted = identifiers(prog.Node())
 	if t := prog.Node().Type(); t != nil && t.Kind() != reflect.Interface {
 		p.out = t
 	}

@@ -44,7 +44,10 @@ func (f *filter) OutputSchema(int) *Schema { return f.schema }
 
 func (f *filter) UsedFields() ([]string, bool) { return usedFields([]*Program{f.when}) }
 
+func (f *filter) ShallowFields() []string { return shallowFields([]*Program{f.when}, nil) }
+
 var (
 	_ SchemaDeriver = (*filter)(nil)
 	_ FieldUser     = (*filter)(nil)
+	_ ShallowReader = (*filter)(nil)
 )

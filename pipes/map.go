@@ -248,8 +248,28 @@ func (m *mapPipe) UsedFields() ([]string, bool) {
 	return usedFields(progs, append(paths, m.drop...)...)
 }
 
+func (m *mapPipe) ShallowFields() []string {
+	var progs []*Program
+	var replaced, moved []string
+	if m.key != nil {
+		progs = append(progs, m.key)
+	}
+	for _, c := range m.compute {
+		progs = append(progs, c.prog)
+		replaced = append(replaced, c.path)
+	}
+	for _, s := range m.set {
+		replaced = append(replaced, s.path)
+	}
+	for _, rn := range m.rename {
+		moved = append(moved, rn[0], rn[1])
+	}
+	return shallowFields(progs, append(replaced, m.drop...), moved...)
+}
+
 var (
 	_ SchemaDeriver = (*mapPipe)(nil)
 	_ FieldUser     = (*mapPipe)(nil)
+	_ ShallowReader = (*mapPipe)(nil)
 	_ KeyChanger    = (*mapPipe)(nil)
 )

@@ -1,6 +1,9 @@
 package pipes
 
-import "strings"
+import (
+	"sort"
+	"strings"
+)
 
 // GetPath returns the value at a dotted path ("a.b.c") in a decoded value.
 func GetPath(v any, path string) (any, bool) {
@@ -85,4 +88,41 @@ func usedFields(progs []*Program, paths ...string) ([]string, bool) {
 		out = append(out, topField(p))
 	}
 	return out, true
+}
+
+// shallowFields returns the fields a pipe only counts (in every expression
+// that names them), or overwrites or deletes whole (top-level paths in
+// replaced), for ShallowReader implementations. Fields it moves, and fields
+// under a nested path it writes or deletes, are read whole.
+func shallowFields(progs []*Program, replaced []string, moved ...string) []string {
+	shallow, deep := map[string]bool{}, map[string]bool{}
+	for _, p := range progs {
+		counted := map[string]bool{}
+		for _, f := range p.counted {
+			counted[f], shallow[f] = true, true
+		}
+		for _, f := range p.fields {
+			if !counted[f] {
+				deep[f] = true
+			}
+		}
+	}
+	for _, p := range replaced {
+		if top := topField(p); top != p {
+			deep[top] = true
+		} else {
+			shallow[p] = true
+		}
+	}
+	for _, p := range moved {
+		deep[topField(p)] = true
+	}
+	var out []string
+	for f := range shallow {
+		if !deep[f] {
+			out = append(out, f)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

@@ -140,6 +140,19 @@ type FieldUser interface {
 	UsedFields() ([]string, bool)
 }
 
+// ShallowReader is implemented by FieldUsers that do not look inside some
+// of the fields they use: they only count them with len(), or overwrite or
+// delete them whole. When every pipe of a task that uses such a field says
+// so, the engine may leave its contents undecoded: a JSON array then comes
+// as a []any of serde.RawJSON elements, which len() counts and encoders
+// write back verbatim. Arrays of objects are most of the cost of decoding a
+// typical event, and a count of them is a common thing to compute.
+type ShallowReader interface {
+	// ShallowFields returns the fields, among those of UsedFields, that
+	// the pipe reads no deeper than that.
+	ShallowFields() []string
+}
+
 // Closer is implemented by pipes that hold resources. The engine calls Close
 // once when the pipe's task ends.
 type Closer interface {

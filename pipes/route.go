@@ -110,7 +110,10 @@ func (p *route) OutputSchema(int) *Schema { return p.schema }
 
 func (p *route) UsedFields() ([]string, bool) { return usedFields(p.when) }
 
+func (p *route) ShallowFields() []string { return shallowFields(p.when, nil) }
+
 var (
 	_ SchemaDeriver = (*route)(nil)
 	_ FieldUser     = (*route)(nil)
+	_ ShallowReader = (*route)(nil)
 )

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"sync"
 
 	gojson "github.com/goccy/go-json"
 
@@ -70,14 +71,45 @@ func wholeNumbers(v any) any {
 }
 
 func (c *jsonCodec) AppendEncode(dst []byte, v any) ([]byte, error) {
-	b, err := gojson.MarshalNoEscape(v)
+	if dst == nil {
+		b, err := gojson.MarshalNoEscape(v)
+		if err != nil {
+			return dst, fmt.Errorf("json: %w", err)
+		}
+		return b, nil // no buffer given: the encoder's copy is the result
+	}
+	e := encoders.Get().(*encoder)
+	defer encoders.Put(e)
+	b, err := e.encode(v)
 	if err != nil {
 		return dst, fmt.Errorf("json: %w", err)
 	}
-	if len(dst) == 0 {
-		return b, nil // the common case: no copy
-	}
 	return append(dst, b...), nil
+}
+
+// encoder is a goccy encoder writing to a buffer it keeps. Appending from
+// it into the caller's buffer saves the copy that Marshal allocates per
+// value (the engine appends a batch's values into one slab).
+type encoder struct {
+	buf bytes.Buffer
+	enc *gojson.Encoder
+}
+
+var encoders = sync.Pool{New: func() any {
+	e := &encoder{}
+	e.enc = gojson.NewEncoder(&e.buf)
+	e.enc.SetEscapeHTML(false)
+	return e
+}}
+
+// encode returns v's encoding, valid until the next call.
+func (e *encoder) encode(v any) ([]byte, error) {
+	e.buf.Reset()
+	if err := e.enc.Encode(v); err != nil {
+		return nil, err
+	}
+	b := e.buf.Bytes()
+	return b[:len(b)-1], nil // without Encode's newline
 }
 
 func (c *jsonCodec) Schema() *pipes.Schema { return c.schema }

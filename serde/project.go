@@ -16,16 +16,89 @@ import (
 // (see pipes.FieldUser): most of a record then passes through as bytes. JSON
 // implements it.
 type Projecting interface {
-	// DecodeProjected decodes the fields named in fields into a map and
-	// returns the other members as raw `"key":value` text joined by commas.
-	// A value that is not an object is decoded whole, with no unread part.
-	// It rejects exactly what Decode rejects.
-	DecodeProjected(b []byte, fields map[string]bool) (v any, unread []byte, err error)
+	// DecodeProjected decodes the fields named in fields into a map, each as
+	// its Use says, and returns the other members as raw `"key":value` text
+	// joined by commas. A value that is not an object is decoded whole, with
+	// no unread part. It rejects exactly what Decode rejects.
+	DecodeProjected(b []byte, fields *Fields) (v any, unread []byte, err error)
 	// AppendEncodeWith encodes v with the unread members added back.
 	AppendEncodeWith(dst []byte, v any, unread []byte) ([]byte, error)
 }
 
 var _ Projecting = (*jsonCodec)(nil)
+
+// Use says how DecodeProjected reads a top-level field.
+type Use uint8
+
+const (
+	// Unread fields stay raw text; it is the use of fields not named.
+	Unread Use = iota
+	// Whole fields are decoded as Decode decodes them.
+	Whole
+	// Shallow fields are read without looking inside: an array becomes a
+	// RawArray of its elements left undecoded, which counts right for len()
+	// and encodes back verbatim; other values are decoded whole.
+	// It is for fields that pipes only count, move or delete
+	// (pipes.ShallowReader): arrays of objects are most of the cost of
+	// decoding and encoding a typical event.
+	Shallow
+)
+
+// Fields is a projection: the top-level fields to decode, and how. It is
+// made once (per task) and read by every DecodeProjected call, which takes
+// the decoded map's keys from it instead of allocating them per record.
+type Fields struct {
+	byName map[string]field
+}
+
+type field struct {
+	name string
+	use  Use
+}
+
+// NewFields returns the projection of fields; names with the use Unread are
+// left out.
+func NewFields(fields map[string]Use) *Fields {
+	f := &Fields{byName: make(map[string]field, len(fields))}
+	for name, u := range fields {
+		if u != Unread {
+			f.byName[name] = field{name, u}
+		}
+	}
+	return f
+}
+
+// smallMap is the most entries a Go map holds without growing past its
+// first table; a decoded projection is made with at most this hint.
+const smallMap = 8
+
+// RawJSON is a validated JSON value left undecoded. It encodes as itself.
+type RawJSON []byte
+
+// MarshalJSON returns r.
+func (r RawJSON) MarshalJSON() ([]byte, error) { return r, nil }
+
+// RawArray is a validated JSON array whose elements are left undecoded (see
+// Shallow). It encodes as the array it was.
+type RawArray []RawJSON
+
+// MarshalJSON writes the array back, in one piece rather than an encoder
+// call per element.
+func (a RawArray) MarshalJSON() ([]byte, error) {
+	n := 2
+	for _, e := range a {
+		n += len(e) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, e := range a {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, e...)
+	}
+	return append(b, ']'), nil
+}
 
 // DecodeProjected validates the whole document (unread members are copied
 // to the output unparsed, so they must be well-formed), then walks its
@@ -34,7 +107,7 @@ var _ Projecting = (*jsonCodec)(nil)
 // boundaries in a document already validated: tidwall/gjson's ForEach took
 // 0.86 µs on a 1 KB order, more than decoding the fields saves
 // (bench/RESULTS.md).
-func (c *jsonCodec) DecodeProjected(b []byte, fields map[string]bool) (any, []byte, error) {
+func (c *jsonCodec) DecodeProjected(b []byte, fields *Fields) (any, []byte, error) {
 	if !gojson.Valid(b) {
 		_, err := c.Decode(b) // for the decoder's precise message
 		if err == nil {
@@ -47,7 +120,7 @@ func (c *jsonCodec) DecodeProjected(b []byte, fields map[string]bool) (any, []by
 		v, err := c.Decode(b)
 		return v, nil, err
 	}
-	m := make(map[string]any, len(fields))
+	m := make(map[string]any, min(len(fields.byName), smallMap))
 	var unread []byte
 	i = skipSpace(b, i+1)
 	for b[i] != '}' {
@@ -56,20 +129,20 @@ func (c *jsonCodec) DecodeProjected(b []byte, fields map[string]bool) (any, []by
 		i = skipSpace(b, i+1) // the colon
 		vs, ve := i, skipValue(b, i)
 		key, plain := b[ks+1:ke-1], bytes.IndexByte(b[ks+1:ke-1], '\\') < 0
-		var name string
-		use := false
+		var f field
 		if plain {
-			use = fields[string(key)] // no allocation for a map lookup
-			if use {
-				name = string(key)
-			}
+			f = fields.byName[string(key)] // no allocation for a map lookup
 		} else {
-			if err := gojson.Unmarshal(b[ks:ke], &name); err != nil {
-				return nil, nil, fmt.Errorf("json: %w", err)
+			name, err := unquote(b[ks:ke])
+			if err != nil {
+				return nil, nil, err
 			}
-			use = fields[name]
+			f = fields.byName[name]
 		}
-		if use {
+		name, use := f.name, f.use
+		if use == Shallow && b[vs] == '[' {
+			m[name] = shallowArray(b[vs:ve])
+		} else if use != Unread {
 			v, err := c.member(b[vs:ve])
 			if err != nil {
 				return nil, nil, fmt.Errorf("json: field %q: %w", name, err)
@@ -89,6 +162,35 @@ func (c *jsonCodec) DecodeProjected(b []byte, fields map[string]bool) (any, []by
 		}
 	}
 	return m, unread, nil
+}
+
+// unquote decodes a JSON string with escapes. It is a function of its own
+// so that the caller's variable does not escape: taking its address made
+// DecodeProjected allocate for every member.
+func unquote(q []byte) (string, error) {
+	var s string
+	if err := gojson.Unmarshal(q, &s); err != nil {
+		return "", fmt.Errorf("json: %w", err)
+	}
+	return s, nil
+}
+
+// shallowArray splits a validated array into its elements, undecoded. The
+// elements share one copy of the array's text: a value may outlive the
+// record it came from (in a pipe's state, say), and should not pin the whole
+// fetch buffer.
+func shallowArray(raw []byte) RawArray {
+	raw = bytes.Clone(raw)
+	out := make(RawArray, 0, 4)
+	for i := skipSpace(raw, 1); raw[i] != ']'; {
+		e := skipValue(raw, i)
+		out = append(out, RawJSON(raw[i:e:e]))
+		i = skipSpace(raw, e)
+		if raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	return out
 }
 
 // member decodes one validated value the way Decode would.
@@ -133,7 +235,9 @@ func (c *jsonCodec) AppendEncodeWith(dst []byte, v any, unread []byte) ([]byte, 
 	dst = append(dst, '{')
 	dst = append(dst, unread...)
 	if len(m) > 0 {
-		b, err := gojson.MarshalNoEscape(m)
+		e := encoders.Get().(*encoder)
+		defer encoders.Put(e)
+		b, err := e.encode(m)
 		if err != nil {
 			return dst, fmt.Errorf("json: %w", err)
 		}

@@ -210,10 +210,10 @@ func FuzzJSONDecode(f *testing.F) {
 
 // projectRoundTrip decodes b keeping only fields, re-encodes with the unread
 // members, and returns the full decoding of the result.
-func projectRoundTrip(t testing.TB, b []byte, fields map[string]bool) (any, error) {
+func projectRoundTrip(t testing.TB, b []byte, fields map[string]serde.Use) (any, error) {
 	c, _ := serde.NewFromSchema("json", nil)
 	p := c.(serde.Projecting)
-	v, unread, err := p.DecodeProjected(b, fields)
+	v, unread, err := p.DecodeProjected(b, serde.NewFields(fields))
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +231,7 @@ func projectRoundTrip(t testing.TB, b []byte, fields map[string]bool) (any, erro
 func TestProjectedDecode(t *testing.T) {
 	c, _ := serde.NewFromSchema("json", nil)
 	p := c.(serde.Projecting)
-	v, unread, err := p.DecodeProjected([]byte(` {"a": 1, "b": {"x": [1, "}\""]}, "c\"q": "s", "d": null, "e\u0041": 2.5} `), map[string]bool{"a": true, "d": true, "eA": true, "z": true})
+	v, unread, err := p.DecodeProjected([]byte(` {"a": 1, "b": {"x": [1, "}\""]}, "c\"q": "s", "d": null, "e\u0041": 2.5} `), serde.NewFields(map[string]serde.Use{"a": serde.Whole, "d": serde.Whole, "eA": serde.Whole, "z": serde.Whole}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,15 +243,47 @@ func TestProjectedDecode(t *testing.T) {
 	}
 	for _, doc := range []string{`{"a":1,"b":2}`, `{}`, `[1,2]`, `"s"`, `{"a":{"a":1}}`, `{"b":[]}`} {
 		full, _ := c.Decode([]byte(doc))
-		got, err := projectRoundTrip(t, []byte(doc), map[string]bool{"a": true})
+		got, err := projectRoundTrip(t, []byte(doc), map[string]serde.Use{"a": serde.Whole})
 		if err != nil || !reflect.DeepEqual(got, full) {
 			t.Errorf("%s: round trip gave %#v, %v", doc, got, err)
 		}
 	}
 	for _, bad := range []string{`{"a":1,`, `{"a":1,"b":[}`, ``, `{"a":01}`, `{"b":tru}`} {
-		if _, _, err := p.DecodeProjected([]byte(bad), map[string]bool{"a": true}); err == nil {
+		if _, _, err := p.DecodeProjected([]byte(bad), serde.NewFields(map[string]serde.Use{"a": serde.Shallow})); err == nil {
 			t.Errorf("%q decoded", bad)
 		}
+	}
+}
+
+// TestProjectedShallow: a shallow array keeps its elements as raw text, so
+// it counts right and encodes back as it was; other shallow values decode
+// whole.
+func TestProjectedShallow(t *testing.T) {
+	c, _ := serde.NewFromSchema("json", nil)
+	p := c.(serde.Projecting)
+	doc := `{"items": [ {"sku":"a","n":[1,2]} , "s\"]" ,3, [] ,null], "e":[], "o":{"x":[1]}, "s":"str", "n": 2}`
+	fields := map[string]serde.Use{"items": serde.Shallow, "e": serde.Shallow, "o": serde.Shallow, "s": serde.Shallow, "n": serde.Whole}
+	v, unread, err := p.DecodeProjected([]byte(doc), serde.NewFields(fields))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(unread) != 0 {
+		t.Errorf("unread %q", unread)
+	}
+	want := map[string]any{
+		"items": serde.RawArray{serde.RawJSON(`{"sku":"a","n":[1,2]}`), serde.RawJSON(`"s\"]"`), serde.RawJSON(`3`), serde.RawJSON(`[]`), serde.RawJSON(`null`)},
+		"e":     serde.RawArray{},
+		"o":     map[string]any{"x": []any{int64(1)}},
+		"s":     "str",
+		"n":     int64(2),
+	}
+	if !reflect.DeepEqual(v, want) {
+		t.Errorf("decoded %#v,\nwant %#v", v, want)
+	}
+	full, _ := c.Decode([]byte(doc))
+	got, err := projectRoundTrip(t, []byte(doc), fields)
+	if err != nil || !reflect.DeepEqual(got, full) {
+		t.Errorf("round trip gave %#v, %v", got, err)
 	}
 }
 
@@ -263,7 +295,7 @@ func FuzzProjected(f *testing.F) {
 	f.Add([]byte(`{"a":"\u00e9\"","b":null, "c" : -0.5e3 }`))
 	c, _ := serde.NewFromSchema("json", nil)
 	p := c.(serde.Projecting)
-	fields := map[string]bool{"a": true, "c": true}
+	fields := map[string]serde.Use{"a": serde.Whole, "c": serde.Shallow}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		full, ferr := c.Decode(b)
 		got, perr := projectRoundTrip(t, b, fields)
@@ -277,10 +309,26 @@ func FuzzProjected(f *testing.F) {
 			t.Fatalf("projected round trip changed %#v to %#v", full, got)
 		}
 		if m, ok := full.(map[string]any); ok {
-			v, _, _ := p.DecodeProjected(b, fields)
+			v, _, _ := p.DecodeProjected(b, serde.NewFields(fields))
 			for k := range fields {
-				if x, ok := m[k]; ok && !reflect.DeepEqual(x, v.(map[string]any)[k]) {
-					t.Fatalf("field %s: projected %#v, full %#v", k, v.(map[string]any)[k], x)
+				x, ok := m[k]
+				if !ok {
+					continue
+				}
+				pv := v.(map[string]any)[k]
+				if raws, ok := pv.(serde.RawArray); ok {
+					// Elements stay raw: each must decode to the full one.
+					elems := make([]any, len(raws))
+					for i, e := range raws {
+						var err error
+						if elems[i], err = c.Decode(e); err != nil {
+							t.Fatalf("field %s[%d]: raw %q: %v", k, i, e, err)
+						}
+					}
+					pv = elems
+				}
+				if !reflect.DeepEqual(x, pv) {
+					t.Fatalf("field %s: projected %#v, full %#v", k, pv, x)
 				}
 			}
 		}
