@@ -55,6 +55,7 @@ type Task struct {
 	policy    Projection
 	trials    [2]int
 	trialBest [2]float64
+	decided   bool
 	// slab holds encoded values (see encode).
 	slab []byte
 	// timing and encodeTime measure encoding during a trial batch.
@@ -221,7 +222,13 @@ func (k *Task) useProjection() (projected, timing bool) {
 	if k.trials[0] < trialBatches || k.trials[1] < trialBatches {
 		return k.trials[1] <= k.trials[0], true
 	}
-	return k.trialBest[1] < k.trialBest[0], false
+	projected = k.trialBest[1] < k.trialBest[0]
+	if !k.decided {
+		k.decided = true
+		k.log.Debug("decoding mode chosen", "source", k.source.Name, "projected", projected,
+			"whole_ns_per_record", int(k.trialBest[0]), "projected_ns_per_record", int(k.trialBest[1]))
+	}
+	return projected, false
 }
 
 // Projection returns the top-level fields the task decodes and how, and
