@@ -79,6 +79,7 @@ type config struct {
 	restore     bool
 	aggregate   bool
 	keys        int
+	valueSize   int
 	streamerBin string
 }
 
@@ -104,6 +105,7 @@ func main() {
 	flag.BoolVar(&c.restore, "restore", false, "state restore benchmark instead: fill a changelog with -keys keys, then time a raw read of it against an engine restoring it (see state.go)")
 	flag.BoolVar(&c.aggregate, "aggregate", false, "state size benchmark instead: `streamer run` counts per key over -keys distinct keys; reports records/s and peak RSS (see state.go)")
 	flag.IntVar(&c.keys, "keys", 1000000, "distinct keys of -restore and -aggregate")
+	flag.IntVar(&c.valueSize, "value-size", 0, "approximate changelog value size in bytes for -restore (0: a bare count, sum and max, 55-75 bytes)")
 	flag.StringVar(&c.streamerBin, "streamer", "", "streamer binary for -aggregate (default: go build ./cmd/streamer)")
 	flag.Parse()
 	// The process runs as `streamer run` would; the passthrough shares it.

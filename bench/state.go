@@ -39,6 +39,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamerio/streamer/engine"
+	"github.com/streamerio/streamer/internal/gen"
 	"github.com/streamerio/streamer/state"
 	"github.com/streamerio/streamer/topology"
 )
@@ -64,10 +65,18 @@ pipes:
 `
 
 // stateValue is a store value like the aggregate pipe's: a count, a sum and
-// a max per key, as JSON (55-75 bytes).
-func stateValue(i int) []byte {
+// a max per key, as JSON (55-75 bytes). With pad > 0 a "last" field of
+// generated order JSON brings it to about pad bytes, like the state of an
+// aggregate that keeps the last record per key, or a table of profiles.
+func stateValue(i, pad int) []byte {
 	n := 1 + i%97
-	return fmt.Appendf(nil, `{"biggest":{"n":%d,"b":%d.5},"n":{"n":%d},"total":{"n":%d,"s":%d.25}}`, n, 100+i%900, n, n, (i%100000)*7)
+	v := fmt.Appendf(nil, `{"biggest":{"n":%d,"b":%d.5},"n":{"n":%d},"total":{"n":%d,"s":%d.25}`, n, 100+i%900, n, n, (i%100000)*7)
+	if pad > len(v)+10 {
+		g := gen.NewOrders(uint64(i))
+		g.Pad = pad - len(v) - 10
+		v = append(append(v, `,"last":`...), g.Next().Value...)
+	}
+	return append(v, '}')
 }
 
 func runRestore(ctx context.Context, c config) error {
@@ -168,7 +177,7 @@ func fillChangelog(ctx context.Context, c config, topic string) (int64, error) {
 		for j := i; j < min(i+txn, c.keys); j++ {
 			// Keys in a scrambled order, as a changelog holds them: in the
 			// order of their last update.
-			k, v := fmt.Appendf(nil, "user-%010d", scramble(j, c.keys)), stateValue(j)
+			k, v := fmt.Appendf(nil, "user-%010d", scramble(j, c.keys)), stateValue(j, c.valueSize)
 			bytes += int64(len(k) + len(v))
 			cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(j % c.partitions), Key: k, Value: v}, promise)
 		}
