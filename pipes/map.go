@@ -229,28 +229,9 @@ func keyBytes(v any) ([]byte, error) {
 	return nil, fmt.Errorf("the expression gives %T; a key must be a string, number or boolean", v)
 }
 
-func (m *mapPipe) UsedFields() ([]string, bool) {
-	var progs []*Program
-	var paths []string
-	if m.key != nil {
-		progs = append(progs, m.key)
-	}
-	for _, c := range m.compute {
-		progs = append(progs, c.prog)
-		paths = append(paths, c.path)
-	}
-	for _, s := range m.set {
-		paths = append(paths, s.path)
-	}
-	for _, rn := range m.rename {
-		paths = append(paths, rn[0], rn[1])
-	}
-	return usedFields(progs, append(paths, m.drop...)...)
-}
-
-func (m *mapPipe) ShallowFields() []string {
-	var progs []*Program
-	var replaced, moved []string
+// fieldParts lists what the map reads and writes: its expressions, the
+// paths it replaces or deletes whole, and the paths it moves (renames).
+func (m *mapPipe) fieldParts() (progs []*Program, replaced, moved []string) {
 	if m.key != nil {
 		progs = append(progs, m.key)
 	}
@@ -264,7 +245,17 @@ func (m *mapPipe) ShallowFields() []string {
 	for _, rn := range m.rename {
 		moved = append(moved, rn[0], rn[1])
 	}
-	return shallowFields(progs, append(replaced, m.drop...), moved...)
+	return progs, append(replaced, m.drop...), moved
+}
+
+func (m *mapPipe) UsedFields() ([]string, bool) {
+	progs, replaced, moved := m.fieldParts()
+	return usedFields(progs, append(replaced, moved...)...)
+}
+
+func (m *mapPipe) ShallowFields() []string {
+	progs, replaced, moved := m.fieldParts()
+	return shallowFields(progs, replaced, moved...)
 }
 
 var (
