@@ -131,6 +131,9 @@ func notReady(r readiness) string {
 		}
 		return sb.String()
 	}
+	if n := r.LoadingTables(); n > 0 {
+		return fmt.Sprintf("not ready: reading the tables that %d assigned partitions join\n", n)
+	}
 	if !r.Ready() {
 		return "not ready: the replica has not joined its group yet\n"
 	}

@@ -17,6 +17,13 @@ type fakeReadiness struct {
 	mu        sync.Mutex
 	ready     bool
 	restoring []engine.RestoreProgress
+	loading   int
+}
+
+func (f *fakeReadiness) LoadingTables() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.loading
 }
 
 func (f *fakeReadiness) Ready() bool {
@@ -49,16 +56,18 @@ func TestReadyz(t *testing.T) {
 		name      string
 		ready     bool
 		restoring []engine.RestoreProgress
+		loading   int
 		code      int
 		body      []string
 	}{
-		{"not joined", false, nil, 503, []string{"not joined its group"}},
-		{"restoring", false, []engine.RestoreProgress{half, unknown}, 503, []string{
+		{"not joined", false, nil, 0, 503, []string{"not joined its group"}},
+		{"loading tables", false, nil, 3, 503, []string{"reading the tables that 3 assigned partitions join"}},
+		{"restoring", false, []engine.RestoreProgress{half, unknown}, 0, 503, []string{
 			"restoring state (2 store partitions)",
 			"store count partition 3: 500 of 1000 changelog offsets (50%), 50/s, about 10s left",
 			"store totals partition 0: starting",
 		}},
-		{"ready", true, nil, 200, []string{"ready"}},
+		{"ready", true, nil, 0, 200, []string{"ready"}},
 	}
 	f := &fakeReadiness{}
 	ops, err := serveOps("127.0.0.1:0", http.NotFoundHandler(), f, noPage{}, slog.New(slog.DiscardHandler))
@@ -69,6 +78,9 @@ func TestReadyz(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f.set(tt.ready, tt.restoring...)
+			f.mu.Lock()
+			f.loading = tt.loading
+			f.mu.Unlock()
 			resp, err := http.Get("http://" + ops.addr.String() + "/readyz")
 			if err != nil {
 				t.Fatal(err)

@@ -24,6 +24,7 @@ type opsServer struct {
 type readiness interface {
 	Ready() bool
 	Restoring() []engine.RestoreProgress
+	LoadingTables() int
 }
 
 // serveOps listens on addr and serves the endpoints until stop is called.

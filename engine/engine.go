@@ -48,6 +48,7 @@ type Engine struct {
 	hooks      *hooks
 	state      StateOpener
 	tables     *tableSyncer // the tables joins look records up in, or nil
+	holds      *holds       // partitions paused while restores and table loads prepare them
 	pebble     *pebbleState // the state opener, when the topology keeps state
 	produceErr atomic.Pointer[error]
 
@@ -73,12 +74,13 @@ func New(t *topology.Topology, o Options) (*Engine, error) {
 		e.sources[d.Topic] = d
 	}
 	e.changelogEnd, e.changelogs = map[partitionKey]int64{}, map[string]bool{}
+	e.holds = newHolds()
 	e.tables = newTableSyncer(t, e.opts)
 	for _, s := range t.Stores() {
 		e.changelogs[t.ChangelogTopic(s)] = true
 	}
 	if len(e.changelogs) > 0 {
-		e.pebble = newPebbleState(t, e.opts, e.hooks)
+		e.pebble = newPebbleState(t, e.opts, e.hooks, e.holds)
 		e.state = e.pebble
 	}
 	if len(e.sources) == 0 {
@@ -95,10 +97,15 @@ func (e *Engine) TransactionalID() string { return e.top.TransactionalID(e.opts.
 
 // Ready reports whether the replica has joined the group, holds an
 // assignment (it may be empty if there are more replicas than partitions),
-// and has restored the state of every partition assigned to it.
+// has restored the state of every partition assigned to it, and has loaded
+// the tables they join.
 func (e *Engine) Ready() bool {
-	return e.ready.Load() && (e.pebble == nil || len(e.pebble.restoring()) == 0)
+	return e.ready.Load() && (e.pebble == nil || len(e.pebble.restoring()) == 0) && e.tables.loading() == 0
 }
+
+// LoadingTables returns how many assigned partitions wait, paused, for the
+// tables they join to be read: while any do, the replica is not ready.
+func (e *Engine) LoadingTables() int { return int(e.tables.loading()) }
 
 // Restoring returns the state restores under way, by store and partition:
 // while there are any, the replica is not ready.
@@ -132,6 +139,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("engine: kafka client: %w", err)
 	}
 	defer func() {
+		e.tables.stop() // stops table loads under way, before the tasks let go of the tables
 		var errs []error
 		for k, t := range e.tasks {
 			errs = append(errs, t.Close())
@@ -173,11 +181,13 @@ func (e *Engine) clientOpts() []kgo.Opt {
 		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 			e.opts.Logger.Info("partitions assigned", "partitions", m)
 			e.countAssigned(m, 1)
+			// Fetching from these partitions begins when this returns:
+			// those with state or tables wait, paused, for their restores
+			// and table loads.
 			if e.pebble != nil {
-				// Fetching from these partitions begins when this returns:
-				// those with state wait, paused, for their restore.
 				e.pebble.prepare(cl, m)
 			}
+			e.tables.prepare(cl, m, e.holds)
 			e.ready.Store(true)
 			for _, h := range e.hooks.rebalance {
 				h.OnRebalance(Rebalance{Assigned: m})
@@ -216,8 +226,13 @@ func (e *Engine) countAssigned(m map[string][]int32, sign int64) {
 // tasks to close, and the processing loop closes them.
 func (e *Engine) drop(cl *kgo.Client, m map[string][]int32) {
 	e.countAssigned(m, -1)
+	e.holds.forget(m)
 	if e.pebble != nil {
 		e.pebble.release(cl, m)
+	}
+	if cl != nil && len(m) > 0 {
+		// A pause outlives an assignment, and the partitions may come back.
+		cl.ResumeFetchPartitions(m)
 	}
 	e.revokedMu.Lock()
 	defer e.revokedMu.Unlock()

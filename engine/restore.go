@@ -174,6 +174,8 @@ type pebbleState struct {
 	opts    state.PebbleOptions
 	// bySource lists, per source topic, the stores its tasks open.
 	bySource map[string][]string
+	// holds keep partitions paused until their restores are done.
+	holds *holds
 
 	ctx    context.Context // canceled by close
 	cancel context.CancelFunc
@@ -206,12 +208,12 @@ type partRestore struct {
 
 var _ StateOpener = (*pebbleState)(nil)
 
-func newPebbleState(t *topology.Topology, o Options, hs *hooks) *pebbleState {
+func newPebbleState(t *topology.Topology, o Options, hs *hooks, held *holds) *pebbleState {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pebbleState{
 		top: t, dir: o.StateDir, brokers: o.Brokers, extra: o.ClientOpts, log: o.Logger, hooks: hs.state,
-		bySource: storesBySource(t),
-		ctx:      ctx, cancel: cancel,
+		bySource: storesBySource(t), holds: held,
+		ctx: ctx, cancel: cancel,
 		tokens: map[storeKey]chan struct{}{}, restored: map[storeKey]*heldStore{},
 		parts: map[partitionKey]*partRestore{}, active: map[*restoreRun]struct{}{},
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
@@ -299,7 +301,8 @@ func (h *heldStore) Close() error {
 
 // prepare starts restoring the stores of newly assigned partitions. It is
 // called from the group's assignment callback, before fetching from them
-// begins: it pauses them, and each is resumed once its stores are restored.
+// begins: it holds them paused (holds), and lets go of each once its
+// stores are restored.
 // It registers the restores before returning, so the replica is not ready
 // from the moment it is assigned partitions with state to restore.
 func (p *pebbleState) prepare(cl *kgo.Client, assigned map[string][]int32) {
@@ -308,9 +311,9 @@ func (p *pebbleState) prepare(cl *kgo.Client, assigned map[string][]int32) {
 		if len(stores) == 0 || len(ps) == 0 {
 			continue
 		}
-		cl.PauseFetchPartitions(map[string][]int32{topic: ps})
 		for _, part := range ps {
 			pk := partitionKey{topic, part}
+			g := p.holds.take(cl, pk)
 			ctx, cancel := context.WithCancel(p.ctx)
 			pr := &partRestore{cancel: cancel, done: make(chan struct{})}
 			runs := make([]*restoreRun, len(stores))
@@ -322,12 +325,12 @@ func (p *pebbleState) prepare(cl *kgo.Client, assigned map[string][]int32) {
 			}
 			p.mu.Unlock()
 			p.wg.Add(1)
-			go p.restorePartition(ctx, cl, pk, pr, prev, runs)
+			go p.restorePartition(ctx, cl, pk, g, pr, prev, runs)
 		}
 	}
 }
 
-func (p *pebbleState) restorePartition(ctx context.Context, cl *kgo.Client, pk partitionKey, pr *partRestore, prev *partRestore, runs []*restoreRun) {
+func (p *pebbleState) restorePartition(ctx context.Context, cl *kgo.Client, pk partitionKey, g *hold, pr *partRestore, prev *partRestore, runs []*restoreRun) {
 	defer p.wg.Done()
 	defer close(pr.done)
 	if prev != nil {
@@ -365,14 +368,14 @@ func (p *pebbleState) restorePartition(ctx context.Context, cl *kgo.Client, pk p
 	if p.parts[pk] == pr {
 		delete(p.parts, pk)
 		if ctx.Err() == nil {
-			cl.ResumeFetchPartitions(map[string][]int32{pk.topic: {pk.partition}})
+			p.holds.release(cl, pk, g)
 		}
 	}
 }
 
 // release stops the restores of revoked or lost partitions and closes
-// their restored stores that no task took. Fetching from the partitions is
-// resumed: a pause outlives an assignment, and the partitions may come back.
+// their restored stores that no task took. (The engine resumes fetching
+// from the partitions: a pause outlives an assignment.)
 func (p *pebbleState) release(cl *kgo.Client, revoked map[string][]int32) {
 	var toClose []storeKey
 	p.mu.Lock()
@@ -398,9 +401,6 @@ func (p *pebbleState) release(cl *kgo.Client, revoked map[string][]int32) {
 	p.mu.Unlock()
 	for i, k := range toClose {
 		p.closeStore(k, stores[i])
-	}
-	if cl != nil && len(revoked) > 0 {
-		cl.ResumeFetchPartitions(revoked)
 	}
 }
 

@@ -110,7 +110,7 @@ pipes:
 			if err := o.setDefaults(top.CommitInterval); err != nil {
 				t.Fatal(err)
 			}
-			p := newPebbleState(top, o, sortHooks(nil))
+			p := newPebbleState(top, o, sortHooks(nil), newHolds())
 			defer p.close()
 			k := storeKey{"count", 0}
 			for attempt := range 2 { // the second finds nothing left to read
@@ -214,7 +214,7 @@ pipes:
 	if err := o.setDefaults(top.CommitInterval); err != nil {
 		t.Fatal(err)
 	}
-	p := newPebbleState(top, o, sortHooks(nil))
+	p := newPebbleState(top, o, sortHooks(nil), newHolds())
 	defer p.close()
 	k := storeKey{"count", 0}
 	run := func(ctx context.Context) (RestoreProgress, *heldStore, error) {
@@ -294,7 +294,7 @@ func TestRestoreProgressReports(t *testing.T) {
 			if err := o.setDefaults(time.Second); err != nil {
 				t.Fatal(err)
 			}
-			p := newPebbleState(&topology.Topology{Group: "g"}, o, sortHooks(o.Hooks))
+			p := newPebbleState(&topology.Topology{Group: "g"}, o, sortHooks(o.Hooks), newHolds())
 			defer p.close()
 			r := &restoreRun{p: RestoreProgress{Store: "count", Partition: 2, From: 0, End: 1000, Started: now.Add(-10 * time.Second)}, logged: true,
 				lastLog: now.Add(-tt.sinceLog), lastHook: now.Add(-tt.sinceHook)}

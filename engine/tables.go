@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -46,9 +47,10 @@ type TableOpener interface {
 // for a global one, all of its partitions) up to the table topic's last
 // stable offset, with one ListCommittedOffsets for all of them and fetches
 // of the missing ranges only. A stream record therefore sees every table
-// update committed before it was polled. Opening a table partition (a task
-// built on assignment, or after a restart) is the same catch-up from its
-// checkpoint, done by the first sync.
+// update committed before it was polled. Opening a table partition is the
+// same catch-up from its checkpoint. On assignment it is done ahead, in the
+// background, with the partitions paused (prepare); a task built later finds
+// its tables caught up, and its first sync reads only what came since.
 //
 // A partitioned table must have as many partitions as every source stream
 // that reaches a pipe joining it: the record key then lives in the same
@@ -71,6 +73,15 @@ type tableSyncer struct {
 	parts map[tableKey]*tablePart
 	cl    *kgo.Client
 	meta  map[string]topicMeta // table topics
+
+	// catchUpMu serialises catch-ups: the loop's sync and the loads of
+	// newly assigned partitions may want the same table partitions.
+	catchUpMu sync.Mutex
+	// Loads of the tables of newly assigned partitions (load).
+	ctx    context.Context // canceled by stop
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	loads  atomic.Int64 // partitions waiting for a load
 }
 
 type tableKey struct {
@@ -105,6 +116,14 @@ type tablePart struct {
 // polls the same records again; the next sync goes on from there.
 const syncBudget = 4 * time.Second
 
+// errTableBudget is the error of a catch-up that ran out of its budget.
+var errTableBudget = errors.New("engine: tables not caught up")
+
+// loadBudget bounds each catch-up of a load (tableSyncer.load). A load
+// runs in slices so that the processing loop's sync, which waits for it,
+// is not held up for long.
+const loadBudget = time.Second
+
 // brokerTimeout bounds the requests of one sync: past it the broker is
 // taken to be away, and the engine pauses and retries the poll.
 const brokerTimeout = 30 * time.Second
@@ -122,6 +141,7 @@ func newTableSyncer(t *topology.Topology, o Options) *tableSyncer {
 	}
 	s := &tableSyncer{top: t, dir: o.StateDir, brokers: o.Brokers, extra: o.ClientOpts, log: o.Logger,
 		bySource: map[string][]*topology.Dataset{}, parts: map[tableKey]*tablePart{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, d := range tables {
 		for _, p := range t.Joiners(d) {
 			for _, src := range t.UpstreamSources(p) {
@@ -405,12 +425,143 @@ func (s *tableSyncer) sync(ctx context.Context, fetches kgo.Fetches) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), brokerTimeout)
 	defer cancel()
-	return s.catchUp(ctx, need)
+	s.catchUpMu.Lock()
+	defer s.catchUpMu.Unlock()
+	return s.catchUp(ctx, need, syncBudget)
+}
+
+// prepare starts loading the tables that newly assigned partitions join,
+// in the background, holding the partitions paused until it is done: a
+// first start, or a replica that takes over partitions, then reads a large
+// table before processing rather than inside transactions, a budget at a
+// time, pausing as for an unavailable dependency. The replica is not ready
+// while a load is under way. A load that fails only logs: the partitions go
+// on, and their syncs catch the tables up as before. Called from the
+// assignment callback.
+func (s *tableSyncer) prepare(cl *kgo.Client, assigned map[string][]int32, h *holds) {
+	if s == nil {
+		return
+	}
+	type held struct {
+		pk partitionKey
+		g  *hold
+	}
+	var hs []held
+	need := map[*topology.Dataset][]int32{}
+	for topic, ps := range assigned {
+		for _, d := range s.bySource[topic] {
+			need[d] = append(need[d], ps...)
+		}
+		if len(s.bySource[topic]) > 0 {
+			for _, p := range ps {
+				pk := partitionKey{topic, p}
+				hs = append(hs, held{pk, h.take(cl, pk)})
+			}
+		}
+	}
+	if len(hs) == 0 {
+		return
+	}
+	s.loads.Add(int64(len(hs)))
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.loads.Add(-int64(len(hs)))
+		start := time.Now()
+		if err := s.load(need); err != nil && s.ctx.Err() == nil {
+			s.log.Warn("loading tables before processing failed; the partitions catch them up as they poll", "err", err)
+		} else if err == nil {
+			s.log.Info("tables loaded", "partitions", len(hs), "took", time.Since(start).Round(time.Millisecond))
+		}
+		for _, x := range hs {
+			h.release(cl, x.pk, x.g)
+		}
+	}()
+}
+
+// load brings the table partitions in need (the partition numbers of each
+// partitioned table; all of a global one) up to their topics' last stable
+// offsets.
+func (s *tableSyncer) load(need map[*topology.Dataset][]int32) error {
+	if err := s.start(); err != nil {
+		return err
+	}
+	parts := map[*tablePart]bool{}
+	defer func() {
+		for tp := range parts {
+			if err := s.release(tp); err != nil {
+				s.log.Warn("closing a table store", "table", tp.ds.Name, "partition", tp.key.partition, "err", err)
+			}
+		}
+	}()
+	for d, ps := range need {
+		if d.Table == topology.TableGlobal {
+			s.mu.Lock()
+			n := s.meta[d.Topic].partitions
+			s.mu.Unlock()
+			ps = ps[:0]
+			for p := range int32(n) {
+				ps = append(ps, p)
+			}
+		}
+		for _, p := range ps {
+			tp, err := s.acquire(d, p)
+			if err != nil {
+				return err
+			}
+			if parts[tp] {
+				s.release(tp) // acquired twice: a partition assigned in two topics
+				continue
+			}
+			parts[tp] = true
+		}
+	}
+	backoff := 250 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(s.ctx, brokerTimeout)
+		s.catchUpMu.Lock()
+		err := s.catchUp(ctx, parts, loadBudget)
+		s.catchUpMu.Unlock()
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case s.ctx.Err() != nil:
+			return s.ctx.Err()
+		case errors.Is(err, errTableBudget):
+			continue // progress was made: the next slice
+		case !errors.Is(err, pipes.ErrUnavailable):
+			return err
+		}
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 5*time.Second)
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		}
+	}
+}
+
+// loading returns how many assigned partitions wait for a table load.
+func (s *tableSyncer) loading() int64 {
+	if s == nil {
+		return 0
+	}
+	return s.loads.Load()
+}
+
+// stop ends the loads under way and waits for them.
+func (s *tableSyncer) stop() {
+	if s == nil {
+		return
+	}
+	s.cancel()
+	s.wg.Wait()
 }
 
 // catchUp reads each table partition in need from its checkpoint to its
 // topic's last stable offset.
-func (s *tableSyncer) catchUp(ctx context.Context, need map[*tablePart]bool) error {
+func (s *tableSyncer) catchUp(ctx context.Context, need map[*tablePart]bool, budget time.Duration) error {
 	want := map[string][]int32{}
 	for tp := range need {
 		want[tp.ds.Topic] = append(want[tp.ds.Topic], tp.key.partition)
@@ -442,7 +593,7 @@ func (s *tableSyncer) catchUp(ctx context.Context, need map[*tablePart]bool) err
 			}
 		}
 	}
-	return s.fetch(ctx, cl, lag)
+	return s.fetch(ctx, cl, lag, budget)
 }
 
 // reset empties the store of tp, to be read again from offset 0.
@@ -471,7 +622,7 @@ func (tp *tablePart) reset(root, group string) error {
 // reached, also when the last offsets are transaction markers or records
 // compacted away, where a consumer would return nothing to go by. Each
 // response's rows commit with the position they bring the store to.
-func (s *tableSyncer) fetch(ctx context.Context, cl *kgo.Client, lag map[*tablePart]int64) error {
+func (s *tableSyncer) fetch(ctx context.Context, cl *kgo.Client, lag map[*tablePart]int64, budget time.Duration) error {
 	dec := kgo.DefaultDecompressor()
 	backoff := 20 * time.Millisecond
 	start := time.Now()
@@ -481,13 +632,13 @@ func (s *tableSyncer) fetch(ctx context.Context, cl *kgo.Client, lag map[*tableP
 		}
 		// Past the budget, but only after a round of fetches: every sync
 		// makes progress.
-		if time.Since(start) > syncBudget {
+		if time.Since(start) > budget {
 			var behind []string
 			for tp, end := range lag {
 				behind = append(behind, fmt.Sprintf("%s[%d] %d offsets", tp.ds.Name, tp.key.partition, end-tp.pos))
 			}
 			slices.Sort(behind)
-			return fmt.Errorf("%w: engine: tables not caught up within %v, going on after a pause (to go: %s)", pipes.ErrUnavailable, syncBudget, strings.Join(behind, ", "))
+			return fmt.Errorf("%w: %w within %v, going on after a pause (to go: %s)", pipes.ErrUnavailable, errTableBudget, budget, strings.Join(behind, ", "))
 		}
 		s.mu.Lock()
 		meta := s.meta
