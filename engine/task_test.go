@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -375,6 +376,55 @@ func TestShallowProjection(t *testing.T) {
 				t.Fatalf("too few outputs to compare: %q", whole)
 			}
 		})
+	}
+}
+
+// TestProjectAutoTrial: while ProjectAuto times the two ways of decoding,
+// it cuts large batches into short trial batches; the outputs are those of
+// whole decoding, complete and, per output topic, in order.
+func TestProjectAutoTrial(t *testing.T) {
+	top := compile(t, fanout)
+	var batches [][]*kgo.Record
+	kept := 0 // records the filter keeps; each goes to a and to b
+	for b := range 4 {
+		var in []*kgo.Record
+		for i := range 1700 {
+			n := b*1700 + i
+			if n%7 > 0 {
+				kept++
+			}
+			in = append(in, kr(int64(n), fmt.Sprintf(`{"n":%d,"pad":"%d","list":[%d,{"x":1}]}`, n%7, n, n)))
+		}
+		batches = append(batches, in)
+	}
+	run := func(p engine.Projection) map[string][]string {
+		task, err := engine.NewTask(top, "in", 0, engine.TaskOptions{Projection: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string][]string{}
+		for _, in := range batches {
+			err := task.Process(context.Background(), in, func(r *kgo.Record) {
+				var v any
+				if err := json.Unmarshal(r.Value, &v); err != nil {
+					t.Fatalf("output %q is not JSON: %v", r.Value, err)
+				}
+				out[r.Topic] = append(out[r.Topic], fmt.Sprint(v))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out
+	}
+	whole, auto := run(engine.ProjectNever), run(engine.ProjectAuto)
+	for _, topic := range []string{"a", "b"} {
+		if len(whole[topic]) != kept {
+			t.Fatalf("%s: %d outputs of whole decoding, want %d", topic, len(whole[topic]), kept)
+		}
+		if !slices.Equal(whole[topic], auto[topic]) {
+			t.Fatalf("%s: ProjectAuto's outputs differ from whole decoding's", topic)
+		}
 	}
 }
 
