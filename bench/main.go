@@ -109,7 +109,14 @@ func main() {
 	flag.StringVar(&c.streamerBin, "streamer", "", "streamer binary for -aggregate (default: go build ./cmd/streamer)")
 	flag.Parse()
 	// The process runs as `streamer run` would; the passthrough shares it.
-	fmt.Printf("bench: GOGC %s, as streamer run sets it (both jobs run in this process)\n", tuning.GC())
+	headroom, err := tuning.EnvHeadroom()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", tuning.HeadroomEnv+":", err)
+		os.Exit(2)
+	}
+	gogc := tuning.GC()
+	_, mem := tuning.TuneGC(context.Background(), headroom, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	fmt.Printf("bench: GOGC %s, %s, as streamer run sets them (both jobs run in this process)\n", gogc, mem)
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			c.brokers = append(c.brokers, b)

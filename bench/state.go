@@ -465,12 +465,18 @@ func runAggregate(ctx context.Context, c config) error {
 	}
 	took := time.Since(began)
 	size := dirSize(stateDir)
+	// The child's CPU time is steadier than its rate on a shared machine:
+	// other work slows the rate but adds little to the CPU per record.
+	cpu, cpuErr := brokerCPU(cmd.Process.Pid)
 	if err := stop(); err != nil {
 		return err
 	}
 	fmt.Printf("\naggregate: %d records of %d distinct keys in %.1f s from start (%.0f records/s; %.0f records/s from the first commit)\n",
 		c.keys, c.keys, took.Seconds(), float64(c.keys)/took.Seconds(), float64(c.keys)/time.Since(first).Seconds())
 	fmt.Printf("aggregate: peak RSS (VmHWM) %d MB, state on disk %d MB\n", hwm>>20, size>>20)
+	if cpuErr == nil {
+		fmt.Printf("aggregate: streamer CPU %.1f s, %.2f µs/record\n", cpu.Seconds(), float64(cpu.Microseconds())/float64(c.keys))
+	}
 	return nil
 }
 

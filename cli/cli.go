@@ -120,7 +120,7 @@ consumer group; outputs and offsets commit in Kafka transactions.
 Environment variables override flag defaults: STREAMER_BROKERS,
 STREAMER_REPLICA_ID, STREAMER_COMMIT_INTERVAL, STREAMER_METRICS_ADDR,
 STREAMER_REGISTRY_URL, STREAMER_STATE_DIR, STREAMER_LOG_FORMAT,
-STREAMER_LOG_LEVEL.
+STREAMER_LOG_LEVEL, STREAMER_GC_HEADROOM.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid topology,
 4 failed test cases.`,

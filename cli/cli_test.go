@@ -32,6 +32,8 @@ func TestExitCodesAndOutput(t *testing.T) {
 		{"pipes map", []string{"pipes", "map"}, nil, ExitOK, []string{"compute: Fields set to the result"}, nil},
 		{"version", []string{"version"}, nil, ExitOK, []string{"streamer "}, nil},
 		{"run bad log level", []string{"run", "--log-level", "loud", "x.yaml"}, nil, ExitUsage, nil, []string{"--log-level"}},
+		{"run bad gc headroom", []string{"run", "--gc-headroom", "lots", "x.yaml"}, nil, ExitUsage, nil, []string{"--gc-headroom"}},
+		{"run bad gc headroom env", []string{"run", "x.yaml"}, map[string]string{"STREAMER_GC_HEADROOM": "1.5GiB"}, ExitUsage, nil, []string{"--gc-headroom"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,7 +21,7 @@ import (
 )
 
 func runCmd(g *globals) *cobra.Command {
-	var brokers, replica, metricsAddr, stateDir string
+	var brokers, replica, metricsAddr, stateDir, gcHeadroom string
 	var commit, txnTimeout time.Duration
 	c := &cobra.Command{
 		Use:   "run FILE",
@@ -37,8 +37,11 @@ at once rather than after --transaction-timeout.
 On SIGTERM or SIGINT the replica commits its open transaction, leaves the
 group and exits 0, within 10 seconds.
 
-Unless GOGC is set, run uses GOGC=400 (see bench/RESULTS.md); in containers
-set GOMEMLIMIT as well.`,
+Unless GOGC is set, run uses GOGC=400 (see bench/RESULTS.md), lowered after
+each collection as needed so that the heap grows at most --gc-headroom above
+what is live. Unless GOMEMLIMIT is set, in a container with a memory limit,
+run keeps Go's memory limit at 90% of it, less what Pebble holds outside the
+Go heap.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// First, so that a SIGTERM during start-up stops the replica
@@ -55,6 +58,10 @@ set GOMEMLIMIT as well.`,
 			log, err := g.logger(slog.LevelInfo)
 			if err != nil {
 				return err
+			}
+			headroom, err := tuning.ParseSize(gcHeadroom)
+			if err != nil {
+				return usageError{fmt.Errorf("--gc-headroom: %w", err)}
 			}
 			t, err := g.load(args[0])
 			if err != nil {
@@ -98,7 +105,9 @@ set GOMEMLIMIT as well.`,
 					}
 				}()
 			}
-			log.Debug("runtime", "gogc", tuning.GC())
+			gogc := tuning.GC()
+			_, tuned := tuning.TuneGC(ctx, headroom, log)
+			log.Debug("runtime", "gogc", gogc, "tuning", tuned)
 			if err := e.Run(ctx); err != nil {
 				return &exitError{code: ExitFailure, err: err}
 			}
@@ -110,6 +119,7 @@ set GOMEMLIMIT as well.`,
 	c.Flags().DurationVar(&commit, "commit-interval", envDuration("STREAMER_COMMIT_INTERVAL", 0), "longest a transaction stays open (env STREAMER_COMMIT_INTERVAL; default the topology's, 100ms)")
 	c.Flags().DurationVar(&txnTimeout, "transaction-timeout", 10*time.Second, "broker-side timeout of an open transaction")
 	c.Flags().StringVar(&stateDir, "state-dir", env("STREAMER_STATE_DIR", "streamer-state"), "where stateful pipes keep local stores; one per replica (env STREAMER_STATE_DIR)")
+	c.Flags().StringVar(&gcHeadroom, "gc-headroom", env(tuning.HeadroomEnv, tuning.FormatSize(tuning.DefaultHeadroom)), "how far the heap may grow above the live heap before a collection, e.g. 192MiB: less uses less memory and more CPU; off leaves GOGC alone (env "+tuning.HeadroomEnv+"; ignored when GOGC is set)")
 	c.Flags().StringVar(&metricsAddr, "metrics-addr", env("STREAMER_METRICS_ADDR", ":9464"), "serve the topology page (/), /metrics, /healthz and /readyz here; off disables (env STREAMER_METRICS_ADDR)")
 	return c
 }

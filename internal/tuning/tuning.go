@@ -11,8 +11,8 @@ import (
 // processor allocates short-lived values per record and keeps little live
 // heap; with the default of 100 the collector ran often enough to take 18%
 // of the CPU. 400 cut the CPU per record by 12-18% and raised throughput
-// 14% in bench/RESULTS.md. In containers, set GOMEMLIMIT too: it bounds
-// the heap whatever GOGC says.
+// 14% in bench/RESULTS.md. But a large live heap then grows five times
+// over, so `streamer run` also bounds it with TuneGC.
 const GCPercent = 400
 
 // GC applies GCPercent unless the GOGC environment variable is set. It
