@@ -320,16 +320,7 @@ func (s *tableSyncer) OpenTable(name string, partition int32) (pipes.Table, erro
 	if err := s.start(); err != nil {
 		return nil, err
 	}
-	parts := []int32{partition}
-	if d.Table == topology.TableGlobal {
-		s.mu.Lock()
-		n := s.meta[d.Topic].partitions
-		s.mu.Unlock()
-		parts = parts[:0]
-		for p := range int32(n) {
-			parts = append(parts, p)
-		}
-	}
+	parts := s.partitionsOf(d, []int32{partition})
 	h := &tableHandle{s: s, ds: d}
 	for _, p := range parts {
 		tp, err := s.acquire(d, p)
@@ -340,6 +331,22 @@ func (s *tableSyncer) OpenTable(name string, partition int32) (pipes.Table, erro
 		h.parts = append(h.parts, tp)
 	}
 	return h, nil
+}
+
+// partitionsOf returns the partitions of table d that stream partitions ps
+// look up: the same numbers for a partitioned table, all for a global one.
+func (s *tableSyncer) partitionsOf(d *topology.Dataset, ps []int32) []int32 {
+	if d.Table != topology.TableGlobal {
+		return ps
+	}
+	s.mu.Lock()
+	n := s.meta[d.Topic].partitions
+	s.mu.Unlock()
+	all := make([]int32, 0, n)
+	for p := range int32(n) {
+		all = append(all, p)
+	}
+	return all
 }
 
 // acquire opens the store of (table, partition), or counts one more user.
@@ -495,16 +502,7 @@ func (s *tableSyncer) load(need map[*topology.Dataset][]int32) error {
 		}
 	}()
 	for d, ps := range need {
-		if d.Table == topology.TableGlobal {
-			s.mu.Lock()
-			n := s.meta[d.Topic].partitions
-			s.mu.Unlock()
-			ps = ps[:0]
-			for p := range int32(n) {
-				ps = append(ps, p)
-			}
-		}
-		for _, p := range ps {
+		for _, p := range s.partitionsOf(d, ps) {
 			tp, err := s.acquire(d, p)
 			if err != nil {
 				return err

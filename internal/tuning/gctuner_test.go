@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"testing"
 )
 
@@ -83,14 +84,14 @@ func TestGCTunerSettings(t *testing.T) {
 			if tt.gogc != 0 {
 				wantGOGC = []int{tt.gogc}
 			}
-			if !equal(f.gogcs, wantGOGC) {
+			if !slices.Equal(f.gogcs, wantGOGC) {
 				t.Errorf("set GOGC %v, want %v", f.gogcs, wantGOGC)
 			}
 			wantLimits := []int64{}
 			if tt.limit != 0 {
 				wantLimits = []int64{tt.limit}
 			}
-			if !equal(f.limits, wantLimits) {
+			if !slices.Equal(f.limits, wantLimits) {
 				t.Errorf("set limits %v MiB, want %v", mibs(f.limits), mibs(wantLimits))
 			}
 			// The same sample again sets nothing new.
@@ -109,10 +110,10 @@ func TestGCTunerFollowsLiveHeapAndStops(t *testing.T) {
 		f.sample = MemSample{Cycles: uint64(i + 1), Live: live * mib, Runtime: 10 * mib, Mapped: 2 * live * mib, RSS: 2*live*mib + 100*mib}
 		f.update()
 	}
-	if want := []int{400, 200, 50, 400}; !equal(f.gogcs, want) {
+	if want := []int{400, 200, 50, 400}; !slices.Equal(f.gogcs, want) {
 		t.Errorf("GOGC %v, want %v", f.gogcs, want)
 	}
-	if want := []float64{900}; !equal(mibs(f.limits), want) {
+	if want := []float64{900}; !slices.Equal(mibs(f.limits), want) {
 		t.Errorf("limits %v MiB, want %v", mibs(f.limits), want)
 	}
 	f.stop(400, math.MaxInt64)
@@ -139,7 +140,7 @@ func TestGCTunerSkipsASeenCycle(t *testing.T) {
 	f.update()
 	f.sample.Cycles = 8
 	f.update()
-	if want := []int{192, 64}; !equal(f.gogcs, want) {
+	if want := []int{192, 64}; !slices.Equal(f.gogcs, want) {
 		t.Errorf("GOGC %v, want %v", f.gogcs, want)
 	}
 }
@@ -246,16 +247,4 @@ func mibs(v []int64) []float64 {
 		out[i] = float64(n) / mib
 	}
 	return out
-}
-
-func equal[T comparable](a, b []T) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
