@@ -87,8 +87,9 @@ type MemSample struct {
 // the heap alike: a process held at its memory limit returns memory to the
 // OS as it allocates (the scavenger keeps it under 95% of the limit) and
 // faults it back in: in the 10M-key aggregate benchmark a 192 MiB headroom
-// through the memory limit took 4-6% more CPU per record than no bound,
-// with twice the page faults, and through GOGC 1-2%. The container
+// through the memory limit took 4-6% more CPU per record than no bound and
+// twice the page faults; through GOGC the page faults stayed as without a
+// bound. The container
 // limit is a hard bound, which is what the memory limit is for.
 //
 // Neither bound ever goes below the live heap plus a quarter (minGCPercent,
