@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -44,10 +43,9 @@ type Task struct {
 
 	steps   []*step
 	batches map[*topology.Dataset][]*pipes.Record
-	// fields is the projection: the top-level fields the pipes use and how
-	// deep, when the source can decode just those; nil means decode
+	// projected is the projection: the top-level fields the pipes use and
+	// how deep, when the source can decode just those; nil means decode
 	// everything.
-	fields    map[string]serde.Use
 	projected *serde.Fields
 	projector serde.Projecting
 	// policy and the ProjectAuto trial: batches and the best time per
@@ -210,13 +208,13 @@ func (k *Task) project(reach map[*topology.Dataset]bool) {
 			return
 		}
 	}
-	k.fields, k.projected, k.projector = fields, serde.NewFields(fields), proj
+	k.projected, k.projector = serde.NewFields(fields), proj
 }
 
 // useProjection says how to decode the next batch: during ProjectAuto's
 // trial the modes alternate; then the faster per record is kept.
 func (k *Task) useProjection() (projected, timing bool) {
-	if k.fields == nil {
+	if k.projected == nil {
 		return false, false
 	}
 	if k.policy == ProjectAlways {
@@ -237,10 +235,10 @@ func (k *Task) useProjection() (projected, timing bool) {
 // Projection returns the top-level fields the task decodes and how, and
 // false when it decodes whole values.
 func (k *Task) Projection() (map[string]serde.Use, bool) {
-	if k.fields == nil {
+	if k.projected == nil {
 		return nil, false
 	}
-	return maps.Clone(k.fields), true
+	return k.projected.Uses(), true
 }
 
 // Close releases the pipes' resources and closes the stores, dropping

@@ -144,7 +144,7 @@ type FieldUser interface {
 // of the fields they use: they only count them with len(), or overwrite or
 // delete them whole. When every pipe of a task that uses such a field says
 // so, the engine may leave its contents undecoded: a JSON array then comes
-// as a []any of serde.RawJSON elements, which len() counts and encoders
+// as a serde.RawArray of raw elements, which len() counts and encoders
 // write back verbatim. Arrays of objects are most of the cost of decoding a
 // typical event, and a count of them is a common thing to compute.
 type ShallowReader interface {

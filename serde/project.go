@@ -2,6 +2,7 @@ package serde
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"unicode/utf8"
@@ -56,6 +57,15 @@ type field struct {
 	use  Use
 }
 
+// Uses returns the fields of the projection and how each is decoded.
+func (f *Fields) Uses() map[string]Use {
+	out := make(map[string]Use, len(f.byName))
+	for name, x := range f.byName {
+		out[name] = x.use
+	}
+	return out
+}
+
 // NewFields returns the projection of fields; names with the use Unread are
 // left out.
 func NewFields(fields map[string]Use) *Fields {
@@ -72,15 +82,9 @@ func NewFields(fields map[string]Use) *Fields {
 // first table; a decoded projection is made with at most this hint.
 const smallMap = 8
 
-// RawJSON is a validated JSON value left undecoded. It encodes as itself.
-type RawJSON []byte
-
-// MarshalJSON returns r.
-func (r RawJSON) MarshalJSON() ([]byte, error) { return r, nil }
-
 // RawArray is a validated JSON array whose elements are left undecoded (see
 // Shallow). It encodes as the array it was.
-type RawArray []RawJSON
+type RawArray []json.RawMessage
 
 // MarshalJSON writes the array back, in one piece rather than an encoder
 // call per element.
@@ -184,7 +188,7 @@ func shallowArray(raw []byte) RawArray {
 	out := make(RawArray, 0, 4)
 	for i := skipSpace(raw, 1); raw[i] != ']'; {
 		e := skipValue(raw, i)
-		out = append(out, RawJSON(raw[i:e:e]))
+		out = append(out, json.RawMessage(raw[i:e:e]))
 		i = skipSpace(raw, e)
 		if raw[i] == ',' {
 			i = skipSpace(raw, i+1)

@@ -2,6 +2,7 @@ package serde_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"reflect"
 	"strings"
@@ -271,7 +272,7 @@ func TestProjectedShallow(t *testing.T) {
 		t.Errorf("unread %q", unread)
 	}
 	want := map[string]any{
-		"items": serde.RawArray{serde.RawJSON(`{"sku":"a","n":[1,2]}`), serde.RawJSON(`"s\"]"`), serde.RawJSON(`3`), serde.RawJSON(`[]`), serde.RawJSON(`null`)},
+		"items": serde.RawArray{json.RawMessage(`{"sku":"a","n":[1,2]}`), json.RawMessage(`"s\"]"`), json.RawMessage(`3`), json.RawMessage(`[]`), json.RawMessage(`null`)},
 		"e":     serde.RawArray{},
 		"o":     map[string]any{"x": []any{int64(1)}},
 		"s":     "str",
