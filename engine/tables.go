@@ -456,14 +456,16 @@ func (s *tableSyncer) prepare(cl *kgo.Client, assigned map[string][]int32, h *ho
 	var hs []held
 	need := map[*topology.Dataset][]int32{}
 	for topic, ps := range assigned {
-		for _, d := range s.bySource[topic] {
+		tables := s.bySource[topic]
+		if len(tables) == 0 {
+			continue
+		}
+		for _, d := range tables {
 			need[d] = append(need[d], ps...)
 		}
-		if len(s.bySource[topic]) > 0 {
-			for _, p := range ps {
-				pk := partitionKey{topic, p}
-				hs = append(hs, held{pk, h.take(cl, pk)})
-			}
+		for _, p := range ps {
+			pk := partitionKey{topic, p}
+			hs = append(hs, held{pk, h.take(cl, pk)})
 		}
 	}
 	if len(hs) == 0 {
@@ -502,14 +504,12 @@ func (s *tableSyncer) load(need map[*topology.Dataset][]int32) error {
 		}
 	}()
 	for d, ps := range need {
-		for _, p := range s.partitionsOf(d, ps) {
+		// Two source topics of one table may bring the same numbers.
+		slices.Sort(ps)
+		for _, p := range s.partitionsOf(d, slices.Compact(ps)) {
 			tp, err := s.acquire(d, p)
 			if err != nil {
 				return err
-			}
-			if parts[tp] {
-				s.release(tp) // acquired twice: a partition assigned in two topics
-				continue
 			}
 			parts[tp] = true
 		}
