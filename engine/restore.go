@@ -234,19 +234,8 @@ func newPebbleState(t *topology.Topology, o Options, hs *hooks, held *holds) *pe
 func storesBySource(t *topology.Topology) map[string][]string {
 	out := map[string][]string{}
 	for _, src := range t.Sources() {
-		reach := map[*topology.Dataset]bool{src: true}
 		var stores []string
-		for _, p := range t.Pipes { // in DAG order, as NewTask builds them
-			fed := false
-			for _, in := range p.Inputs {
-				fed = fed || reach[in]
-			}
-			if !fed {
-				continue
-			}
-			for _, o := range p.Outputs {
-				reach[o] = true
-			}
+		for _, p := range t.TaskPipes(src) {
 			for _, s := range p.Stores {
 				if !slices.Contains(stores, s) {
 					stores = append(stores, s)

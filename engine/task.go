@@ -63,6 +63,9 @@ type Task struct {
 	opener     StateOpener
 	stores     []*changelogStore
 	emit       func(*kgo.Record) // set during Process, for changelog writes
+	// sides holds, for a merge source, the side of each decoded record
+	// of the batch.
+	sides []int
 }
 
 type step struct {
@@ -139,18 +142,7 @@ func NewTask(t *topology.Topology, source string, partition int32, o TaskOptions
 		tables = NewMemoryTables(t)
 	}
 	// Only the pipes downstream of this source run in this task.
-	reach := map[*topology.Dataset]bool{src: true}
-	for _, p := range t.Pipes {
-		fed := false
-		for _, in := range p.Inputs {
-			fed = fed || reach[in]
-		}
-		if !fed {
-			continue
-		}
-		for _, o := range p.Outputs {
-			reach[o] = true
-		}
+	for _, p := range t.TaskPipes(src) {
 		env := p.Env(partition)
 		env.Logger = log.With("pipe", p.Name)
 		env.Now = o.Now
@@ -166,14 +158,14 @@ func NewTask(t *topology.Topology, source string, partition int32, o TaskOptions
 		}
 		k.steps = append(k.steps, &step{p: p, pipe: pipe, out: pipes.NewOutput(len(p.Outputs))})
 	}
-	k.project(reach)
+	k.project()
 	return k, nil
 }
 
 // project decides whether the source can be decoded partially: when it is
 // JSON, every pipe in the task says which fields it uses, and every sink
 // reached writes JSON too, so the unread members can be copied through.
-func (k *Task) project(reach map[*topology.Dataset]bool) {
+func (k *Task) project() {
 	proj, ok := k.source.Codec.(serde.Projecting)
 	if !ok || k.policy == ProjectNever {
 		return
@@ -203,9 +195,11 @@ func (k *Task) project(reach map[*topology.Dataset]bool) {
 			}
 		}
 	}
-	for ds := range reach {
-		if _, ok := ds.Codec.(serde.Projecting); ds.IsSink() && !ok {
-			return
+	for _, s := range k.steps {
+		for _, ds := range s.p.Outputs {
+			if _, ok := ds.Codec.(serde.Projecting); (ds.IsSink() || len(ds.Merges) > 0) && !ok {
+				return
+			}
 		}
 	}
 	k.projected, k.projector = serde.NewFields(fields), proj
@@ -294,19 +288,32 @@ func (k *Task) process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 		start = time.Now()
 	}
 
+	// A source whose records a merge topic needs forwards them as they
+	// came: the task of the merge decodes them.
+	for _, m := range k.source.Merges {
+		for _, kr := range in {
+			emit(mergeRecord(m, kr.Key, kr.Value, kr.Headers, kr.Timestamp))
+		}
+	}
+	if len(k.source.Readers) == 0 {
+		return nil // only forwarded
+	}
+
 	// Decode into one slab of records to keep allocations per batch, not
 	// per record.
 	slab := make([]pipes.Record, len(in))
 	recs := make([]*pipes.Record, 0, len(in))
-	codec := k.source.Codec
+	k.sides = k.sides[:0]
 	for i, kr := range in {
+		ds, side, headers, err := k.sideOf(kr)
 		var v any
 		var unread []byte
-		var err error
-		if projected {
+		switch {
+		case err != nil:
+		case projected:
 			v, unread, err = k.projector.DecodeProjected(kr.Value, k.projected)
-		} else {
-			v, err = codec.Decode(kr.Value)
+		default:
+			v, err = ds.Codec.Decode(kr.Value)
 		}
 		if err != nil && serde.IsUnavailable(err) {
 			// Not the record's fault (the registry is down): fail the batch,
@@ -314,21 +321,24 @@ func (k *Task) process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 			return fmt.Errorf("%w: decoding %s[%d]@%d: %w", ErrFailed, kr.Topic, kr.Partition, kr.Offset, err)
 		}
 		if err != nil {
-			first := k.source.Readers[0]
+			first := ds.Readers[0]
 			for _, h := range k.hooks.decode {
-				h.OnDecodeError(k.source.Name, first.Name, first.OnError == topology.DeadLetter)
+				h.OnDecodeError(ds.Name, first.Name, first.OnError == topology.DeadLetter)
 			}
-			readers := make([]string, len(k.source.Readers))
-			for j, p := range k.source.Readers {
+			readers := make([]string, len(ds.Readers))
+			for j, p := range ds.Readers {
 				readers[j] = p.Name
 			}
-			if err := k.fail(k.source.Readers[0].OnError, "decode", strings.Join(readers, ","), kr, err, emit); err != nil {
+			if err := k.fail(first.OnError, "decode", strings.Join(readers, ","), kr, err, emit); err != nil {
 				return err
 			}
 			continue
 		}
-		slab[i] = pipes.Record{Key: kr.Key, Value: v, Unread: unread, Timestamp: kr.Timestamp, Headers: kr.Headers, Origin: kr}
+		slab[i] = pipes.Record{Key: kr.Key, Value: v, Unread: unread, Timestamp: kr.Timestamp, Headers: headers, Origin: kr}
 		recs = append(recs, &slab[i])
+		if k.source.Sides != nil {
+			k.sides = append(k.sides, side)
+		}
 	}
 	k.batches[k.source] = recs
 	if timing {
@@ -352,6 +362,12 @@ func (k *Task) process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 	}
 
 	for _, s := range k.steps {
+		if k.source.Sides != nil && s.p == k.source.Readers[0] {
+			if err := k.runMerged(ctx, s, recs, emit); err != nil {
+				return err
+			}
+			continue
+		}
 		for i, ds := range s.p.Inputs {
 			recs := k.batches[ds]
 			if len(recs) == 0 {
@@ -366,7 +382,7 @@ func (k *Task) process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 				}
 				recs = cp
 			}
-			if err := k.run(ctx, s, i, recs, emit); err != nil {
+			if err := k.run(ctx, s, pipes.Batch{Input: i, Records: recs}, emit); err != nil {
 				return err
 			}
 		}
@@ -374,13 +390,88 @@ func (k *Task) process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 	return nil
 }
 
+// runMerged hands the pipe that reads a merge topic its records in the
+// order they arrived: in one batch if it reads interleaved inputs, or else
+// in runs of one input each.
+func (k *Task) runMerged(ctx context.Context, s *step, recs []*pipes.Record, emit func(*kgo.Record)) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if ir, ok := s.pipe.(pipes.InterleavedReader); ok && ir.ReadsInterleaved() {
+		return k.run(ctx, s, pipes.Batch{Inputs: k.sides, Records: recs}, emit)
+	}
+	start := 0
+	for i := 1; i <= len(recs); i++ {
+		if i < len(recs) && k.sides[i] == k.sides[start] {
+			continue
+		}
+		if err := k.run(ctx, s, pipes.Batch{Input: k.sides[start], Records: recs[start:i]}, emit); err != nil {
+			return err
+		}
+		start = i
+	}
+	return nil
+}
+
+// HeaderSide is the header of a merge topic's records that says which
+// input of the merged pipe a record is: its position in the pipe's from:.
+const HeaderSide = "streamer.merge.side"
+
+// sideHeaders are the values of HeaderSide, made once.
+var sideHeaders = func() [][]byte {
+	out := make([][]byte, 16)
+	for i := range out {
+		out[i] = strconv.AppendInt(nil, int64(i), 10)
+	}
+	return out
+}()
+
+// mergeRecord is a record of a merge topic: key, value and timestamp as
+// given, the headers with the side's appended. The producer partitions it
+// by key.
+func mergeRecord(m topology.MergeTarget, key, value []byte, headers []kgo.RecordHeader, ts time.Time) *kgo.Record {
+	side := strconv.AppendInt(nil, int64(m.Side), 10)
+	if m.Side < len(sideHeaders) {
+		side = sideHeaders[m.Side]
+	}
+	hs := append(headers[:len(headers):len(headers)], kgo.RecordHeader{Key: HeaderSide, Value: side})
+	return &kgo.Record{Topic: m.Source.Topic, Key: key, Value: value, Headers: hs, Timestamp: ts}
+}
+
+// sideOf returns the dataset a consumed record decodes as, and the headers
+// its record carries: for a merge source, the side its header names,
+// without that header.
+func (k *Task) sideOf(kr *kgo.Record) (ds *topology.Dataset, side int, headers []kgo.RecordHeader, err error) {
+	sides := k.source.Sides
+	if sides == nil {
+		return k.source, 0, kr.Headers, nil
+	}
+	for i := len(kr.Headers) - 1; i >= 0; i-- {
+		h := kr.Headers[i]
+		if h.Key != HeaderSide {
+			continue
+		}
+		n, perr := strconv.Atoi(string(h.Value))
+		if perr != nil || n < 0 || n >= len(sides) {
+			break
+		}
+		headers = kr.Headers[:i:i]
+		if i < len(kr.Headers)-1 {
+			headers = append(headers, kr.Headers[i+1:]...)
+		}
+		return sides[n], n, headers, nil
+	}
+	return sides[0], 0, kr.Headers, fmt.Errorf("a record of merge topic %s without a valid %s header (0 to %d)", kr.Topic, HeaderSide, len(sides)-1)
+}
+
 func lastReader(ds *topology.Dataset, p *topology.Pipe) bool {
 	return ds.Readers[len(ds.Readers)-1] == p
 }
 
-func (k *Task) run(ctx context.Context, s *step, input int, recs []*pipes.Record, emit func(*kgo.Record)) error {
+func (k *Task) run(ctx context.Context, s *step, b pipes.Batch, emit func(*kgo.Record)) error {
 	s.out.Reset()
-	b := pipes.Batch{Input: input, Partition: k.partition, Records: recs}
+	b.Partition = k.partition
+	recs := b.Records
 	start := time.Now()
 	if err := s.pipe.Process(ctx, &b, s.out); err != nil {
 		if ctx.Err() != nil {
@@ -401,7 +492,7 @@ func (k *Task) run(ctx context.Context, s *step, input int, recs []*pipes.Record
 		if len(out) == 0 {
 			continue
 		}
-		if ds.IsSink() {
+		if ds.IsSink() || len(ds.Merges) > 0 {
 			now := time.Now()
 			for _, r := range out {
 				v, err := k.encode(ds, r)
@@ -413,6 +504,12 @@ func (k *Task) run(ctx context.Context, s *step, input int, recs []*pipes.Record
 						return err
 					}
 					pb.count(s.p.OnError)
+					continue
+				}
+				for _, m := range ds.Merges {
+					emit(mergeRecord(m, r.Key, v, r.Headers, r.Timestamp))
+				}
+				if !ds.IsSink() {
 					continue
 				}
 				for _, h := range k.hooks.output {

@@ -30,7 +30,7 @@ func EnsureTopics(ctx context.Context, t *topology.Topology, brokers []string, e
 
 	want := map[string]*topology.Dataset{}
 	for _, d := range append(t.Sources(), t.Sinks()...) {
-		if d.Repartition == nil && d.RepartitionOf == nil { // created below
+		if d.Repartition == nil && d.RepartitionOf == nil && d.Sides == nil { // created below
 			want[d.Topic] = d
 		}
 	}
@@ -88,7 +88,7 @@ func EnsureTopics(ctx context.Context, t *topology.Topology, brokers []string, e
 				repl[name] = max(repl[name], len(p.Replicas))
 			}
 		}
-		if err := ensureRepartitions(ctx, adm, t, parts, repl, log); err != nil {
+		if err := ensureInternal(ctx, adm, t, parts, repl, log); err != nil {
 			errs = append(errs, err)
 		} else if err := ensureChangelogs(ctx, adm, t, parts, repl, log); err != nil {
 			errs = append(errs, err)
@@ -111,50 +111,44 @@ func configs(m map[string]string) map[string]*string {
 	return out
 }
 
-// ensureRepartitions creates the repartition topics the compiler inserted,
-// upstream ones first: each gets the partitions: its re-keyed dataset
-// declares, or else the largest partition count among the sources feeding
-// the pipe that writes it, and their largest replication factor. parts and
-// repl get the counts of the topics made.
-func ensureRepartitions(ctx context.Context, adm *kadm.Client, t *topology.Topology, parts, repl map[string]int, log *slog.Logger) error {
+// ensureInternal creates the repartition and merge topics the compiler
+// inserted, upstream ones first: each gets the partitions: its dataset
+// declares, or else the largest partition count among the sources whose
+// tasks write it, and their largest replication factor. parts and repl get
+// the counts of the topics made.
+func ensureInternal(ctx context.Context, adm *kadm.Client, t *topology.Topology, parts, repl map[string]int, log *slog.Logger) error {
 	var errs []error
-	for _, p := range t.Pipes { // in DAG order, so a chain's upstream topic is counted first
-		for _, d := range p.Outputs {
-			r := d.Repartition
-			if r == nil {
-				continue
+	for _, r := range t.Internal() { // a chain's upstream topic is counted first
+		n, rf := r.Partitions, 1
+		for _, src := range t.Feeders(r) {
+			if r.Partitions == 0 {
+				n = max(n, parts[src.Topic])
 			}
-			n, rf := r.Partitions, 1
-			for _, src := range t.UpstreamSources(p) {
-				if r.Partitions == 0 {
-					n = max(n, parts[src.Topic])
-				}
-				rf = max(rf, repl[src.Topic])
-			}
-			if n == 0 {
-				errs = append(errs, fmt.Errorf("repartition topic %s: no partition count (its sources are unknown)", r.Topic))
-				continue
-			}
-			resp, err := adm.CreateTopic(ctx, int32(n), int16(rf), nil, r.Topic)
-			if err == nil {
-				err = resp.Err
-			}
-			switch {
-			case err == nil:
-				log.Info("created repartition topic", "topic", r.Topic, "dataset", d.Name, "partitions", n)
-			case errors.Is(err, kerr.TopicAlreadyExists):
-				// Its records are placed by key hash: a count that
-				// changed would send a key's records to two partitions.
-				td, derr := adm.ListTopics(ctx, r.Topic)
-				if got := len(td[r.Topic].Partitions); derr == nil && got > 0 && got != n {
-					errs = append(errs, fmt.Errorf("repartition topic %s has %d partitions; the topology wants %d (delete it with the group's state to change the count)", r.Topic, got, n))
-				}
-			default:
-				errs = append(errs, fmt.Errorf("creating repartition topic %s: %w", r.Topic, err))
-				continue
-			}
-			parts[r.Topic], repl[r.Topic] = n, rf
+			rf = max(rf, repl[src.Topic])
 		}
+		if n == 0 {
+			errs = append(errs, fmt.Errorf("internal topic %s: no partition count (its sources are unknown)", r.Topic))
+			continue
+		}
+		resp, err := adm.CreateTopic(ctx, int32(n), int16(rf), nil, r.Topic)
+		if err == nil {
+			err = resp.Err
+		}
+		switch {
+		case err == nil:
+			log.Info("created internal topic", "topic", r.Topic, "dataset", r.Name, "partitions", n)
+		case errors.Is(err, kerr.TopicAlreadyExists):
+			// Its records are placed by key hash: a count that
+			// changed would send a key's records to two partitions.
+			td, derr := adm.ListTopics(ctx, r.Topic)
+			if got := len(td[r.Topic].Partitions); derr == nil && got > 0 && got != n {
+				errs = append(errs, fmt.Errorf("internal topic %s has %d partitions; the topology wants %d (delete it with the group's state to change the count)", r.Topic, got, n))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("creating internal topic %s: %w", r.Topic, err))
+			continue
+		}
+		parts[r.Topic], repl[r.Topic] = n, rf
 	}
 	return errors.Join(errs...)
 }

@@ -93,15 +93,31 @@ func CloneValue(v any) any {
 }
 
 // Batch is the unit of work handed to a pipe: records of one input dataset
-// that came from one source partition, in offset order.
+// that came from one source partition, in offset order. A pipe that
+// implements InterleavedReader may instead get the records of several
+// inputs in one batch, in the order they arrived; Inputs then says which
+// input each came from.
 type Batch struct {
-	// Input is the index of the input dataset in Env.Inputs.
+	// Input is the index of the input dataset in Env.Inputs, when all the
+	// records came from one (Inputs is nil).
 	Input int
+	// Inputs, when not nil, holds the input index of each record: Inputs[i]
+	// is that of Records[i].
+	Inputs []int
 	// Partition is the source partition the records came from.
 	Partition int32
 	// Records are owned by the pipe for the duration of Process: it may
 	// change them and emit them, or emit new ones.
 	Records []*Record
+}
+
+// InputOf returns the index in Env.Inputs of the input that Records[i] came
+// from.
+func (b *Batch) InputOf(i int) int {
+	if b.Inputs != nil {
+		return b.Inputs[i]
+	}
+	return b.Input
 }
 
 // Pipe processes batches. The engine makes one Pipe per partition task with
@@ -151,6 +167,18 @@ type ShallowReader interface {
 	// ShallowFields returns the fields, among those of UsedFields, that
 	// the pipe reads no deeper than that.
 	ShallowFields() []string
+}
+
+// InterleavedReader is implemented by pipes with several inputs that want
+// their records in one batch, in the order they arrived, rather than one
+// batch per input. It matters where the engine merged the inputs into one
+// topic (a keyed pipe whose inputs come from several sources): a stream
+// join decides lateness and emits matches by arrival, so splitting a poll by
+// input would make its results depend on where polls happen to end. Pipes
+// that do not implement it still get their inputs in arrival order, as
+// consecutive batches of one input each.
+type InterleavedReader interface {
+	ReadsInterleaved() bool
 }
 
 // Closer is implemented by pipes that hold resources. The engine calls Close
@@ -213,6 +241,20 @@ type Port struct {
 	Dataset string
 	// Schema is the dataset's schema, or nil when it is unknown.
 	Schema *Schema
+	// Codec encodes and decodes the dataset's values in its declared
+	// format, or is nil in hand-built Envs. A pipe that keeps records in
+	// its state store (a stream join) stores them with it, so that what it
+	// emits later has the types a fresh decode would give.
+	Codec ValueCodec
+}
+
+// ValueCodec encodes and decodes record values of one dataset (serde.Codec
+// implements it). It is safe for concurrent use.
+type ValueCodec interface {
+	// Decode returns the value of b. It does not keep b.
+	Decode(b []byte) (any, error)
+	// AppendEncode appends the encoding of v to dst.
+	AppendEncode(dst []byte, v any) ([]byte, error)
 }
 
 // Env is what a constructor knows about the pipe it builds.

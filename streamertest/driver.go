@@ -74,8 +74,9 @@ type Driver struct {
 	out     map[string][]*kgo.Record // by topic, in emit order
 	stop    func()                   // stops the in-memory registry, if any
 	tables  *engine.MemoryTables
-	// repartitions are the sources that read repartition topics, by topic.
-	repartitions map[string]*topology.Dataset
+	// internal are the sources that read repartition and merge topics, by
+	// topic.
+	internal map[string]*topology.Dataset
 }
 
 type taskKey struct {
@@ -89,20 +90,20 @@ var DefaultTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // New returns a driver for a compiled topology.
 func New(top *topology.Topology) *Driver {
-	repart := map[string]*topology.Dataset{}
-	for _, r := range top.Repartitions() {
-		repart[r.Topic] = r
+	internal := map[string]*topology.Dataset{}
+	for _, r := range top.Internal() {
+		internal[r.Topic] = r
 	}
 	return &Driver{
-		repartitions: repart,
-		top:          top,
-		log:          slog.New(slog.DiscardHandler),
-		stats:        engine.NewStats(),
-		now:          DefaultTime,
-		tasks:        map[taskKey]*engine.Task{},
-		offsets:      map[taskKey]int64{},
-		out:          map[string][]*kgo.Record{},
-		tables:       engine.NewMemoryTables(top),
+		internal: internal,
+		top:      top,
+		log:      slog.New(slog.DiscardHandler),
+		stats:    engine.NewStats(),
+		now:      DefaultTime,
+		tasks:    map[taskKey]*engine.Task{},
+		offsets:  map[taskKey]int64{},
+		out:      map[string][]*kgo.Record{},
+		tables:   engine.NewMemoryTables(top),
 	}
 }
 
@@ -216,7 +217,7 @@ func (d *Driver) input(dataset string, partition int32, recs []Record) error {
 }
 
 // process runs batches of a source dataset's partitions, in order, each as
-// one committed transaction. Records written to a repartition topic are then
+// one committed transaction. Records written to a repartition or merge topic are then
 // consumed from it, as a replica would in a later poll: placed by the
 // default partitioner on the new key, with offsets of their own.
 func (d *Driver) process(ds *topology.Dataset, order []int32, byPart map[int32][]*kgo.Record) error {
@@ -234,7 +235,7 @@ func (d *Driver) process(ds *topology.Dataset, order []int32, byPart map[int32][
 		var written []*kgo.Record
 		err = task.Process(context.Background(), byPart[p], func(r *kgo.Record) {
 			d.out[r.Topic] = append(d.out[r.Topic], r)
-			if d.repartitions[r.Topic] != nil {
+			if d.internal[r.Topic] != nil {
 				written = append(written, r)
 			}
 		})
@@ -248,7 +249,7 @@ func (d *Driver) process(ds *topology.Dataset, order []int32, byPart map[int32][
 		}
 		repart = append(repart, written...)
 	}
-	// Per repartition topic, in the order written.
+	// Per internal topic, in the order written.
 	byTopic := map[string][]*kgo.Record{}
 	var topics []string
 	for _, r := range repart {
@@ -258,8 +259,8 @@ func (d *Driver) process(ds *topology.Dataset, order []int32, byPart map[int32][
 		byTopic[r.Topic] = append(byTopic[r.Topic], r)
 	}
 	for _, topic := range topics {
-		rd := d.repartitions[topic]
-		n := d.repartitionCount(rd)
+		rd := d.internal[topic]
+		n := d.internalCount(rd)
 		part := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
 		next := map[int32][]*kgo.Record{}
 		var order []int32
@@ -281,15 +282,15 @@ func (d *Driver) process(ds *topology.Dataset, order []int32, byPart map[int32][
 	return nil
 }
 
-// repartitionCount is the partition count of a repartition topic: its
-// declared one, or else that of the sources upstream of it, as the engine
-// creates it.
-func (d *Driver) repartitionCount(rd *topology.Dataset) int {
+// internalCount is the partition count of a repartition or merge topic:
+// its declared one, or else that of the sources that write it, as the
+// engine creates it.
+func (d *Driver) internalCount(rd *topology.Dataset) int {
 	if rd.Partitions > 0 {
 		return rd.Partitions
 	}
 	n := 1
-	for _, src := range d.top.UpstreamSources(rd.RepartitionOf.Producer) {
+	for _, src := range d.top.Feeders(rd) {
 		n = max(n, partitions(src))
 	}
 	return n

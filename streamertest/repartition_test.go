@@ -93,3 +93,72 @@ func TestDriverRepartition(t *testing.T) {
 		t.Errorf("%d records in the repartition topic, want %d", len(rep), n)
 	}
 }
+
+const twoSources = `
+name: two
+datasets:
+  web: {topic: web, partitions: 4}
+  app: {topic: app, partitions: 3}
+  out: {topic: out}
+pipes:
+  count:
+    from: [web, app]
+    to: out
+    aggregate:
+      fields:
+        n: {op: count}
+`
+
+// TestDriverMerge counts per user over two streams with different
+// partition counts: the driver must route both through the count's merge
+// topic, so that each user's records of both streams meet in one state and
+// the counts run 1, 2, 3, ... in the order the records were input.
+func TestDriverMerge(t *testing.T) {
+	top, err := topology.Compile("two.yaml", []byte(twoSources), fstest.MapFS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := streamertest.New(top)
+	defer d.Close()
+	want := map[string]int{}
+	for round := range 3 {
+		for _, src := range []string{"web", "app"} {
+			var recs []streamertest.Record
+			for i := range 40 {
+				u := "u" + strconv.Itoa((i*7+round)%9)
+				want[u]++
+				recs = append(recs, streamertest.Record{Key: streamertest.Key(u), Value: map[string]any{"src": src}})
+			}
+			if err := d.Input(src, recs...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out, err := d.Output("out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := map[string][]int{}
+	for _, r := range out {
+		c, err := strconv.Atoi(fmt.Sprint(r.Value.(map[string]any)["n"]))
+		if err != nil {
+			t.Fatalf("output %v: n is not a count", r.Value)
+		}
+		seq[*r.Key] = append(seq[*r.Key], c)
+	}
+	if len(seq) != len(want) {
+		t.Fatalf("keys out %v, want %v", seq, want)
+	}
+	for u, w := range want {
+		s := seq[u]
+		if len(s) != w || s[len(s)-1] != w {
+			t.Errorf("user %s: counts %v, want 1 to %d", u, s, w)
+		}
+		for i, c := range s {
+			if c != i+1 {
+				t.Errorf("user %s: count %d at output %d, want %d", u, c, i, i+1)
+				break
+			}
+		}
+	}
+}

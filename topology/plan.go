@@ -70,6 +70,18 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 		p.f("repartition     %s (written by %s) → topic %s (%s, partitioned by the new key) → %s, read by %s\n",
 			r.RepartitionOf.Name, r.RepartitionOf.Producer.Name, r.Topic, parts, r.Name, pipeNames(r.Readers))
 	}
+	for _, m := range t.Merges() {
+		parts := "partitions of its sources"
+		if m.Partitions > 0 {
+			parts = fmt.Sprintf("%d partitions", m.Partitions)
+		}
+		var ins []string
+		for _, s := range m.Sides {
+			ins = append(ins, s.Name+" ← "+t.mergedFrom(s).Name)
+		}
+		p.f("merge           %s → topic %s (%s, partitioned by key) → %s, read by %s\n",
+			datasets(t.Feeding(m)), m.Topic, parts, strings.Join(ins, ", "), pipeNames(m.Readers))
+	}
 	p.f("\nDAG, in processing order:\n")
 	for _, pp := range t.Pipes {
 		in := datasets(pp.Inputs)
@@ -78,8 +90,8 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 		}
 		p.f("  %-16s %-8s %s → %s  (on_error: %s)\n", pp.Name, pp.Type, in, datasets(pp.Outputs), pp.OnError)
 	}
-	if len(t.Repartitions()) > 0 {
-		p.f("\nsub-topologies (a repartition topic ends one and starts another):\n")
+	if len(t.Internal()) > 0 {
+		p.f("\nsub-topologies (a repartition or merge topic ends one and starts another):\n")
 		for _, st := range t.SubTopologies {
 			p.f("  %d  %s → %s → %s\n", st.ID, datasets(st.Sources), pipeNames(st.Pipes), datasets(st.Sinks))
 		}
@@ -95,6 +107,10 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 			where = "repartition source " + d.Topic
 		case d.Repartition != nil:
 			where = "repartition sink " + d.Topic
+		case d.Sides != nil:
+			where = "merge source " + d.Topic
+		case d.MergeOf != nil:
+			where = "merge side of " + d.MergeOf.Topic
 		case d.IsSource():
 			where = "source topic " + d.Topic
 		case d.Topic != "":
@@ -131,7 +147,16 @@ func (t *Topology) planDot(w io.Writer) error {
 		if d.Repartition != nil || d.RepartitionOf != nil {
 			label += "\\nrepartition"
 		}
+		if d.Sides != nil {
+			label += "\\nmerge"
+		}
 		p.f("  %q [shape=%s, label=%q];\n", "ds:"+d.Name, shape, label)
+		for _, m := range d.Merges {
+			p.f("  %q -> %q [label=%q];\n", "ds:"+d.Name, "ds:"+m.Source.Name, fmt.Sprintf("side %d", m.Side))
+		}
+		if d.MergeOf != nil {
+			p.f("  %q -> %q;\n", "ds:"+d.MergeOf.Name, "ds:"+d.Name)
+		}
 	}
 	for _, pp := range t.Pipes {
 		p.f("  %q [shape=box, style=rounded, label=%q];\n", "pipe:"+pp.Name, pp.Name+"\\n"+pp.Type)
@@ -148,7 +173,7 @@ func (t *Topology) planDot(w io.Writer) error {
 			p.f("  %q -> %q [style=dashed, label=\"errors\"];\n", "pipe:"+pp.Name, "ds:"+t.DeadLetter.Name)
 		}
 	}
-	if len(t.Repartitions()) > 0 {
+	if len(t.Internal()) > 0 {
 		for _, st := range t.SubTopologies {
 			p.f("  subgraph cluster_%d {\n    label=\"sub-topology %d\";\n    style=dashed;\n", st.ID, st.ID)
 			for _, pp := range st.Pipes {
@@ -178,12 +203,23 @@ func (t *Topology) planMermaid(w io.Writer) error {
 		d := t.Datasets[name]
 		if d.Repartition != nil || d.RepartitionOf != nil {
 			p.f("  %s[(\"%s<br/>%s<br/>repartition\")]\n", node("ds:"+d.Name), d.Name, d.Topic)
+		} else if d.Sides != nil {
+			p.f("  %s[(\"%s<br/>%s<br/>merge\")]\n", node("ds:"+d.Name), d.Name, d.Topic)
 		} else if d.Table != "" {
 			p.f("  %s[[\"%s<br/>%s<br/>%s table\"]]\n", node("ds:"+d.Name), d.Name, d.Topic, d.Table)
 		} else if d.Topic != "" {
 			p.f("  %s[(\"%s<br/>%s\")]\n", node("ds:"+d.Name), d.Name, d.Topic)
 		} else {
 			p.f("  %s[\"%s\"]\n", node("ds:"+d.Name), d.Name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
+		d := t.Datasets[name]
+		for _, m := range d.Merges {
+			p.f("  %s -- side %d --> %s\n", node("ds:"+d.Name), m.Side, node("ds:"+m.Source.Name))
+		}
+		if d.MergeOf != nil {
+			p.f("  %s --> %s\n", node("ds:"+d.MergeOf.Name), node("ds:"+d.Name))
 		}
 	}
 	for _, pp := range t.Pipes {
@@ -201,7 +237,7 @@ func (t *Topology) planMermaid(w io.Writer) error {
 			p.f("  %s -. errors .-> %s\n", node("pipe:"+pp.Name), node("ds:"+t.DeadLetter.Name))
 		}
 	}
-	if len(t.Repartitions()) > 0 {
+	if len(t.Internal()) > 0 {
 		for _, st := range t.SubTopologies {
 			p.f("  subgraph st%d[\"sub-topology %d\"]\n", st.ID, st.ID)
 			for _, pp := range st.Pipes {

@@ -2,6 +2,7 @@ package topology_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -252,4 +253,96 @@ func pipeNames(ps []*topology.Pipe) string {
 		out = append(out, p.Name)
 	}
 	return strings.Join(out, ", ")
+}
+
+// TestMerge checks where the compiler inserts merge topics: a keyed pipe
+// whose inputs come from several tasks (two sources, or two inputs one of
+// which was re-keyed) reads them from one topic, each input written to it
+// under its side number; inputs from one task need none.
+func TestMerge(t *testing.T) {
+	const head = `
+name: m
+datasets:
+  a: {topic: a}
+  b: {topic: b}
+  x: {}
+  y: {}
+  out: {topic: out}
+  copy: {topic: copy}
+pipes:
+`
+	const count = "    aggregate: {fields: {n: {op: count}}}\n"
+	cases := []struct {
+		name, pipes string
+		// want is "fed datasets → merge source (topic) → sides", or "".
+		want string
+		subs []string
+	}{
+		{
+			name:  "a keyed pipe reading two sources",
+			pipes: "  count:\n    from: [a, b]\n    to: out\n" + count,
+			want:  "a, b → count-merge (streamer-m-count-merge) → count-merge-0-a, count-merge-1-b",
+			subs:  []string{"count-merge → count → out", "a →  → count-merge", "b →  → count-merge"},
+		},
+		{
+			name:  "a keyed pipe after a stateless pipe reading two sources",
+			pipes: "  shape:\n    from: [a, b]\n    to: x\n    map: {set: {s: 1}}\n  count:\n    from: x\n    to: out\n" + count,
+			want:  "x → count-merge (streamer-m-count-merge) → count-merge-0-x",
+			subs:  []string{"a, b → shape → count-merge", "count-merge → count → out"},
+		},
+		{
+			name:  "two inputs from one source",
+			pipes: "  split:\n    from: a\n    to: [x, y]\n    route: {routes: [{when: 'true', to: x}], default: y}\n  count:\n    from: [x, y]\n    to: out\n" + count,
+			subs:  []string{"a → split, count → out"},
+		},
+		{
+			name:  "two inputs from one source, one re-keyed",
+			pipes: "  rekey:\n    from: a\n    to: x\n    map: {key: country}\n  shape:\n    from: a\n    to: y\n    map: {set: {s: 1}}\n  count:\n    from: [x, y]\n    to: out\n" + count,
+			want:  "x, y → count-merge (streamer-m-count-merge) → count-merge-0-x, count-merge-1-y",
+			subs:  []string{"a → rekey, shape → count-merge", "count-merge → count → out"},
+		},
+		{
+			name:  "a source also read by a stateless pipe",
+			pipes: "  count:\n    from: [a, b]\n    to: out\n" + count + "  keep:\n    from: a\n    to: copy\n    filter: {when: 'true'}\n",
+			want:  "a, b → count-merge (streamer-m-count-merge) → count-merge-0-a, count-merge-1-b",
+			subs:  []string{"count-merge → count → out", "a → keep → count-merge, copy", "b →  → count-merge"},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			top, err := topology.Compile("m.yaml", []byte(head+c.pipes), fstest.MapFS{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, m := range top.Merges() {
+				got = append(got, names(top.Feeding(m))+" → "+m.Name+" ("+m.Topic+") → "+names(m.Sides))
+				if !m.IsSource() || m.Codec != nil {
+					t.Errorf("%s: a merge source is read from Kafka, and decoded by side", m.Name)
+				}
+				for i, s := range m.Sides {
+					fed := top.Feeding(m)[i]
+					if s.MergeOf != m || s.Codec != fed.Codec || s.Topic != "" || slices.Contains(fed.Readers, m.Readers[0]) {
+						t.Errorf("side %s: must decode %s's records off the merge topic, in place of reading it", s.Name, fed.Name)
+					}
+				}
+				if srcs := top.UpstreamSources(m.Readers[0]); len(srcs) != 1 || srcs[0] != m {
+					t.Errorf("the merged pipe's sources are %v, want the merge source alone", names(srcs))
+				}
+				if !slices.Contains(top.TopicsRead(), m.Topic) || !slices.Contains(top.TopicsWritten(), m.Topic) {
+					t.Errorf("merge topic %s is read and written by the job", m.Topic)
+				}
+			}
+			if strings.Join(got, "; ") != c.want {
+				t.Errorf("merges\n got %q\nwant %q", strings.Join(got, "; "), c.want)
+			}
+			var subs []string
+			for _, st := range top.SubTopologies {
+				subs = append(subs, names(st.Sources)+" → "+pipeNames(st.Pipes)+" → "+names(st.Sinks))
+			}
+			if strings.Join(subs, "; ") != strings.Join(c.subs, "; ") {
+				t.Errorf("sub-topologies\n got %q\nwant %q", subs, c.subs)
+			}
+		})
+	}
 }

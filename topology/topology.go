@@ -114,7 +114,16 @@ type Dataset struct {
 	Repartition *Dataset
 	// RepartitionOf is set on that source: the re-keyed dataset it reads.
 	RepartitionOf *Dataset
-	Pos           spec.Pos
+	// Merges are the merge topics the records of this dataset are also
+	// written to, partitioned by key, each under a side number: one for
+	// every keyed pipe reading it whose inputs come from several tasks.
+	Merges []MergeTarget
+	// Sides is set on a merge source, the dataset reading a merge topic:
+	// the datasets its records are decoded into, by their side header.
+	Sides []*Dataset
+	// MergeOf is set on a side: the merge source it is read from.
+	MergeOf *Dataset
+	Pos     spec.Pos
 }
 
 // Create holds the settings of a topic the job creates.
@@ -142,8 +151,18 @@ func (d *Dataset) DeclaredPartitions() int {
 	return 0
 }
 
-// IsSource reports whether records of d are consumed from Kafka.
-func (d *Dataset) IsSource() bool { return d.Producer == nil && d.Topic != "" && len(d.Readers) > 0 }
+// MergeTarget is a merge topic that a dataset's records are written to:
+// Source reads it, and the records carry side number Side.
+type MergeTarget struct {
+	Source *Dataset
+	Side   int
+}
+
+// IsSource reports whether records of d are consumed from Kafka: read by
+// pipes, or forwarded to merge topics.
+func (d *Dataset) IsSource() bool {
+	return d.Producer == nil && d.Topic != "" && (len(d.Readers) > 0 || len(d.Merges) > 0)
+}
 
 // IsSink reports whether records of d are produced to Kafka by a pipe.
 func (d *Dataset) IsSink() bool { return d.Producer != nil && d.Topic != "" }
@@ -175,12 +194,20 @@ type Pipe struct {
 func (p *Pipe) Env(partition int32) *pipes.Env {
 	env := &pipes.Env{Pipe: p.Name, Partition: partition, FS: p.fsys}
 	for _, d := range p.Inputs {
-		env.Inputs = append(env.Inputs, pipes.Port{Dataset: d.Name, Schema: d.Schema})
+		env.Inputs = append(env.Inputs, d.port())
 	}
 	for _, d := range p.Outputs {
-		env.Outputs = append(env.Outputs, pipes.Port{Dataset: d.Name, Schema: d.Schema})
+		env.Outputs = append(env.Outputs, d.port())
 	}
 	return env
+}
+
+func (d *Dataset) port() pipes.Port {
+	port := pipes.Port{Dataset: d.Name, Schema: d.Schema}
+	if d.Codec != nil {
+		port.Codec = d.Codec
+	}
+	return port
 }
 
 // Sources returns the datasets consumed from Kafka, sorted by name.
@@ -215,6 +242,9 @@ func (t *Topology) TopicsWritten() []string {
 		ds = append(ds, t.DeadLetter)
 	}
 	out := topics(ds)
+	for _, m := range t.Merges() {
+		out = append(out, m.Topic)
+	}
 	for _, s := range t.Stores() {
 		out = append(out, t.ChangelogTopic(s))
 	}
@@ -261,6 +291,9 @@ func (t *Topology) UpstreamSources(p *Pipe) []*Dataset {
 		for _, in := range p.Inputs {
 			if in.IsSource() {
 				found[in] = true
+			}
+			if in.MergeOf != nil {
+				found[in.MergeOf] = true
 			}
 			if in.Producer != nil {
 				walk(in.Producer)

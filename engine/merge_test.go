@@ -1,0 +1,175 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamerio/streamer/engine"
+	"github.com/streamerio/streamer/pipes"
+)
+
+// sidesConfig configures the test pipe "sides", which keeps a store (so
+// the compiler merges its inputs) and logs each batch it gets.
+type sidesConfig struct {
+	Interleaved bool `yaml:"interleaved"`
+}
+
+type sides struct {
+	interleaved bool
+	log         *[]string
+}
+
+// sidesLog is where every "sides" pipe writes what it saw: one line per
+// batch, "input:key=value,..." or, interleaved, "*:input/key=value,...".
+var sidesLog []string
+
+func init() {
+	pipes.MustRegister("sides", pipes.Spec{Summary: "test: logs the batches of a keyed pipe with several inputs"},
+		func(c sidesConfig, env *pipes.Env) (pipes.Pipe, error) {
+			if _, err := env.Store(env.Pipe); err != nil {
+				return nil, err
+			}
+			return &sides{interleaved: c.Interleaved, log: &sidesLog}, nil
+		})
+}
+
+func (s *sides) ReadsInterleaved() bool { return s.interleaved }
+
+func (s *sides) Process(_ context.Context, b *pipes.Batch, out *pipes.Output) error {
+	var parts []string
+	for i, r := range b.Records {
+		var hs []string
+		for _, h := range r.Headers {
+			hs = append(hs, h.Key)
+		}
+		item := fmt.Sprintf("%s=%v[%s]", r.Key, r.Value, strings.Join(hs, " "))
+		if b.Inputs != nil {
+			item = fmt.Sprintf("%d/%s", b.InputOf(i), item)
+		}
+		parts = append(parts, item)
+		out.Emit(0, r)
+	}
+	head := fmt.Sprint(b.Input)
+	if b.Inputs != nil {
+		head = "*"
+	}
+	*s.log = append(*s.log, head+":"+strings.Join(parts, ","))
+	return nil
+}
+
+var _ pipes.InterleavedReader = (*sides)(nil)
+
+const mergeTopology = `
+name: m
+dead_letter: dlq
+datasets:
+  a:   {topic: a}
+  b:   {topic: b, value: string}
+  out: {topic: out}
+  dlq: {topic: dlq, value: bytes}
+pipes:
+  p:
+    from: [a, b]
+    to: out
+    sides: {interleaved: INTERLEAVED}
+`
+
+// TestMergeTasks drives the two halves of a merge: the tasks of the
+// sources forward their records, as consumed, to the merge topic with a
+// side header; the task of a merge partition decodes each as its side's
+// dataset, without that header, and hands the pipe its inputs in the order
+// they arrived (in runs of one input, or interleaved in one batch). A
+// record without a valid side header is a dead letter.
+func TestMergeTasks(t *testing.T) {
+	for _, interleaved := range []bool{false, true} {
+		t.Run(fmt.Sprintf("interleaved=%v", interleaved), func(t *testing.T) {
+			top := compile(t, strings.Replace(mergeTopology, "INTERLEAVED", fmt.Sprint(interleaved), 1))
+			merge := top.Datasets["p-merge"]
+			if merge == nil || merge.Topic != "streamer-m-p-merge" {
+				t.Fatalf("no merge source: %v", top.Merges())
+			}
+			// The sources' tasks forward, running no pipe.
+			var fwd sink
+			for _, src := range []string{"a", "b"} {
+				task, err := engine.NewTask(top, src, 1, engine.TaskOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				in := []*kgo.Record{{Topic: src, Partition: 1, Key: []byte("k-" + src), Value: []byte(`{"x":1}`),
+					Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t")}}}}
+				if err := task.Process(context.Background(), in, fwd.emit); err != nil {
+					t.Fatal(err)
+				}
+				task.Close()
+			}
+			if len(fwd.recs) != 2 || sidesLog != nil {
+				t.Fatalf("forwarded %d records (want 2) and ran pipes %q (want none)", len(fwd.recs), sidesLog)
+			}
+			for i, r := range fwd.recs {
+				if r.Topic != merge.Topic || string(r.Value) != `{"x":1}` || r.Partition != 0 ||
+					header(r, "trace") != "t" || header(r, engine.HeaderSide) != fmt.Sprint(i) {
+					t.Errorf("forwarded record %d: topic %s value %s partition %d headers %v", i, r.Topic, r.Value, r.Partition, r.Headers)
+				}
+			}
+
+			// The merge partition's task.
+			task, err := engine.NewTask(top, "p-merge", 0, engine.TaskOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer task.Close()
+			var in []*kgo.Record
+			add := func(key, value string, hs ...string) {
+				r := &kgo.Record{Topic: merge.Topic, Offset: int64(len(in)), Key: []byte(key), Value: []byte(value)}
+				for i := 0; i < len(hs); i += 2 {
+					r.Headers = append(r.Headers, kgo.RecordHeader{Key: hs[i], Value: []byte(hs[i+1])})
+				}
+				in = append(in, r)
+			}
+			add("k1", `{"n":1}`, engine.HeaderSide, "0")
+			add("k2", `{"n":2}`, "trace", "t", engine.HeaderSide, "0")
+			add("k3", `plain`, engine.HeaderSide, "1", "after", "x")
+			add("bad", `{"n":0}`) // no side
+			add("k4", `{"n":4}`, engine.HeaderSide, "0")
+			add("bad", `{"n":0}`, engine.HeaderSide, "2") // no such side
+			add("k5", `five`, engine.HeaderSide, "1")
+			add("k6", `{"n":`, engine.HeaderSide, "0") // side 0 is JSON: a decode error
+			add("k7", `seven`, engine.HeaderSide, "1")
+			var out sink
+			if err := task.Process(context.Background(), in, out.emit); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"0:k1=map[n:1][],k2=map[n:2][trace]", "1:k3=plain[after]", "0:k4=map[n:4][]", "1:k5=five[],k7=seven[]"}
+			if interleaved {
+				want = []string{"*:0/k1=map[n:1][],0/k2=map[n:2][trace],1/k3=plain[after],0/k4=map[n:4][],1/k5=five[],1/k7=seven[]"}
+			}
+			if strings.Join(sidesLog, "\n") != strings.Join(want, "\n") {
+				t.Errorf("batches\n got %q\nwant %q", sidesLog, want)
+			}
+			sidesLog = nil
+			if got := out.topic("out"); len(got) != 6 {
+				t.Errorf("outputs %q, want the 6 good records", got)
+			}
+			dead := 0
+			for _, r := range out.recs {
+				if r.Topic != "dlq" {
+					continue
+				}
+				dead++
+				if header(r, engine.HeaderStage) != "decode" || header(r, engine.HeaderPipe) != "p" {
+					t.Errorf("dead letter %s: headers %v", r.Key, r.Headers)
+				}
+				if string(r.Key) == "bad" && !strings.Contains(header(r, engine.HeaderError), engine.HeaderSide) {
+					t.Errorf("dead letter without a side: error %q", header(r, engine.HeaderError))
+				}
+			}
+			if dead != 3 {
+				t.Errorf("%d dead letters, want 3 (two bad sides, one bad value)", dead)
+			}
+		})
+	}
+}
