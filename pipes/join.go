@@ -37,9 +37,110 @@ type join struct {
 	name   string
 	on     *Program
 	left   bool
+	adds   joinAdds
+	schema *Schema
+}
+
+// joinAdds is what a join adds to a record from the value it matched
+// (another record's, or a table's): some of its fields, under output
+// names (fields:), or the whole value in one field (into:). The join and
+// stream_join pipes share it.
+type joinAdds struct {
 	fields []joinField
 	into   string
-	schema *Schema
+}
+
+// newJoinAdds checks a join's fields: and into: against the schema of the
+// values joined (nil: unknown). other names those values in errors, such as
+// `table "customers"`; noun is the word for them in hints ("table").
+func newJoinAdds(fields map[string]Field, into *Field, pos Pos, schema *Schema, other, noun string) (joinAdds, []error) {
+	var a joinAdds
+	var errs []error
+	switch {
+	case into != nil && len(fields) > 0:
+		errs = append(errs, Errorf(into.Pos, "give fields: or into:, not both"))
+	case into == nil && len(fields) == 0:
+		errs = append(errs, Errorf(pos, "say what the join adds: fields: (output field: %[1]s field) or into: (a field for the whole %[1]s value)", noun))
+	case into != nil:
+		if into.Name == "" {
+			errs = append(errs, Errorf(into.Pos, "into: needs a field name"))
+		}
+		a.into = into.Name
+	}
+	for _, out := range slices.Sorted(maps.Keys(fields)) {
+		f := fields[out]
+		if schema != nil {
+			if _, ok := schema.Field(f.Name); !ok {
+				errs = append(errs, Errorf(f.Pos, "%s has no field %q%s", other, f.Name, spec.DidYouMean(f.Name, schema.Names())))
+				continue
+			}
+		}
+		a.fields = append(a.fields, joinField{out: out, from: f.Name})
+	}
+	return a, errs
+}
+
+// schema is the schema in plus the joined fields, given the schema of the
+// values joined (nil: unknown). They are nullable: a left join leaves them
+// null without a match, and a value may lack a field.
+func (a *joinAdds) schema(in, joined *Schema) *Schema {
+	if in == nil {
+		return nil
+	}
+	out := in.Clone()
+	if a.into != "" {
+		f := SchemaField{Name: a.into, Kind: Any, Nullable: true}
+		if joined != nil {
+			f.Kind, f.Fields = Struct, joined.Clone()
+		}
+		out.Set(f)
+		return out
+	}
+	for _, jf := range a.fields {
+		f := SchemaField{Name: jf.out, Kind: Any, Nullable: true}
+		if tf, ok := joined.Field(jf.from); ok {
+			tf.Name, tf.Nullable = jf.out, true
+			f = tf
+		}
+		out.Set(f)
+	}
+	return out
+}
+
+// apply sets the joined fields of m from v, the value matched, or to null
+// when found is false. It reports false, changing nothing, when fields:
+// needs v to be an object and it is not.
+func (a *joinAdds) apply(m map[string]any, v any, found bool) bool {
+	if a.into != "" {
+		if !found {
+			v = nil
+		}
+		m[a.into] = v
+		return true
+	}
+	var vm map[string]any
+	if found {
+		var ok bool
+		if vm, ok = v.(map[string]any); !ok {
+			return false
+		}
+	}
+	for _, f := range a.fields {
+		m[f.out] = vm[f.from] // nil when absent or unmatched
+	}
+	return true
+}
+
+// written returns the output fields that apply sets.
+func (a *joinAdds) written() []string {
+	paths := make([]string, 0, len(a.fields)+1)
+	for _, f := range a.fields {
+		paths = append(paths, f.out)
+	}
+	if a.into != "" {
+		paths = append(paths, a.into)
+	}
+	return paths
 }
 
 func newJoin(c JoinConfig, env *Env) (Pipe, error) {
@@ -50,28 +151,10 @@ func newJoin(c JoinConfig, env *Env) (Pipe, error) {
 		return nil, Errorf(c.Table.Pos, "table: %v", err)
 	}
 	j.table = t
-	switch {
-	case c.Into != nil && len(c.Fields) > 0:
-		errs = append(errs, Errorf(c.Into.Pos, "give fields: or into:, not both"))
-	case c.Into == nil && len(c.Fields) == 0:
-		errs = append(errs, Errorf(c.Pos, "say what the join adds: fields: (output field: table field) or into: (a field for the whole table value)"))
-	case c.Into != nil:
-		if c.Into.Name == "" {
-			errs = append(errs, Errorf(c.Into.Pos, "into: needs a field name"))
-		}
-		j.into = c.Into.Name
-	}
 	ts := t.Schema()
-	for _, out := range slices.Sorted(maps.Keys(c.Fields)) {
-		f := c.Fields[out]
-		if ts != nil {
-			if _, ok := ts.Field(f.Name); !ok {
-				errs = append(errs, Errorf(f.Pos, "table %q has no field %q%s", c.Table.Name, f.Name, spec.DidYouMean(f.Name, ts.Names())))
-				continue
-			}
-		}
-		j.fields = append(j.fields, joinField{out: out, from: f.Name})
-	}
+	var addErrs []error
+	j.adds, addErrs = newJoinAdds(c.Fields, c.Into, c.Pos, ts, fmt.Sprintf("table %q", c.Table.Name), "table")
+	errs = append(errs, addErrs...)
 	if c.On != nil {
 		if t.Partitioned() {
 			errs = append(errs, Errorf(c.On.Pos, "on: table %q is partitioned, so it is looked up by the record key, the only key co-partitioned with it: remove on:, or declare the table global (table: global) to look it up by any key", c.Table.Name))
@@ -83,35 +166,8 @@ func newJoin(c JoinConfig, env *Env) (Pipe, error) {
 		_ = j.Close() // release the table opened above
 		return nil, errors.Join(errs...)
 	}
-	j.schema = j.deriveSchema(env.InputSchema(), ts)
+	j.schema = j.adds.schema(env.InputSchema(), ts)
 	return j, nil
-}
-
-// deriveSchema is the input schema plus the joined fields. They are
-// nullable: a left join leaves them null without a match, and a table
-// value may lack a field.
-func (j *join) deriveSchema(in, table *Schema) *Schema {
-	if in == nil {
-		return nil
-	}
-	out := in.Clone()
-	if j.into != "" {
-		f := SchemaField{Name: j.into, Kind: Any, Nullable: true}
-		if table != nil {
-			f.Kind, f.Fields = Struct, table.Clone()
-		}
-		out.Set(f)
-		return out
-	}
-	for _, jf := range j.fields {
-		f := SchemaField{Name: jf.out, Kind: Any, Nullable: true}
-		if tf, ok := table.Field(jf.from); ok {
-			tf.Name, tf.Nullable = jf.out, true
-			f = tf
-		}
-		out.Set(f)
-	}
-	return out
 }
 
 func (j *join) Process(_ context.Context, b *Batch, out *Output) error {
@@ -137,20 +193,9 @@ func (j *join) Process(_ context.Context, b *Batch, out *Output) error {
 		if !found && !j.left {
 			continue // inner join: no match, no output
 		}
-		if j.into != "" {
-			m[j.into] = tv // nil without a match
-			out.Emit(0, r)
+		if !j.adds.apply(m, tv, found) {
+			out.Fail(r, fmt.Errorf("join: the value of key %q in table %q is %T, not an object: use into: to take it whole", key, j.name, tv))
 			continue
-		}
-		var tm map[string]any
-		if found {
-			if tm, ok = tv.(map[string]any); !ok {
-				out.Fail(r, fmt.Errorf("join: the value of key %q in table %q is %T, not an object: use into: to take it whole", key, j.name, tv))
-				continue
-			}
-		}
-		for _, f := range j.fields {
-			m[f.out] = tm[f.from] // nil when absent or unmatched
 		}
 		out.Emit(0, r)
 	}
@@ -195,14 +240,7 @@ func (j *join) UsedFields() ([]string, bool) {
 	if j.on != nil {
 		progs = append(progs, j.on)
 	}
-	paths := make([]string, 0, len(j.fields)+1)
-	for _, f := range j.fields {
-		paths = append(paths, f.out)
-	}
-	if j.into != "" {
-		paths = append(paths, j.into)
-	}
-	return usedFields(progs, paths...)
+	return usedFields(progs, j.adds.written()...)
 }
 
 var (

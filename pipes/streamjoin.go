@@ -1,0 +1,461 @@
+package pipes
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Stream–stream joins on event time.
+//
+// stream_join reads two inputs: the first of from: is the left stream, the
+// second the right. A left record and a right record join when they have the
+// same key and their event times t_l and t_r are at most window apart:
+// |t_l − t_r| ≤ window, either way round.
+//
+// Stream time is the greatest event time the partition task has seen, over
+// both inputs; it lives in the store, like window's. The watermark is
+// W = stream time − grace. A record whose event time is below the watermark
+// when it arrives (stream time counting its own time) is late: it goes to
+// the dead letters (late: dlq) or is dropped (late: drop), and is neither
+// joined nor stored. An on-time record is joined, in order of event time
+// then arrival, with every stored record of the other input of its key within
+// window of it, one output each, and then stored itself. So each matching
+// pair is emitted once, when the second of the two arrives, whichever input
+// that is.
+//
+// A stored record at t can match no on-time record any more once W > t +
+// window: an on-time record has t' ≥ W, so t' − t > window. In a left
+// join, a left record that expires so without having matched anything is
+// emitted at the end of the batch in which that happens, exactly once,
+// with the right fields null, in order of time, key, arrival; a partition
+// that receives no records keeps its unmatched left records waiting.
+// Expired records are deleted in steps of purgeLimit per batch.
+//
+// Outputs are keyed by the key. Their value is the left value with the
+// right fields set as in join (fields: or into:). A joined record has the
+// later of the two records' timestamps and the headers and origin of the
+// one that arrived second; an unmatched left record keeps its timestamp
+// and has no headers and no origin (no consumed record produced it).
+//
+// Stored values are encoded with their input's codec, so that a value
+// decoded from the store has the types a fresh decode gives (Avro longs,
+// bytes and timestamps stay what they were). The store layout:
+//
+//	s                                       stream time
+//	n                                       sequence counter (8 bytes)
+//	r <side> <keyPart(key)> <time> <seq>    <timestamp> <matched> <value>
+//	x <time> <side> <keyPart(key)> <seq>    indexMark: the expiry index
+//
+// side is one byte (0 left, 1 right); times are as in window (8 bytes, byte
+// order is time order); seq is the counter, 8 bytes big-endian, which makes
+// records of one key and time distinct and keeps arrival order. The
+// counter lives in the store, so it rolls back with an aborted transaction
+// and a restart numbers records as the first run did. A record's value
+// starts with its timestamp in ms (8 bytes, as times) and a matched byte,
+// which a left join sets to 1 once the left record has matched; an inner
+// join leaves it 0 and never rewrites an entry. A key's records of one side
+// within window of a time are one range scan; the records that expire as
+// stream time advances are one range of the index.
+
+// StreamJoinConfig configures the stream_join pipe.
+type StreamJoinConfig struct {
+	Window time.Duration    `yaml:"window" required:"true" doc:"Records of the two inputs with the same key join when their event times are at most this far apart (either way)."`
+	Time   *Expr            `yaml:"time" doc:"Event time of a record of either input: a timestamp, milliseconds since the epoch, or an RFC 3339 string. Default: the record timestamp."`
+	Grace  time.Duration    `yaml:"grace" doc:"How far behind stream time (the greatest event time seen in the partition, both inputs) a record may be and still join. Default 0."`
+	Type   string           `yaml:"type" default:"inner" enum:"inner,left" doc:"inner emits matched pairs only; left also emits each left record that matched nothing, with the right fields null, once no on-time right record can match it any more."`
+	Late   string           `yaml:"late" default:"dlq" enum:"dlq,drop" doc:"A record more than grace behind stream time: dlq fails it with an error saying how late it is (the pipe's on_error applies: dead letter, skip or fail); drop drops it. Late records are neither joined nor kept."`
+	Fields map[string]Field `yaml:"fields" doc:"Output fields set from the right record's value: output field: right field."`
+	Into   *Field           `yaml:"into" doc:"A field receiving the whole right value. Give fields: or into:, not both."`
+	Store  string           `yaml:"store" doc:"State store that keeps the records waiting for a match and the stream time; give each stream_join pipe its own. Default: the pipe's name."`
+	Pos    Pos              `yaml:"-" spec:"pos"`
+}
+
+func init() {
+	MustRegister("stream_join", Spec{
+		Summary: "Joins two keyed streams on event time (from: [left, right]): each pair of a left and a right record with the same key whose event times are at most window apart, with a grace period for out-of-order records; inner, or left to also emit left records that matched nothing.",
+		Example: "window: 10m\ngrace: 30s\ntime: ts\ntype: left\nfields:\n  paid_amount: amount\n  paid_at: ts",
+	}, newStreamJoin)
+}
+
+// Sides of a stream join: indexes in Env.Inputs.
+const (
+	sjLeft  = 0
+	sjRight = 1
+)
+
+// Key prefixes of the stream_join store.
+const (
+	sjRecordPrefix = 'r'
+	sjIndexPrefix  = 'x'
+)
+
+var sjSeqKey = []byte{'n'}
+
+// sjHeader is the length of a stored value's header: timestamp, matched.
+const sjHeader = 9
+
+type streamJoin struct {
+	adds          joinAdds
+	store         Store
+	time          *Program
+	window, grace int64 // ms
+	left          bool
+	dropLate      bool
+	codecs        [2]ValueCodec
+	schema        *Schema
+}
+
+func newStreamJoin(c StreamJoinConfig, env *Env) (Pipe, error) {
+	var errs []error
+	j := &streamJoin{left: c.Type == "left", dropLate: c.Late == "drop"}
+	var leftSchema, rightSchema *Schema
+	if len(env.Inputs) != 2 {
+		errs = append(errs, Errorf(c.Pos, "stream_join reads two inputs, from: [left, right]; it has %d", len(env.Inputs)))
+	} else {
+		leftSchema, rightSchema = env.Inputs[sjLeft].Schema, env.Inputs[sjRight].Schema
+		j.codecs = [2]ValueCodec{env.Inputs[sjLeft].Codec, env.Inputs[sjRight].Codec}
+	}
+	var err error
+	if c.Window <= 0 {
+		errs = append(errs, Errorf(c.Pos, "window: must be a positive duration such as 5m"))
+	} else if j.window, err = wholeMillis(c.Window, "window", c.Pos); err != nil {
+		errs = append(errs, err)
+	}
+	if j.grace, err = wholeMillis(c.Grace, "grace", c.Pos); err != nil {
+		errs = append(errs, err)
+	}
+	right := "the right input"
+	if len(env.Inputs) == 2 {
+		right = fmt.Sprintf("right input %q", env.Inputs[sjRight].Dataset)
+	}
+	adds, addErrs := newJoinAdds(c.Fields, c.Into, c.Pos, rightSchema, right, "right")
+	j.adds = adds
+	errs = append(errs, addErrs...)
+	if c.Time != nil {
+		if j.time, err = env.Compile(*c.Time); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	name := c.Store
+	if name == "" {
+		name = env.Pipe
+	}
+	if j.store, err = env.Store(name); err != nil {
+		return nil, err
+	}
+	j.schema = j.adds.schema(leftSchema, rightSchema)
+	return j, nil
+}
+
+func (j *streamJoin) Process(_ context.Context, b *Batch, out *Output) error {
+	var clock streamClock
+	if err := clock.load(j.store); err != nil {
+		return err
+	}
+	seq, err := j.loadSeq()
+	if err != nil {
+		return err
+	}
+	seq0, prev := seq, clock.now
+	for i, r := range b.Records {
+		side := b.InputOf(i)
+		if side != sjLeft && side != sjRight {
+			return fmt.Errorf("stream_join: a record of input %d, but it reads two", side)
+		}
+		t, val, err := j.prepare(r, side)
+		if err != nil {
+			out.Fail(r, err)
+			continue
+		}
+		clock.observe(t)
+		if t < clock.now-j.grace {
+			if !j.dropLate {
+				out.Fail(r, j.lateError(t, clock.now))
+			}
+			continue
+		}
+		kp := keyPart(r.Key)
+		matched, err := j.match(r, side, kp, t, out)
+		if err != nil {
+			return err // the store failed: the batch fails
+		}
+		if matched && j.left && side == sjLeft {
+			val[8] = 1
+		}
+		seq++
+		if err := j.store.Put(j.recordKey(side, kp, t, seq), val); err != nil {
+			return err
+		}
+		if err := j.store.Put(j.indexKey(t, side, kp, seq), indexMark); err != nil {
+			return err
+		}
+	}
+	if err := clock.save(j.store); err != nil {
+		return err
+	}
+	if seq != seq0 {
+		if err := j.store.Put(sjSeqKey, binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+			return err
+		}
+	}
+	if clock.now == minInt {
+		return nil
+	}
+	upTo := clock.now - j.grace - j.window - 1
+	if j.left && clock.now > prev {
+		if err := j.emitUnmatchedUpTo(prev, upTo, out); err != nil {
+			return err
+		}
+	}
+	return purge(j.store, sjIndexPrefix, upTo, func(t int64, rest []byte) error {
+		side, kp, seq, err := j.parseIndex(rest)
+		if err != nil {
+			return err
+		}
+		return j.store.Delete(j.recordKey(side, kp, t, seq))
+	})
+}
+
+// prepare checks a record of a side and returns its event time and the
+// value to store for it (with the matched byte 0). Its errors are the
+// record's.
+func (j *streamJoin) prepare(r *Record, side int) (int64, []byte, error) {
+	if r.Key == nil {
+		return 0, nil, errors.New("stream_join needs keyed records: the key says which records of the two inputs join")
+	}
+	if _, ok := r.Value.(map[string]any); !ok {
+		if side == sjLeft {
+			return 0, nil, fmt.Errorf("stream_join needs left records whose values are objects, got %T", r.Value)
+		}
+		if j.adds.into == "" {
+			return 0, nil, fmt.Errorf("stream_join: fields: needs right records whose values are objects, got %T: use into: to take the value whole", r.Value)
+		}
+	}
+	t, err := eventTime(j.time, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	val := append(appendTime(make([]byte, 0, 64), r.Timestamp.UnixMilli()), 0)
+	if val, err = j.encode(val, side, r.Value); err != nil {
+		return 0, nil, fmt.Errorf("stream_join: cannot store the %s value: %w", sideName(side), err)
+	}
+	return t, val, nil
+}
+
+// stored is a record of the store read back for a match.
+type stored struct {
+	key []byte // the record key in the store
+	val []byte
+}
+
+// match emits r, of side at event time t, joined with each stored record of
+// the other side and key within window of t, and reports whether there was
+// any. In a left join, it marks the left records that r matches as matched.
+func (j *streamJoin) match(r *Record, side int, kp []byte, t int64, out *Output) (bool, error) {
+	other := 1 - side
+	prefix := append([]byte{sjRecordPrefix, byte(other)}, kp...)
+	lo := appendTime(bytes.Clone(prefix), t-j.window)
+	hi := appendTime(prefix, t+j.window+1)
+	var found []stored
+	err := j.store.Range(lo, hi, func(k, v []byte) bool {
+		found = append(found, stored{key: bytes.Clone(k), val: bytes.Clone(v)})
+		return true
+	})
+	if err != nil || len(found) == 0 {
+		return false, err
+	}
+	// The store is changed only after the scan: an iterator need not
+	// survive writes under it.
+	for _, s := range found {
+		if len(s.val) < sjHeader {
+			return false, fmt.Errorf("stream_join: corrupt record in the state store under %q", s.key)
+		}
+		v, err := j.decode(other, s.val[sjHeader:])
+		if err != nil {
+			return false, fmt.Errorf("stream_join: decoding a stored %s value: %w", sideName(other), err)
+		}
+		var lv, rv any
+		if side == sjLeft {
+			lv, rv = CloneValue(r.Value), v
+		} else {
+			lv, rv = v, CloneValue(r.Value)
+		}
+		o, err := j.joined(r.Key, lv, rv, true)
+		if err != nil {
+			return false, err
+		}
+		o.Timestamp = r.Timestamp
+		if ts := decodeTime(s.val[:8]); ts > r.Timestamp.UnixMilli() {
+			o.Timestamp = time.UnixMilli(ts).UTC()
+		}
+		o.Headers, o.Origin = r.Headers, r.Origin
+		out.Emit(0, o)
+		if j.left && other == sjLeft && s.val[8] == 0 {
+			s.val[8] = 1
+			if err := j.store.Put(s.key, s.val); err != nil {
+				return false, err
+			}
+		}
+	}
+	return true, nil
+}
+
+// joined returns the output of a left value and a right one (found false:
+// none). Values read back from the store have the types their input's codec
+// gave them when they arrived, so an unexpected type is the store's fault.
+func (j *streamJoin) joined(key []byte, lv, rv any, found bool) (*Record, error) {
+	m, ok := lv.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("stream_join: a stored left value decoded as %T, not an object", lv)
+	}
+	if !j.adds.apply(m, rv, found) {
+		return nil, fmt.Errorf("stream_join: a stored right value decoded as %T, not an object", rv)
+	}
+	return &Record{Key: key, Value: m}, nil
+}
+
+// emitUnmatchedUpTo emits, in a left join, the left records that matched
+// nothing and expired as stream time went from prev on: those whose time is
+// in (prev − grace − window − 1, upTo], one range of the index. They are
+// emitted here, all of them, rather than as purge deletes them, purgeLimit
+// at a time: a partition that gets no more records must not keep them
+// waiting. Records that expired earlier were emitted then.
+func (j *streamJoin) emitUnmatchedUpTo(prev, upTo int64, out *Output) error {
+	lo := []byte{sjIndexPrefix}
+	if prev != minInt {
+		lo = appendTime(lo, prev-j.grace-j.window)
+	}
+	hi := appendTime([]byte{sjIndexPrefix}, upTo+1)
+	var lefts [][]byte
+	err := j.store.Range(lo, hi, func(k, _ []byte) bool {
+		if len(k) > 9 && k[9] == sjLeft {
+			lefts = append(lefts, bytes.Clone(k))
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, ik := range lefts {
+		side, kp, seq, err := j.parseIndex(ik[9:])
+		if err != nil {
+			return err
+		}
+		k := j.recordKey(side, kp, decodeTime(ik[1:9]), seq)
+		v, ok, err := j.store.Get(k)
+		if err != nil {
+			return err
+		}
+		if ok && len(v) < sjHeader {
+			return fmt.Errorf("stream_join: corrupt record in the state store under %q", k)
+		}
+		if ok && v[8] == 0 {
+			if err := j.emitUnmatched(kp, v, out); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// parseIndex splits the rest of an index key, after its time.
+func (j *streamJoin) parseIndex(rest []byte) (side int, kp []byte, seq uint64, err error) {
+	if len(rest) < 1+1+8 || (rest[0] != sjLeft && rest[0] != sjRight) {
+		return 0, nil, 0, fmt.Errorf("stream_join: corrupt index entry in the state store: %q", rest)
+	}
+	return int(rest[0]), rest[1 : len(rest)-8], binary.BigEndian.Uint64(rest[len(rest)-8:]), nil
+}
+
+// emitUnmatched emits a left record that matched nothing, from its stored
+// value, with the right fields null.
+func (j *streamJoin) emitUnmatched(kp, v []byte, out *Output) error {
+	key, err := keyOfPart(kp)
+	if err != nil {
+		return err
+	}
+	lv, err := j.decode(sjLeft, v[sjHeader:])
+	if err != nil {
+		return fmt.Errorf("stream_join: decoding a stored left value: %w", err)
+	}
+	o, err := j.joined(bytes.Clone(key), lv, nil, false)
+	if err != nil {
+		return err
+	}
+	o.Timestamp = time.UnixMilli(decodeTime(v[:8])).UTC()
+	out.Emit(0, o)
+	return nil
+}
+
+// lateError says how late a record is.
+func (j *streamJoin) lateError(t, now int64) error {
+	return fmt.Errorf("late record: event time %s is %v behind stream time %s, more than grace %v: the records it would join may be gone",
+		formatTime(t), dur(now-t), formatTime(now), dur(j.grace))
+}
+
+func (j *streamJoin) loadSeq() (uint64, error) {
+	v, ok, err := j.store.Get(sjSeqKey)
+	if err != nil || !ok {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("stream_join: corrupt sequence counter in the state store: %d bytes", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+func (j *streamJoin) recordKey(side int, kp []byte, t int64, seq uint64) []byte {
+	k := make([]byte, 0, 2+len(kp)+16)
+	k = append(append(k, sjRecordPrefix, byte(side)), kp...)
+	return binary.BigEndian.AppendUint64(appendTime(k, t), seq)
+}
+
+func (j *streamJoin) indexKey(t int64, side int, kp []byte, seq uint64) []byte {
+	k := make([]byte, 0, 2+len(kp)+16)
+	k = append(appendTime(append(k, sjIndexPrefix), t), byte(side))
+	return binary.BigEndian.AppendUint64(append(k, kp...), seq)
+}
+
+// encode appends the encoding of a side's value: with the input's codec,
+// or as JSON in hand-built Envs, which have none.
+func (j *streamJoin) encode(dst []byte, side int, v any) ([]byte, error) {
+	if c := j.codecs[side]; c != nil {
+		return c.AppendEncode(dst, v)
+	}
+	js, err := json.Marshal(v)
+	return append(dst, js...), err
+}
+
+func (j *streamJoin) decode(side int, b []byte) (any, error) {
+	if c := j.codecs[side]; c != nil {
+		return c.Decode(b)
+	}
+	var v any
+	err := json.Unmarshal(b, &v)
+	return v, err
+}
+
+func sideName(side int) string {
+	if side == sjLeft {
+		return "left"
+	}
+	return "right"
+}
+
+func (j *streamJoin) OutputSchema(int) *Schema { return j.schema }
+
+// ReadsInterleaved says that the join wants its two inputs in one batch,
+// in arrival order: lateness and matches depend on it.
+func (j *streamJoin) ReadsInterleaved() bool { return true }
+
+var (
+	_ SchemaDeriver     = (*streamJoin)(nil)
+	_ InterleavedReader = (*streamJoin)(nil)
+)
