@@ -166,7 +166,8 @@ func checkFile(top *topology.Topology, f *fileSpec) []*spec.Error {
 		sort.Strings(out)
 		return out
 	}
-	sources, sinks := names((*topology.Dataset).IsSource), names((*topology.Dataset).IsSink)
+	sources := names(func(d *topology.Dataset) bool { return d.IsSource() && !d.IsInternal() })
+	sinks := names((*topology.Dataset).IsSink)
 	tables := names(func(d *topology.Dataset) bool { return d.Table != "" })
 	for _, c := range f.Cases {
 		if c.Time != "" {

@@ -93,7 +93,11 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 	if len(t.Internal()) > 0 {
 		p.f("\nsub-topologies (a repartition or merge topic ends one and starts another):\n")
 		for _, st := range t.SubTopologies {
-			p.f("  %d  %s → %s → %s\n", st.ID, datasets(st.Sources), pipeNames(st.Pipes), datasets(st.Sinks))
+			ps := pipeNames(st.Pipes)
+			if ps == "" {
+				ps = "(forwarded as consumed)"
+			}
+			p.f("  %d  %s → %s → %s\n", st.ID, datasets(st.Sources), ps, datasets(st.Sinks))
 		}
 	}
 	p.f("\ndatasets:\n")
@@ -115,6 +119,12 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 			where = "source topic " + d.Topic
 		case d.Topic != "":
 			where = "topic " + d.Topic
+		case len(d.Merges) > 0:
+			where = "in memory, merged"
+		}
+		value := d.ValueFormat
+		if d.Sides != nil {
+			value = "per side"
 		}
 		schema := "no schema"
 		if d.SchemaFile != "" {
@@ -122,7 +132,7 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 		} else if d.Schema != nil {
 			schema = "schema derived"
 		}
-		p.f("  %-16s %-28s key %s, value %s, %s\n", d.Name, where, d.KeyFormat, d.ValueFormat, schema)
+		p.f("  %-16s %-28s key %s, value %s, %s\n", d.Name, where, d.KeyFormat, value, schema)
 	}
 	for _, wd := range t.Warnings {
 		p.f("\n%s", wd)
@@ -175,6 +185,9 @@ func (t *Topology) planDot(w io.Writer) error {
 	}
 	if len(t.Internal()) > 0 {
 		for _, st := range t.SubTopologies {
+			if len(st.Pipes) == 0 {
+				continue // a source only forwarded: no pipe to group
+			}
 			p.f("  subgraph cluster_%d {\n    label=\"sub-topology %d\";\n    style=dashed;\n", st.ID, st.ID)
 			for _, pp := range st.Pipes {
 				p.f("    %q;\n", "pipe:"+pp.Name)
@@ -239,6 +252,9 @@ func (t *Topology) planMermaid(w io.Writer) error {
 	}
 	if len(t.Internal()) > 0 {
 		for _, st := range t.SubTopologies {
+			if len(st.Pipes) == 0 {
+				continue
+			}
 			p.f("  subgraph st%d[\"sub-topology %d\"]\n", st.ID, st.ID)
 			for _, pp := range st.Pipes {
 				p.f("    %s\n", node("pipe:"+pp.Name))

@@ -164,6 +164,10 @@ func (d *Dataset) IsSource() bool {
 	return d.Producer == nil && d.Topic != "" && (len(d.Readers) > 0 || len(d.Merges) > 0)
 }
 
+// IsInternal reports whether the compiler made d: a source of a
+// repartition or merge topic, or a side of a merge.
+func (d *Dataset) IsInternal() bool { return d.RepartitionOf != nil || d.Sides != nil || d.MergeOf != nil }
+
 // IsSink reports whether records of d are produced to Kafka by a pipe.
 func (d *Dataset) IsSink() bool { return d.Producer != nil && d.Topic != "" }
 
