@@ -166,7 +166,9 @@ func (d *Dataset) IsSource() bool {
 
 // IsInternal reports whether the compiler made d: a source of a
 // repartition or merge topic, or a side of a merge.
-func (d *Dataset) IsInternal() bool { return d.RepartitionOf != nil || d.Sides != nil || d.MergeOf != nil }
+func (d *Dataset) IsInternal() bool {
+	return d.RepartitionOf != nil || d.Sides != nil || d.MergeOf != nil
+}
 
 // IsSink reports whether records of d are produced to Kafka by a pipe.
 func (d *Dataset) IsSink() bool { return d.Producer != nil && d.Topic != "" }
