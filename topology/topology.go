@@ -28,8 +28,12 @@
 // Compile then inserts a repartition topic, <group>-<dataset>-repartition,
 // wherever a pipe that changes record keys (pipes.KeyChanger) feeds, through
 // in-memory datasets, a pipe that keeps state per key or joins a
-// partitioned table; this splits the plan into sub-topologies (see
-// SubTopology). The re-keyed dataset must be in memory.
+// partitioned table; the re-keyed dataset must be in memory. A pipe that
+// keeps state per key and whose inputs come from several tasks (two
+// streams to join, or several inputs one of which was re-keyed) reads them
+// instead from one merge topic, <group>-<pipe>-merge, which every input is
+// written to, partitioned by key, under a side header. Both split the plan
+// into sub-topologies (see SubTopology).
 //
 // Every violation is reported as file:line:col, all of them at once.
 package topology
