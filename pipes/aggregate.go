@@ -273,11 +273,7 @@ func newAggregate(c AggregateConfig, env *Env) (Pipe, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	name := c.Store
-	if name == "" {
-		name = env.Pipe
-	}
-	if a.store, err = env.Store(name); err != nil {
+	if a.store, err = env.StoreOrOwn(c.Store); err != nil {
 		return nil, err
 	}
 	if env.InputSchema() != nil {

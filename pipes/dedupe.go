@@ -69,11 +69,7 @@ func newDedupe(c DedupeConfig, env *Env) (Pipe, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	name := c.Store
-	if name == "" {
-		name = env.Pipe
-	}
-	if d.store, err = env.Store(name); err != nil {
+	if d.store, err = env.StoreOrOwn(c.Store); err != nil {
 		return nil, err
 	}
 	return d, nil

@@ -309,6 +309,16 @@ func (e *Env) Store(name string) (Store, error) {
 	return e.Stores(name)
 }
 
+// StoreOrOwn returns the store a pipe's config names, or, when it names
+// none, the pipe's own store, named after the pipe: the default of every
+// built-in stateful pipe's store: field.
+func (e *Env) StoreOrOwn(name string) (Store, error) {
+	if name == "" {
+		name = e.Pipe
+	}
+	return e.Store(name)
+}
+
 // Table is a table dataset as a pipe sees it: the latest value of each key
 // of a compacted topic, a null value having deleted the key. The engine
 // brings it up to the topic's end before each poll it processes, so a

@@ -144,11 +144,7 @@ func newStreamJoin(c StreamJoinConfig, env *Env) (Pipe, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	name := c.Store
-	if name == "" {
-		name = env.Pipe
-	}
-	if j.store, err = env.Store(name); err != nil {
+	if j.store, err = env.StoreOrOwn(c.Store); err != nil {
 		return nil, err
 	}
 	j.schema = j.adds.schema(leftSchema, rightSchema)

@@ -165,11 +165,7 @@ func newWindow(c WindowConfig, env *Env) (Pipe, error) {
 		return nil, errors.Join(errs...)
 	}
 	g.lastByTime = true
-	name := c.Store
-	if name == "" {
-		name = env.Pipe
-	}
-	if w.store, err = env.Store(name); err != nil {
+	if w.store, err = env.StoreOrOwn(c.Store); err != nil {
 		return nil, err
 	}
 	if env.InputSchema() != nil {
