@@ -119,6 +119,17 @@ func (c *Console) graph() Graph {
 	for _, p := range c.top.Pipes {
 		l := 0
 		for _, in := range p.Inputs {
+			// An internal source sits after what writes its topic.
+			switch {
+			case in.RepartitionOf != nil:
+				layer["ds:"+in.Name] = layer["ds:"+in.RepartitionOf.Name] + 1
+			case in.MergeOf != nil:
+				m := 0
+				for _, f := range c.top.Feeding(in.MergeOf) {
+					m = max(m, layer["ds:"+f.Name]+1)
+				}
+				layer["ds:"+in.MergeOf.Name], layer["ds:"+in.Name] = m, m+1
+			}
 			l = max(l, layer["ds:"+in.Name]+1)
 		}
 		layer["pipe:"+p.Name] = l
@@ -143,6 +154,21 @@ func (c *Console) graph() Graph {
 			kind, detail = "sink", d.Topic
 		}
 		g.Nodes = append(g.Nodes, Node{ID: "ds:" + name, Label: name, Kind: kind, Detail: detail, Layer: layer["ds:"+name]})
+	}
+	// The topics the compiler inserted: a re-keyed dataset feeds its
+	// repartition source, the inputs of a merge its merge source, which
+	// feeds one side per input.
+	for _, name := range slices.Sorted(maps.Keys(c.top.Datasets)) {
+		d := c.top.Datasets[name]
+		if d.Repartition != nil {
+			g.Edges = append(g.Edges, Edge{From: "ds:" + name, To: "ds:" + d.Repartition.Name})
+		}
+		for _, m := range d.Merges {
+			g.Edges = append(g.Edges, Edge{From: "ds:" + name, To: "ds:" + m.Source.Name})
+		}
+		for _, side := range d.Sides {
+			g.Edges = append(g.Edges, Edge{From: "ds:" + name, To: "ds:" + side.Name})
+		}
 	}
 	for _, p := range c.top.Pipes {
 		g.Nodes = append(g.Nodes, Node{ID: "pipe:" + p.Name, Label: p.Name, Kind: "pipe", Detail: p.Type, Layer: layer["pipe:"+p.Name]})

@@ -82,3 +82,44 @@ func get(t *testing.T, url string, v any) {
 		t.Fatal(err)
 	}
 }
+
+// TestGraphOfMerge: the topics the compiler inserts are drawn, so that the
+// page shows how data flows: the inputs of a stream join feed its merge
+// source, which feeds one side per input, each in a column after the last.
+func TestGraphOfMerge(t *testing.T) {
+	top, err := topology.Load("../../examples/stream-join/topology.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := console.New(top, "r1", engine.NewStats(), func() bool { return true })
+	mux := http.NewServeMux()
+	c.Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	var g console.Graph
+	get(t, srv.URL+"/api/topology", &g)
+	layer := map[string]int{}
+	for _, n := range g.Nodes {
+		layer[n.ID] = n.Layer
+	}
+	edges := map[string]bool{}
+	for _, e := range g.Edges {
+		edges[e.From+" → "+e.To] = true
+	}
+	for _, chain := range [][]string{
+		{"ds:orders", "pipe:by-order", "ds:orders-by-id", "ds:match-merge", "ds:match-merge-0-orders-by-id", "pipe:match", "ds:paid-orders"},
+		{"ds:match-merge", "ds:match-merge-1-payments", "pipe:match"},
+	} {
+		for i := 1; i < len(chain); i++ {
+			if !edges[chain[i-1]+" → "+chain[i]] {
+				t.Errorf("no edge %s → %s", chain[i-1], chain[i])
+			}
+			if layer[chain[i]] != layer[chain[i-1]]+1 {
+				t.Errorf("%s in column %d after %s in %d", chain[i], layer[chain[i]], chain[i-1], layer[chain[i-1]])
+			}
+		}
+	}
+	if !edges["ds:payments → ds:match-merge"] {
+		t.Errorf("payments do not feed the merge: %v", edges)
+	}
+}
