@@ -189,6 +189,9 @@ type result struct {
 	gcs        uint32
 	requests   *requestStats
 	note       string
+	// topics the run made for itself (internal and changelog topics), to
+	// delete at the end.
+	topics []string
 }
 
 func (r result) rate() float64 { return float64(r.records) / r.elapsed.Seconds() }
@@ -358,6 +361,7 @@ func run(ctx context.Context, c config) error {
 				}
 				r, err = streamer(ctx, c, adm, input, name, prof, tr)
 				created = append(created, name+"-out")
+				created = append(created, r.topics...)
 			}
 			if err != nil {
 				return fmt.Errorf("round %d, %s: %w", round, mode, err)
@@ -526,17 +530,33 @@ func passthrough(ctx context.Context, c config, adm *kadm.Client, input, name, p
 // streamer runs the topology in-process, exactly once, and checks its output.
 func streamer(ctx context.Context, c config, adm *kadm.Client, input, name, profile, traceFile string) (result, error) {
 	res := result{mode: "streamer", records: int64(c.records), requests: newRequestStats()}
-	top, err := topology.Load(c.topologyFile)
+	// A fresh group (so transactional id and internal topics) and output
+	// topic for every run.
+	top, err := topology.Load(c.topologyFile, topology.WithGroup(name))
 	if err != nil {
 		return res, err
 	}
-	srcs, sinks := top.Sources(), top.Sinks()
+	var srcs, sinks []*topology.Dataset
+	for _, d := range top.Sources() {
+		if !d.IsInternal() {
+			srcs = append(srcs, d)
+		}
+	}
+	for _, d := range top.Sinks() {
+		if d.Repartition == nil {
+			sinks = append(sinks, d)
+		}
+	}
 	if len(srcs) != 1 || len(sinks) != 1 || top.DeadLetter != nil {
 		return res, fmt.Errorf("%s: want one source, one sink and no dead_letter, got %d sources and %d sinks", c.topologyFile, len(srcs), len(sinks))
 	}
-	// A fresh group, transactional id and output topic for every run.
 	output := name + "-out"
-	top.Group = name
+	for _, d := range top.Internal() {
+		res.topics = append(res.topics, d.Topic)
+	}
+	for _, st := range top.Stores() {
+		res.topics = append(res.topics, top.ChangelogTopic(st))
+	}
 	srcs[0].Topic, srcs[0].Partitions = input, c.partitions
 	sinks[0].Topic, sinks[0].Partitions = output, c.partitions
 	if sinks[0].Create != nil {

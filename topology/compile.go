@@ -28,6 +28,13 @@ type Option func(*compiler)
 // subject's latest version.
 func WithRegistry(r *serde.Registry) Option { return func(c *compiler) { c.registry = r } }
 
+// WithGroup sets the consumer group, in place of the file's group: (or
+// streamer-<name>). The group names the transactional ids and every topic
+// the job makes for itself (repartition, merge and changelog topics), so a
+// run under another group (a benchmark round, a backfill) shares no state
+// with the job.
+func WithGroup(group string) Option { return func(c *compiler) { c.group = group } }
+
 // Load reads and compiles a topology file. Schema files are resolved relative
 // to the file's directory. A returned *Error lists every problem.
 func Load(file string, opts ...Option) (*Topology, error) {
@@ -58,6 +65,7 @@ type compiler struct {
 	d        diags
 	fsys     fs.FS
 	registry *serde.Registry
+	group    string // WithGroup
 	// registered are the datasets with registry:, for the compatibility
 	// check once producers are known.
 	registered []registered
@@ -88,6 +96,9 @@ func (c *compiler) compile(src []byte) *Topology {
 		CommitInterval: f.Processing.CommitInterval,
 		StartOffset:    f.Processing.StartOffset,
 		MaxPollRecords: f.Processing.MaxPollRecords,
+	}
+	if c.group != "" {
+		t.Group = c.group
 	}
 	if t.Group == "" && t.Name != "" {
 		t.Group = "streamer-" + t.Name

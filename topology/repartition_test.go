@@ -346,3 +346,16 @@ pipes:
 		})
 	}
 }
+
+// TestWithGroup: a run under another group (a benchmark round, a backfill)
+// gets topics of its own for everything the job makes for itself.
+func TestWithGroup(t *testing.T) {
+	src := "name: m\ndatasets:\n  a: {topic: a}\n  b: {topic: b}\n  out: {topic: out}\npipes:\n  count:\n    from: [a, b]\n    to: out\n    aggregate: {fields: {n: {op: count}}}\n"
+	top, err := topology.Compile("m.yaml", []byte(src), fstest.MapFS{}, topology.WithGroup("other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top.Group != "other" || top.Datasets["count-merge"].Topic != "other-count-merge" || top.ChangelogTopic("count") != "other-count-changelog" || top.TransactionalID("r1") != "other-r1" {
+		t.Errorf("group %s, merge topic %s, changelog %s", top.Group, top.Datasets["count-merge"].Topic, top.ChangelogTopic("count"))
+	}
+}
