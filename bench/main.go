@@ -568,9 +568,11 @@ func streamer(ctx context.Context, c config, adm *kadm.Client, input, name, prof
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	stats := engine.NewStats()
+	outs := &outputCount{}
 	e, err := engine.New(top, engine.Options{
 		Brokers: c.brokers, ReplicaID: "bench", Logger: log, Stats: stats,
 		ClientOpts: []kgo.Opt{kgo.WithHooks(res.requests)}, // observes request latencies only
+		Hooks:      []engine.Hook{outs},
 	})
 	if err != nil {
 		return res, err
@@ -587,7 +589,23 @@ func streamer(ctx context.Context, c config, adm *kadm.Client, input, name, prof
 	var from meter
 	started := false
 	stopProfile, stopTrace := func() {}, func() {}
-	for stats.CommittedIn.Load() < int64(c.records) {
+	// The run is done when every input record is committed. With internal
+	// topics, records are consumed more than once, so it is done instead
+	// when the sink has every output and the transaction holding the last
+	// one committed: the engine ends a transaction only after the poll it
+	// processes, so the next commit counted is that one.
+	internal := len(top.Internal()) > 0
+	commitsAt := int64(-1)
+	finished := func() bool {
+		if !internal {
+			return stats.CommittedIn.Load() >= int64(c.records)
+		}
+		if commitsAt < 0 && outs.n.Load() >= int64(c.records) {
+			commitsAt = stats.Commits.Load()
+		}
+		return commitsAt >= 0 && stats.Commits.Load() > commitsAt
+	}
+	for !finished() {
 		select {
 		case err := <-done:
 			return res, fmt.Errorf("engine stopped early after %d committed records: %v", stats.CommittedIn.Load(), err)
@@ -643,6 +661,11 @@ func streamer(ctx context.Context, c config, adm *kadm.Client, input, name, prof
 	}
 	return res, nil
 }
+
+// outputCount counts the records produced to sinks (engine.OutputHook).
+type outputCount struct{ n atomic.Int64 }
+
+func (o *outputCount) OnOutput(string, time.Duration) { o.n.Add(1) }
 
 func startProfile(path string) (func(), error) {
 	f, err := os.Create(path)

@@ -1,6 +1,7 @@
 package state_test
 
 import (
+	"bytes"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -150,5 +151,68 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLargeValuesSeparated: a store opened for processing keeps values of
+// SeparateValues bytes or more in blob files, and reads them back; small
+// values and bulk loads stay in the tables.
+func TestLargeValuesSeparated(t *testing.T) {
+	blobs := func(dir string) int {
+		m, _ := filepath.Glob(filepath.Join(dir, "*.blob"))
+		return len(m)
+	}
+	for _, c := range []struct {
+		name  string
+		size  int
+		bulk  bool
+		blobs bool
+	}{
+		{"large values", 1024, false, true},
+		{"small values", 64, false, false},
+		{"large values, bulk load", 1024, true, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			open := state.OpenPebbleWith
+			if c.bulk {
+				open = state.OpenPebbleBulk
+			}
+			st, err := open(dir, state.PebbleOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			value := bytes.Repeat([]byte{'v'}, c.size)
+			put, commit := st.Put, func() error { return st.Commit(1) }
+			if c.bulk {
+				ld, err := st.Loader()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ld.Close()
+				put, commit = ld.Put, func() error { return ld.Flush(1, true) }
+			}
+			for i := range 2000 {
+				if err := put([]byte(fmt.Sprint("k", i)), value); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := commit(); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.CompactAll(); err != nil {
+				t.Fatal(err)
+			}
+			if got := blobs(dir) > 0; got != c.blobs {
+				t.Errorf("blob files: %v, want %v", got, c.blobs)
+			}
+			v, ok, err := st.Get([]byte("k1999"))
+			if err != nil || !ok || !bytes.Equal(v, value) {
+				t.Errorf("read back %d bytes, %v, %v", len(v), ok, err)
+			}
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
