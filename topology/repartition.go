@@ -209,7 +209,6 @@ func (c *compiler) insertMerge(t *Topology, p *Pipe) *Dataset {
 		Readers:     []*Pipe{p},
 		Pos:         p.Pos,
 	}
-	m.Partitions = tablePartitions(t, m.Readers)
 	names := []string{name}
 	for i, in := range p.Inputs {
 		s := &Dataset{
@@ -240,12 +239,14 @@ func (c *compiler) insertMerge(t *Topology, p *Pipe) *Dataset {
 	for _, s := range m.Sides {
 		t.Datasets[s.Name] = s
 	}
+	m.Partitions = tablePartitions(t, t.TaskPipes(m))
 	return m
 }
 
 // tablePartitions returns the partition count of the partitioned tables
-// that pipes join, or 0: an internal topic those pipes read takes it as its
-// default, so that the user need not repeat it.
+// that pipes join, or 0: an internal topic whose task runs those pipes takes
+// it as its default, so that the user need not repeat it (and a merge
+// topic's count cannot be declared).
 func tablePartitions(t *Topology, pipes []*Pipe) int {
 	n := 0
 	for _, p := range pipes {
@@ -281,9 +282,6 @@ func (c *compiler) insertRepartition(t *Topology, d *Dataset) *Dataset {
 		RepartitionOf: d,
 		Pos:           d.Pos,
 	}
-	if r.Partitions == 0 {
-		r.Partitions = tablePartitions(t, r.Readers)
-	}
 	for _, p := range r.Readers {
 		for i, in := range p.Inputs {
 			if in == d {
@@ -293,6 +291,9 @@ func (c *compiler) insertRepartition(t *Topology, d *Dataset) *Dataset {
 	}
 	d.Topic, d.Readers, d.Repartition = r.Topic, nil, r
 	t.Datasets[name] = r
+	if r.Partitions == 0 {
+		r.Partitions = tablePartitions(t, t.TaskPipes(r))
+	}
 	return r
 }
 

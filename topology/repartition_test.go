@@ -210,6 +210,44 @@ pipes:
 	if rs := jt.Repartitions(); len(rs) != 1 || rs[0].Partitions != 8 {
 		t.Errorf("repartitions %v, want one with the table's 8 partitions", rs)
 	}
+	// The same for a merge topic, whose count cannot be declared, with the
+	// table joined further down in the merge's task; and for a repartition
+	// topic so.
+	for name, pipes := range map[string]string{
+		"merge": `
+  count:
+    from: [in, other]
+    to: mid
+    aggregate: {fields: {n: {op: count}}}
+  join:
+    from: mid
+    to: out
+    join: {table: customers, fields: {name: name}}
+`,
+		"repartition": `
+  rekey:
+    from: in
+    to: mid
+    map: {key: customer}
+  keep:
+    from: mid
+    to: mid2
+    filter: {when: 'true'}
+  join:
+    from: mid2
+    to: out
+    join: {table: customers, fields: {name: name}}
+`,
+	} {
+		src := strings.Replace(strings.SplitAfter(joined, "pipes:\n")[0], "  mid: {}\n", "  mid: {}\n  mid2: {}\n  other: {topic: other, partitions: 5}\n", 1) + pipes
+		top, err := topology.Compile("r.yaml", []byte(src), fstest.MapFS{})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if in := top.Internal(); len(in) != 1 || in[0].Partitions != 8 {
+			t.Errorf("%s: internal sources %v, want one with the table's 8 partitions", name, names(in))
+		}
+	}
 	src := `
 name: r
 datasets:
