@@ -173,3 +173,68 @@ func TestMergeTasks(t *testing.T) {
 		})
 	}
 }
+
+const mergedCounting = `
+name: merged
+datasets:
+  in:  {topic: in}
+  in2: {topic: in2}
+  out: {topic: out, create: {partitions: 2}}
+pipes:
+  count:
+    from: [in, in2]
+    to: out
+    on_error: fail
+    aggregate:
+      fields:
+        n: {op: count}
+        total: {op: sum, of: id}
+`
+
+// TestMergeCountsExactlyOnce counts per key over two topics of 3 and 2
+// partitions on kfake, with three replicas in turn (the second on an empty
+// state directory, restoring from the changelog; the third on the first's).
+// The compiler merges both inputs into one topic, so each key's records
+// from both topics meet in one state: its counts must run 1, 2, 3, ... and
+// end at the number of its records in both.
+func TestMergeCountsExactlyOnce(t *testing.T) {
+	brokers := cluster(t, map[string]int32{"in": 3, "in2": 2})
+	top := compile(t, mergedCounting)
+	if m := top.Merges(); len(m) != 1 || m[0].Topic != "streamer-merged-count-merge" {
+		t.Fatalf("merges %v", m)
+	}
+	const batch = 1500
+	send := func(from, to int) {
+		t.Helper()
+		if err := produce(brokers, from, to); err != nil {
+			t.Fatal(err)
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		var recs []*kgo.Record // ids 100000 and up, keyed as produce() keys
+		for i := from; i < to; i++ {
+			recs = append(recs, &kgo.Record{Topic: "in2", Key: fmt.Appendf(nil, "k%d", i%50), Value: fmt.Appendf(nil, `{"id":%d}`, 100000+i)})
+		}
+		if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	// Each record is consumed twice: from its topic, then from the merge.
+	send(0, batch)
+	runReplica(t, top, brokers, "a", dirA, 4*batch)
+	send(batch, 2*batch)
+	runReplica(t, top, brokers, "b", dirB, 4*batch)
+	send(2*batch, 3*batch)
+	runReplica(t, top, brokers, "c", dirA, 4*batch)
+
+	want, wantSum := produced(3 * batch)
+	for k := range want {
+		want[k] *= 2
+		wantSum[k] += wantSum[k] + 100000*want[k]/2
+	}
+	checkCounts(t, brokers, "out", want, wantSum)
+}
