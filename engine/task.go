@@ -280,14 +280,6 @@ func (k *Task) process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 	clear(k.batches)
 	k.emit = emit
 	defer func() { k.emit = nil }()
-	// Only decoding and encoding differ between the two modes, so only
-	// they are timed: pipes and produce (which can block) would add noise.
-	projected, timing := k.useProjection()
-	var start time.Time
-	if timing {
-		start = time.Now()
-	}
-
 	// A source whose records a merge topic needs forwards them as they
 	// came: the task of the merge decodes them.
 	for _, m := range k.source.Merges {
@@ -297,6 +289,14 @@ func (k *Task) process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 	}
 	if len(k.source.Readers) == 0 {
 		return nil // only forwarded
+	}
+
+	// Only decoding and encoding differ between the two modes, so only
+	// they are timed: pipes and produce (which can block) would add noise.
+	projected, timing := k.useProjection()
+	var start time.Time
+	if timing {
+		start = time.Now()
 	}
 
 	// Decode into one slab of records to keep allocations per batch, not
