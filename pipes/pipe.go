@@ -246,6 +246,11 @@ type Port struct {
 	// its state store (a stream join) stores them with it, so that what it
 	// emits later has the types a fresh decode would give.
 	Codec ValueCodec
+	// Consumed says the records of this input come to the pipe as the
+	// engine decoded them from Kafka with Codec, unchanged by any pipe:
+	// each record's Origin.Value is then its value's encoding, which a
+	// pipe that stores records can keep instead of encoding them again.
+	Consumed bool
 }
 
 // ValueCodec encodes and decodes record values of one dataset (serde.Codec

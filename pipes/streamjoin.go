@@ -107,6 +107,7 @@ type streamJoin struct {
 	left          bool
 	dropLate      bool
 	codecs        [2]ValueCodec
+	consumed      [2]bool // Port.Consumed: store Origin.Value as it is
 	schema        *Schema
 }
 
@@ -119,6 +120,9 @@ func newStreamJoin(c StreamJoinConfig, env *Env) (Pipe, error) {
 	} else {
 		leftSchema, rightSchema = env.Inputs[sjLeft].Schema, env.Inputs[sjRight].Schema
 		j.codecs = [2]ValueCodec{env.Inputs[sjLeft].Codec, env.Inputs[sjRight].Codec}
+		for side := range j.consumed {
+			j.consumed[side] = env.Inputs[side].Consumed && j.codecs[side] != nil
+		}
 	}
 	var err error
 	if c.Window <= 0 {
@@ -240,6 +244,10 @@ func (j *streamJoin) prepare(r *Record, side int) (int64, []byte, error) {
 		return 0, nil, err
 	}
 	val := append(appendTime(make([]byte, 0, 64), r.Timestamp.UnixMilli()), 0)
+	if j.consumed[side] && r.Origin != nil {
+		// The bytes it was decoded from: no need to encode it again.
+		return t, append(val, r.Origin.Value...), nil
+	}
 	if val, err = j.encode(val, side, r.Value); err != nil {
 		return 0, nil, fmt.Errorf("stream_join: cannot store the %s value: %w", sideName(side), err)
 	}

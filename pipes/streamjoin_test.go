@@ -14,6 +14,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/streamerio/streamer/pipes"
 	"github.com/streamerio/streamer/state"
 )
@@ -828,6 +830,37 @@ func TestStreamJoinCodec(t *testing.T) {
 	})
 	if raw != 3 {
 		t.Errorf("%d stored values were written by the codec, want 3", raw)
+	}
+}
+
+// TestStreamJoinStoresConsumedBytes: for inputs read straight from Kafka
+// (Port.Consumed), the join stores each record's consumed bytes rather than
+// encoding its value again, and decodes them with the codec on a match.
+func TestStreamJoinStoresConsumedBytes(t *testing.T) {
+	lc, rc := &fakeCodec{}, &fakeCodec{}
+	st := pipes.NewMemoryStore()
+	ports := []pipes.Port{{Dataset: "orders", Codec: lc, Consumed: true}, {Dataset: "payments", Codec: rc, Consumed: true}}
+	p, err := buildStreamJoin(t, "window: 10s\nfields: {paid: amount}", st, ports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := t0.Add(time.Second)
+	consumed := func(value any, raw string) *pipes.Record {
+		return &pipes.Record{Key: []byte("a"), Timestamp: ts, Value: value, Origin: &kgo.Record{Value: []byte(raw)}}
+	}
+	recs := []*pipes.Record{
+		consumed(map[string]any{"id": "o1"}, `fake:{"id":"o1"}`),
+		consumed(map[string]any{"amount": 5.0}, `fake:{"amount":5}`),
+	}
+	out := pipes.NewOutput(1)
+	if err := p.Process(context.Background(), &pipes.Batch{Inputs: []int{0, 1}, Records: recs}, out); err != nil {
+		t.Fatal(err)
+	}
+	if lc.encodes != 0 || rc.encodes != 0 || lc.decodes != 1 {
+		t.Errorf("left codec %+v, right codec %+v: want no encoding, the stored left value decoded once", lc, rc)
+	}
+	if got := out.Records(0); len(got) != 1 || got[0].Value.(map[string]any)["paid"] != 5.0 || got[0].Value.(map[string]any)["id"] != "o1" {
+		t.Errorf("outputs %v", got)
 	}
 }
 

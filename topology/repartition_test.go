@@ -364,6 +364,11 @@ pipes:
 						t.Errorf("side %s: must decode %s's records off the merge topic, in place of reading it", s.Name, fed.Name)
 					}
 				}
+				for i, port := range m.Readers[0].Env(0).Inputs {
+					if !port.Consumed || port.Codec == nil {
+						t.Errorf("input %d of the merged pipe: its records come decoded from the merge topic by its codec (Port.Consumed)", i)
+					}
+				}
 				if srcs := top.UpstreamSources(m.Readers[0]); len(srcs) != 1 || srcs[0] != m {
 					t.Errorf("the merged pipe's sources are %v, want the merge source alone", names(srcs))
 				}

@@ -213,7 +213,7 @@ func (p *Pipe) Env(partition int32) *pipes.Env {
 }
 
 func (d *Dataset) port() pipes.Port {
-	port := pipes.Port{Dataset: d.Name, Schema: d.Schema}
+	port := pipes.Port{Dataset: d.Name, Schema: d.Schema, Consumed: d.IsSource() || d.MergeOf != nil}
 	if d.Codec != nil {
 		port.Codec = d.Codec
 	}
