@@ -14,8 +14,8 @@ import (
 //
 // stream_join reads two inputs: the first of from: is the left stream, the
 // second the right. A left record and a right record join when they have the
-// same key and their event times t_l and t_r are at most window apart:
-// |t_l − t_r| ≤ window, either way round.
+// same key and their event times t_l and t_r are close enough:
+// t_l − before ≤ t_r ≤ t_l + after. window: w sets before = after = w.
 //
 // Stream time is the greatest event time the partition task has seen, over
 // both inputs; it lives in the store, like window's. The watermark is
@@ -23,17 +23,18 @@ import (
 // when it arrives (stream time counting its own time) is late: it goes to
 // the dead letters (late: dlq) or is dropped (late: drop), and is neither
 // joined nor stored. An on-time record is joined, in order of event time
-// then arrival, with every stored record of the other input of its key within
-// window of it, one output each, and then stored itself. So each matching
+// then arrival, with every stored record of the other input of its key that
+// it is close enough to, one output each, and then stored itself. So each matching
 // pair is emitted once, when the second of the two arrives, whichever input
 // that is.
 //
-// A stored record at t can match no on-time record any more once W > t +
-// window: an on-time record has t' ≥ W, so t' − t > window. In a left
-// join, a left record that expires so without having matched anything is
-// emitted at the end of the batch in which that happens, exactly once,
-// with the right fields null, in order of time, key, arrival; a partition
-// that receives no records keeps its unmatched left records waiting.
+// A stored left record at t can match no on-time record any more once
+// W > t + after (an on-time right record has t' ≥ W > t + after), and a
+// right one once W > t + before: it expires. In a left join, a left
+// record that expires without having matched anything is emitted at the
+// end of the batch in which that happens, exactly once, with the right
+// fields null, in order of time, key, arrival; a partition that receives
+// no records keeps its unmatched left records waiting.
 // Expired records are deleted in steps of purgeLimit per batch.
 //
 // Outputs are keyed by the key. Their value is the left value with the
@@ -49,7 +50,7 @@ import (
 //	s                                       stream time
 //	n                                       sequence counter (8 bytes)
 //	r <side> <keyPart(key)> <time> <seq>    <timestamp> <matched> <value>
-//	x <time> <side> <keyPart(key)> <seq>    indexMark: the expiry index
+//	x <expiry> <side> <keyPart(key)> <seq>  indexMark: the expiry index
 //
 // side is one byte (0 left, 1 right); times are as in window (8 bytes, byte
 // order is time order); seq is the counter, 8 bytes big-endian, which makes
@@ -58,13 +59,16 @@ import (
 // and a restart numbers records as the first run did. A record's value
 // starts with its timestamp in ms (8 bytes, as times) and a matched byte,
 // which a left join sets to 1 once the left record has matched; an inner
-// join leaves it 0 and never rewrites an entry. A key's records of one side
-// within window of a time are one range scan; the records that expire as
-// stream time advances are one range of the index.
+// join leaves it 0 and never rewrites an entry. The index is by expiry,
+// time + after for a left record and time + before for a right one. A
+// key's records of one side close to a time are one range scan; the
+// records that expire as stream time advances are one range of the index.
 
 // StreamJoinConfig configures the stream_join pipe.
 type StreamJoinConfig struct {
-	Window time.Duration    `yaml:"window" required:"true" doc:"Records of the two inputs with the same key join when their event times are at most this far apart (either way)."`
+	Window *time.Duration   `yaml:"window" doc:"Records of the two inputs with the same key join when their event times are at most this far apart, either way. Or give before: and after:."`
+	Before *time.Duration   `yaml:"before" doc:"How far a right record's event time may be before the left record's to join it. Default: window."`
+	After  *time.Duration   `yaml:"after" doc:"How far a right record's event time may be after the left record's to join it (0: only right records at or before it). Default: window."`
 	Time   *Expr            `yaml:"time" doc:"Event time of a record of either input: a timestamp, milliseconds since the epoch, or an RFC 3339 string. Default: the record timestamp."`
 	Grace  time.Duration    `yaml:"grace" doc:"How far behind stream time (the greatest event time seen in the partition, both inputs) a record may be and still join. Default 0."`
 	Type   string           `yaml:"type" default:"inner" enum:"inner,left" doc:"inner emits matched pairs only; left also emits each left record that matched nothing, with the right fields null, once no on-time right record can match it any more."`
@@ -100,15 +104,17 @@ var sjSeqKey = []byte{'n'}
 const sjHeader = 9
 
 type streamJoin struct {
-	adds          joinAdds
-	store         Store
-	time          *Program
-	window, grace int64 // ms
-	left          bool
-	dropLate      bool
-	codecs        [2]ValueCodec
-	consumed      [2]bool // Port.Consumed: store Origin.Value as it is
-	schema        *Schema
+	adds  joinAdds
+	store Store
+	time  *Program
+	// before and after bound a right record's time around a left one's:
+	// t_l − before ≤ t_r ≤ t_l + after; grace too. In ms.
+	before, after, grace int64
+	left                 bool
+	dropLate             bool
+	codecs               [2]ValueCodec
+	consumed             [2]bool // Port.Consumed: store Origin.Value as it is
+	schema               *Schema
 }
 
 func newStreamJoin(c StreamJoinConfig, env *Env) (Pipe, error) {
@@ -125,10 +131,28 @@ func newStreamJoin(c StreamJoinConfig, env *Env) (Pipe, error) {
 		}
 	}
 	var err error
-	if c.Window <= 0 {
+	bound := func(d time.Duration, name string) int64 { // d ≥ 0: decoding refuses negative durations
+		ms, err := wholeMillis(d, name, c.Pos)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return ms
+	}
+	switch {
+	case c.Window != nil && (c.Before != nil || c.After != nil):
+		errs = append(errs, Errorf(c.Pos, "give window: (the same either way), or before: and after:, not both"))
+	case c.Window != nil && *c.Window <= 0:
 		errs = append(errs, Errorf(c.Pos, "window: must be a positive duration such as 5m"))
-	} else if j.window, err = wholeMillis(c.Window, "window", c.Pos); err != nil {
-		errs = append(errs, err)
+	case c.Window != nil:
+		j.before = bound(*c.Window, "window")
+		j.after = j.before
+	case c.Before == nil || c.After == nil:
+		errs = append(errs, Errorf(c.Pos, "say how close in event time records join: window: such as 5m, or before: and after:"))
+	default:
+		j.before, j.after = bound(*c.Before, "before"), bound(*c.After, "after")
+		if *c.Before+*c.After <= 0 {
+			errs = append(errs, Errorf(c.Pos, "before: and after: are both 0: give at least one a positive duration"))
+		}
 	}
 	if j.grace, err = wholeMillis(c.Grace, "grace", c.Pos); err != nil {
 		errs = append(errs, err)
@@ -194,7 +218,7 @@ func (j *streamJoin) Process(_ context.Context, b *Batch, out *Output) error {
 		if err := j.store.Put(j.recordKey(side, kp, t, seq), val); err != nil {
 			return err
 		}
-		if err := j.store.Put(j.indexKey(t, side, kp, seq), indexMark); err != nil {
+		if err := j.store.Put(j.indexKey(t+j.reach(side), side, kp, seq), indexMark); err != nil {
 			return err
 		}
 	}
@@ -209,7 +233,7 @@ func (j *streamJoin) Process(_ context.Context, b *Batch, out *Output) error {
 	if clock.now == minInt {
 		return nil
 	}
-	upTo := clock.now - j.grace - j.window - 1
+	upTo := clock.now - j.grace - 1 // the expiries below the watermark
 	if j.left && clock.now > prev {
 		if err := j.emitUnmatchedUpTo(prev, upTo, out); err != nil {
 			return err
@@ -220,7 +244,7 @@ func (j *streamJoin) Process(_ context.Context, b *Batch, out *Output) error {
 		if err != nil {
 			return err
 		}
-		return j.store.Delete(j.recordKey(side, kp, t, seq))
+		return j.store.Delete(j.recordKey(side, kp, t-j.reach(side), seq))
 	})
 }
 
@@ -261,13 +285,19 @@ type stored struct {
 }
 
 // match emits r, of side at event time t, joined with each stored record of
-// the other side and key within window of t, and reports whether there was
+// the other side and key close enough to t, and reports whether there was
 // any. In a left join, it marks the left records that r matches as matched.
 func (j *streamJoin) match(r *Record, side int, kp []byte, t int64, out *Output) (bool, error) {
 	other := 1 - side
 	prefix := append([]byte{sjRecordPrefix, byte(other)}, kp...)
-	lo := appendTime(bytes.Clone(prefix), t-j.window)
-	hi := appendTime(prefix, t+j.window+1)
+	// A left record at t takes right ones in [t − before, t + after]; a
+	// right one at t takes left ones in [t − after, t + before].
+	below, above := j.before, j.after
+	if side == sjRight {
+		below, above = j.after, j.before
+	}
+	lo := appendTime(bytes.Clone(prefix), t-below)
+	hi := appendTime(prefix, t+above+1)
 	var found []stored
 	err := j.store.Range(lo, hi, func(k, v []byte) bool {
 		found = append(found, stored{key: bytes.Clone(k), val: bytes.Clone(v)})
@@ -327,15 +357,15 @@ func (j *streamJoin) joined(key []byte, lv, rv any, found bool) (*Record, error)
 }
 
 // emitUnmatchedUpTo emits, in a left join, the left records that matched
-// nothing and expired as stream time went from prev on: those whose time is
-// in (prev − grace − window − 1, upTo], one range of the index. They are
+// nothing and expired as stream time went from prev on: those whose expiry
+// is in (prev − grace − 1, upTo], one range of the index. They are
 // emitted here, all of them, rather than as purge deletes them, purgeLimit
 // at a time: a partition that gets no more records must not keep them
 // waiting. Records that expired earlier were emitted then.
 func (j *streamJoin) emitUnmatchedUpTo(prev, upTo int64, out *Output) error {
 	lo := []byte{sjIndexPrefix}
 	if prev != minInt {
-		lo = appendTime(lo, prev-j.grace-j.window)
+		lo = appendTime(lo, prev-j.grace)
 	}
 	hi := appendTime([]byte{sjIndexPrefix}, upTo+1)
 	var lefts [][]byte
@@ -353,7 +383,7 @@ func (j *streamJoin) emitUnmatchedUpTo(prev, upTo int64, out *Output) error {
 		if err != nil {
 			return err
 		}
-		k := j.recordKey(side, kp, decodeTime(ik[1:9]), seq)
+		k := j.recordKey(side, kp, decodeTime(ik[1:9])-j.reach(side), seq)
 		v, ok, err := j.store.Get(k)
 		if err != nil {
 			return err
@@ -421,6 +451,16 @@ func (j *streamJoin) recordKey(side int, kp []byte, t int64, seq uint64) []byte 
 	return binary.BigEndian.AppendUint64(appendTime(k, t), seq)
 }
 
+// reach is how far after its own time a record of side can still be
+// matched: its expiry is its time plus that.
+func (j *streamJoin) reach(side int) int64 {
+	if side == sjLeft {
+		return j.after
+	}
+	return j.before
+}
+
+// indexKey is the expiry index entry of a record that expires at t.
 func (j *streamJoin) indexKey(t int64, side int, kp []byte, seq uint64) []byte {
 	k := make([]byte, 0, 2+len(kp)+16)
 	k = append(appendTime(append(k, sjIndexPrefix), t), byte(side))

@@ -161,7 +161,11 @@ func TestStreamJoinConfigErrors(t *testing.T) {
 	}{
 		{"one input", "window: 1m\nfields: {rid: id}", []pipes.Port{{Dataset: "orders"}}, []string{"1:1: stream_join reads two inputs, from: [left, right]; it has 1"}},
 		{"three inputs", "window: 1m\nfields: {rid: id}", []pipes.Port{{Dataset: "a"}, {Dataset: "b"}, {Dataset: "c"}}, []string{"from: [left, right]; it has 3"}},
-		{"no window", "fields: {rid: id}", nil, []string{`missing required field "window"`}},
+		{"no window", "fields: {rid: id}", nil, []string{"say how close in event time records join: window: such as 5m, or before: and after:"}},
+		{"before without after", "before: 1s\nfields: {rid: id}", nil, []string{"window: such as 5m, or before: and after:"}},
+		{"window and before", "window: 1s\nbefore: 1s\nafter: 1s\nfields: {rid: id}", nil, []string{"give window: (the same either way), or before: and after:, not both"}},
+		{"before and after both 0", "before: 0s\nafter: 0s\nfields: {rid: id}", nil, []string{"before: and after: are both 0"}},
+		{"after finer than ms", "before: 1s\nafter: 1500us\nfields: {rid: id}", nil, []string{"after: 1.5ms is not a whole number of milliseconds"}},
 		{"zero window", "window: 0s\nfields: {rid: id}", nil, []string{"window: must be a positive duration"}},
 		{"negative window", "window: -1s\nfields: {rid: id}", nil, []string{"1:9: want a duration"}},
 		{"window finer than ms", "window: 1500us\nfields: {rid: id}", nil, []string{"window: 1.5ms is not a whole number of milliseconds"}},
@@ -489,15 +493,21 @@ func TestStreamJoinOracle(t *testing.T) {
 	t.Logf("random seed %d", seeds[len(seeds)-1])
 	for _, seed := range seeds {
 		for _, typ := range []string{"inner", "left"} {
-			for _, g := range []int64{0, 2000} {
-				conf := fmt.Sprintf("window: 3s\ngrace: %dms\ntype: %s\ntime: at\n%s", g, typ, sjFields)
+			for ci, g := range []int64{0, 2000, 1000} {
+				// The third runs an asymmetric interval: right records
+				// from 1s before to 4s after a left one.
+				bounds, before, after := "window: 3s", int64(3000), int64(3000)
+				if ci == 2 {
+					bounds, before, after = "before: 1s\nafter: 4s", 1000, 4000
+				}
+				conf := fmt.Sprintf("%s\ngrace: %dms\ntype: %s\ntime: at\n%s", bounds, g, typ, sjFields)
 				rng := rand.New(rand.NewPCG(seed, uint64(g)))
 				events := sjRandomEvents(rng, 300)
 				var totals [2][]string
 				for split := range 2 {
 					batches := sjSplit(rng, events)
 					p := mustStreamJoin(t, conf, pipes.NewMemoryStore())
-					m := &sjModel{window: 3000, grace: g, left: typ == "left", now: -1 << 62}
+					m := &sjModel{before: before, after: after, grace: g, left: typ == "left", now: -1 << 62}
 					for bi, b := range batches {
 						var want, wantLate []string
 						for _, e := range b {
@@ -570,7 +580,7 @@ func sjSplit(rng *rand.Rand, events []sje) [][]sje {
 
 // sjModel is the oracle of the stream join.
 type sjModel struct {
-	window, grace int64
+	before, after, grace int64
 	left          bool
 	now           int64
 	kept          []*sjKept // the on-time records, in arrival order
@@ -583,8 +593,14 @@ type sjKept struct {
 
 func (m *sjModel) watermark() int64 { return m.now - m.grace }
 
-// expired reports whether no on-time record can match k any more.
-func (m *sjModel) expired(k *sjKept) bool { return m.watermark() > k.at+m.window }
+// expired reports whether no on-time record can match k any more: one of
+// the other side at or after the watermark is too late for it.
+func (m *sjModel) expired(k *sjKept) bool {
+	if k.side == 0 {
+		return m.watermark() > k.at+m.after
+	}
+	return m.watermark() > k.at+m.before
+}
 
 // add takes one record, returning the pairs it completes and whether it is
 // late.
@@ -599,12 +615,12 @@ func (m *sjModel) add(e sje) ([]string, bool) {
 		if k.side == e.side || k.key != e.key || m.expired(k) || k.expired {
 			continue
 		}
-		if d := k.at - e.at; d < -m.window || d > m.window {
-			continue
-		}
 		l, r := k.sje, e
 		if e.side == 0 {
 			l, r = e, k.sje
+		}
+		if r.at < l.at-m.before || r.at > l.at+m.after {
+			continue
 		}
 		outs = append(outs, fmt.Sprintf("%s %s+%s@%d", e.key, l.id, r.id, max(*l.ts, *r.ts)))
 		k.matched, me.matched = true, true
