@@ -581,9 +581,9 @@ func sjSplit(rng *rand.Rand, events []sje) [][]sje {
 // sjModel is the oracle of the stream join.
 type sjModel struct {
 	before, after, grace int64
-	left          bool
-	now           int64
-	kept          []*sjKept // the on-time records, in arrival order
+	left                 bool
+	now                  int64
+	kept                 []*sjKept // the on-time records, in arrival order
 }
 
 type sjKept struct {
