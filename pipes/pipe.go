@@ -181,6 +181,15 @@ type InterleavedReader interface {
 	ReadsInterleaved() bool
 }
 
+// GracePeriod is implemented by pipes that work on event time and let
+// records be out of order by a grace period. The compiler warns when one
+// has none but reads a topic the compiler inserted (a repartition or merge
+// topic), where the records of several partitions interleave out of
+// event-time order: the ones a little behind would be counted late.
+type GracePeriod interface {
+	Grace() time.Duration
+}
+
 // Closer is implemented by pipes that hold resources. The engine calls Close
 // once when the pipe's task ends.
 type Closer interface {

@@ -495,6 +495,9 @@ func sideName(side int) string {
 
 func (j *streamJoin) OutputSchema(int) *Schema { return j.schema }
 
+// Grace is the grace period (pipes.GracePeriod).
+func (j *streamJoin) Grace() time.Duration { return dur(j.grace) }
+
 // ReadsInterleaved says that the join wants its two inputs in one batch,
 // in arrival order: lateness and matches depend on it.
 func (j *streamJoin) ReadsInterleaved() bool { return true }
@@ -502,4 +505,5 @@ func (j *streamJoin) ReadsInterleaved() bool { return true }
 var (
 	_ SchemaDeriver     = (*streamJoin)(nil)
 	_ InterleavedReader = (*streamJoin)(nil)
+	_ GracePeriod       = (*streamJoin)(nil)
 )

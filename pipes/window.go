@@ -453,6 +453,9 @@ func (w *window) indexKey(kp []byte, end, start int64) []byte {
 
 func (w *window) OutputSchema(int) *Schema { return w.schema }
 
+// Grace is the grace period (pipes.GracePeriod).
+func (w *window) Grace() time.Duration { return dur(w.grace) }
+
 func (w *window) UsedFields() ([]string, bool) {
 	progs := w.agg.programs()
 	if w.time != nil {
@@ -464,6 +467,7 @@ func (w *window) UsedFields() ([]string, bool) {
 var (
 	_ SchemaDeriver = (*window)(nil)
 	_ FieldUser     = (*window)(nil)
+	_ GracePeriod   = (*window)(nil)
 )
 
 // Event and stream time, shared by window, dedupe and aggregate's ttl.

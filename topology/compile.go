@@ -119,6 +119,7 @@ func (c *compiler) compile(src []byte) *Topology {
 	t.Pipes = order
 	if !c.d.failed() {
 		c.repartition(t)
+		c.graceAfterInternal(t)
 	}
 	c.tables(t)
 	t.SubTopologies = subTopologies(t)
@@ -622,6 +623,9 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 		}
 		if kc, ok := pipe.(pipes.KeyChanger); ok {
 			p.ChangesKey = kc.ChangesKey()
+		}
+		if g, ok := pipe.(pipes.GracePeriod); ok {
+			p.noGrace = g.Grace() == 0
 		}
 		sd, ok := pipe.(pipes.SchemaDeriver)
 		for i, o := range p.Outputs {

@@ -117,6 +117,27 @@ func (c *compiler) repartition(t *Topology) {
 	}
 }
 
+// graceAfterInternal warns about event-time pipes without a grace period
+// that read an internal topic: the records of several partitions interleave
+// there out of event-time order, so some would be counted late.
+func (c *compiler) graceAfterInternal(t *Topology) {
+	for _, p := range t.Pipes {
+		if !p.noGrace {
+			continue
+		}
+		for _, in := range p.Inputs {
+			src := in.MergeOf
+			if in.RepartitionOf != nil {
+				src = in
+			}
+			if src != nil {
+				c.d.warn(p.Pos, "pipe %q reads internal topic %s, where the records of several partitions interleave out of event-time order, and has no grace: records a little behind the others will be late; set grace: to the skew expected between partitions", p.Name, src.Topic)
+				break
+			}
+		}
+	}
+}
+
 // sourcesOf returns the sources whose tasks produce d: d itself when it is
 // read from Kafka.
 func sourcesOf(d *Dataset, from map[*Dataset][]*Dataset) []*Dataset {

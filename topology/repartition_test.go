@@ -402,3 +402,39 @@ func TestWithGroup(t *testing.T) {
 		t.Errorf("group %s, merge topic %s, changelog %s", top.Group, top.Datasets["count-merge"].Topic, top.ChangelogTopic("count"))
 	}
 }
+
+// TestGraceAfterInternalTopic: an event-time pipe with no grace that reads
+// a repartition or merge topic gets a warning (the records of several
+// partitions interleave there); one with a grace, or reading its source
+// directly, does not.
+func TestGraceAfterInternalTopic(t *testing.T) {
+	const head = "name: g\ndatasets:\n  a: {topic: a}\n  b: {topic: b}\n  mid: {}\n  out: {topic: out}\npipes:\n"
+	join := "  match:\n    from: [a, b]\n    to: out\n    stream_join: {window: 1m, GRACE into: other}\n"
+	win := "  rekey:\n    from: a\n    to: mid\n    map: {key: k}\n  w:\n    from: mid\n    to: out\n    window: {type: tumbling, size: 1m, GRACE fields: {n: {op: count}}}\n"
+	direct := "  w:\n    from: a\n    to: out\n    window: {type: tumbling, size: 1m, GRACE fields: {n: {op: count}}}\n"
+	for _, c := range []struct {
+		name, pipes, grace string
+		warn              bool
+	}{
+		{"stream join through its merge, no grace", join, "", true},
+		{"stream join through its merge, with grace", join, "grace: 5s,", false},
+		{"window after a repartition, no grace", win, "", true},
+		{"window after a repartition, with grace", win, "grace: 5s,", false},
+		{"window on its source, no grace", direct, "", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := head + strings.ReplaceAll(c.pipes, "GRACE ", c.grace+" ")
+			top, err := topology.Compile("g.yaml", []byte(src), fstest.MapFS{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			warned := false
+			for _, w := range top.Warnings {
+				warned = warned || strings.Contains(w.String(), "has no grace: records a little behind the others will be late")
+			}
+			if warned != c.warn {
+				t.Errorf("warned %v, want %v: %v", warned, c.warn, top.Warnings)
+			}
+		})
+	}
+}

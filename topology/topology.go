@@ -196,6 +196,7 @@ type Pipe struct {
 	ChangesKey bool
 	Pos        spec.Pos
 	bad        bool  // its config or datasets did not resolve; not built
+	noGrace    bool  // works on event time (pipes.GracePeriod) with no grace
 	fsys       fs.FS // the topology file's directory
 }
 
