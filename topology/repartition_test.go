@@ -414,7 +414,7 @@ func TestGraceAfterInternalTopic(t *testing.T) {
 	direct := "  w:\n    from: a\n    to: out\n    window: {type: tumbling, size: 1m, GRACE fields: {n: {op: count}}}\n"
 	for _, c := range []struct {
 		name, pipes, grace string
-		warn              bool
+		warn               bool
 	}{
 		{"stream join through its merge, no grace", join, "", true},
 		{"stream join through its merge, with grace", join, "grace: 5s,", false},
