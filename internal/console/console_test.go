@@ -18,13 +18,9 @@ func TestEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := console.New(top, "r1", engine.NewStats(), func() bool { return true })
+	c, srv := serve(t, top)
 	c.OnPipeBatch(engine.PipeBatch{Pipe: "valid", In: 10, Out: 8, Failed: 1})
 	c.OnOutput("enriched", 0)
-	mux := http.NewServeMux()
-	c.Register(mux)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
 
 	var g console.Graph
 	get(t, srv.URL+"/api/topology", &g)
@@ -71,6 +67,17 @@ func TestEndpoints(t *testing.T) {
 	}
 }
 
+// serve runs a ready replica's console for top on a test server.
+func serve(t *testing.T, top *topology.Topology) (*console.Console, *httptest.Server) {
+	t.Helper()
+	c := console.New(top, "r1", engine.NewStats(), func() bool { return true })
+	mux := http.NewServeMux()
+	c.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return c, srv
+}
+
 func get(t *testing.T, url string, v any) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -91,11 +98,7 @@ func TestGraphOfMerge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := console.New(top, "r1", engine.NewStats(), func() bool { return true })
-	mux := http.NewServeMux()
-	c.Register(mux)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	_, srv := serve(t, top)
 	var g console.Graph
 	get(t, srv.URL+"/api/topology", &g)
 	layer := map[string]int{}
