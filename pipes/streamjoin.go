@@ -34,7 +34,9 @@ import (
 // record that expires without having matched anything is emitted at the
 // end of the batch in which that happens, exactly once, with the right
 // fields null, in order of time, key, arrival; a partition that receives
-// no records keeps its unmatched left records waiting.
+// no records keeps its unmatched left records waiting. An outer join does
+// the same for right records, which come out as the right fields alone (as
+// fields: or into: set them on an empty object).
 // Expired records are deleted in steps of purgeLimit per batch.
 //
 // Outputs are keyed by the key. Their value is the left value with the
@@ -71,7 +73,7 @@ type StreamJoinConfig struct {
 	After  *time.Duration   `yaml:"after" doc:"How far a right record's event time may be after the left record's to join it (0: only right records at or before it). Default: window."`
 	Time   *Expr            `yaml:"time" doc:"Event time of a record of either input: a timestamp, milliseconds since the epoch, or an RFC 3339 string. Default: the record timestamp."`
 	Grace  time.Duration    `yaml:"grace" doc:"How far behind stream time (the greatest event time seen in the partition, both inputs) a record may be and still join. Default 0."`
-	Type   string           `yaml:"type" default:"inner" enum:"inner,left" doc:"inner emits matched pairs only; left also emits each left record that matched nothing, with the right fields null, once no on-time right record can match it any more."`
+	Type   string           `yaml:"type" default:"inner" enum:"inner,left,outer" doc:"inner emits matched pairs only; left also emits each left record that matched nothing, with the right fields null, once no on-time right record can match it any more; outer does that for right records too, which come out as the right fields alone."`
 	Late   string           `yaml:"late" default:"dlq" enum:"dlq,drop" doc:"A record more than grace behind stream time: dlq fails it with an error saying how late it is (the pipe's on_error applies: dead letter, skip or fail); drop drops it. Late records are neither joined nor kept."`
 	Fields map[string]Field `yaml:"fields" doc:"Output fields set from the right record's value: output field: right field."`
 	Into   *Field           `yaml:"into" doc:"A field receiving the whole right value. Give fields: or into:, not both."`
@@ -110,16 +112,19 @@ type streamJoin struct {
 	// before and after bound a right record's time around a left one's:
 	// t_l − before ≤ t_r ≤ t_l + after; grace too. In ms.
 	before, after, grace int64
-	left                 bool
-	dropLate             bool
-	codecs               [2]ValueCodec
-	consumed             [2]bool // Port.Consumed: store Origin.Value as it is
-	schema               *Schema
+	// kept says which sides' unmatched records come out when they expire:
+	// the left in a left join, both in an outer one.
+	kept     [2]bool
+	dropLate bool
+	codecs   [2]ValueCodec
+	consumed [2]bool // Port.Consumed: store Origin.Value as it is
+	schema   *Schema
 }
 
 func newStreamJoin(c StreamJoinConfig, env *Env) (Pipe, error) {
 	var errs []error
-	j := &streamJoin{left: c.Type == "left", dropLate: c.Late == "drop"}
+	j := &streamJoin{dropLate: c.Late == "drop"}
+	j.kept = [2]bool{c.Type != "inner", c.Type == "outer"}
 	var leftSchema, rightSchema *Schema
 	if len(env.Inputs) != 2 {
 		errs = append(errs, Errorf(c.Pos, "stream_join reads two inputs, from: [left, right]; it has %d", len(env.Inputs)))
@@ -175,6 +180,13 @@ func newStreamJoin(c StreamJoinConfig, env *Env) (Pipe, error) {
 	if j.store, err = env.StoreOrOwn(c.Store); err != nil {
 		return nil, err
 	}
+	if c.Type == "outer" && leftSchema != nil {
+		// An unmatched right record comes out without the left fields.
+		leftSchema = leftSchema.Clone()
+		for i := range leftSchema.Fields {
+			leftSchema.Fields[i].Nullable = true
+		}
+	}
 	j.schema = j.adds.schema(leftSchema, rightSchema)
 	return j, nil
 }
@@ -211,7 +223,7 @@ func (j *streamJoin) Process(_ context.Context, b *Batch, out *Output) error {
 		if err != nil {
 			return err // the store failed: the batch fails
 		}
-		if matched && j.left && side == sjLeft {
+		if matched && j.kept[side] {
 			val[8] = 1
 		}
 		seq++
@@ -234,7 +246,7 @@ func (j *streamJoin) Process(_ context.Context, b *Batch, out *Output) error {
 		return nil
 	}
 	upTo := clock.now - j.grace - 1 // the expiries below the watermark
-	if j.left && clock.now > prev {
+	if (j.kept[sjLeft] || j.kept[sjRight]) && clock.now > prev {
 		if err := j.emitUnmatchedUpTo(prev, upTo, out); err != nil {
 			return err
 		}
@@ -332,7 +344,7 @@ func (j *streamJoin) match(r *Record, side int, kp []byte, t int64, out *Output)
 		}
 		o.Headers, o.Origin = r.Headers, r.Origin
 		out.Emit(0, o)
-		if j.left && other == sjLeft && s.val[8] == 0 {
+		if j.kept[other] && s.val[8] == 0 {
 			s.val[8] = 1
 			if err := j.store.Put(s.key, s.val); err != nil {
 				return false, err
@@ -356,8 +368,8 @@ func (j *streamJoin) joined(key []byte, lv, rv any, found bool) (*Record, error)
 	return &Record{Key: key, Value: m}, nil
 }
 
-// emitUnmatchedUpTo emits, in a left join, the left records that matched
-// nothing and expired as stream time went from prev on: those whose expiry
+// emitUnmatchedUpTo emits, in a left or outer join, the records of the
+// kept sides that matched nothing and expired as stream time went from prev on: those whose expiry
 // is in (prev − grace − 1, upTo], one range of the index. They are
 // emitted here, all of them, rather than as purge deletes them, purgeLimit
 // at a time: a partition that gets no more records must not keep them
@@ -368,17 +380,17 @@ func (j *streamJoin) emitUnmatchedUpTo(prev, upTo int64, out *Output) error {
 		lo = appendTime(lo, prev-j.grace)
 	}
 	hi := appendTime([]byte{sjIndexPrefix}, upTo+1)
-	var lefts [][]byte
+	var expired [][]byte
 	err := j.store.Range(lo, hi, func(k, _ []byte) bool {
-		if len(k) > 9 && k[9] == sjLeft {
-			lefts = append(lefts, bytes.Clone(k))
+		if len(k) > 9 && k[9] <= sjRight && j.kept[k[9]] {
+			expired = append(expired, bytes.Clone(k))
 		}
 		return true
 	})
 	if err != nil {
 		return err
 	}
-	for _, ik := range lefts {
+	for _, ik := range expired {
 		side, kp, seq, err := j.parseIndex(ik[9:])
 		if err != nil {
 			return err
@@ -392,7 +404,7 @@ func (j *streamJoin) emitUnmatchedUpTo(prev, upTo int64, out *Output) error {
 			return fmt.Errorf("stream_join: corrupt record in the state store under %q", k)
 		}
 		if ok && v[8] == 0 {
-			if err := j.emitUnmatched(kp, v, out); err != nil {
+			if err := j.emitUnmatched(side, kp, v, out); err != nil {
 				return err
 			}
 		}
@@ -408,18 +420,24 @@ func (j *streamJoin) parseIndex(rest []byte) (side int, kp []byte, seq uint64, e
 	return int(rest[0]), rest[1 : len(rest)-8], binary.BigEndian.Uint64(rest[len(rest)-8:]), nil
 }
 
-// emitUnmatched emits a left record that matched nothing, from its stored
-// value, with the right fields null.
-func (j *streamJoin) emitUnmatched(kp, v []byte, out *Output) error {
+// emitUnmatched emits a record that matched nothing, from its stored
+// value: a left one with the right fields null, a right one as the right
+// fields alone.
+func (j *streamJoin) emitUnmatched(side int, kp, v []byte, out *Output) error {
 	key, err := keyOfPart(kp)
 	if err != nil {
 		return err
 	}
-	lv, err := j.decode(sjLeft, v[sjHeader:])
+	val, err := j.decode(side, v[sjHeader:])
 	if err != nil {
-		return fmt.Errorf("stream_join: decoding a stored left value: %w", err)
+		return fmt.Errorf("stream_join: decoding a stored %s value: %w", sideName(side), err)
 	}
-	o, err := j.joined(bytes.Clone(key), lv, nil, false)
+	var o *Record
+	if side == sjLeft {
+		o, err = j.joined(bytes.Clone(key), val, nil, false)
+	} else {
+		o, err = j.joined(bytes.Clone(key), map[string]any{}, val, true)
+	}
 	if err != nil {
 		return err
 	}

@@ -92,18 +92,21 @@ func (e sje) record() *pipes.Record {
 }
 
 // sjOut writes an output as `key left-id+right-id@timestamp`, the
-// timestamp in ms after t0 and "-" for a null right id.
+// timestamp in ms after t0 and "-" for a null id.
 func sjOut(t testing.TB, r *pipes.Record) string {
 	t.Helper()
 	v, ok := r.Value.(map[string]any)
 	if !ok {
 		t.Fatalf("output value %T", r.Value)
 	}
-	rid := "-"
+	lid, rid := "-", "-"
+	if v["id"] != nil {
+		lid = fmt.Sprint(v["id"])
+	}
 	if v["rid"] != nil {
 		rid = v["rid"].(string)
 	}
-	return fmt.Sprintf("%s %v+%s@%d", r.Key, v["id"], rid, r.Timestamp.Sub(t0).Milliseconds())
+	return fmt.Sprintf("%s %s+%s@%d", r.Key, lid, rid, r.Timestamp.Sub(t0).Milliseconds())
 }
 
 // runStreamJoin runs batches of records through p, each as one interleaved
@@ -175,7 +178,7 @@ func TestStreamJoinConfigErrors(t *testing.T) {
 		{"empty into", "window: 1s\ninto: ''", nil, []string{"2:7: want a field name"}},
 		{"unknown right field", "window: 1s\nfields: {paid: amout}", both, []string{`2:16: right input "payments" has no field "amout" (did you mean "amount"?)`}},
 		{"a left-only field is not a right field", "window: 1s\nfields: {t: total}", both, []string{`right input "payments" has no field "total"`}},
-		{"bad type", "window: 1s\ntype: outer\nfields: {rid: id}", nil, []string{`"outer" is not one of inner, left`}},
+		{"bad type", "window: 1s\ntype: full\nfields: {rid: id}", nil, []string{`"full" is not one of inner, left, outer`}},
 		{"bad late", "window: 1s\nlate: keep\nfields: {rid: id}", nil, []string{`"keep" is not one of dlq, drop`}},
 		{"time does not compile", "window: 1s\ntime: at +\nfields: {rid: id}", nil, []string{`2:10: in expression "at +"`}},
 		{"every error at once", "window: 0s\ngrace: 1500us\nfields: {paid: amout}\ntime: at +", both, []string{
@@ -492,7 +495,7 @@ func TestStreamJoinOracle(t *testing.T) {
 	seeds := []uint64{1, 2, 3, 4, 5, 6, 7, 8, uint64(time.Now().UnixNano())}
 	t.Logf("random seed %d", seeds[len(seeds)-1])
 	for _, seed := range seeds {
-		for _, typ := range []string{"inner", "left"} {
+		for _, typ := range []string{"inner", "left", "outer"} {
 			for ci, g := range []int64{0, 2000, 1000} {
 				// The third runs an asymmetric interval: right records
 				// from 1s before to 4s after a left one.
@@ -507,7 +510,7 @@ func TestStreamJoinOracle(t *testing.T) {
 				for split := range 2 {
 					batches := sjSplit(rng, events)
 					p := mustStreamJoin(t, conf, pipes.NewMemoryStore())
-					m := &sjModel{before: before, after: after, grace: g, left: typ == "left", now: -1 << 62}
+					m := &sjModel{before: before, after: after, grace: g, left: typ != "inner", outer: typ == "outer", now: -1 << 62}
 					for bi, b := range batches {
 						var want, wantLate []string
 						for _, e := range b {
@@ -581,7 +584,7 @@ func sjSplit(rng *rand.Rand, events []sje) [][]sje {
 // sjModel is the oracle of the stream join.
 type sjModel struct {
 	before, after, grace int64
-	left                 bool
+	left, outer          bool
 	now                  int64
 	kept                 []*sjKept // the on-time records, in arrival order
 }
@@ -638,8 +641,12 @@ func (m *sjModel) endBatch() []string {
 			continue
 		}
 		k.expired = true
-		if m.left && k.side == 0 && !k.matched {
+		switch {
+		case k.matched:
+		case m.left && k.side == 0:
 			outs = append(outs, fmt.Sprintf("%s %s+-@%d", k.key, k.id, *k.ts))
+		case m.outer && k.side == 1:
+			outs = append(outs, fmt.Sprintf("%s -+%s@%d", k.key, k.id, *k.ts))
 		}
 	}
 	return outs
@@ -897,6 +904,19 @@ func TestStreamJoinSchema(t *testing.T) {
 	want := []string{"id:string:false", "at:int64:false", "total:float64:false", "paid:float64:true", "paid_id:string:true"}
 	if !slices.Equal(got, want) {
 		t.Errorf("schema %v, want %v", got, want)
+	}
+	// In an outer join an unmatched right record has no left fields.
+	p, err = buildStreamJoin(t, "window: 1m\ntype: outer\nfields: {paid: amount}", nil, ports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range p.(pipes.SchemaDeriver).OutputSchema(0).Fields {
+		if !f.Nullable {
+			t.Errorf("outer join: field %s is not nullable", f.Name)
+		}
+	}
+	if f, _ := sjOrders.Field("id"); f.Nullable {
+		t.Error("the outer join changed its input's schema")
 	}
 	p, err = buildStreamJoin(t, "window: 1m\ninto: payment", nil, ports)
 	if err != nil {
