@@ -260,7 +260,16 @@ func (c *compiler) insertMerge(t *Topology, p *Pipe) *Dataset {
 	for _, s := range m.Sides {
 		t.Datasets[s.Name] = s
 	}
-	m.Partitions = tablePartitions(t, t.TaskPipes(m))
+	// partitions: on an in-memory input sets the count, as on a re-keyed
+	// dataset for its repartition topic; else a table joined in the task.
+	for _, in := range t.Feeding(m) {
+		if in.Producer != nil {
+			m.Partitions = max(m.Partitions, in.Partitions)
+		}
+	}
+	if m.Partitions == 0 {
+		m.Partitions = tablePartitions(t, t.TaskPipes(m))
+	}
 	return m
 }
 

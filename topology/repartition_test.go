@@ -390,6 +390,22 @@ pipes:
 	}
 }
 
+// TestMergePartitions: partitions: on an in-memory input of a merge sets
+// the merge topic's partition count, as on a re-keyed dataset for its
+// repartition topic; the largest wins.
+func TestMergePartitions(t *testing.T) {
+	src := "name: m\ndatasets:\n  a: {topic: a, partitions: 3}\n  b: {topic: b, partitions: 2}\n  x: {partitions: 8}\n  out: {topic: out}\npipes:\n" +
+		"  shape:\n    from: a\n    to: x\n    map: {set: {s: 1}}\n" +
+		"  count:\n    from: [x, b]\n    to: out\n    aggregate: {fields: {n: {op: count}}}\n"
+	top, err := topology.Compile("m.yaml", []byte(src), fstest.MapFS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := top.Merges(); len(m) != 1 || m[0].Partitions != 8 {
+		t.Errorf("merges %v, want one of 8 partitions", names(m))
+	}
+}
+
 // TestWithGroup: a run under another group (a benchmark round, a backfill)
 // gets topics of its own for everything the job makes for itself.
 func TestWithGroup(t *testing.T) {
