@@ -34,6 +34,8 @@ func TestExitCodesAndOutput(t *testing.T) {
 		{"run bad log level", []string{"run", "--log-level", "loud", "x.yaml"}, nil, ExitUsage, nil, []string{"--log-level"}},
 		{"run bad gc headroom", []string{"run", "--gc-headroom", "lots", "x.yaml"}, nil, ExitUsage, nil, []string{"--gc-headroom"}},
 		{"run bad gc headroom env", []string{"run", "x.yaml"}, map[string]string{"STREAMER_GC_HEADROOM": "1.5GiB"}, ExitUsage, nil, []string{"--gc-headroom"}},
+		{"run bad purge interval", []string{"run", "--purge-interval", "never", "x.yaml"}, nil, ExitUsage, nil, []string{"--purge-interval: want a positive duration such as 30s, or off"}},
+		{"run zero purge interval env", []string{"run", "x.yaml"}, map[string]string{"STREAMER_PURGE_INTERVAL": "0s"}, ExitUsage, nil, []string{"--purge-interval"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 func runCmd(g *globals) *cobra.Command {
 	var brokers, replica, metricsAddr, stateDir, gcHeadroom string
 	var commit, txnTimeout time.Duration
+	var purge string
 	c := &cobra.Command{
 		Use:   "run FILE",
 		Short: "Join the consumer group as one replica and process exactly once",
@@ -59,6 +60,12 @@ Go heap.`,
 			if err != nil {
 				return err
 			}
+			purgeEvery := time.Duration(-1)
+			if purge != "off" {
+				if purgeEvery, err = time.ParseDuration(purge); err != nil || purgeEvery <= 0 {
+					return usageError{fmt.Errorf("--purge-interval: want a positive duration such as 30s, or off; got %q", purge)}
+				}
+			}
 			headroom, err := tuning.ParseSize(gcHeadroom)
 			if err != nil {
 				return usageError{fmt.Errorf("--gc-headroom: %w", err)}
@@ -83,6 +90,7 @@ Go heap.`,
 				ReplicaID:          replica,
 				CommitInterval:     commit,
 				TransactionTimeout: txnTimeout,
+				PurgeInterval:      purgeEvery,
 				Logger:             log,
 				StateDir:           stateDir,
 				Hooks:              hooks,
@@ -118,6 +126,7 @@ Go heap.`,
 	c.Flags().StringVar(&replica, "replica-id", env("STREAMER_REPLICA_ID", ""), "this replica's stable id (env STREAMER_REPLICA_ID; default <hostname>-<pid>)")
 	c.Flags().DurationVar(&commit, "commit-interval", envDuration("STREAMER_COMMIT_INTERVAL", 0), "longest a transaction stays open (env STREAMER_COMMIT_INTERVAL; default the topology's, 100ms)")
 	c.Flags().DurationVar(&txnTimeout, "transaction-timeout", 10*time.Second, "broker-side timeout of an open transaction")
+	c.Flags().StringVar(&purge, "purge-interval", env("STREAMER_PURGE_INTERVAL", "30s"), "how often to delete the records of repartition and merge topics that the group has committed; off keeps them for the broker's retention (env STREAMER_PURGE_INTERVAL)")
 	c.Flags().StringVar(&stateDir, "state-dir", env("STREAMER_STATE_DIR", "streamer-state"), "where stateful pipes keep local stores; one per replica (env STREAMER_STATE_DIR)")
 	c.Flags().StringVar(&gcHeadroom, "gc-headroom", env(tuning.HeadroomEnv, tuning.FormatSize(tuning.DefaultHeadroom)), "how far the heap may grow above the live heap before a collection, e.g. 192MiB: less uses less memory and more CPU; off leaves GOGC alone (env "+tuning.HeadroomEnv+"; ignored when GOGC is set)")
 	c.Flags().StringVar(&metricsAddr, "metrics-addr", env("STREAMER_METRICS_ADDR", ":9464"), "serve the topology page (/), /metrics, /healthz and /readyz here; off disables (env STREAMER_METRICS_ADDR)")

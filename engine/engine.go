@@ -50,6 +50,7 @@ type Engine struct {
 	tables     *tableSyncer // the tables joins look records up in, or nil
 	holds      *holds       // partitions paused while restores and table loads prepare them
 	pebble     *pebbleState // the state opener, when the topology keeps state
+	purge      *purger      // deletes consumed records of internal topics, or nil
 	produceErr atomic.Pointer[error]
 
 	// changelogEnd tracks, per changelog partition, the offset after the
@@ -75,6 +76,7 @@ func New(t *topology.Topology, o Options) (*Engine, error) {
 	}
 	e.changelogEnd, e.changelogs = map[partitionKey]int64{}, map[string]bool{}
 	e.holds = newHolds()
+	e.purge = newPurger(t, o.PurgeInterval, o.Logger)
 	e.tables = newTableSyncer(t, e.opts)
 	for _, s := range t.Stores() {
 		e.changelogs[t.ChangelogTopic(s)] = true
@@ -148,7 +150,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		if e.pebble != nil {
 			e.pebble.close() // stops restores under way
 		}
-		sess.Close() // leaves the group
+		e.purge.wait() // a deletion under way uses the session's client
+		sess.Close()   // leaves the group
 		err = errors.Join(append([]error{err}, errs...)...)
 		log.Info("replica stopped")
 	}()
@@ -446,6 +449,7 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 		for _, h := range e.hooks.txn {
 			h.OnTxnEnd(TxnEnd{Committed: committed, Duration: time.Since(endStart), Records: txnRecords})
 		}
+		e.purge.ended(committed)
 		if err := e.settleState(committed); err != nil {
 			return err
 		}
@@ -522,6 +526,7 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 				pause = min(2*pause, e.opts.MaxRetryBackoff)
 				continue
 			}
+			e.purge.processed(fetches)
 		}
 		if inTxn && time.Since(txnStart) >= e.opts.CommitInterval {
 			// Not the run's context: a SIGTERM arriving mid-commit must not
@@ -533,6 +538,7 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 			if err != nil {
 				return err
 			}
+			e.purge.maybe(sess.Client())
 		}
 	}
 

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamerio/streamer/engine"
@@ -237,4 +239,53 @@ func TestMergeCountsExactlyOnce(t *testing.T) {
 		wantSum[k] += wantSum[k] + 100000*want[k]/2
 	}
 	checkCounts(t, brokers, "out", want, wantSum)
+}
+
+// TestPurgeInternalTopics runs TestMergeCountsExactlyOnce's replicas with
+// purging every 50ms: the counts must still be exact, and the merge
+// topic's records below the group's committed offsets deleted, never any
+// above them.
+func TestPurgeInternalTopics(t *testing.T) {
+	brokers := cluster(t, map[string]int32{"in": 3, "in2": 2})
+	top := compile(t, mergedCounting)
+	const batch = 1500
+	purging := func(o *engine.Options) { o.PurgeInterval = 50 * time.Millisecond }
+	for i, id := range []string{"a", "b", "c"} {
+		if err := produce(brokers, i*batch, (i+1)*batch); err != nil {
+			t.Fatal(err)
+		}
+		// Each record is consumed twice: from in, then from the merge.
+		runReplica(t, top, brokers, id, t.TempDir(), 2*batch, purging)
+	}
+	want, wantSum := produced(3 * batch)
+	checkCounts(t, brokers, "out", want, wantSum)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	merge := top.Merges()[0].Topic
+	starts, err := adm.ListStartOffsets(ctx, merge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := adm.FetchOffsets(ctx, top.Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	purged := int64(0)
+	starts.Each(func(o kadm.ListedOffset) {
+		c, _ := committed.Lookup(merge, o.Partition)
+		if o.Offset > c.At {
+			t.Errorf("%s[%d]: records deleted up to %d, beyond the committed offset %d", merge, o.Partition, o.Offset, c.At)
+		}
+		purged += o.Offset
+	})
+	if purged == 0 {
+		t.Errorf("nothing purged from %s", merge)
+	}
+	t.Logf("purged %d of the %d records of %s", purged, 3*batch, merge)
 }

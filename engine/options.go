@@ -48,6 +48,13 @@ type Options struct {
 	// Defaults: 250ms and 10s.
 	RetryBackoff, MaxRetryBackoff time.Duration
 
+	// PurgeInterval is how often the replica deletes the records of the
+	// topics the compiler inserted (repartition and merge topics) below
+	// the offsets it has committed for them: only the job reads them, and
+	// each holds a copy of what flows through it. Default: 30s. Negative:
+	// never, and the topics keep what the broker's retention keeps.
+	PurgeInterval time.Duration
+
 	// Logger receives the engine's logs. Default: slog.Default().
 	Logger *slog.Logger
 
@@ -116,6 +123,9 @@ func (o *Options) setDefaults(commitInterval time.Duration) error {
 	}
 	if o.MaxRetryBackoff < o.RetryBackoff {
 		o.MaxRetryBackoff = max(o.RetryBackoff, 10*time.Second)
+	}
+	if o.PurgeInterval == 0 {
+		o.PurgeInterval = 30 * time.Second
 	}
 	if o.StateDir == "" {
 		o.StateDir = "streamer-state"

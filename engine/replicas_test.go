@@ -37,11 +37,17 @@ func cluster(t *testing.T, topics map[string]int32) []string {
 }
 
 // runReplica runs one replica of top with its state in dir until it has
-// committed the offsets of consumed records, then stops it.
-func runReplica(t *testing.T, top *topology.Topology, brokers []string, id, dir string, consumed int64) {
+// committed the offsets of consumed records, then stops it. It does not
+// purge internal topics, so that tests can read them back; set changes the
+// options further.
+func runReplica(t *testing.T, top *topology.Topology, brokers []string, id, dir string, consumed int64, set ...func(*engine.Options)) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	e, err := engine.New(top, engine.Options{Brokers: brokers, ReplicaID: id, StateDir: dir, Logger: log, SessionTimeout: 6 * time.Second})
+	o := engine.Options{Brokers: brokers, ReplicaID: id, StateDir: dir, Logger: log, SessionTimeout: 6 * time.Second, PurgeInterval: -1}
+	for _, f := range set {
+		f(&o)
+	}
+	e, err := engine.New(top, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,8 @@ func regroupRecords(from, to int) []*kgo.Record {
 // equal the oracle worked out from the inputs, each group's counts running
 // 1, 2, 3, ... (no record counted twice or lost, and none counted in
 // another partition's state), with one changelog record per input, and the
-// repartition topic must hold each input exactly once, keyed by its group.
+// repartition topic must hold each input exactly once, keyed by its group
+// (so the replicas do not purge it).
 func TestRepartitionKillAndRestart(t *testing.T) {
 	e := newEnv(t)
 	e.createTopic("in", 6)
@@ -75,8 +76,8 @@ func TestRepartitionKillAndRestart(t *testing.T) {
 	const n = 40_000
 	dir1, dir2 := filepath.Join(e.dir, "state-r1"), filepath.Join(e.dir, "state-r2")
 	e.produce("in", regroupRecords(0, 10_000))
-	r1 := e.startArgs(file, "r1", "--metrics-addr", "off", "--state-dir", dir1)
-	r2 := e.startArgs(file, "r2", "--metrics-addr", "off", "--state-dir", dir2)
+	r1 := e.startArgs(file, "r1", "--metrics-addr", "off", "--state-dir", dir1, "--purge-interval", "off")
+	r2 := e.startArgs(file, "r2", "--metrics-addr", "off", "--state-dir", dir2, "--purge-interval", "off")
 	e.waitLagBelow(group, "in", 8_000, r1, r2)
 	done := make(chan struct{})
 	go func() {
@@ -89,7 +90,7 @@ func TestRepartitionKillAndRestart(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	r1.kill()
 	time.Sleep(time.Second)
-	r1 = e.startArgs(file, "r1", "--metrics-addr", "off", "--state-dir", dir1)
+	r1 = e.startArgs(file, "r1", "--metrics-addr", "off", "--state-dir", dir1, "--purge-interval", "off")
 	<-done
 	waitFor(t, "the restarted replica to get partitions", time.Minute, func() bool {
 		return assignedRe.MatchString(r1.logText())

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamerio/streamer/internal/topicread"
@@ -132,7 +133,8 @@ func TestStreamJoinKillAndRestart(t *testing.T) {
 
 	dir1, dir2 := filepath.Join(e.dir, "state-r1"), filepath.Join(e.dir, "state-r2")
 	start := func(id, dir string) *replica {
-		return e.startArgs(file, id, "--metrics-addr", "off", "--state-dir", dir)
+		// Purging the merge topic every second must not cost a record.
+		return e.startArgs(file, id, "--metrics-addr", "off", "--state-dir", dir, "--purge-interval", "1s")
 	}
 	produce(0, n/4)
 	r1, r2 := start("r1", dir1), start("r2", dir2)
@@ -248,5 +250,15 @@ func TestStreamJoinKillAndRestart(t *testing.T) {
 	if len(faults) > 0 {
 		t.Fatalf("%d faults; the first:\n%s", len(faults), strings.Join(faults[:min(10, len(faults))], "\n"))
 	}
-	t.Logf("%d orders, %d payments: %d pairs and %d unmatched orders, each exactly once across a SIGKILL; 2 dead letters", n, len(payments), matched, unmatched)
+	// The replicas purged what they had consumed of the merge topic.
+	starts, err := e.admin.ListStartOffsets(ctx, merge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var purged int64
+	starts.Each(func(o kadm.ListedOffset) { purged += o.Offset })
+	if purged == 0 {
+		t.Errorf("nothing purged from %s", merge)
+	}
+	t.Logf("%d orders, %d payments: %d pairs and %d unmatched orders, each exactly once across a SIGKILL; 2 dead letters; %d merge records purged", n, len(payments), matched, unmatched, purged)
 }

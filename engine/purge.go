@@ -1,0 +1,126 @@
+package engine
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamerio/streamer/topology"
+)
+
+// purger deletes the records of the topics the compiler inserted
+// (repartition and merge topics) that this replica has consumed and
+// committed: only this group reads them, so they are of no use once the
+// group's committed offset has passed them, and each holds a copy of what
+// flows through the job. Kafka Streams purges its repartition topics the
+// same way.
+//
+// It is safe because a group's committed offset never goes back: the
+// offsets it deletes below are those of transactions that committed, and
+// every record below them was processed and its outputs committed with
+// them. Aborted transactions purge nothing.
+//
+// The loop calls processed, ended and maybe; the deletion itself runs in
+// the background, one request at a time.
+type purger struct {
+	topics   map[string]bool
+	interval time.Duration
+	log      *slog.Logger
+	// pending holds, per internal partition, the offset after the last
+	// record processed in the open transaction; committed, what
+	// committed transactions reached since the last purge.
+	pending, committed map[partitionKey]int64
+	last               time.Time
+	busy               sync.WaitGroup
+	done               chan struct{}
+}
+
+func newPurger(t *topology.Topology, interval time.Duration, log *slog.Logger) *purger {
+	p := &purger{topics: map[string]bool{}, interval: interval, log: log,
+		pending: map[partitionKey]int64{}, committed: map[partitionKey]int64{}, last: time.Now()}
+	for _, d := range t.Internal() {
+		p.topics[d.Topic] = true
+	}
+	if interval < 0 || len(p.topics) == 0 {
+		return nil
+	}
+	return p
+}
+
+// processed notes how far the poll took each internal partition.
+func (p *purger) processed(fetches kgo.Fetches) {
+	if p == nil {
+		return
+	}
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if n := len(fp.Records); n > 0 && p.topics[fp.Topic] {
+			p.pending[partitionKey{fp.Topic, fp.Partition}] = fp.Records[n-1].Offset + 1
+		}
+	})
+}
+
+// ended moves what the transaction processed to the purgeable offsets if
+// it committed, and forgets it if it aborted.
+func (p *purger) ended(committed bool) {
+	if p == nil {
+		return
+	}
+	if committed {
+		for k, off := range p.pending {
+			p.committed[k] = max(p.committed[k], off)
+		}
+	}
+	clear(p.pending)
+}
+
+// maybe starts a deletion of the committed offsets once interval has
+// passed since the last, unless one is still running.
+func (p *purger) maybe(cl *kgo.Client) {
+	if p == nil || len(p.committed) == 0 || time.Since(p.last) < p.interval {
+		return
+	}
+	if p.done != nil {
+		select {
+		case <-p.done:
+		default:
+			return // the last request has not answered yet
+		}
+	}
+	p.last = time.Now()
+	offs := kadm.Offsets{}
+	for k, at := range p.committed {
+		offs.Add(kadm.Offset{Topic: k.topic, Partition: k.partition, At: at})
+	}
+	clear(p.committed)
+	done := make(chan struct{})
+	p.done = done
+	p.busy.Add(1)
+	go func() {
+		defer p.busy.Done()
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := kadm.NewClient(cl).DeleteRecords(ctx, offs)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			// Not the job's failure: the records stay until the next
+			// purge, which deletes below later offsets.
+			p.log.Warn("purging consumed records of internal topics", "err", err)
+			return
+		}
+		p.log.Debug("purged consumed records of internal topics", "partitions", len(resp))
+	}()
+}
+
+// wait waits for a deletion under way to answer.
+func (p *purger) wait() {
+	if p != nil {
+		p.busy.Wait()
+	}
+}
