@@ -150,7 +150,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		if e.pebble != nil {
 			e.pebble.close() // stops restores under way
 		}
-		e.purge.wait() // a deletion under way uses the session's client
+		e.purge.stop() // a deletion under way uses the session's client
 		sess.Close()   // leaves the group
 		err = errors.Join(append([]error{err}, errs...)...)
 		log.Info("replica stopped")

@@ -37,6 +37,9 @@ type purger struct {
 	last               time.Time
 	busy               sync.WaitGroup
 	done               chan struct{}
+	// ctx ends a deletion under way when the replica stops.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func newPurger(t *topology.Topology, interval time.Duration, log *slog.Logger) *purger {
@@ -48,6 +51,7 @@ func newPurger(t *topology.Topology, interval time.Duration, log *slog.Logger) *
 	if interval < 0 || len(p.topics) == 0 {
 		return nil
 	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p
 }
 
@@ -102,7 +106,7 @@ func (p *purger) maybe(cl *kgo.Client) {
 	go func() {
 		defer p.busy.Done()
 		defer close(done)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 		defer cancel()
 		resp, err := kadm.NewClient(cl).DeleteRecords(ctx, offs)
 		if err == nil {
@@ -118,9 +122,11 @@ func (p *purger) maybe(cl *kgo.Client) {
 	}()
 }
 
-// wait waits for a deletion under way to answer.
-func (p *purger) wait() {
+// stop ends a deletion under way, and waits for it to return: shutdown is
+// bounded, and what it did not delete the next run will.
+func (p *purger) stop() {
 	if p != nil {
+		p.cancel()
 		p.busy.Wait()
 	}
 }
