@@ -24,8 +24,8 @@ import (
 // every record below them was processed and its outputs committed with
 // them. Aborted transactions purge nothing.
 //
-// The loop calls processed, ended and maybe; the deletion itself runs in
-// the background, one request at a time.
+// The loop calls processed, ended and maybe, and Run calls stop; the
+// deletion itself runs in the background, one request at a time.
 type purger struct {
 	topics   map[string]bool
 	interval time.Duration
