@@ -2,7 +2,6 @@ package topology
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 )
 
@@ -187,12 +186,8 @@ func (t *Topology) Feeders(d *Dataset) []*Dataset {
 	if d.RepartitionOf != nil {
 		add(d.RepartitionOf)
 	}
-	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
-		for _, m := range t.Datasets[name].Merges {
-			if m.Source == d {
-				add(t.Datasets[name])
-			}
-		}
+	for _, f := range t.Feeding(d) { // none unless d is a merge source
+		add(f)
 	}
 	return t.filter(func(d *Dataset) bool { return found[d] })
 }
