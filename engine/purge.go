@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -35,8 +34,8 @@ type purger struct {
 	// committed transactions reached since the last purge.
 	pending, committed map[partitionKey]int64
 	last               time.Time
-	busy               sync.WaitGroup
-	done               chan struct{}
+	// done is closed when the last deletion started has answered.
+	done chan struct{}
 	// ctx ends a deletion under way when the replica stops.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -102,9 +101,7 @@ func (p *purger) maybe(cl *kgo.Client) {
 	clear(p.committed)
 	done := make(chan struct{})
 	p.done = done
-	p.busy.Add(1)
 	go func() {
-		defer p.busy.Done()
 		defer close(done)
 		ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 		defer cancel()
@@ -127,6 +124,8 @@ func (p *purger) maybe(cl *kgo.Client) {
 func (p *purger) stop() {
 	if p != nil {
 		p.cancel()
-		p.busy.Wait()
+		if p.done != nil {
+			<-p.done
+		}
 	}
 }
