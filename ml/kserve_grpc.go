@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -43,6 +44,12 @@ func newKServeGRPC(spec *kserveSpec) (*kserveGRPC, error) {
 
 // callError classifies a failed call.
 func (g *kserveGRPC) callError(ctx context.Context, op string, err error) error {
+	if d, ok := ctx.Deadline(); ok && !d.After(time.Now()) {
+		// gRPC reports DeadlineExceeded once the deadline has passed, which
+		// can be a moment before the context's own timer marks it done;
+		// wait for it (it is due) so the error names the right cause.
+		<-ctx.Done()
+	}
 	if ctx.Err() != nil {
 		return g.spec.transportError(ctx, op, err)
 	}
