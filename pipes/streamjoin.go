@@ -320,7 +320,7 @@ func (j *streamJoin) match(r *Record, side int, kp []byte, t int64, out *Output)
 	}
 	// The store is changed only after the scan: an iterator need not
 	// survive writes under it.
-	for _, s := range found {
+	for i, s := range found {
 		if len(s.val) < sjHeader {
 			return false, fmt.Errorf("stream_join: corrupt record in the state store under %q", s.key)
 		}
@@ -328,11 +328,15 @@ func (j *streamJoin) match(r *Record, side int, kp []byte, t int64, out *Output)
 		if err != nil {
 			return false, fmt.Errorf("stream_join: decoding a stored %s value: %w", sideName(other), err)
 		}
-		var lv, rv any
+		// Each output gets a value of its own; the last one takes r's, which
+		// the pipe owns and no longer needs.
+		rval := r.Value
+		if i < len(found)-1 {
+			rval = CloneValue(rval)
+		}
+		lv, rv := v, rval
 		if side == sjLeft {
-			lv, rv = CloneValue(r.Value), v
-		} else {
-			lv, rv = v, CloneValue(r.Value)
+			lv, rv = rval, v
 		}
 		o, err := j.joined(r.Key, lv, rv, true)
 		if err != nil {

@@ -29,6 +29,18 @@ type Pebble struct {
 	buf   []byte
 	got   []byte
 	bulk  bool // opened by OpenPebbleBulk: no write-ahead log
+
+	// iter serves Range and Prefix, one after another, over the open
+	// transaction: a join looks up a key range per record, and making and
+	// closing an iterator through every level each time cost more than the
+	// scan. Re-bounding it refreshes its view of the batch. bounds holds
+	// the bounds of the last two scans, as the iterator may compare the
+	// old ones with the new; inRange is set while a scan runs, when a
+	// nested one gets an iterator of its own.
+	iter    *pebble.Iterator
+	bounds  [2][2][]byte
+	flip    int
+	inRange bool
 }
 
 var _ Store = (*Pebble)(nil)
@@ -222,21 +234,63 @@ func (p *Pebble) Range(start, end []byte, fn func(k, v []byte) bool) error {
 	if p.db == nil {
 		return ErrClosed
 	}
-	lower := append(append([]byte(nil), userPrefix...), start...)
-	upper := prefixEnd(userPrefix)
-	if end != nil {
-		upper = append(append([]byte(nil), userPrefix...), end...)
+	if p.inRange {
+		it, err := p.batch.NewIter(&pebble.IterOptions{LowerBound: lowerBound(nil, start), UpperBound: upperBound(nil, end)})
+		if err != nil {
+			return err
+		}
+		return errors.Join(scan(it, fn), it.Close())
 	}
-	it, err := p.batch.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return err
+	p.flip ^= 1
+	b := &p.bounds[p.flip]
+	b[0], b[1] = lowerBound(b[0][:0], start), upperBound(b[1][:0], end)
+	opts := &pebble.IterOptions{LowerBound: b[0], UpperBound: b[1]}
+	if p.iter == nil {
+		it, err := p.batch.NewIter(opts)
+		if err != nil {
+			return err
+		}
+		p.iter = it
+	} else {
+		p.iter.SetOptions(opts)
 	}
+	p.inRange = true
+	defer func() { p.inRange = false }()
+	return scan(p.iter, fn)
+}
+
+// lowerBound appends the store key of a Range start to buf.
+func lowerBound(buf, start []byte) []byte {
+	return append(append(buf, userPrefix...), start...)
+}
+
+// upperBound appends the store key of a Range end to buf; a nil end is
+// the end of the user keys.
+func upperBound(buf, end []byte) []byte {
+	if end == nil {
+		return append(buf, prefixEnd(userPrefix)...)
+	}
+	return append(append(buf, userPrefix...), end...)
+}
+
+// scan calls fn on the records within its bounds in order, until it says stop.
+func scan(it *pebble.Iterator, fn func(k, v []byte) bool) error {
 	for ok := it.First(); ok; ok = it.Next() {
 		if !fn(it.Key()[len(userPrefix):], it.Value()) {
 			break
 		}
 	}
-	return it.Close()
+	return it.Error()
+}
+
+// closeIter closes the scans' iterator, which must not outlive its batch.
+func (p *Pebble) closeIter() error {
+	if p.iter == nil {
+		return nil
+	}
+	err := p.iter.Close()
+	p.iter = nil
+	return err
 }
 
 func (p *Pebble) Prefix(prefix []byte, fn func(k, v []byte) bool) error {
@@ -250,6 +304,9 @@ func (p *Pebble) Commit(offset int64) error {
 	if err := p.batch.Set(checkpointKey, binary.BigEndian.AppendUint64(nil, uint64(offset)), nil); err != nil {
 		return err
 	}
+	if err := p.closeIter(); err != nil {
+		return err
+	}
 	if err := p.batch.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("state: commit: %w", err)
 	}
@@ -261,7 +318,7 @@ func (p *Pebble) Abort() error {
 	if p.db == nil {
 		return ErrClosed
 	}
-	err := p.batch.Close()
+	err := errors.Join(p.closeIter(), p.batch.Close())
 	p.batch = p.db.NewIndexedBatch()
 	return err
 }
@@ -313,7 +370,7 @@ func (p *Pebble) Close() error {
 		// Without a log, only flushed writes outlive the close.
 		err = p.db.Flush()
 	}
-	err = errors.Join(err, p.batch.Close(), p.db.Close())
+	err = errors.Join(err, p.closeIter(), p.batch.Close(), p.db.Close())
 	p.db, p.batch = nil, nil
 	return err
 }

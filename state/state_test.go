@@ -102,6 +102,55 @@ func TestRangeAndPrefix(t *testing.T) {
 	})
 }
 
+// TestScansSeeEachWrite: a join scans a key range, writes, and scans again,
+// many times per transaction; every scan must see the writes before it,
+// after commits and aborts too, and a scan inside another's callback must
+// not disturb the outer one.
+func TestScansSeeEachWrite(t *testing.T) {
+	stores(t, func(t *testing.T, s state.Store) {
+		all := func() string {
+			return scan(t, func(fn func(k, v []byte) bool) error { return s.Prefix([]byte("k"), fn) })
+		}
+		must(t, s.Put([]byte("k1"), []byte("a")))
+		if got := all(); got != "k1=a" {
+			t.Errorf("after one write: %s", got)
+		}
+		must(t, s.Put([]byte("k2"), []byte("b")))
+		must(t, s.Delete([]byte("k1")))
+		if got := all(); got != "k2=b" {
+			t.Errorf("after a write and a delete: %s", got)
+		}
+		must(t, s.Commit(1))
+		if got := all(); got != "k2=b" {
+			t.Errorf("after a commit: %s", got)
+		}
+		must(t, s.Put([]byte("k3"), []byte("c")))
+		if got := all(); got != "k2=b k3=c" {
+			t.Errorf("in the next transaction: %s", got)
+		}
+		must(t, s.Abort())
+		if got := all(); got != "k2=b" {
+			t.Errorf("after an abort: %s", got)
+		}
+		must(t, s.Put([]byte("k4"), []byte("d")))
+		var outer, inner []string
+		must(t, s.Prefix([]byte("k"), func(k, v []byte) bool {
+			outer = append(outer, string(k))
+			inner = append(inner, all())
+			return true
+		}))
+		if got := strings.Join(outer, " "); got != "k2 k4" {
+			t.Errorf("outer scan with nested ones: %s", got)
+		}
+		if got := strings.Join(inner, ","); got != "k2=b k4=d,k2=b k4=d" {
+			t.Errorf("nested scans: %s", got)
+		}
+		if got := scan(t, func(fn func(k, v []byte) bool) error { return s.Range([]byte("k3"), nil, fn) }); got != "k4=d" {
+			t.Errorf("a range after the nested scans: %s", got)
+		}
+	})
+}
+
 // TestPebbleSurvivesRestartWithCommittedStateOnly: what a crash leaves is
 // the last commit, with its checkpoint; uncommitted writes are gone.
 func TestPebbleSurvivesRestartWithCommittedStateOnly(t *testing.T) {
