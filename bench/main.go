@@ -70,6 +70,7 @@ type config struct {
 	topologyFile string
 	wide         bool
 	cpuProfile   string
+	memProfile   string
 	passProfile  string
 	traceFile    string
 	brokerPID    int
@@ -97,6 +98,7 @@ func main() {
 	flag.BoolVar(&c.wide, "wide", false, "wide records: add nested profile, device and attribute objects that the pipes do not touch (internal/gen Wide)")
 	flag.StringVar(&c.topologyFile, "topology", "", "topology file of the streamer run (default: bench/topology.yaml next to this source)")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the first streamer run to this file")
+	flag.StringVar(&c.memProfile, "memprofile", "", "write an allocation profile to this file after the first streamer run (what the process allocated until then, input and passthrough included: look at the engine's part, or go tool pprof -sample_index=alloc_space)")
 	flag.StringVar(&c.passProfile, "passprofile", "", "write a CPU profile of the first passthrough run to this file")
 	flag.StringVar(&c.traceFile, "trace", "", "write a runtime/trace of the first streamer run to this file")
 	flag.IntVar(&c.brokerPID, "broker-pid", -1, "pid of a local broker whose CPU time to report (-1: read $KAFKA_DATA/kafka.pid or /tmp/streamer-kafka/kafka.pid if present; 0: none)")
@@ -360,6 +362,9 @@ func run(ctx context.Context, c config) error {
 					tr = c.traceFile
 				}
 				r, err = streamer(ctx, c, adm, input, name, prof, tr)
+				if err == nil && round == 1 && c.memProfile != "" {
+					err = writeAllocs(c.memProfile)
+				}
 				created = append(created, name+"-out")
 				created = append(created, r.topics...)
 			}
@@ -683,6 +688,15 @@ func startProfile(path string) (func(), error) {
 			f.Close()
 		})
 	}, nil
+}
+
+// writeAllocs writes the allocation profile of the process so far.
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	return errors.Join(pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
 }
 
 func startTrace(path string) (func(), error) {

@@ -33,7 +33,9 @@ type Pebble struct {
 	// iter serves Range and Prefix, one after another, over the open
 	// transaction: a join looks up a key range per record, and making and
 	// closing an iterator through every level each time cost more than the
-	// scan. Re-bounding it refreshes its view of the batch. bounds holds
+	// scan. Re-bounding it refreshes its view of the batch, but not of the
+	// database, which it sees as it was when it was made: commits, aborts
+	// and a Loader's flushes close it. bounds holds
 	// the bounds of the last two scans, as the iterator may compare the
 	// old ones with the new; inRange is set while a scan runs, when a
 	// nested one gets an iterator of its own.
@@ -310,7 +312,10 @@ func (p *Pebble) Commit(offset int64) error {
 	if err := p.batch.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("state: commit: %w", err)
 	}
-	p.batch = p.db.NewIndexedBatch() // a committed batch cannot be reused
+	// The batch is emptied for the next transaction. Pebble keeps its
+	// buffer if it is at most 1 MB (a transaction of small values, such as
+	// an aggregate's), where a new batch would grow one again from 1 KB.
+	p.batch.Reset()
 	return nil
 }
 
@@ -318,8 +323,8 @@ func (p *Pebble) Abort() error {
 	if p.db == nil {
 		return ErrClosed
 	}
-	err := errors.Join(p.closeIter(), p.batch.Close())
-	p.batch = p.db.NewIndexedBatch()
+	err := p.closeIter()
+	p.batch.Reset()
 	return err
 }
 
@@ -442,6 +447,9 @@ func (l *Loader) Flush(offset int64, sync bool) error {
 	}
 	// Batches commit in order: the previous one first.
 	if err := l.wait(); err != nil {
+		return err
+	}
+	if err := l.p.closeIter(); err != nil { // scans must see the load
 		return err
 	}
 	b := l.batch

@@ -151,6 +151,34 @@ func TestScansSeeEachWrite(t *testing.T) {
 	})
 }
 
+// TestScansSeeLoads: a restore's Loader writes to the database beside the
+// open transaction; scans after its flushes must see what it wrote.
+func TestScansSeeLoads(t *testing.T) {
+	st, err := state.OpenPebble(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	all := func() string {
+		return scan(t, func(fn func(k, v []byte) bool) error { return st.Prefix([]byte("k"), fn) })
+	}
+	if got := all(); got != "" {
+		t.Errorf("a new store: %s", got)
+	}
+	ld, err := st.Loader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ld.Close()
+	must(t, ld.Put([]byte("k1"), []byte("a")))
+	must(t, ld.Flush(1, false))
+	must(t, ld.Put([]byte("k2"), []byte("b")))
+	must(t, ld.Flush(2, true))
+	if got := all(); got != "k1=a k2=b" {
+		t.Errorf("after a load: %s", got)
+	}
+}
+
 // TestPebbleSurvivesRestartWithCommittedStateOnly: what a crash leaves is
 // the last commit, with its checkpoint; uncommitted writes are gone.
 func TestPebbleSurvivesRestartWithCommittedStateOnly(t *testing.T) {
