@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -288,4 +289,67 @@ func TestPurgeInternalTopics(t *testing.T) {
 		t.Errorf("nothing purged from %s", merge)
 	}
 	t.Logf("purged %d of the %d records of %s", purged, 3*batch, merge)
+}
+
+// TestInternalTopicsKeepRecords: repartition and merge topics must keep
+// their records until the purge deletes them. A time retention would drop
+// a replay's records, which keep their old source timestamps, unread. The
+// engine makes them with retention.ms -1, and sets it on one that exists
+// without it (made by hand, or by an older version).
+func TestInternalTopicsKeepRecords(t *testing.T) {
+	for _, tt := range []struct {
+		name, yaml string
+		topics     map[string]int32
+		existing   int32 // partitions of the internal topic made beforehand, 0: none
+	}{
+		{"repartition topic made by the engine", regrouping, map[string]int32{"in": 3}, 0},
+		{"merge topic made beforehand with a retention", mergedCounting, map[string]int32{"in": 3, "in2": 2}, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			brokers := cluster(t, tt.topics)
+			top := compile(t, tt.yaml)
+			internal := top.Internal()
+			if len(internal) != 1 {
+				t.Fatalf("internal topics %v, want one", internal)
+			}
+			topic := internal[0].Topic
+			cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			adm := kadm.NewClient(cl)
+			ctx := context.Background()
+			if tt.existing > 0 {
+				if _, err := adm.CreateTopic(ctx, tt.existing, 1, map[string]*string{"retention.ms": kadm.StringPtr("3600000")}, topic); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var recs []*kgo.Record
+			for i := range 100 {
+				recs = append(recs, &kgo.Record{Topic: "in", Key: []byte("k" + strconv.Itoa(i)), Value: fmt.Appendf(nil, `{"id":%d,"g":"g%d"}`, i, i%7)})
+			}
+			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			runReplica(t, top, brokers, "a", t.TempDir(), 200) // from in, then from the internal topic
+			rcs, err := adm.DescribeTopicConfigs(ctx, topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, err := rcs.On(topic, nil)
+			if err != nil || rc.Err != nil {
+				t.Fatalf("configs of %s: %v %v", topic, err, rc.Err)
+			}
+			got := "<unset>"
+			for _, c := range rc.Configs {
+				if c.Key == "retention.ms" {
+					got = c.MaybeValue()
+				}
+			}
+			if got != "-1" {
+				t.Errorf("%s: retention.ms %s, want -1", topic, got)
+			}
+		})
+	}
 }

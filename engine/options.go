@@ -52,7 +52,9 @@ type Options struct {
 	// topics the compiler inserted (repartition and merge topics) below
 	// the offsets it has committed for them: only the job reads them, and
 	// each holds a copy of what flows through it. Default: 30s. Negative:
-	// never, and the topics keep what the broker's retention keeps.
+	// never. The engine makes the topics with retention.ms -1, so that no
+	// record is deleted before the job has read it: without the purge they
+	// keep every record until they are deleted.
 	PurgeInterval time.Duration
 
 	// Logger receives the engine's logs. Default: slog.Default().

@@ -60,7 +60,12 @@ func runReplica(t *testing.T, top *topology.Topology, brokers []string, id, dir 
 			cancel()
 			t.Fatalf("replica %s committed %d of %d", id, e.Stats().CommittedIn.Load(), consumed)
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("replica %s stopped after committing %d of %d: %v", id, e.Stats().CommittedIn.Load(), consumed, err)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -130,7 +130,7 @@ func ensureInternal(ctx context.Context, adm *kadm.Client, t *topology.Topology,
 			errs = append(errs, fmt.Errorf("internal topic %s: no partition count (its sources are unknown)", r.Topic))
 			continue
 		}
-		resp, err := adm.CreateTopic(ctx, int32(n), int16(rf), nil, r.Topic)
+		resp, err := adm.CreateTopic(ctx, int32(n), int16(rf), internalConfig, r.Topic)
 		if err == nil {
 			err = resp.Err
 		}
@@ -144,6 +144,7 @@ func ensureInternal(ctx context.Context, adm *kadm.Client, t *topology.Topology,
 			if got := len(td[r.Topic].Partitions); derr == nil && got > 0 && got != n {
 				errs = append(errs, fmt.Errorf("internal topic %s has %d partitions; the topology wants %d (delete it with the group's state to change the count)", r.Topic, got, n))
 			}
+			keepForever(ctx, adm, r.Topic, log)
 		default:
 			errs = append(errs, fmt.Errorf("creating internal topic %s: %w", r.Topic, err))
 			continue
@@ -151,6 +152,47 @@ func ensureInternal(ctx context.Context, adm *kadm.Client, t *topology.Topology,
 		parts[r.Topic], repl[r.Topic] = n, rf
 	}
 	return errors.Join(errs...)
+}
+
+// internalConfig is the config of the repartition and merge topics: they
+// keep their records until the job purges them (Options.PurgeInterval).
+// Under the broker's default retention, a segment whose records carry old
+// timestamps, as a replay of old data writes (records keep their source
+// timestamps), would be deleted as soon as it rolls, maybe before the job
+// read it: records lost.
+var internalConfig = map[string]*string{"retention.ms": kadm.StringPtr("-1")}
+
+// keepForever sets an existing internal topic's retention to internalConfig's,
+// if it is not already: a topic made by an older version, or by hand. A
+// replica without the right to alter it logs a warning and runs on.
+func keepForever(ctx context.Context, adm *kadm.Client, topic string, log *slog.Logger) {
+	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
+	if err == nil {
+		var rc kadm.ResourceConfig
+		if rc, err = rcs.On(topic, nil); err == nil {
+			err = rc.Err
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "retention.ms" && c.MaybeValue() == "-1" {
+				return
+			}
+		}
+	}
+	if err == nil {
+		var resp kadm.AlterConfigsResponses
+		resp, err = adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "retention.ms", Value: internalConfig["retention.ms"]}}, topic)
+		if err == nil {
+			var r kadm.AlterConfigsResponse
+			if r, err = resp.On(topic, nil); err == nil {
+				err = r.Err
+			}
+		}
+		if err == nil {
+			log.Info("internal topic now keeps its records until purged (retention.ms -1)", "topic", topic)
+			return
+		}
+	}
+	log.Warn("cannot make an internal topic keep its records until purged; records older than its retention.ms may be deleted before the job reads them", "topic", topic, "err", err)
 }
 
 // ensureChangelogs creates the compacted changelog topic of each state
