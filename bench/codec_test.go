@@ -74,7 +74,7 @@ func BenchmarkDecode(b *testing.B) {
 	b.Run("goccy", func(b *testing.B) { // the same without serde's pass
 		loop(b, len(raw), func(i int) {
 			var v any
-			if err := gojson.UnmarshalNoEscape(raw[i], &v); err != nil {
+			if err := gojson.Unmarshal(raw[i], &v); err != nil {
 				b.Fatal(err)
 			}
 		})
@@ -106,18 +106,18 @@ func BenchmarkEncode(b *testing.B) {
 	// dst (nil).
 	b.Run("goccy-marshal+copy", func(b *testing.B) {
 		loop(b, len(vals), func(i int) {
-			out, err := gojson.MarshalNoEscape(vals[i])
+			out, err := gojson.Marshal(vals[i])
 			if err != nil {
 				b.Fatal(err)
 			}
 			_ = append([]byte(nil), out...)
 		})
 	})
-	// The same without the copy: MarshalNoEscape already returns a fresh
+	// The same without the copy: Marshal already returns a fresh
 	// slice the caller owns.
 	b.Run("goccy-marshal", func(b *testing.B) {
 		loop(b, len(vals), func(i int) {
-			if _, err := gojson.MarshalNoEscape(vals[i]); err != nil {
+			if _, err := gojson.Marshal(vals[i]); err != nil {
 				b.Fatal(err)
 			}
 		})

@@ -285,7 +285,7 @@ func FuzzLoadLightGBMText(f *testing.F) {
 		"decision_type=2\n", "decision_type=9\n",
 		"threshold=0.5", "threshold=0",
 	).Replace(lgbStump("")))
-	values := []float32{0, -0.0, 1e-40, 0.5, -1, 3, 33, 1e10, float32(math.NaN()), float32(math.Inf(-1))}
+	values := []float32{0, float32(math.Copysign(0, -1)), 1e-40, 0.5, -1, 3, 33, 1e10, float32(math.NaN()), float32(math.Inf(-1))}
 	f.Fuzz(func(t *testing.T, model string) {
 		m, err := ml.LoadLightGBMText(strings.NewReader(model))
 		if err != nil {

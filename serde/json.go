@@ -31,7 +31,7 @@ func newJSON(schema []byte) (Codec, error) {
 
 func (c *jsonCodec) Decode(b []byte) (any, error) {
 	var v any
-	if err := gojson.UnmarshalNoEscape(b, &v); err != nil {
+	if err := gojson.Unmarshal(b, &v); err != nil {
 		return nil, fmt.Errorf("json: %w", err)
 	}
 	return wholeNumbers(v), nil
@@ -72,7 +72,7 @@ func wholeNumbers(v any) any {
 
 func (c *jsonCodec) AppendEncode(dst []byte, v any) ([]byte, error) {
 	if dst == nil {
-		b, err := gojson.MarshalNoEscape(v)
+		b, err := gojson.Marshal(v)
 		if err != nil {
 			return dst, fmt.Errorf("json: %w", err)
 		}

@@ -219,7 +219,7 @@ func (c *jsonCodec) member(raw []byte) (any, error) {
 		}
 	}
 	var v any
-	if err := gojson.UnmarshalNoEscape(raw, &v); err != nil {
+	if err := gojson.Unmarshal(raw, &v); err != nil {
 		return nil, err
 	}
 	return wholeNumbers(v), nil
