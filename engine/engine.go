@@ -76,7 +76,7 @@ func New(t *topology.Topology, o Options) (*Engine, error) {
 	}
 	e.changelogEnd, e.changelogs = map[partitionKey]int64{}, map[string]bool{}
 	e.holds = newHolds()
-	e.purge = newPurger(t, o.PurgeInterval, o.Logger)
+	e.purge = newPurger(t, o.PurgeInterval, o.Logger, e.hooks.purge)
 	e.tables = newTableSyncer(t, e.opts)
 	for _, s := range t.Stores() {
 		e.changelogs[t.ChangelogTopic(s)] = true

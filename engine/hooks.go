@@ -92,6 +92,23 @@ type Pause struct {
 	Wait time.Duration
 }
 
+// PurgeHook observes each deletion of the consumed records of repartition
+// and merge topics (Options.PurgeInterval) when it ends. The topics keep
+// their records until purged, so deletions that keep failing (the replica
+// may lack the right to delete records) let them grow without bound.
+type PurgeHook interface {
+	OnPurge(Purge)
+}
+
+// Purge describes one deletion.
+type Purge struct {
+	// Partitions is the number of internal topic partitions it covered.
+	Partitions int
+	// Err is why it failed, nil when it succeeded.
+	Err      error
+	Duration time.Duration
+}
+
 // StateRestore describes one store's restore from its changelog.
 type StateRestore struct {
 	Store     string
@@ -111,6 +128,7 @@ type hooks struct {
 	lag       []LagHook
 	state     []StateHook
 	pause     []PauseHook
+	purge     []PurgeHook
 }
 
 func sortHooks(hs []Hook) *hooks {
@@ -139,6 +157,9 @@ func sortHooks(hs []Hook) *hooks {
 		}
 		if x, ok := h.(PauseHook); ok {
 			out.pause = append(out.pause, x)
+		}
+		if x, ok := h.(PurgeHook); ok {
+			out.purge = append(out.purge, x)
 		}
 	}
 	return out

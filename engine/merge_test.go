@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,7 +251,11 @@ func TestPurgeInternalTopics(t *testing.T) {
 	brokers := cluster(t, map[string]int32{"in": 3, "in2": 2})
 	top := compile(t, mergedCounting)
 	const batch = 1500
-	purging := func(o *engine.Options) { o.PurgeInterval = 50 * time.Millisecond }
+	purges := &purgeCount{}
+	purging := func(o *engine.Options) {
+		o.PurgeInterval = 50 * time.Millisecond
+		o.Hooks = append(o.Hooks, purges)
+	}
 	for i, id := range []string{"a", "b", "c"} {
 		if err := produce(brokers, i*batch, (i+1)*batch); err != nil {
 			t.Fatal(err)
@@ -288,7 +293,23 @@ func TestPurgeInternalTopics(t *testing.T) {
 	if purged == 0 {
 		t.Errorf("nothing purged from %s", merge)
 	}
-	t.Logf("purged %d of the %d records of %s", purged, 3*batch, merge)
+	if ok, failed := purges.ok.Load(), purges.failed.Load(); ok == 0 || failed != 0 {
+		t.Errorf("purge hooks: %d ok, %d failed; want some ok and none failed", ok, failed)
+	}
+	t.Logf("%s: deleted below offsets that sum to %d (its %d records and their transactions' markers)", merge, purged, 3*batch)
+}
+
+// purgeCount is a PurgeHook counting deletions by outcome.
+type purgeCount struct{ ok, failed atomic.Int64 }
+
+var _ engine.PurgeHook = (*purgeCount)(nil)
+
+func (c *purgeCount) OnPurge(p engine.Purge) {
+	if p.Err != nil {
+		c.failed.Add(1)
+	} else if p.Partitions > 0 {
+		c.ok.Add(1)
+	}
 }
 
 // TestInternalTopicsKeepRecords: repartition and merge topics must keep

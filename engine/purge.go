@@ -29,6 +29,7 @@ type purger struct {
 	topics   map[string]bool
 	interval time.Duration
 	log      *slog.Logger
+	hooks    []PurgeHook
 	// pending holds, per internal partition, the offset after the last
 	// record processed in the open transaction; committed, what
 	// committed transactions reached since the last purge.
@@ -41,8 +42,8 @@ type purger struct {
 	cancel context.CancelFunc
 }
 
-func newPurger(t *topology.Topology, interval time.Duration, log *slog.Logger) *purger {
-	p := &purger{topics: map[string]bool{}, interval: interval, log: log,
+func newPurger(t *topology.Topology, interval time.Duration, log *slog.Logger, hooks []PurgeHook) *purger {
+	p := &purger{topics: map[string]bool{}, interval: interval, log: log, hooks: hooks,
 		pending: map[partitionKey]int64{}, committed: map[partitionKey]int64{}, last: time.Now()}
 	for _, d := range t.Internal() {
 		p.topics[d.Topic] = true
@@ -98,6 +99,7 @@ func (p *purger) maybe(cl *kgo.Client) {
 	for k, at := range p.committed {
 		offs.Add(kadm.Offset{Topic: k.topic, Partition: k.partition, At: at})
 	}
+	n := len(p.committed)
 	clear(p.committed)
 	done := make(chan struct{})
 	p.done = done
@@ -105,9 +107,15 @@ func (p *purger) maybe(cl *kgo.Client) {
 		defer close(done)
 		ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 		defer cancel()
+		start := time.Now()
 		resp, err := kadm.NewClient(cl).DeleteRecords(ctx, offs)
 		if err == nil {
 			err = resp.Error()
+		}
+		if p.ctx.Err() == nil { // a stop's cancellation is no failure
+			for _, h := range p.hooks {
+				h.OnPurge(Purge{Partitions: n, Err: err, Duration: time.Since(start)})
+			}
 		}
 		if err != nil {
 			// Not the job's failure: the records stay until the next

@@ -48,6 +48,7 @@ type Metrics struct {
 	stateBytes                   *prometheus.GaugeVec
 	restoreRemaining             *prometheus.GaugeVec
 	pauses                       prometheus.Counter
+	purges                       *prometheus.CounterVec
 	modelCalls                   *prometheus.CounterVec
 	modelRows                    *prometheus.CounterVec
 	modelRetries                 *prometheus.CounterVec
@@ -65,6 +66,7 @@ var (
 	_ engine.LagHook       = (*Metrics)(nil)
 	_ engine.StateHook     = (*Metrics)(nil)
 	_ engine.PauseHook     = (*Metrics)(nil)
+	_ engine.PurgeHook     = (*Metrics)(nil)
 	_ engine.RestoreHook   = (*Metrics)(nil)
 	_ ml.BatchHook         = (*Metrics)(nil)
 )
@@ -119,6 +121,9 @@ func New(top *topology.Topology, replica, version string) *Metrics {
 	f(m.restoreRemaining)
 	m.pauses = prometheus.NewCounter(prometheus.CounterOpts{Name: "streamer_dependency_pauses_total", Help: "Transactions aborted because a dependency (model server, schema registry) was unavailable; the same records are processed again after a pause."})
 	f(m.pauses)
+	m.purges = counter("streamer_internal_purges_total", "Deletions of the consumed records of repartition and merge topics, by outcome (ok, failed). Those topics keep their records until purged: failures let them grow.", "outcome")
+	m.purges.WithLabelValues("ok")
+	m.purges.WithLabelValues("failed")
 	m.modelCalls = counter("streamer_model_calls_total", "Model calls of a predict pipe's shared micro-batcher, by outcome: ok, rejected (the model refused some rows) or unavailable (after retries, or with the breaker open).", "model", "outcome")
 	m.modelRows = counter("streamer_model_rows_total", "Rows scored by model calls.", "model")
 	m.modelRetries = counter("streamer_model_retries_total", "Retried attempts of model calls.", "model")
@@ -272,6 +277,14 @@ func (m *Metrics) OnStateSize(store string, partition int32, bytes int64) {
 }
 
 func (m *Metrics) OnPause(engine.Pause) { m.pauses.Inc() }
+
+func (m *Metrics) OnPurge(p engine.Purge) {
+	outcome := "ok"
+	if p.Err != nil {
+		outcome = "failed"
+	}
+	m.purges.WithLabelValues(outcome).Inc()
+}
 
 // OnModelCall reports a predict pipe's model call; the model label is the
 // pipe's name.

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -54,6 +55,9 @@ func TestPipeAndOutputMetrics(t *testing.T) {
 	m.OnLag("in", 0, 42)
 	m.OnRebalance(engine.Rebalance{Assigned: map[string][]int32{"in": {0, 1}}})
 	m.SetReadiness(func() bool { return true })
+	m.OnPurge(engine.Purge{Partitions: 3})
+	m.OnPurge(engine.Purge{Partitions: 3, Err: errors.New("TOPIC_AUTHORIZATION_FAILED")})
+	m.OnPurge(engine.Purge{Partitions: 2})
 
 	want := `
 # HELP streamer_pipe_records_in_total Records handed to a pipe.
@@ -78,12 +82,16 @@ streamer_consumer_lag_records{partition="0",topic="in"} 42
 # HELP streamer_assigned_partitions Source partitions assigned to this replica.
 # TYPE streamer_assigned_partitions gauge
 streamer_assigned_partitions 2
+# HELP streamer_internal_purges_total Deletions of the consumed records of repartition and merge topics, by outcome (ok, failed). Those topics keep their records until purged: failures let them grow.
+# TYPE streamer_internal_purges_total counter
+streamer_internal_purges_total{outcome="failed"} 1
+streamer_internal_purges_total{outcome="ok"} 2
 # HELP streamer_ready 1 when the replica has joined the group, holds its assignment and has restored its state.
 # TYPE streamer_ready gauge
 streamer_ready 1
 `
 	names := []string{"streamer_pipe_records_in_total", "streamer_pipe_records_out_total", "streamer_pipe_records_dropped_total",
-		"streamer_output_records_total", "streamer_transactions_total", "streamer_consumer_lag_records", "streamer_assigned_partitions", "streamer_ready"}
+		"streamer_output_records_total", "streamer_transactions_total", "streamer_consumer_lag_records", "streamer_assigned_partitions", "streamer_ready", "streamer_internal_purges_total"}
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}
