@@ -159,6 +159,22 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	return e.loop(ctx, sess, log)
 }
 
+// compression returns the codec of a topology's processing.compression;
+// the compiler has checked the name.
+func compression(name string) kgo.CompressionCodec {
+	switch name {
+	case "lz4":
+		return kgo.Lz4Compression()
+	case "zstd":
+		return kgo.ZstdCompression()
+	case "gzip":
+		return kgo.GzipCompression()
+	case "none":
+		return kgo.NoCompression()
+	}
+	return kgo.SnappyCompression()
+}
+
 func (e *Engine) clientOpts() []kgo.Opt {
 	start := kgo.NewOffset().AtStart()
 	if e.top.StartOffset == "latest" {
@@ -181,6 +197,7 @@ func (e *Engine) clientOpts() []kgo.Opt {
 		// them; everything else by key, as Kafka's default partitioner.
 		kgo.RecordPartitioner(changelogPartitioner{e.changelogs}),
 		kgo.ProducerBatchMaxBytes(1 << 20),
+		kgo.ProducerBatchCompression(compression(e.top.Compression)),
 		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 			e.opts.Logger.Info("partitions assigned", "partitions", m)
 			e.countAssigned(m, 1)

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -174,5 +175,39 @@ func TestMissingTopics(t *testing.T) {
 	err = e.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "missing topics: in (") {
 		t.Fatalf("Run = %v, want the missing topic named", err)
+	}
+}
+
+// TestCompression: processing.compression sets the codec of every batch the
+// replica produces, read back from the output topic.
+func TestCompression(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		want uint8 // the batch attribute's codec: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd
+	}{{"", 2}, {"zstd", 4}, {"lz4", 3}, {"gzip", 1}, {"none", 0}} {
+		t.Run(cmp.Or(tt.name, "default"), func(t *testing.T) {
+			brokers := cluster(t, map[string]int32{"in": 2})
+			src := passthrough
+			if tt.name != "" {
+				src += "processing: {compression: " + tt.name + "}\n"
+			}
+			top := compile(t, src)
+			if err := produce(brokers, 0, 200); err != nil {
+				t.Fatal(err)
+			}
+			runReplica(t, top, brokers, "a", t.TempDir(), 200)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			n := 0
+			err := topicread.All(ctx, brokers, time.Second, func(r *kgo.Record) {
+				n++
+				if got := r.Attrs.CompressionType(); got != tt.want {
+					t.Fatalf("record at out[%d]@%d: codec %d, want %d", r.Partition, r.Offset, got, tt.want)
+				}
+			}, "out")
+			if err != nil || n != 200 {
+				t.Fatalf("read %d records, %v; want 200", n, err)
+			}
+		})
 	}
 }

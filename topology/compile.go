@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"cmp"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -96,6 +97,7 @@ func (c *compiler) compile(src []byte) *Topology {
 		CommitInterval: f.Processing.CommitInterval,
 		StartOffset:    f.Processing.StartOffset,
 		MaxPollRecords: f.Processing.MaxPollRecords,
+		Compression:    f.Processing.Compression,
 	}
 	if c.group != "" {
 		t.Group = c.group
@@ -109,6 +111,9 @@ func (c *compiler) compile(src []byte) *Topology {
 	if t.MaxPollRecords <= 0 {
 		t.MaxPollRecords = 10000
 	}
+	// The defaults of processing's fields, for a file without the block.
+	t.StartOffset = cmp.Or(t.StartOffset, "earliest")
+	t.Compression = cmp.Or(t.Compression, "snappy")
 	c.datasets(t, &f.Datasets)
 	ps := c.pipes(t, &f.Pipes)
 	c.deadLetter(t, f.DeadLetter)

@@ -79,6 +79,9 @@ type Topology struct {
 	StartOffset string
 	// MaxPollRecords bounds the records taken per poll.
 	MaxPollRecords int
+	// Compression is the codec of produced record batches: snappy, lz4,
+	// zstd, gzip or none. Empty means snappy.
+	Compression string
 	// SubTopologies partition the pipes into the parts that run in one
 	// task each; repartition topics connect them (see SubTopology).
 	SubTopologies []*SubTopology
