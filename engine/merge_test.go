@@ -266,12 +266,7 @@ func TestPurgeInternalTopics(t *testing.T) {
 	want, wantSum := produced(3 * batch)
 	checkCounts(t, brokers, "out", want, wantSum)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	adm := kadm.NewClient(client(t, brokers))
 	ctx := context.Background()
 	merge := top.Merges()[0].Topic
 	starts, err := adm.ListStartOffsets(ctx, merge)
@@ -334,11 +329,7 @@ func TestInternalTopicsKeepRecords(t *testing.T) {
 				t.Fatalf("internal topics %v, want one", internal)
 			}
 			topic := internal[0].Topic
-			cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
+			cl := client(t, brokers)
 			adm := kadm.NewClient(cl)
 			ctx := context.Background()
 			if tt.existing > 0 {

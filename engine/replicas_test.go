@@ -36,6 +36,17 @@ func cluster(t *testing.T, topics map[string]int32) []string {
 	return c.ListenAddrs()
 }
 
+// client returns a client of the cluster, closed when the test ends.
+func client(t *testing.T, brokers []string) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
 // runReplica runs one replica of top with its state in dir until it has
 // committed the offsets of consumed records, then stops it. It does not
 // purge internal topics, so that tests can read them back; set changes the
