@@ -74,77 +74,26 @@ var orderSchema = &pipes.Schema{Fields: []pipes.SchemaField{
 	{Name: "items", Kind: pipes.Array, Elem: pipes.Any},
 }}
 
-func TestPipes(t *testing.T) {
-	tests := []struct {
-		name    string
-		typ     string
-		conf    string
-		outputs []string
-		in      []string
-		want    [][]string
-		fails   []string // substrings of the failures, in order
-	}{
-		{
-			name: "filter keeps matches in order", typ: "filter", conf: `when: amount > 10`,
-			in:   []string{`{"amount":5}`, `{"amount":20}`, `{"amount":11}`},
-			want: [][]string{{`{"amount":20}`, `{"amount":11}`}},
-		},
-		{
-			name: "filter fails a record whose expression fails", typ: "filter", conf: `when: amount > 10`,
-			in:    []string{`{"amount":"x"}`, `{"amount":30}`},
-			want:  [][]string{{`{"amount":30}`}},
-			fails: []string{`expression "amount > 10"`},
-		},
-		{
-			name: "map computes from the input, sets, renames, drops", typ: "map",
-			conf: "compute:\n  total: amount * 2\n  amount: amount + 1\nset:\n  src: web\nrename:\n  country: cc\ndrop: [debug]",
-			in:   []string{`{"amount":5,"country":"DE","debug":"x"}`},
-			want: [][]string{{`{"amount":6,"cc":"DE","src":"web","total":10}`}},
-		},
-		{
-			name: "map nested paths", typ: "map",
-			conf: "compute:\n  meta.len: len(items)\nrename:\n  a.b: c\n",
-			in:   []string{`{"items":[1,2],"a":{"b":1}}`},
-			want: [][]string{{`{"a":{},"c":1,"items":[1,2],"meta":{"len":2}}`}},
-		},
-		{
-			name: "map leaves a failed record untouched", typ: "map", conf: "compute:\n  x: amount * 2",
-			in:    []string{`{"amount":"bad"}`, `"not an object"`},
-			want:  [][]string{nil},
-			fails: []string{`expression "amount * 2"`, "map needs a record with fields"},
-		},
-		{
-			name: "route first match, default", typ: "route", outputs: []string{"big", "eu", "rest"},
-			conf: "routes:\n  - when: amount > 100\n    to: big\n  - when: country == 'DE'\n    to: eu\ndefault: rest",
-			in:   []string{`{"amount":500,"country":"DE"}`, `{"amount":5,"country":"DE"}`, `{"amount":5,"country":"US"}`},
-			want: [][]string{{`{"amount":500,"country":"DE"}`}, {`{"amount":5,"country":"DE"}`}, {`{"amount":5,"country":"US"}`}},
-		},
-		{
-			name: "route all matches, no default drops", typ: "route", outputs: []string{"big", "eu"},
-			conf: "all: true\nroutes:\n  - when: amount > 100\n    to: big\n  - when: country == 'DE'\n    to: eu",
-			in:   []string{`{"amount":500,"country":"DE"}`, `{"amount":5,"country":"US"}`},
-			want: [][]string{{`{"amount":500,"country":"DE"}`}, {`{"amount":500,"country":"DE"}`}},
-		},
-		{
-			name: "explode one record to many", typ: "explode",
-			conf: "items: items\nas: item\nindex: i\ndrop: [items]",
-			in:   []string{`{"id":1,"items":["a","b"]}`, `{"id":2,"items":[]}`, `{"id":3,"items":null}`, `{"id":4,"items":["c"]}`},
-			want: [][]string{{`{"i":0,"id":1,"item":"a"}`, `{"i":1,"id":1,"item":"b"}`, `{"i":0,"id":4,"item":"c"}`}},
-		},
-		{
-			name: "explode of a non-list fails", typ: "explode", conf: "items: id\nas: item",
-			in:    []string{`{"id":1}`},
-			want:  [][]string{nil},
-			fails: []string{"want a list"},
-		},
-	}
-	for _, tt := range tests {
+// pipeCase is a batch of JSON values through a pipe of one type, with what
+// it must emit on each output and the failures it must report.
+type pipeCase struct {
+	name    string
+	conf    string
+	outputs []string // default: one, "out"
+	in      []string
+	want    [][]string
+	fails   []string // substrings of the failures, in order
+}
+
+// runCases runs each case through a fresh pipe of type typ.
+func runCases(t *testing.T, typ string, cases []pipeCase) {
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			outs := tt.outputs
 			if outs == nil {
 				outs = []string{"out"}
 			}
-			p, err := build(t, tt.typ, tt.conf, outs, nil)
+			p, err := build(t, typ, tt.conf, outs, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -192,22 +141,6 @@ func TestBuildErrors(t *testing.T) {
 				t.Fatalf("error %v, want it to contain %q", err, tt.want)
 			}
 		})
-	}
-}
-
-func TestMapDerivesSchema(t *testing.T) {
-	p, err := build(t, "map", "compute:\n  big: amount > 100\n  twice: amount * 2\nset:\n  tag: x\nrename:\n  country: cc\ndrop: [items]", []string{"out"}, orderSchema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := p.(pipes.SchemaDeriver).OutputSchema(0)
-	got := map[string]pipes.Kind{}
-	for _, f := range s.Fields {
-		got[f.Name] = f.Kind
-	}
-	want := map[string]pipes.Kind{"amount": pipes.Float64, "cc": pipes.String, "big": pipes.Bool, "twice": pipes.Float64, "tag": pipes.String}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("derived %v, want %v", got, want)
 	}
 }
 
