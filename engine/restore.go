@@ -526,8 +526,12 @@ func (p *pebbleState) openHeld(ctx context.Context, k storeKey, run *restoreRun)
 			}
 			pb, err = p.restoreFrom(ctx, pb, dir, k, from, run)
 		}
-		if errors.Is(err, errAhead) && attempt == 0 {
-			p.log.Warn("state store is ahead of its changelog (was the topic recreated?); rebuilding it", "store", k.store, "partition", k.partition, "checkpoint", from)
+		if (errors.Is(err, errAhead) || errors.Is(err, errRecreated)) && attempt == 0 {
+			why := "state store is ahead of its changelog (was the topic recreated?); rebuilding it"
+			if errors.Is(err, errRecreated) {
+				why = "state store comes from a changelog topic since deleted and made again (a reset?); rebuilding it"
+			}
+			p.log.Warn(why, "store", k.store, "partition", k.partition, "checkpoint", from, "err", err)
 			if pb != nil {
 				pb.Close()
 			}
@@ -550,6 +554,24 @@ func (p *pebbleState) openHeld(ctx context.Context, k storeKey, run *restoreRun)
 
 // errAhead: the store's checkpoint is past the changelog's end.
 var errAhead = errors.New("state store checkpoint past the changelog end")
+
+// errRecreated: the store was restored from another changelog topic of the
+// same name, since deleted.
+var errRecreated = errors.New("state store restored from a changelog topic since deleted")
+
+// sameChangelog checks that the store in dir comes from the changelog
+// topic that exists now (see sameTopic).
+func sameChangelog(ctx context.Context, cl *kgo.Client, topic, dir string) error {
+	ids, err := topicIDs(ctx, cl, topic)
+	if err != nil {
+		return fmt.Errorf("describing changelog topic %s: %w", topic, err)
+	}
+	had, same, err := sameTopic(dir, ids[topic])
+	if err == nil && !same {
+		err = fmt.Errorf("%w: %s had ID %s, now %s", errRecreated, topic, had, ids[topic])
+	}
+	return err
+}
 
 // restoreRun is the progress of one restore, shared with readiness checks.
 type restoreRun struct {
@@ -643,7 +665,7 @@ type fetched struct {
 // for a bulk load (state.OpenPebbleBulk: no write-ahead log, larger
 // memtables), then reopens it as usual.
 func (p *pebbleState) restoreFrom(ctx context.Context, pb *state.Pebble, dir string, k storeKey, from int64, run *restoreRun) (*state.Pebble, error) {
-	end, err := p.begin(ctx, k, from, run)
+	end, err := p.begin(ctx, k, dir, from, run)
 	if err != nil || end == from {
 		return pb, err
 	}
@@ -687,7 +709,7 @@ func (p *pebbleState) restoreFrom(ctx context.Context, pb *state.Pebble, dir str
 // restore catches the open store st up from offset from to the changelog's
 // end.
 func (p *pebbleState) restore(ctx context.Context, st *state.Pebble, k storeKey, from int64, run *restoreRun) error {
-	end, err := p.begin(ctx, k, from, run)
+	end, err := p.begin(ctx, k, state.Dir(p.dir, p.top.Group, k.store, k.partition), from, run)
 	if err != nil || end == from {
 		return err
 	}
@@ -750,10 +772,13 @@ func lastStable(ctx context.Context, cl *kgo.Client, want map[string][]int32) (k
 // offset belong to transactions still open, which read_committed does not
 // show yet, or ever if they abort; a task's store is caught up again as
 // the task is built.
-func (p *pebbleState) begin(ctx context.Context, k storeKey, from int64, run *restoreRun) (int64, error) {
+func (p *pebbleState) begin(ctx context.Context, k storeKey, dir string, from int64, run *restoreRun) (int64, error) {
 	topic := p.top.ChangelogTopic(k.store)
 	cl, err := p.client()
 	if err != nil {
+		return 0, err
+	}
+	if err := sameChangelog(ctx, cl, topic, dir); err != nil {
 		return 0, err
 	}
 	ends, err := lastStable(ctx, cl, map[string][]int32{topic: {k.partition}})

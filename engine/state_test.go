@@ -1,9 +1,14 @@
 package engine_test
 
 import (
+	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 const counting = `
@@ -56,4 +61,64 @@ type testWriter struct{ t *testing.T }
 func (w *testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// TestStateFromADeletedChangelog: a reset deletes the group, the changelog
+// and the topics, and the job starts over; a replica whose state directory
+// outlived it on another machine must not resume on that state when it
+// gets the partition later, although its checkpoint is below the new
+// changelog's end by then. Before the changelog's topic ID was recorded it
+// did: "early" counted on from its old count.
+func TestStateFromADeletedChangelog(t *testing.T) {
+	brokers := cluster(t, map[string]int32{"in": 1})
+	top := compile(t, counting)
+	cl := client(t, brokers)
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	send := func(key string, n int) {
+		t.Helper()
+		var recs []*kgo.Record
+		for i := range n {
+			k := key
+			if k == "" {
+				k = "k" + strconv.Itoa(i%10)
+			}
+			recs = append(recs, &kgo.Record{Topic: "in", Key: []byte(k), Value: fmt.Appendf(nil, `{"id":%d}`, i)})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	send("early", 5)
+	runReplica(t, top, brokers, "a", dirA, 5)
+
+	// The reset: the group, its changelog, and the input and output
+	// topics, made again.
+	if _, err := adm.DeleteGroup(ctx, top.Group); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{top.ChangelogTopic("count"), "in", "out"} {
+		resp, err := adm.DeleteTopic(ctx, topic)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil {
+			t.Fatalf("deleting %s: %v", topic, err)
+		}
+	}
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "in"); err != nil {
+		t.Fatal(err)
+	}
+	cl.PurgeTopicsFromClient("in") // it knows the old topic's ID
+	send("", 200)
+	runReplica(t, top, brokers, "b", dirB, 200)
+	send("early", 1)
+	runReplica(t, top, brokers, "a", dirA, 1) // on its old directory
+
+	want := map[string]int{"early": 1}
+	for i := range 10 {
+		want["k"+strconv.Itoa(i)] = 20
+	}
+	checkCounts(t, brokers, "out", want, nil)
 }

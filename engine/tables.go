@@ -105,6 +105,9 @@ type tablePart struct {
 	pos   int64 // the next table offset to read: the store's checkpoint
 	fresh bool  // nothing read yet: the store may start at the log start
 	users int
+	// idChecked is set once the store is known to come from the topic
+	// that exists now (sameTopic), under mu.
+	idChecked bool
 }
 
 // syncBudget bounds one sync. The sync runs inside the poll's transaction,
@@ -570,6 +573,9 @@ func (s *tableSyncer) catchUp(ctx context.Context, need map[*tablePart]bool, bud
 	if err != nil {
 		return err
 	}
+	if err := s.checkIDs(ctx, cl, need); err != nil {
+		return fmt.Errorf("%w: engine: table topics: %w", pipes.ErrUnavailable, err)
+	}
 	ends, err := lastStable(ctx, cl, want)
 	if err != nil {
 		return fmt.Errorf("%w: engine: table topics: %w", pipes.ErrUnavailable, err)
@@ -592,6 +598,52 @@ func (s *tableSyncer) catchUp(ctx context.Context, need map[*tablePart]bool, bud
 		}
 	}
 	return s.fetch(ctx, cl, lag, budget)
+}
+
+// checkIDs rebuilds, once per opening, the stores in need that were read
+// from a table topic since deleted and made again (see sameTopic).
+func (s *tableSyncer) checkIDs(ctx context.Context, cl *kgo.Client, need map[*tablePart]bool) error {
+	var topics []string
+	for tp := range need {
+		tp.mu.Lock()
+		if !tp.idChecked && !slices.Contains(topics, tp.ds.Topic) {
+			topics = append(topics, tp.ds.Topic)
+		}
+		tp.mu.Unlock()
+	}
+	if len(topics) == 0 {
+		return nil
+	}
+	ids, err := topicIDs(ctx, cl, topics...)
+	if err != nil {
+		return err
+	}
+	for tp := range need {
+		tp.mu.Lock()
+		checked := tp.idChecked
+		tp.mu.Unlock()
+		if checked {
+			continue
+		}
+		dir := state.Dir(s.dir, s.top.Group, "table-"+tp.ds.Name, tp.key.partition)
+		had, same, err := sameTopic(dir, ids[tp.ds.Topic])
+		if err != nil {
+			return err
+		}
+		if !same {
+			s.log.Warn("table store comes from a topic since deleted and made again (a reset?); rebuilding it", "table", tp.ds.Name, "partition", tp.key.partition, "checkpoint", tp.pos, "topic_id", ids[tp.ds.Topic], "store_topic_id", had)
+			if err := tp.reset(s.dir, s.top.Group); err != nil {
+				return err
+			}
+			if _, _, err := sameTopic(dir, ids[tp.ds.Topic]); err != nil {
+				return err
+			}
+		}
+		tp.mu.Lock()
+		tp.idChecked = true
+		tp.mu.Unlock()
+	}
+	return nil
 }
 
 // reset empties the store of tp, to be read again from offset 0.

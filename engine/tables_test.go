@@ -302,3 +302,75 @@ func TestTableNotCoPartitioned(t *testing.T) {
 		t.Fatalf("Run = %v, want it to contain %q", err, want)
 	}
 }
+
+// TestTableFromADeletedTopic: a table topic deleted and made again (a
+// reset of its data) holds, by the time a replica comes back on its old
+// state directory, more records than that replica's store had read. The
+// store must be rebuilt from the new topic, not caught up from its old
+// checkpoint: "de" exists only in the old topic.
+func TestTableFromADeletedTopic(t *testing.T) {
+	brokers := cluster(t, map[string]int32{"orders": 1, "countries": 1})
+	top := compile(t, `
+name: countries
+datasets:
+  orders:    {topic: orders}
+  countries: {topic: countries, table: global}
+  out: {topic: out, create: {partitions: 1}}
+pipes:
+  country:
+    from: orders
+    to: out
+    on_error: fail
+    join: {table: countries, on: cc, type: left, fields: {country: name}}
+`)
+	cl := client(t, brokers)
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	send := func(topic string, kv ...string) {
+		t.Helper()
+		var recs []*kgo.Record
+		for i := 0; i < len(kv); i += 2 {
+			recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(kv[i]), Value: []byte(kv[i+1])})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	send("countries", "de", `{"name":"Germany"}`, "fr", `{"name":"France"}`)
+	send("orders", "o0", `{"id":0,"cc":"de"}`)
+	runReplica(t, top, brokers, "a", dir, 1)
+
+	resp, err := adm.DeleteTopic(ctx, "countries")
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "countries"); err != nil {
+		t.Fatal(err)
+	}
+	cl.PurgeTopicsFromClient("countries") // it knows the old topic's ID
+	send("countries", "fr", `{"name":"France"}`, "it", `{"name":"Italy"}`, "es", `{"name":"Spain"}`)
+	send("orders", "o1", `{"id":1,"cc":"de"}`, "o2", `{"id":2,"cc":"es"}`)
+	runReplica(t, top, brokers, "a", dir, 2)
+
+	got := map[string]string{}
+	ctx2, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = topicread.All(ctx2, brokers, time.Second, func(r *kgo.Record) { got[string(r.Key)] = string(r.Value) }, "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"o0": `{"id":0,"cc":"de","country":"Germany"}`,
+		"o1": `{"id":1,"cc":"de","country":null}`,
+		"o2": `{"id":2,"cc":"es","country":"Spain"}`,
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: %s, want %s", k, got[k], w)
+		}
+	}
+}
