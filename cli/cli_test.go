@@ -36,6 +36,8 @@ func TestExitCodesAndOutput(t *testing.T) {
 		{"run bad gc headroom env", []string{"run", "x.yaml"}, map[string]string{"STREAMER_GC_HEADROOM": "1.5GiB"}, ExitUsage, nil, []string{"--gc-headroom"}},
 		{"run bad purge interval", []string{"run", "--purge-interval", "never", "x.yaml"}, nil, ExitUsage, nil, []string{"--purge-interval: want a positive duration such as 30s, or off"}},
 		{"run zero purge interval env", []string{"run", "x.yaml"}, map[string]string{"STREAMER_PURGE_INTERVAL": "0s"}, ExitUsage, nil, []string{"--purge-interval"}},
+		{"reset bad from", []string{"reset", "--from", "yesterday", "x.yaml"}, nil, ExitUsage, nil, []string{"--from: want earliest, latest or an RFC 3339 time"}},
+		{"reset no file", []string{"reset"}, nil, ExitUsage, nil, []string{"accepts 1 arg"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/streamerio/streamer/engine"
+)
+
+func resetCmd(g *globals) *cobra.Command {
+	var brokers, from, stateDir string
+	var dryRun bool
+	c := &cobra.Command{
+		Use:   "reset FILE",
+		Short: "Make the next run process the sources again, from empty state",
+		Long: `Reset a topology's consumer group so that its next run starts over: after
+a change of its pipes, or to process the sources again.
+
+Stop every replica first: reset refuses a group with members. It deletes
+the topics the job made for itself (repartition, merge and changelog
+topics; the next run makes them again), sets the group's offsets on its
+source topics to --from, and removes this machine's state directory for
+the group. Other machines' state directories need no removing: a store
+whose changelog was deleted is rebuilt when it is next restored.
+
+Source and output topics are left alone: the next run writes its outputs
+again, after those of earlier runs. --dry-run prints what reset would do.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o := engine.ResetOptions{Brokers: splitList(brokers), StateDir: stateDir, DryRun: dryRun}
+			switch from {
+			case "earliest":
+			case "latest":
+				o.Latest = true
+			default:
+				t, err := time.Parse(time.RFC3339, from)
+				if err != nil {
+					return usageError{fmt.Errorf("--from: want earliest, latest or an RFC 3339 time such as 2026-11-01T00:00:00Z; got %q", from)}
+				}
+				o.From = t
+			}
+			t, err := g.load(args[0])
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			defer cancel()
+			rep, err := engine.Reset(ctx, t, o)
+			if rep != nil {
+				printReset(g, rep, from, dryRun)
+			}
+			if err != nil {
+				return &exitError{code: ExitFailure, err: err}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&brokers, "brokers", env("STREAMER_BROKERS", "127.0.0.1:9092"), "seed brokers, host:port,... (env STREAMER_BROKERS)")
+	c.Flags().StringVar(&from, "from", "earliest", "where the group starts again in its source topics: earliest, latest, or the first record at or after an RFC 3339 time")
+	c.Flags().StringVar(&stateDir, "state-dir", env("STREAMER_STATE_DIR", "streamer-state"), "this machine's state directory, as given to run (env STREAMER_STATE_DIR)")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "print what reset would do, and do nothing")
+	return c
+}
+
+// printReset says what a reset did, or would do.
+func printReset(g *globals, rep *engine.ResetReport, from string, dryRun bool) {
+	verb := map[bool]string{false: "", true: "would be "}[dryRun]
+	if len(rep.Offsets) > 0 {
+		var parts []string
+		rep.Offsets.Each(func(o kadm.Offset) { parts = append(parts, fmt.Sprintf("%s[%d]@%d", o.Topic, o.Partition, o.At)) })
+		fmt.Fprintf(g.stdout, "group %s: offsets %sset to %s: %s\n", rep.Group, verb, from, strings.Join(parts, " "))
+	}
+	if len(rep.Deleted) > 0 {
+		fmt.Fprintf(g.stdout, "topics %sdeleted: %s\n", verb, strings.Join(rep.Deleted, ", "))
+	}
+	if rep.StateDir != "" {
+		fmt.Fprintf(g.stdout, "state directory %sremoved: %s\n", verb, rep.StateDir)
+	}
+}
