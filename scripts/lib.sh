@@ -4,7 +4,8 @@
 # messages), HOST, DATA and PIDFILE before calling these.
 
 # Each script also defines service_pid (the pid of its running service, or
-# fail) and service_ready (the service answers).
+# fail), service_ready (the service answers) and service_where (where it
+# answers, and where its data or log is, for messages).
 
 log() { echo "$SELF: $*"; }
 err() { echo "$SELF: $*" >&2; }
@@ -141,4 +142,19 @@ wait_ready() {
     fi
     sleep 0.2
   done
+}
+
+# do_status: whether the service runs and answers; exit status 0 if so.
+do_status() {
+  local pid
+  if ! pid=$(service_pid); then
+    log "not running"
+    return 1
+  fi
+  if service_ready; then
+    log "running $(service_where) (pid $pid)"
+    return 0
+  fi
+  log "pid $pid is alive but not answering $(service_where) (starting, or stuck: see '$0 logs')"
+  return 1
 }

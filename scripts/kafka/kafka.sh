@@ -272,20 +272,7 @@ do_start() {
 
 service_ready() { answering; }
 service_pid() { broker_pid; }
-
-do_status() {
-  local pid
-  if ! pid=$(broker_pid); then
-    log "not running"
-    return 1
-  fi
-  if answering; then
-    log "running on $HOST:$PORT (pid $pid, data $DATA)"
-    return 0
-  fi
-  log "pid $pid is alive but not answering on $HOST:$PORT (starting, or stuck: see '$0 logs')"
-  return 1
-}
+service_where() { echo "on $HOST:$PORT, data $DATA"; }
 
 cmd=${1:-}
 (($# > 0)) && shift

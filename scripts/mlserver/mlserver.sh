@@ -305,20 +305,7 @@ do_start() {
 
 service_ready() { ready; }
 service_pid() { mlserver_pid; }
-
-do_status() {
-  local pid
-  if ! pid=$(mlserver_pid); then
-    log "not running"
-    return 1
-  fi
-  if ready; then
-    log "running at $HTTP_URL and $GRPC_URL (pid $pid, log $LOGFILE)"
-    return 0
-  fi
-  log "pid $pid is alive but not ready at $HTTP_URL (starting, or stuck: see '$0 logs')"
-  return 1
-}
+service_where() { echo "at $HTTP_URL and $GRPC_URL, log $LOGFILE"; }
 
 do_url() {
   case ${1:-http} in

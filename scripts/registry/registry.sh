@@ -311,20 +311,7 @@ do_start() {
 
 service_ready() { answering; }
 service_pid() { registry_pid; }
-
-do_status() {
-  local pid
-  if ! pid=$(registry_pid); then
-    log "not running"
-    return 1
-  fi
-  if answering; then
-    log "running at $BASE_URL (pid $pid, log $LOGFILE)"
-    return 0
-  fi
-  log "pid $pid is alive but not answering at $BASE_URL (starting, or stuck: see '$0 logs')"
-  return 1
-}
+service_where() { echo "at $BASE_URL, log $LOGFILE"; }
 
 cmd=${1:-}
 (($# > 0)) && shift
