@@ -35,12 +35,7 @@ pipes:
 // one and stops another while records flow, and checks that the output holds
 // every input exactly once, in order per key.
 func TestExactlyOnceAcrossRebalances(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "in"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	brokers := cluster(t, map[string]int32{"in": 6})
 	top := compile(t, passthrough)
 
 	const n = 20000

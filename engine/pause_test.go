@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
 	"github.com/streamerio/streamer/engine"
 	"github.com/streamerio/streamer/pipes"
 )
@@ -51,12 +49,7 @@ func (p *pauses) OnPause(engine.Pause) { p.n.Add(1) }
 // abort and retry the same records, and in the end have written each
 // exactly once, with nothing dead-lettered.
 func TestUnavailableDependencyPausesWithoutLoss(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "in"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	brokers := cluster(t, map[string]int32{"in": 3})
 	top := compile(t, `
 name: pause
 datasets:

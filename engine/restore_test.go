@@ -110,12 +110,7 @@ func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 // process the partition's new records; then it becomes ready and counts on
 // from the restored state.
 func TestReadyWaitsForRestore(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "in"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	brokers := cluster(t, map[string]int32{"in": 1})
 
 	const first, second = 2000, 1000
 	if err := produce(brokers, 0, first); err != nil {
@@ -233,12 +228,7 @@ func TestRestoreSlowFetchesAndAbortedTail(t *testing.T) {
 // while no records arrive. The replica must take its store back, restore
 // it and become ready again, though nothing wakes its poll.
 func TestReassignedWhileIdle(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "in"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	brokers := cluster(t, map[string]int32{"in": 2})
 	if err := produce(brokers, 0, 1000); err != nil {
 		t.Fatal(err)
 	}
