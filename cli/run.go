@@ -125,7 +125,7 @@ Go heap.`,
 	c.Flags().StringVar(&brokers, "brokers", env("STREAMER_BROKERS", "127.0.0.1:9092"), "seed brokers, host:port,... (env STREAMER_BROKERS)")
 	c.Flags().StringVar(&replica, "replica-id", env("STREAMER_REPLICA_ID", ""), "this replica's stable id (env STREAMER_REPLICA_ID; default <hostname>-<pid>)")
 	c.Flags().DurationVar(&commit, "commit-interval", envDuration("STREAMER_COMMIT_INTERVAL", 0), "longest a transaction stays open (env STREAMER_COMMIT_INTERVAL; default the topology's, 100ms)")
-	c.Flags().DurationVar(&txnTimeout, "transaction-timeout", 10*time.Second, "broker-side timeout of an open transaction")
+	c.Flags().DurationVar(&txnTimeout, "transaction-timeout", 0, "broker-side timeout of an open transaction; above the group session timeout (10s) (default 20s)")
 	c.Flags().StringVar(&purge, "purge-interval", env("STREAMER_PURGE_INTERVAL", "30s"), "how often to delete the records of repartition and merge topics that the group has committed; off keeps them all (the topics have retention.ms -1) (env STREAMER_PURGE_INTERVAL)")
 	c.Flags().StringVar(&stateDir, "state-dir", env("STREAMER_STATE_DIR", "streamer-state"), "where stateful pipes keep local stores; one per replica (env STREAMER_STATE_DIR)")
 	c.Flags().StringVar(&gcHeadroom, "gc-headroom", env(tuning.HeadroomEnv, tuning.FormatSize(tuning.DefaultHeadroom)), "how far the heap may grow above the live heap before a collection, e.g. 192MiB: less uses less memory and more CPU; off leaves GOGC alone (env "+tuning.HeadroomEnv+"; ignored when GOGC is set)")

@@ -30,7 +30,12 @@ type Options struct {
 
 	// TransactionTimeout is how long the broker lets a transaction stay
 	// open before aborting it; it bounds how long a crashed replica's
-	// transaction can block readers. Default: 10s.
+	// transaction can block readers, until the replica restarts under its
+	// id and fences it. It must exceed SessionTimeout: a commit can wait
+	// for a rebalance, which waits for a crashed replica's session to
+	// expire; were the transaction timed out meanwhile, the replica would
+	// fail instead of aborting and going on. Default: SessionTimeout +
+	// 10s (20s).
 	TransactionTimeout time.Duration
 
 	// SessionTimeout is how long the group waits for a silent replica
@@ -108,14 +113,17 @@ func (o *Options) setDefaults(commitInterval time.Duration) error {
 	if o.CommitInterval <= 0 {
 		errs = append(errs, fmt.Errorf("engine: commit interval must be positive, got %v", o.CommitInterval))
 	}
+	if o.SessionTimeout == 0 {
+		o.SessionTimeout = 10 * time.Second
+	}
 	if o.TransactionTimeout == 0 {
-		o.TransactionTimeout = 10 * time.Second
+		o.TransactionTimeout = o.SessionTimeout + 10*time.Second
 	}
 	if o.TransactionTimeout <= o.CommitInterval {
 		errs = append(errs, fmt.Errorf("engine: transaction timeout %v must exceed the commit interval %v", o.TransactionTimeout, o.CommitInterval))
 	}
-	if o.SessionTimeout == 0 {
-		o.SessionTimeout = 10 * time.Second
+	if o.TransactionTimeout <= o.SessionTimeout {
+		errs = append(errs, fmt.Errorf("engine: transaction timeout %v must exceed the session timeout %v: a commit may wait for a rebalance that waits for a crashed replica's session to expire", o.TransactionTimeout, o.SessionTimeout))
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 5 * time.Second

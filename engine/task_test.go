@@ -194,11 +194,17 @@ func TestOptionsValidated(t *testing.T) {
 		{engine.Options{}, "no brokers"},
 		{engine.Options{Brokers: []string{"x:1"}, CommitInterval: -1}, "commit interval"},
 		{engine.Options{Brokers: []string{"x:1"}, CommitInterval: 20e9}, "must exceed the commit interval"},
+		{engine.Options{Brokers: []string{"x:1"}, TransactionTimeout: 10e9}, "must exceed the session timeout"},
+		{engine.Options{Brokers: []string{"x:1"}, SessionTimeout: 30e9, TransactionTimeout: 25e9}, "must exceed the session timeout"},
 	}
 	for _, tt := range tests {
 		if _, err := engine.New(top, tt.o); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("New(%+v) = %v, want %q", tt.o, err, tt.want)
 		}
+	}
+	// The default transaction timeout follows a longer session timeout.
+	if _, err := engine.New(top, engine.Options{Brokers: []string{"x:1"}, SessionTimeout: 45e9}); err != nil {
+		t.Errorf("a 45 s session with the default transaction timeout: %v", err)
 	}
 }
 
