@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/streamerio/streamer/engine"
 )
@@ -77,7 +76,9 @@ func printReset(g *globals, rep *engine.ResetReport, from string, dryRun bool) {
 	verb := map[bool]string{false: "", true: "would be "}[dryRun]
 	if len(rep.Offsets) > 0 {
 		var parts []string
-		rep.Offsets.Each(func(o kadm.Offset) { parts = append(parts, fmt.Sprintf("%s[%d]@%d", o.Topic, o.Partition, o.At)) })
+		for _, o := range rep.Offsets.Sorted() {
+			parts = append(parts, fmt.Sprintf("%s[%d]@%d", o.Topic, o.Partition, o.At))
+		}
 		fmt.Fprintf(g.stdout, "group %s: offsets %sset to %s: %s\n", rep.Group, verb, from, strings.Join(parts, " "))
 	}
 	if len(rep.Deleted) > 0 {
