@@ -245,6 +245,40 @@ func (e *env) waitConsumed(group, input string, replicas []*replica, timeout tim
 	}
 }
 
+// waitSettled waits until no transaction is open on the topics: every
+// partition's last stable offset has reached its high watermark. A replica
+// SIGKILLed for good leaves its transaction open until the broker times it
+// out (the transaction timeout, 20 s), and read_committed readers see
+// nothing past it until then.
+func (e *env) waitSettled(timeout time.Duration, topics ...string) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		hw, err := e.admin.ListEndOffsets(ctx, topics...)
+		var stable kadm.ListedOffsets
+		if err == nil {
+			stable, err = e.admin.ListCommittedOffsets(ctx, topics...)
+		}
+		cancel()
+		open := 0
+		if err == nil {
+			hw.Each(func(o kadm.ListedOffset) {
+				if s, ok := stable.Lookup(o.Topic, o.Partition); !ok || s.Offset < o.Offset {
+					open++
+				}
+			})
+			if open == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d partitions of %v still have open transactions after %v (err %v)", open, topics, timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // lag returns end offsets minus committed offsets, summed over partitions.
 func (e *env) lag(group, input string) (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
