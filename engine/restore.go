@@ -778,11 +778,13 @@ func (p *pebbleState) begin(ctx context.Context, k storeKey, dir string, from in
 	if err != nil {
 		return 0, err
 	}
-	if err := sameChangelog(ctx, cl, topic, dir); err != nil {
-		return 0, err
-	}
 	ends, err := lastStable(ctx, cl, map[string][]int32{topic: {k.partition}})
 	if err != nil {
+		return 0, err
+	}
+	// After lastStable, which waits for a topic made a moment ago to be
+	// known.
+	if err := sameChangelog(ctx, cl, topic, dir); err != nil {
 		return 0, err
 	}
 	end, _ := ends.Lookup(topic, k.partition)

@@ -573,11 +573,13 @@ func (s *tableSyncer) catchUp(ctx context.Context, need map[*tablePart]bool, bud
 	if err != nil {
 		return err
 	}
-	if err := s.checkIDs(ctx, cl, need); err != nil {
-		return fmt.Errorf("%w: engine: table topics: %w", pipes.ErrUnavailable, err)
-	}
 	ends, err := lastStable(ctx, cl, want)
 	if err != nil {
+		return fmt.Errorf("%w: engine: table topics: %w", pipes.ErrUnavailable, err)
+	}
+	// After lastStable, which waits for a topic made a moment ago to be
+	// known.
+	if err := s.checkIDs(ctx, cl, need); err != nil {
 		return fmt.Errorf("%w: engine: table topics: %w", pipes.ErrUnavailable, err)
 	}
 	lag := map[*tablePart]int64{}
