@@ -70,7 +70,7 @@ func Reset(ctx context.Context, t *topology.Topology, o ResetOptions) (*ResetRep
 	if len(o.Brokers) == 0 {
 		return nil, errors.New("engine: reset: no brokers given")
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, o.ClientOpts...)...)
+	cl, err := seedClient(o.Brokers, o.ClientOpts)
 	if err != nil {
 		return nil, fmt.Errorf("engine: reset: %w", err)
 	}

@@ -173,7 +173,7 @@ func (s *tableSyncer) client() (*kgo.Client, error) {
 	if s.cl != nil {
 		return s.cl, nil
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.brokers...)}, s.extra...)...)
+	cl, err := seedClient(s.brokers, s.extra)
 	if err != nil {
 		return nil, fmt.Errorf("engine: kafka client for tables: %w", err)
 	}

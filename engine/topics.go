@@ -21,7 +21,7 @@ import (
 // own are an error that names them all. Declared partition counts are
 // checked too.
 func EnsureTopics(ctx context.Context, t *topology.Topology, brokers []string, extra []kgo.Opt, log *slog.Logger) error {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, extra...)...)
+	cl, err := seedClient(brokers, extra)
 	if err != nil {
 		return fmt.Errorf("engine: kafka client: %w", err)
 	}
@@ -98,6 +98,13 @@ func EnsureTopics(ctx context.Context, t *topology.Topology, brokers []string, e
 		return fmt.Errorf("engine: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// seedClient returns a client of the brokers with the extra options (TLS,
+// SASL) appended: the one-off clients of topic checks, restores, table
+// reads and resets.
+func seedClient(brokers []string, extra []kgo.Opt) (*kgo.Client, error) {
+	return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, extra...)...)
 }
 
 func configs(m map[string]string) map[string]*string {
