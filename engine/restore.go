@@ -255,7 +255,7 @@ func (p *pebbleState) client() (*kgo.Client, error) {
 	if p.cl != nil {
 		return p.cl, nil
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.brokers...)}, p.extra...)...)
+	cl, err := seedClient(p.brokers, p.extra)
 	if err != nil {
 		return nil, err
 	}
@@ -709,7 +709,8 @@ func (p *pebbleState) restoreFrom(ctx context.Context, pb *state.Pebble, dir str
 // restore catches the open store st up from offset from to the changelog's
 // end.
 func (p *pebbleState) restore(ctx context.Context, st *state.Pebble, k storeKey, from int64, run *restoreRun) error {
-	end, err := p.begin(ctx, k, state.Dir(p.dir, p.top.Group, k.store, k.partition), from, run)
+	// The background restore that opened st has checked its topic ID.
+	end, err := p.begin(ctx, k, "", from, run)
 	if err != nil || end == from {
 		return err
 	}
@@ -771,7 +772,9 @@ func lastStable(ctx context.Context, cl *kgo.Client, want map[string][]int32) (k
 // offset, and reports the restore's range. Records past the last stable
 // offset belong to transactions still open, which read_committed does not
 // show yet, or ever if they abort; a task's store is caught up again as
-// the task is built.
+// the task is built. With the store's dir, it first checks that the store
+// comes from the changelog topic that exists now (errRecreated); "" skips
+// that.
 func (p *pebbleState) begin(ctx context.Context, k storeKey, dir string, from int64, run *restoreRun) (int64, error) {
 	topic := p.top.ChangelogTopic(k.store)
 	cl, err := p.client()
@@ -784,8 +787,10 @@ func (p *pebbleState) begin(ctx context.Context, k storeKey, dir string, from in
 	}
 	// After lastStable, which waits for a topic made a moment ago to be
 	// known.
-	if err := sameChangelog(ctx, cl, topic, dir); err != nil {
-		return 0, err
+	if dir != "" {
+		if err := sameChangelog(ctx, cl, topic, dir); err != nil {
+			return 0, err
+		}
 	}
 	end, _ := ends.Lookup(topic, k.partition)
 	if from > end.Offset {
