@@ -85,7 +85,12 @@ Go heap.`,
 			if bar != nil {
 				hooks = append(hooks, bar)
 			}
+			faults, err := faultsFromEnv(log)
+			if err != nil {
+				return usageError{err}
+			}
 			e, err := engine.New(t, engine.Options{
+				Faults:             faults,
 				Brokers:            splitList(brokers),
 				ReplicaID:          replica,
 				CommitInterval:     commit,

@@ -233,6 +233,9 @@ func (e *Engine) clientOpts() []kgo.Opt {
 	if len(e.opts.ClientHooks) > 0 {
 		opts = append(opts, kgo.WithHooks(e.opts.ClientHooks...))
 	}
+	if e.opts.Faults != nil {
+		opts = append(opts, kgo.WithHooks(offsetsHook{&e.opts}))
+	}
 	return append(opts, e.opts.ClientOpts...)
 }
 
@@ -457,11 +460,17 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 			if p := e.produceErr.Load(); p != nil {
 				try = kgo.TryAbort
 			}
+			if try == kgo.TryCommit {
+				e.opts.reach(PhaseAfterProduce)
+			}
 		}
 		committed, err := sess.End(ctx, try)
 		inTxn = false
 		if err != nil {
 			return fmt.Errorf("engine: ending transaction: %w", err)
+		}
+		if committed {
+			e.opts.reach(PhaseAfterEndTxn)
 		}
 		for _, h := range e.hooks.txn {
 			h.OnTxnEnd(TxnEnd{Committed: committed, Duration: time.Since(endStart), Records: txnRecords})

@@ -87,6 +87,11 @@ type Options struct {
 	// client metrics (kprom). They must not change the group, topics,
 	// transactional id or isolation level.
 	ClientOpts []kgo.Opt
+
+	// Faults, when set, is told each time the engine reaches a phase
+	// that exactly-once depends on (see Phase): the seam of the fault
+	// injection tests and of STREAMER_FAULT. Default: nil.
+	Faults Faults
 }
 
 // DefaultReplicaID is the replica id used when none is given:
