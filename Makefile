@@ -30,7 +30,7 @@ unit:
 integration:
 	scripts/install-tools.sh
 	mkdir -p bin
-	scripts/with-kafka.sh scripts/with-registry.sh scripts/with-mlserver.sh env STREAMER_INTEGRATION=1 STREAMER_BROKERS=$(BROKERS) STREAMER_ARTIFACTS=$(CURDIR)/bin \
+	scripts/with-kafka.sh scripts/with-registry.sh scripts/with-mlserver.sh env STREAMER_INTEGRATION=1 STREAMER_BROKERS=$(BROKERS) STREAMER_ARTIFACTS=$(CURDIR)/bin STREAMER_BROKER_CONTROL=$(CURDIR)/scripts/kafka/kafka.sh \
 		$(GO) test -count=1 -v -timeout 30m ./integration/
 
 # Every example topology's declarative test cases; the custom-pipe example

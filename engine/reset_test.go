@@ -68,6 +68,11 @@ func TestReset(t *testing.T) {
 		if !errors.Is(err, engine.ErrGroupActive) {
 			t.Fatalf("Reset = %v, want ErrGroupActive", err)
 		}
+		// A dry run works while replicas run, and counts them.
+		rep, err := engine.Reset(ctx, top, engine.ResetOptions{Brokers: brokers, StateDir: root, DryRun: true})
+		if err != nil || rep.Members != 1 {
+			t.Fatalf("dry run while running: %v, %d members (want 1)", err, rep.Members)
+		}
 	})
 
 	rep, err := engine.Reset(ctx, top, engine.ResetOptions{Brokers: brokers, StateDir: root, DryRun: true})
@@ -134,4 +139,40 @@ func TestReset(t *testing.T) {
 		wantSum["g"+strconv.Itoa(i%groups)] += i
 	}
 	checkCounts(t, brokers, "out", want, wantSum)
+}
+
+// TestResetRaceWithAJoiningReplica: a replica that joins the group while
+// Reset deletes its topics and state would resume on what was deleted.
+// Reset must fail then, not report success.
+func TestResetRaceWithAJoiningReplica(t *testing.T) {
+	brokers := cluster(t, map[string]int32{"in": 3})
+	top := compile(t, regrouping)
+	ctx := context.Background()
+	o := engine.ResetOptions{Brokers: brokers, StateDir: t.TempDir()}
+	var stop func()
+	engine.SetResetStep(&o, func(step string) {
+		if step != "group emptied" {
+			return
+		}
+		e, err := engine.New(top, engine.Options{Brokers: brokers, ReplicaID: "late", StateDir: t.TempDir(), Logger: discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- e.Run(runCtx) }()
+		stop = func() { cancel(); <-done }
+		for deadline := time.Now().Add(20 * time.Second); !e.Ready(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the replica never became ready")
+			}
+		}
+	})
+	_, err := engine.Reset(ctx, top, o)
+	if stop != nil {
+		stop()
+	}
+	if !errors.Is(err, engine.ErrGroupActive) {
+		t.Fatalf("Reset with a replica joining midway = %v, want ErrGroupActive", err)
+	}
 }

@@ -65,7 +65,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	id := fmt.Sprintf("%s-%d", strings.ToLower(t.Name()), time.Now().UnixNano()%1_000_000_000)
+	name := strings.NewReplacer("/", ".").Replace(strings.ToLower(t.Name())) // subtests: a/b
+	id := fmt.Sprintf("%s-%d", name, time.Now().UnixNano()%1_000_000_000)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -155,12 +156,18 @@ func (e *env) start(file, replicaID string) *replica {
 // startArgs starts a replica with extra flags.
 func (e *env) startArgs(file, replicaID string, extra ...string) *replica {
 	e.t.Helper()
+	return e.startWith(nil, file, replicaID, extra...)
+}
+
+// startWith starts a replica with extra environment variables and flags.
+func (e *env) startWith(environ []string, file, replicaID string, extra ...string) *replica {
+	e.t.Helper()
 	args := append([]string{"run", file, "--brokers", strings.Join(brokers, ","), "--replica-id", replicaID}, extra...)
 	cmd := exec.Command(binary, args...)
 	// Without --state-dir, a replica keeps its state in a directory of the
 	// test's own (the same one across restarts of the same replica id), not
 	// in the working directory.
-	cmd.Env = append(os.Environ(), "STREAMER_STATE_DIR="+filepath.Join(e.dir, "state", replicaID))
+	cmd.Env = append(append(os.Environ(), "STREAMER_STATE_DIR="+filepath.Join(e.dir, "state", replicaID)), environ...)
 	var log bytes.Buffer
 	lw := &lockedWriter{w: &log}
 	cmd.Stdout, cmd.Stderr = lw, lw
