@@ -65,13 +65,19 @@ func (t *txn) budget(ctx context.Context) (context.Context, context.CancelFunc) 
 }
 
 // endBudget returns a context for ending the open transaction: the time
-// left before the broker times it out, and at most limit.
+// left before the broker times it out, and at most limit. The run's
+// cancellation (SIGTERM) does not cut it short at once, since a commit
+// under way should finish, but leaves it Options.ShutdownTimeout from
+// then: with the brokers down, a flush could otherwise wait out the whole
+// transaction timeout after a SIGTERM.
 func (t *txn) endBudget(ctx context.Context, limit time.Duration) (context.Context, context.CancelFunc) {
 	deadline := time.Now().Add(limit)
 	if t.open {
 		deadline = minTime(deadline, t.start.Add(t.e.opts.TransactionTimeout))
 	}
-	return context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	ectx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(t.e.opts.ShutdownTimeout, cancel) })
+	return ectx, func() { stop(); cancel() }
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -95,7 +101,7 @@ func (t *txn) finish(ctx context.Context, try kgo.TransactionEndTry) error {
 		// Flush first so a failed produce turns the commit into an abort.
 		if err := t.sess.Client().Flush(ctx); err != nil {
 			t.open = false
-			return fmt.Errorf("engine: flushing the transaction's records: %w", err)
+			return fmt.Errorf("engine: the brokers did not take the transaction's records in time (within the transaction timeout %v, or the shutdown timeout %v after a stop signal); the transaction is left to the broker to abort: %w", e.opts.TransactionTimeout, e.opts.ShutdownTimeout, err)
 		}
 		if p := e.produceErr.Load(); p != nil {
 			try = kgo.TryAbort
