@@ -127,6 +127,7 @@ func (c *compiler) compile(src []byte) *Topology {
 		c.graceAfterInternal(t)
 	}
 	c.tables(t)
+	c.names(t, root, &f)
 	t.SubTopologies = subTopologies(t)
 	return t
 }
