@@ -173,8 +173,8 @@ func (c *compiler) datasets(t *Topology, n *yaml.Node) {
 			if ds.Create.Partitions <= 0 {
 				c.d.add(spec.PosOf(v), "dataset %q: create.partitions must be at least 1", name)
 			}
-			if ds.Create.Replication <= 0 {
-				ds.Create.Replication = 1
+			if r := ds.Create.Replication; r == 0 || r < -1 {
+				c.d.add(posOr(mappingValue(mappingValue(v, "create"), "replication"), spec.PosOf(v)), "dataset %q: create.replication must be at least 1, or -1 for the broker's default, not %d", name, r)
 			}
 			if ds.Partitions > 0 && ds.Partitions != ds.Create.Partitions {
 				c.d.add(spec.PosOf(v), "dataset %q: partitions %d differs from create.partitions %d", name, ds.Partitions, ds.Create.Partitions)

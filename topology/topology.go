@@ -135,7 +135,9 @@ type Dataset struct {
 
 // Create holds the settings of a topic the job creates.
 type Create struct {
-	Partitions  int
+	Partitions int
+	// Replication is the replication factor; -1 (the default) takes the
+	// broker's default.replication.factor.
 	Replication int
 	Config      map[string]string
 }

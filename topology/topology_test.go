@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -282,4 +283,44 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestCreateReplication: a topic the job creates takes the broker's
+// default replication factor (-1) unless create.replication says
+// otherwise; 0 and other negatives are refused where written.
+func TestCreateReplication(t *testing.T) {
+	const src = `name: r
+datasets:
+  in: {topic: in}
+  out:
+    topic: out
+    create: {partitions: 2%s}
+pipes:
+  copy: {from: in, to: out, filter: {when: "true"}}
+`
+	for _, tt := range []struct {
+		extra string
+		want  int
+		err   string
+	}{
+		{"", -1, ""},
+		{", replication: 3", 3, ""},
+		{", replication: -1", -1, ""},
+		{", replication: 0", 0, `t.yaml:6:42: dataset "out": create.replication must be at least 1, or -1 for the broker's default, not 0`},
+		{", replication: -2", 0, "not -2"},
+	} {
+		top, err := topology.Compile("t.yaml", []byte(fmt.Sprintf(src, tt.extra)), fstest.MapFS{})
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%q: %v, want %q", tt.extra, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tt.extra, err)
+		}
+		if got := top.Datasets["out"].Create.Replication; got != tt.want {
+			t.Errorf("%q: replication %d, want %d", tt.extra, got, tt.want)
+		}
+	}
 }
