@@ -138,7 +138,7 @@ func TestCompileRules(t *testing.T) {
 		{"empty file", "", "t.yaml:1:1: the file is empty"},
 		{"not a mapping", "- a\n- b\n", "want a mapping"},
 		{"create without topic", "name: t\ndatasets:\n  src: {topic: src}\n  mid: {create: {partitions: 1}}\npipes:\n  p: {from: src, to: mid, filter: {when: 'true'}}\n", "has create: but no topic"},
-		{"bad duration", head + "processing: {commit_interval: soon}\npipes:\n  p: {from: src, to: out, filter: {when: 'true'}}\n", "t.yaml:5:31: want a duration"},
+		{"bad duration", head + "processing: {commit_interval: soon}\npipes:\n  p: {from: src, to: out, filter: {when: 'true'}}\n", `t.yaml:5:31: commit_interval: "soon" is not a duration`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
