@@ -105,12 +105,7 @@ func (c *compiler) compile(src []byte) *Topology {
 	if t.Group == "" && t.Name != "" {
 		t.Group = "streamer-" + t.Name
 	}
-	if f.Processing.CommitInterval <= 0 {
-		t.CommitInterval = defaultCommitInterval
-	}
-	if t.MaxPollRecords <= 0 {
-		t.MaxPollRecords = 10000
-	}
+	c.processing(t, root)
 	// The defaults of processing's fields, for a file without the block.
 	t.StartOffset = cmp.Or(t.StartOffset, "earliest")
 	t.Compression = cmp.Or(t.Compression, "snappy")
