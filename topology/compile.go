@@ -67,6 +67,7 @@ type compiler struct {
 	fsys     fs.FS
 	registry *serde.Registry
 	group    string // WithGroup
+	cyclic   bool   // the pipes form a cycle: no plan to insert topics into
 	// registered are the datasets with registry:, for the compatibility
 	// check once producers are known.
 	registered []registered
@@ -117,7 +118,8 @@ func (c *compiler) compile(src []byte) *Topology {
 	order := c.order(ps)
 	c.build(t, order, f.Defaults.OnError)
 	t.Pipes = order
-	if !c.d.failed() {
+	if !c.cyclic {
+		// Even with errors elsewhere, so that one run reports them all.
 		c.repartition(t)
 		c.graceAfterInternal(t)
 	}
@@ -385,6 +387,7 @@ func (c *compiler) pipes(t *Topology, n *yaml.Node) []*pipeDecl {
 			p.bad = true
 		}
 		p.Config = cfg
+		p.cfgPos = spec.PosOf(typeVal)
 		out = append(out, p)
 	}
 	return out
@@ -515,6 +518,7 @@ func (c *compiler) order(ps []*pipeDecl) []*Pipe {
 				out = append(out, p.Pipe)
 			}
 		}
+		c.cyclic = true
 		cyc := findCycle(ps, left)
 		c.d.add(cyc[0].Pos, "the pipes form a cycle, %s: a topology must be a DAG", cycleString(cyc))
 	}
@@ -592,8 +596,8 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 		if p.OnError == DeadLetter && t.DeadLetter == nil {
 			c.d.add(p.Pos, "pipe %q sends failures to the dead-letter dataset, but the topology has no dead_letter: declare one, or set on_error to skip or fail", p.Name)
 		}
-		if p.bad || len(p.Inputs) == 0 {
-			continue // decode errors or unknown datasets: already reported
+		if len(p.Inputs) == 0 {
+			continue // unknown datasets: already reported
 		}
 		env := p.Env(-1)
 		env.Stores = func(name string) (pipes.Store, error) {
@@ -618,8 +622,11 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 		pipe, err := p.Config.New(env)
 		if err != nil {
 			for _, e := range spec.Flatten(err, p.Pos) {
-				c.d.add(e.Pos, "pipe %q: %s", p.Name, e.Msg)
+				if !p.bad || c.ownError(p, e.Pos) {
+					c.d.add(e.Pos, "pipe %q: %s", p.Name, e.Msg)
+				}
 			}
+			keepSchema(p)
 			continue
 		}
 		if kc, ok := pipe.(pipes.KeyChanger); ok {

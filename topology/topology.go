@@ -200,9 +200,10 @@ type Pipe struct {
 	// (pipes.KeyChanger).
 	ChangesKey bool
 	Pos        spec.Pos
-	bad        bool  // its config or datasets did not resolve; not built
-	noGrace    bool  // works on event time (pipes.GracePeriod) with no grace
-	fsys       fs.FS // the topology file's directory
+	bad        bool     // its config or datasets did not resolve (see ownError)
+	cfgPos     spec.Pos // where its type's config starts
+	noGrace    bool     // works on event time (pipes.GracePeriod) with no grace
+	fsys       fs.FS    // the topology file's directory
 }
 
 // Env returns the constructor environment of the pipe for a partition (-1

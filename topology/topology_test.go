@@ -12,6 +12,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/streamerio/streamer/pipes"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -321,6 +322,28 @@ pipes:
 		}
 		if got := top.Datasets["out"].Create.Replication; got != tt.want {
 			t.Errorf("%q: replication %d, want %d", tt.extra, got, tt.want)
+		}
+	}
+}
+
+// TestIncompleteConfigsAreBuiltSafely: the compiler builds a pipe whose
+// config has errors, to report the rest of its errors in the same run.
+// Every built-in type must survive being built from an empty config and
+// report errors, not panic.
+func TestIncompleteConfigsAreBuiltSafely(t *testing.T) {
+	for _, typ := range pipes.TypeNames() {
+		for _, cfg := range []string{"{}", "{unknown: 1}", "[1, 2]"} {
+			src := fmt.Sprintf("name: t\ndatasets:\n  in: {topic: in}\n  out: {topic: out}\npipes:\n  p:\n    from: in\n    to: out\n    %s: %s\n", typ, cfg)
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Errorf("%s %s: the compiler panicked: %v", typ, cfg, r)
+					}
+				}()
+				if _, err := topology.Compile("t.yaml", []byte(src), fstest.MapFS{}); err == nil && cfg != "{}" {
+					t.Errorf("%s %s: compiled", typ, cfg)
+				}
+			}()
 		}
 	}
 }
