@@ -1,6 +1,8 @@
 package topology
 
 import (
+	"time"
+
 	"go.yaml.in/yaml/v3"
 
 	"github.com/streamerio/streamer/internal/spec"
@@ -29,7 +31,11 @@ func (c *compiler) processing(t *Topology, root *yaml.Node) {
 	}
 }
 
-const defaultMaxPollRecords = 10000
+// The defaults of the processing block's settings.
+const (
+	defaultCommitInterval = 100 * time.Millisecond
+	defaultMaxPollRecords = 10000
+)
 
 // ownError reports whether an error that building pipe p gave, at pos,
 // stands on its own though p's config or datasets did not resolve: one at

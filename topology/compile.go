@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -128,8 +127,6 @@ func (c *compiler) compile(src []byte) *Topology {
 	t.SubTopologies = subTopologies(t)
 	return t
 }
-
-const defaultCommitInterval = 100 * time.Millisecond
 
 func (c *compiler) datasets(t *Topology, n *yaml.Node) {
 	if n.Kind == 0 {
