@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamerio/streamer/state"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -138,6 +139,12 @@ func Reset(ctx context.Context, t *topology.Topology, o ResetOptions) (*ResetRep
 	}
 	dir := ""
 	if o.StateDir != "" {
+		// The group names a directory to remove: it must be one plain
+		// element under the state directory, whatever the topology says
+		// (the compiler checks names; this is the last line of defence).
+		if err := state.CheckPathName(t.Group); err != nil {
+			return rep, fmt.Errorf("engine: reset: group %q cannot name a directory inside the state directory %s: %w", t.Group, o.StateDir, err)
+		}
 		dir = filepath.Join(o.StateDir, t.Group)
 		if _, err := os.Stat(dir); err != nil {
 			dir = ""
@@ -175,8 +182,14 @@ func Reset(ctx context.Context, t *topology.Topology, o ResetOptions) (*ResetRep
 		}
 	}
 	if dir != "" {
-		if err := os.RemoveAll(dir); err != nil {
-			return rep, fmt.Errorf("engine: reset: %w", err)
+		// Through an os.Root: a symbolic link cannot lead the removal out
+		// of the state directory either.
+		root, err := os.OpenRoot(o.StateDir)
+		if err == nil {
+			err = errors.Join(root.RemoveAll(t.Group), root.Close())
+		}
+		if err != nil {
+			return rep, fmt.Errorf("engine: reset: removing the state directory %s: %w", dir, err)
 		}
 		rep.StateDir = dir
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,5 +175,40 @@ func TestResetRaceWithAJoiningReplica(t *testing.T) {
 	}
 	if !errors.Is(err, engine.ErrGroupActive) {
 		t.Fatalf("Reset with a replica joining midway = %v, want ErrGroupActive", err)
+	}
+}
+
+// TestResetCannotLeaveStateDir: a group name that would climb out of the
+// state directory (the compiler refuses it; a hand-built topology need
+// not) makes Reset fail before it acts, and removes nothing outside.
+func TestResetCannotLeaveStateDir(t *testing.T) {
+	brokers := cluster(t, map[string]int32{"in": 1})
+	top := compile(t, regrouping)
+	base := t.TempDir()
+	victim := filepath.Join(base, "victim")
+	if err := os.MkdirAll(victim, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(victim, "precious"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stateDir := filepath.Join(base, "a", "b", "state")
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, group := range []string{"../../../victim", filepath.Join(stateDir, "..", "..", "..", "victim"), "..", "."} {
+		top.Group = group
+		for _, dry := range []bool{true, false} {
+			_, err := engine.Reset(context.Background(), top, engine.ResetOptions{Brokers: brokers, StateDir: stateDir, DryRun: dry})
+			if err == nil || !strings.Contains(err.Error(), "state directory") {
+				t.Errorf("group %q (dry run %v): %v, want an error naming the state directory", group, dry, err)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(victim, "precious")); err != nil {
+		t.Fatalf("a directory outside the state directory was removed: %v", err)
+	}
+	if _, err := os.Stat(stateDir); err != nil {
+		t.Fatalf("the state directory itself was removed: %v", err)
 	}
 }

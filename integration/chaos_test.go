@@ -39,6 +39,7 @@ func brokerControl(t *testing.T) func(action string) {
 // broker is back, a restarted replica finishes with nothing lost or
 // doubled.
 func TestSigtermDuringBrokerOutage(t *testing.T) {
+	requireIntegration(t)
 	broker := brokerControl(t)
 	f := newFaultRun(t)
 	f.send(30_000)
@@ -68,6 +69,7 @@ func TestSigtermDuringBrokerOutage(t *testing.T) {
 // count must still equal the oracle. The short form (60k orders) runs in
 // make test; -chaos-long runs 1M.
 func TestChaos(t *testing.T) {
+	requireIntegration(t)
 	broker := brokerControl(t)
 	n, step := 60_000, 6_000
 	if *chaosLong {

@@ -214,6 +214,7 @@ func checkFaultCounts(t *testing.T, out, changelog string, n int) {
 // state directory; every count must still equal the oracle, with one
 // changelog record per order.
 func TestFaultAtEachCommitPhase(t *testing.T) {
+	requireIntegration(t)
 	for _, phase := range []string{"after-produce", "after-offsets", "after-endtxn"} {
 		t.Run(phase, func(t *testing.T) {
 			f := newFaultRun(t)
@@ -230,6 +231,7 @@ func TestFaultAtEachCommitPhase(t *testing.T) {
 // changelog, and while it loads the table, on a fresh state directory:
 // the next start must not trust the half-built store or table.
 func TestFaultMidRestore(t *testing.T) {
+	requireIntegration(t)
 	for _, phase := range []string{"mid-restore", "mid-table-load"} {
 		t.Run(phase, func(t *testing.T) {
 			f := newFaultRun(t)
@@ -254,6 +256,7 @@ func TestFaultMidRestore(t *testing.T) {
 // when it wakes (SIGCONT) it must be fenced. Nothing it wrote after it
 // lost its partitions may count.
 func TestZombie(t *testing.T) {
+	requireIntegration(t)
 	f := newFaultRun(t)
 	f.send(5_000)
 	r1 := f.startEnv("r1")

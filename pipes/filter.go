@@ -9,8 +9,9 @@ type FilterConfig struct {
 
 func init() {
 	MustRegister("filter", Spec{
-		Summary: "Keeps the records for which an expression is true and drops the rest.",
-		Example: "when: amount > 0 && country != \"\"",
+		Summary:     "Keeps the records for which an expression is true and drops the rest.",
+		Example:     "when: amount > 0 && country != \"\"",
+		KeepsSchema: true,
 	}, newFilter)
 }
 

@@ -21,9 +21,10 @@ type RouteCase struct {
 
 func init() {
 	MustRegister("route", Spec{
-		Summary:    "Sends each record to one of several outputs, chosen by predicate.",
-		Example:    "routes:\n  - when: amount >= 1000\n    to: big-orders\n  - when: amount < 0\n    to: refunds\ndefault: orders-rest",
-		MinOutputs: 1,
+		Summary:     "Sends each record to one of several outputs, chosen by predicate.",
+		Example:     "routes:\n  - when: amount >= 1000\n    to: big-orders\n  - when: amount < 0\n    to: refunds\ndefault: orders-rest",
+		MinOutputs:  1,
+		KeepsSchema: true,
 	}, newRoute)
 }
 

@@ -43,6 +43,10 @@ type FileResult struct {
 	Err error
 	// Updated reports that --update rewrote the file.
 	Updated bool
+	// Skipped, when set, says why no case ran though the file is valid:
+	// its topology needs pipe types (requires:) this binary lacks. Cases
+	// then lists the cases that were skipped.
+	Skipped string
 }
 
 // CaseResult is the outcome of one case.
@@ -116,6 +120,16 @@ func RunFile(file string, o Options) FileResult {
 		res.Err = &FileError{File: file, Errs: errs}
 		return res
 	}
+	if missing := lacking(f.Requires); len(missing) > 0 {
+		res.Skipped = fmt.Sprintf("needs pipe type%s %s, which this binary lacks: run it with a binary that registers %s",
+			plural(len(missing)), strings.Join(missing, ", "), map[bool]string{true: "it", false: "them"}[len(missing) == 1])
+		for _, c := range f.Cases {
+			if o.Run == nil || o.Run.MatchString(c.Name) {
+				res.Cases = append(res.Cases, CaseResult{Name: c.Name, Line: c.Pos.Line, Col: c.Pos.Col})
+			}
+		}
+		return res
+	}
 	topFile := f.Topology
 	if !filepath.IsAbs(topFile) {
 		topFile = filepath.Join(filepath.Dir(file), topFile)
@@ -151,6 +165,25 @@ func RunFile(file string, o Options) FileResult {
 		res.Updated = true
 	}
 	return res
+}
+
+// lacking returns the pipe types of requires that this binary has not
+// registered.
+func lacking(requires []string) []string {
+	var out []string
+	for _, name := range requires {
+		if _, ok := pipes.Lookup(name); !ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // checkFile reports dataset names that the topology lacks, at their position.

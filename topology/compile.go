@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -67,6 +66,7 @@ type compiler struct {
 	fsys     fs.FS
 	registry *serde.Registry
 	group    string // WithGroup
+	cyclic   bool   // the pipes form a cycle: no plan to insert topics into
 	// registered are the datasets with registry:, for the compatibility
 	// check once producers are known.
 	registered []registered
@@ -105,12 +105,7 @@ func (c *compiler) compile(src []byte) *Topology {
 	if t.Group == "" && t.Name != "" {
 		t.Group = "streamer-" + t.Name
 	}
-	if f.Processing.CommitInterval <= 0 {
-		t.CommitInterval = defaultCommitInterval
-	}
-	if t.MaxPollRecords <= 0 {
-		t.MaxPollRecords = 10000
-	}
+	c.processing(t, root)
 	// The defaults of processing's fields, for a file without the block.
 	t.StartOffset = cmp.Or(t.StartOffset, "earliest")
 	t.Compression = cmp.Or(t.Compression, "snappy")
@@ -122,16 +117,16 @@ func (c *compiler) compile(src []byte) *Topology {
 	order := c.order(ps)
 	c.build(t, order, f.Defaults.OnError)
 	t.Pipes = order
-	if !c.d.failed() {
+	if !c.cyclic {
+		// Even with errors elsewhere, so that one run reports them all.
 		c.repartition(t)
 		c.graceAfterInternal(t)
 	}
 	c.tables(t)
+	c.names(t, root, &f)
 	t.SubTopologies = subTopologies(t)
 	return t
 }
-
-const defaultCommitInterval = 100 * time.Millisecond
 
 func (c *compiler) datasets(t *Topology, n *yaml.Node) {
 	if n.Kind == 0 {
@@ -172,8 +167,8 @@ func (c *compiler) datasets(t *Topology, n *yaml.Node) {
 			if ds.Create.Partitions <= 0 {
 				c.d.add(spec.PosOf(v), "dataset %q: create.partitions must be at least 1", name)
 			}
-			if ds.Create.Replication <= 0 {
-				ds.Create.Replication = 1
+			if r := ds.Create.Replication; r == 0 || r < -1 {
+				c.d.add(posOr(mappingValue(mappingValue(v, "create"), "replication"), spec.PosOf(v)), "dataset %q: create.replication must be at least 1, or -1 for the broker's default, not %d", name, r)
 			}
 			if ds.Partitions > 0 && ds.Partitions != ds.Create.Partitions {
 				c.d.add(spec.PosOf(v), "dataset %q: partitions %d differs from create.partitions %d", name, ds.Partitions, ds.Create.Partitions)
@@ -389,6 +384,7 @@ func (c *compiler) pipes(t *Topology, n *yaml.Node) []*pipeDecl {
 			p.bad = true
 		}
 		p.Config = cfg
+		p.cfgPos = spec.PosOf(typeVal)
 		out = append(out, p)
 	}
 	return out
@@ -519,6 +515,7 @@ func (c *compiler) order(ps []*pipeDecl) []*Pipe {
 				out = append(out, p.Pipe)
 			}
 		}
+		c.cyclic = true
 		cyc := findCycle(ps, left)
 		c.d.add(cyc[0].Pos, "the pipes form a cycle, %s: a topology must be a DAG", cycleString(cyc))
 	}
@@ -596,8 +593,8 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 		if p.OnError == DeadLetter && t.DeadLetter == nil {
 			c.d.add(p.Pos, "pipe %q sends failures to the dead-letter dataset, but the topology has no dead_letter: declare one, or set on_error to skip or fail", p.Name)
 		}
-		if p.bad || len(p.Inputs) == 0 {
-			continue // decode errors or unknown datasets: already reported
+		if len(p.Inputs) == 0 {
+			continue // unknown datasets: already reported
 		}
 		env := p.Env(-1)
 		env.Stores = func(name string) (pipes.Store, error) {
@@ -622,8 +619,11 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 		pipe, err := p.Config.New(env)
 		if err != nil {
 			for _, e := range spec.Flatten(err, p.Pos) {
-				c.d.add(e.Pos, "pipe %q: %s", p.Name, e.Msg)
+				if !p.bad || c.ownError(p, e.Pos) {
+					c.d.add(e.Pos, "pipe %q: %s", p.Name, e.Msg)
+				}
 			}
+			keepSchema(p)
 			continue
 		}
 		if kc, ok := pipe.(pipes.KeyChanger); ok {
