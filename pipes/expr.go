@@ -125,6 +125,11 @@ func CompileExpr(x Expr, s *Schema, opts ...ExprOption) (*Program, error) {
 	if err != nil {
 		return nil, exprError(x, err, s)
 	}
+	if nullable && c.kind == reflect.Bool {
+		return nil, exprError(x, (&file.Error{Location: prog.Node().Location(), Message: fmt.Sprintf(
+			"the condition may be null (a field in it may be null by its schema), and a condition must be true or false; write (%s) ?? false",
+			x.Src)}).Bind(file.NewSource(x.Src)), s)
+	}
 	p := &Program{src: x, prog: prog, nullable: nullable}
 	p.fields, p.counted = identifiers(prog.Node())
 	if t := prog.Node().Type(); t != nil && t.Kind() != reflect.Interface {
@@ -204,7 +209,7 @@ func (p *Program) Kind() Kind {
 // Nullable reports whether the result may be null, as far as the input
 // schema tells: a field the schema lets be null, read without ?? and a
 // default, makes it so.
-func (p *Program) Nullable() bool { return p.nullable || p.out == nil }
+func (p *Program) Nullable() bool { return p.nullable }
 
 // Eval evaluates the program over a record's value.
 func (p *Program) Eval(r *Record) (any, error) {

@@ -3,6 +3,7 @@ package pipes
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr/ast"
@@ -123,7 +124,13 @@ func (c *nullChecker) fail(n ast.Node, parent ast.Node, set func(ast.Node)) {
 	name := n.String()
 	fix := fmt.Sprintf("test %s != nil first", name)
 	if d, ok := defaultFor(n.Type()); ok && parent != nil && set != nil {
-		set(&ast.BinaryNode{Operator: "??", Left: n, Right: d})
+		var def ast.Node = &ast.BinaryNode{Operator: "??", Left: n, Right: d}
+		switch parent.(type) {
+		case *ast.BuiltinNode, *ast.CallNode:
+		default:
+			def = &parenNode{def.(*ast.BinaryNode)}
+		}
+		set(def)
 		fix = fmt.Sprintf("write %s, or %s", parent.String(), fix)
 		set(n)
 	}
@@ -131,6 +138,12 @@ func (c *nullChecker) fail(n ast.Node, parent ast.Node, set func(ast.Node)) {
 		"%s may be null (its schema allows null or does not require it), and %s does not take null; %s", name, opName(parent), fix)}
 	c.err = c.err.Bind(c.src)
 }
+
+// parenNode prints a ?? default in parentheses, which the printer leaves out
+// on the right of an operator and under a unary one.
+type parenNode struct{ *ast.BinaryNode }
+
+func (p *parenNode) String() string { return "(" + p.BinaryNode.String() + ")" }
 
 func opName(parent ast.Node) string {
 	switch p := parent.(type) {
@@ -522,4 +535,39 @@ func children(n ast.Node) []ast.Node {
 		return []ast.Node{n.Key, n.Value}
 	}
 	return nil
+}
+
+// Narrow returns s with the fields that p being true proves not null (such
+// as x in x != nil) marked non-null: the output schema of a filter on p. It
+// returns s itself when p proves nothing.
+func (p *Program) Narrow(s *Schema) *Schema {
+	if s == nil {
+		return nil
+	}
+	var paths []string
+	facts(p.prog.Node(), true, &paths)
+	if len(paths) == 0 {
+		return s
+	}
+	s = s.Clone()
+	for _, path := range paths {
+		cur := s
+		parts := strings.Split(path, ".")
+		for i, name := range parts {
+			j := slices.IndexFunc(cur.Fields, func(f SchemaField) bool { return f.Name == name })
+			if j < 0 {
+				break
+			}
+			f := &cur.Fields[j]
+			if i == len(parts)-1 {
+				f.Nullable = false
+				break
+			}
+			if f.Kind != Struct || f.Fields == nil {
+				break
+			}
+			cur = f.Fields
+		}
+	}
+	return s
 }
