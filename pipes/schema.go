@@ -7,8 +7,9 @@ import (
 // Kind is the runtime type of a field value, as the serde layer produces it.
 type Kind int
 
-// The kinds. JSON numbers decode as Float64; Avro int and long as Int32 and
-// Int64.
+// The kinds. JSON whole numbers decode as Int64 and other numbers as
+// Float64; Avro int and long as Int32 and Int64, float and double as Float32
+// and Float64.
 const (
 	Any Kind = iota
 	String
