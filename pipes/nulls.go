@@ -400,15 +400,25 @@ func facts(cond ast.Node, want bool, out *[]string) {
 
 // nullSafeEquality makes == and != compare null as a value: the compiler's
 // fast paths for two strings or two ints assert the operand types and panic
-// on a null, so an operand that is not a literal is re-typed as any, which
-// compiles to the generic comparison.
+// on a null. An operand that is not a literal is re-typed as a named string
+// or int type, which the compiler does not take for its fast paths, and so
+// compiles to the generic comparison (runtime.Equal), which takes null. A
+// named type of the same kind, unlike any, needs no dereference at run time.
 func nullSafeEquality(root *ast.Node) {
 	ast.Walk(root, equalityVisitor{})
 }
 
-type equalityVisitor struct{}
+type (
+	nullSafeString string
+	nullSafeInt    int
+)
 
-var anyType = reflect.TypeOf((*any)(nil)).Elem()
+var (
+	nullSafeStringType = reflect.TypeOf(nullSafeString(""))
+	nullSafeIntType    = reflect.TypeOf(nullSafeInt(0))
+)
+
+type equalityVisitor struct{}
 
 func (equalityVisitor) Visit(n *ast.Node) {
 	b, ok := (*n).(*ast.BinaryNode)
@@ -416,8 +426,15 @@ func (equalityVisitor) Visit(n *ast.Node) {
 		return
 	}
 	for _, side := range []ast.Node{b.Left, b.Right} {
-		if t := side.Type(); t != nil && (t.Kind() == reflect.String || t.Kind() == reflect.Int) && !literal(side) {
-			side.SetType(anyType)
+		t := side.Type()
+		if t == nil || literal(side) || t.PkgPath() != "" {
+			continue
+		}
+		switch t.Kind() {
+		case reflect.String:
+			side.SetType(nullSafeStringType)
+		case reflect.Int:
+			side.SetType(nullSafeIntType)
 		}
 	}
 }
