@@ -7,6 +7,7 @@ import (
 	"testing/fstest"
 
 	"github.com/streamerio/streamer/pipes"
+	"github.com/streamerio/streamer/streamertest"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -102,5 +103,81 @@ t.yaml:4:3: dataset "enriched" is written by pipe "a" but neither read by a pipe
 				t.Errorf("got:\n%v\nwant:\n%s", err, tt.want)
 			}
 		})
+	}
+}
+
+// geoConfig configures a pipe type that adds a nullable field, as a custom
+// geoip pipe would: country is null when the address is not found.
+type geoConfig struct{}
+
+type geo struct{ schema *pipes.Schema }
+
+func (geo) Process(_ context.Context, b *pipes.Batch, out *pipes.Output) error {
+	for _, r := range b.Records {
+		m := r.Value.(map[string]any)
+		if m["ip"] == "10.0.0.1" {
+			m["geo_country"] = "DE"
+		} else {
+			m["geo_country"] = nil
+		}
+		out.Emit(0, r)
+	}
+	return nil
+}
+
+func (g geo) OutputSchema(int) *pipes.Schema { return g.schema }
+
+func init() {
+	pipes.MustRegister("test_geo", pipes.Spec{Summary: "Adds geo_country, null when the address is unknown."},
+		func(_ geoConfig, env *pipes.Env) (pipes.Pipe, error) {
+			s := env.InputSchema().Clone()
+			if s != nil {
+				s.Set(pipes.SchemaField{Name: "geo_country", Kind: pipes.String, Nullable: true})
+			}
+			return geo{schema: s}, nil
+		})
+}
+
+// TestCustomPipeNullableField: a field a custom pipe declares Nullable
+// follows the null rule downstream: == takes its nulls at run time (no dead
+// letters), and an ordering on it is an error of validate.
+func TestCustomPipeNullableField(t *testing.T) {
+	fsys := fstest.MapFS{"hit.json": {Data: []byte(`{"type": "object", "required": ["ip"], "properties": {"ip": {"type": "string"}}}`)}}
+	src := `name: t
+dead_letter: dlq
+datasets:
+  hits: {topic: hits, schema: hit.json}
+  located: {}
+  de: {topic: de}
+  dlq: {topic: dlq, value: bytes}
+pipes:
+  geoip:
+    from: hits
+    to: located
+    test_geo: {}
+  germany:
+    from: located
+    to: de
+    filter:
+      when: WHEN
+`
+	top, err := topology.Compile("t.yaml", []byte(strings.Replace(src, "WHEN", `geo_country == "DE"`, 1)), fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := streamertest.New(top)
+	defer d.Close()
+	if err := d.Input("hits", streamertest.Record{Value: map[string]any{"ip": "10.0.0.1"}}, streamertest.Record{Value: map[string]any{"ip": "192.0.2.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, dl := range d.DeadLetters() {
+		t.Errorf("dead letter: %s", dl.Error)
+	}
+	if out, _ := d.Output("de"); len(out) != 1 {
+		t.Errorf("de: %v", out)
+	}
+	_, err = topology.Compile("t.yaml", []byte(strings.Replace(src, "WHEN", `geo_country >= "D"`, 1)), fsys)
+	if err == nil || !strings.Contains(err.Error(), `t.yaml:17:13: pipe "germany": in expression "geo_country >= \"D\"": geo_country may be null`) {
+		t.Errorf("ordering on the nullable field: %v", err)
 	}
 }
