@@ -133,8 +133,8 @@ func TestNullRuleEval(t *testing.T) {
 }
 
 // TestNullDerivedSchemas: a map field computed from a nullable field is
-// nullable (and one given a default with ?? is not), a filter on x != nil
-// makes x non-null downstream, and a field a pipe declares nullable is
+// nullable (and one given a default with ?? is not), a filter or a route on
+// x != nil makes x non-null downstream (not on the route's default), and a field a pipe declares nullable is
 // checked like one from a dataset's schema.
 func TestNullDerivedSchemas(t *testing.T) {
 	m, err := build(t, "map", "compute:\n  agent: ua\n  named: ua ?? 'unknown'\n  big: (n ?? 0) > 5\n", []string{"out"}, nullSchema)
@@ -163,6 +163,16 @@ func TestNullDerivedSchemas(t *testing.T) {
 	}
 	if fu, _ := nullSchema.Field("ua"); !fu.Nullable {
 		t.Error("the filter changed its input schema")
+	}
+	r, err := build(t, "route", "routes:\n  - {when: ua != nil, to: known}\ndefault: rest\n", []string{"known", "rest"}, nullSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := compileNull(`ua + "!"`, r.(pipes.SchemaDeriver).OutputSchema(0)); err != nil {
+		t.Errorf("downstream of a route on ua != nil: %v", err)
+	}
+	if _, err := compileNull(`ua + "!"`, r.(pipes.SchemaDeriver).OutputSchema(1)); err == nil {
+		t.Error("the default output of a route on ua != nil: ua + \"!\" compiles")
 	}
 }
 
