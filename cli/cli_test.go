@@ -30,6 +30,7 @@ func TestExitCodesAndOutput(t *testing.T) {
 		{"plan bad format", []string{"plan", "--format", "svg", "../examples/enrichment/topology.yaml"}, nil, ExitUsage, nil, []string{"--format must be one of"}},
 		{"pipes", []string{"pipes"}, nil, ExitOK, []string{"explode", "filter", "map", "route"}, nil},
 		{"pipes map", []string{"pipes", "map"}, nil, ExitOK, []string{"compute: Fields set to the result"}, nil},
+		{"test reference", []string{"test", "--reference"}, nil, ExitOK, []string{"dead_letters: Expected dead letters", "error: A substring of the error message", "match: partial"}, nil},
 		{"version", []string{"version"}, nil, ExitOK, []string{"streamer "}, nil},
 		{"run bad log level", []string{"run", "--log-level", "loud", "x.yaml"}, nil, ExitUsage, nil, []string{"--log-level"}},
 		{"run bad gc headroom", []string{"run", "--gc-headroom", "lots", "x.yaml"}, nil, ExitUsage, nil, []string{"--gc-headroom"}},

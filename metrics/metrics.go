@@ -65,6 +65,7 @@ var (
 	_ engine.TxnHook       = (*Metrics)(nil)
 	_ engine.RebalanceHook = (*Metrics)(nil)
 	_ engine.LagHook       = (*Metrics)(nil)
+	_ engine.OpenTxnHook   = (*Metrics)(nil)
 	_ engine.StateHook     = (*Metrics)(nil)
 	_ engine.PauseHook     = (*Metrics)(nil)
 	_ engine.PurgeHook     = (*Metrics)(nil)

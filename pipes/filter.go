@@ -25,7 +25,7 @@ func newFilter(c FilterConfig, env *Env) (Pipe, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &filter{when: p, schema: env.InputSchema()}, nil
+	return &filter{when: p, schema: p.Narrow(env.InputSchema())}, nil
 }
 
 func (f *filter) Process(_ context.Context, b *Batch, out *Output) error {

@@ -971,3 +971,14 @@ func Example_streamJoin() {
 	// o1 12:04 map[paid:30 total:30]
 	// o2 12:01 map[paid:<nil> total:12]
 }
+
+// TestStreamJoinSummary: the summary `streamer pipes` prints names every
+// join type.
+func TestStreamJoinSummary(t *testing.T) {
+	typ, _ := pipes.Lookup("stream_join")
+	for _, w := range []string{"inner", "left", "outer"} {
+		if !strings.Contains(typ.Spec.Summary, w) {
+			t.Errorf("summary lacks %q: %s", w, typ.Spec.Summary)
+		}
+	}
+}

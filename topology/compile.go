@@ -70,6 +70,9 @@ type compiler struct {
 	// registered are the datasets with registry:, for the compatibility
 	// check once producers are known.
 	registered []registered
+	// misspelled maps a dataset to the first unknown reference that a
+	// did-you-mean pointed at it from.
+	misspelled map[string]unknownRef
 }
 
 type registered struct {
@@ -401,7 +404,21 @@ func (c *compiler) dataset(t *Topology, f spec.Field, what string) *Dataset {
 	if d, ok := t.Datasets[f.Name]; ok {
 		return d
 	}
-	c.d.add(f.Pos, "%s: unknown dataset %q%s", what, f.Name, spec.DidYouMean(f.Name, slices.Sorted(maps.Keys(t.Datasets))))
+	mean := spec.DidYouMean(f.Name, slices.Sorted(maps.Keys(t.Datasets)))
+	if mean == "" {
+		mean = ": declare it under datasets:"
+		if strings.HasPrefix(what, "pipe ") {
+			mean += fmt.Sprintf(" (%s: {} passes records in memory between pipes; give it a topic: to store them in Kafka)", f.Name)
+		}
+	} else if meant, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(mean, " (did you mean "), "?)")); err == nil {
+		if c.misspelled == nil {
+			c.misspelled = map[string]unknownRef{}
+		}
+		if _, ok := c.misspelled[meant]; !ok {
+			c.misspelled[meant] = unknownRef{f.Name, f.Pos}
+		}
+	}
+	c.d.add(f.Pos, "%s: unknown dataset %q%s", what, f.Name, mean)
 	return nil
 }
 
@@ -452,13 +469,13 @@ func (c *compiler) edges(t *Topology, ps []*pipeDecl) {
 		switch {
 		case d == t.DeadLetter, d.Table != "": // tables: checked once the joins are built
 		case len(d.Readers) > 0 && d.Producer == nil && d.Topic == "":
-			c.d.add(d.Pos, "dataset %q is read by pipe %q but nothing produces it: give it a topic, or write it from a pipe", d.Name, d.Readers[0].Name)
+			c.datasetDiag(d, false, "dataset %q is read by pipe %q but nothing produces it: give it a topic, or write it from a pipe", d.Name, d.Readers[0].Name)
 		case len(d.Readers) > 0 && d.Producer != nil && d.Topic != "" && d.Create == nil:
 			// A pipe writes a topic that other pipes also read in memory: fine.
 		case d.Producer != nil && len(d.Readers) == 0 && d.Topic == "":
-			c.d.add(d.Pos, "dataset %q is written by pipe %q but neither read by a pipe nor stored in a topic", d.Name, d.Producer.Name)
+			c.datasetDiag(d, false, "dataset %q is written by pipe %q but neither read by a pipe nor stored in a topic", d.Name, d.Producer.Name)
 		case d.Producer == nil && len(d.Readers) == 0:
-			c.d.warn(d.Pos, "dataset %q is declared but no pipe reads or writes it", d.Name)
+			c.datasetDiag(d, true, "dataset %q is declared but no pipe reads or writes it", d.Name)
 		}
 	}
 }
@@ -634,10 +651,16 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 		}
 		sd, ok := pipe.(pipes.SchemaDeriver)
 		for i, o := range p.Outputs {
+			var derived *pipes.Schema
+			if ok {
+				derived = sd.OutputSchema(i)
+			}
+			if derived == nil && o.Schema == nil && env.InputSchema() != nil {
+				c.lostSchema(p, ok, o)
+			}
 			if !ok {
 				continue
 			}
-			derived := sd.OutputSchema(i)
 			if o.Schema == nil {
 				o.Schema = derived
 				continue
