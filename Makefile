@@ -9,7 +9,7 @@ BROKERS ?= 127.0.0.1:$(KAFKA_PORT)
 
 .PHONY: test unit integration lint build demo bench schema examples-test ml-testdata onnx-testdata bench-ml image image-language deploy-test
 
-test: lint unit examples-test integration
+test: lint unit deploy-test examples-test integration
 
 build:
 	$(GO) build -o bin/streamer ./cmd/streamer
@@ -61,6 +61,12 @@ schema:
 # `streamer demo` run inside it. image-language has the language pipe.
 image:
 	deploy/image/build.sh
+
+# deploy/ is a Go module of its own (k8s.io/api and kustomize stay out of
+# go.mod): it renders every kustomization, decodes it strictly, and runs
+# the binary as the pod would.
+deploy-test:
+	cd deploy && $(GO) vet -tags nolanguage ./... && $(GO) test -count=1 -tags nolanguage ./...
 
 image-language:
 	TAGS= deploy/image/build.sh

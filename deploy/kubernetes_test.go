@@ -132,6 +132,9 @@ func TestKustomizations(t *testing.T) {
 			checkResources(t, c)
 			checkSecurity(t, sts)
 			checkKEDA(t, r, sts, c, top)
+			if t.Failed() {
+				return // the binary would run a broken pod
+			}
 			if securityEnv(c) {
 				t.Logf("%s: not started, as it needs a secured cluster", dir)
 				return
@@ -308,7 +311,6 @@ func checkEnv(t *testing.T, c *corev1.Container, help string) {
 // ServiceMonitor all reach the port STREAMER_METRICS_ADDR makes streamer
 // listen on, at the paths it serves, and returns that port.
 func checkPorts(t *testing.T, r *rendered, sts *appsv1.StatefulSet, c *corev1.Container) int32 {
-	t.Helper()
 	addr, ok := env(c, "STREAMER_METRICS_ADDR")
 	if !ok || addr.Value == "" {
 		t.Fatal("STREAMER_METRICS_ADDR is not set: set it, so that the ports below follow from it")
@@ -531,6 +533,13 @@ func checkSecurity(t *testing.T, sts *appsv1.StatefulSet) {
 	}
 }
 
+func show(p *int32) string {
+	if p == nil {
+		return "unset"
+	}
+	return strconv.Itoa(int(*p))
+}
+
 // saslModes maps streamer's (Kafka's) SASL mechanisms to KEDA's names.
 var saslModes = map[string]string{
 	"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512", "OAUTHBEARER": "oauthbearer",
@@ -549,7 +558,7 @@ func checkKEDA(t *testing.T, r *rendered, sts *appsv1.StatefulSet, c *corev1.Con
 			t.Errorf("ScaledObject %s scales %s %s %s; want apps/v1 StatefulSet %s", so.Name, ref.APIVersion, ref.Kind, ref.Name, sts.Name)
 		}
 		if so.Spec.MinReplicaCount == nil || *so.Spec.MinReplicaCount < 1 {
-			t.Errorf("ScaledObject %s: minReplicaCount %v; want at least 1 (KEDA cannot find the lag of a group with no member and no commit)", so.Name, so.Spec.MinReplicaCount)
+			t.Errorf("ScaledObject %s: minReplicaCount %s; want at least 1 (KEDA cannot find the lag of a group with no member and no commit)", so.Name, show(so.Spec.MinReplicaCount))
 		}
 		if len(so.Spec.Triggers) != 1 || so.Spec.Triggers[0].Type != "kafka" {
 			t.Errorf("ScaledObject %s: want one kafka trigger", so.Name)
@@ -578,7 +587,7 @@ func checkKEDA(t *testing.T, r *rendered, sts *appsv1.StatefulSet, c *corev1.Con
 		case src == nil:
 			t.Errorf("ScaledObject %s: topic %q is not a source of the topology (%v)", so.Name, md["topic"], topics)
 		case so.Spec.MaxReplicaCount == nil || int(*so.Spec.MaxReplicaCount) != src.DeclaredPartitions():
-			t.Errorf("ScaledObject %s: maxReplicaCount %v; want the %d partitions of %s (one replica per partition)", so.Name, so.Spec.MaxReplicaCount, src.DeclaredPartitions(), src.Topic)
+			t.Errorf("ScaledObject %s: maxReplicaCount %s; want the %d partitions of %s (one replica per partition)", so.Name, show(so.Spec.MaxReplicaCount), src.DeclaredPartitions(), src.Topic)
 		}
 		p := proto.Value
 		if p == "" {
