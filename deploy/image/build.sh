@@ -44,15 +44,16 @@ fi
 # ("setrlimit RLIMIT_NOFILE: Operation not permitted", "cgroups in hybrid
 # mode not supported"): then run with runc, within the current limits.
 run() {
+	set -- ${PODMAN_VOLUME:+-v "$PODMAN_VOLUME"} "$image" "$@"
 	rc=0
-	"$podman" run --rm "$image" "$@" 2>"$ctx/err" || rc=$?
+	"$podman" run --rm "$@" 2>"$ctx/err" || rc=$?
 	[ $rc -ne 0 ] || return 0
 	if [ $rc -ne 126 ] || ! command -v runc >/dev/null; then
 		cat "$ctx/err" >&2
 		return $rc
 	fi
 	echo "podman run failed: $(cat "$ctx/err"); retrying with runc within the current limits" >&2
-	"$podman" --runtime runc run --rm --ulimit nofile="$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096 "$image" "$@"
+	"$podman" --runtime runc run --rm --ulimit nofile="$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096 "$@"
 }
 got=$(run version)
 echo "$got"
@@ -60,4 +61,26 @@ echo "$got"
 run demo --duration 3s --rate 1000 >"$ctx/demo"
 tail -7 "$ctx/demo"
 grep -q 'every order accounted for, exactly once.' "$ctx/demo" || { echo "streamer demo did not check out" >&2; exit 1; }
+# The language pipe: in the -language image it validates; in the default
+# one validation names the build that has it.
+cat >"$ctx/lang.yaml" <<'YAML'
+name: lang
+datasets:
+  in: {topic: in, value: json}
+  out: {topic: out}
+pipes:
+  detect:
+    from: in
+    to: out
+    language: {text: message, output: lang}
+YAML
+chmod 644 "$ctx/lang.yaml"
+rc=0
+out=$(PODMAN_VOLUME="$ctx/lang.yaml:/lang.yaml:ro" run validate /lang.yaml 2>&1) || rc=$?
+echo "$out" | tail -2
+if [ -n "$tags" ]; then
+	[ $rc -eq 3 ] && echo "$out" | grep -q 'not in this build.*-language' || { echo "validating a language pipe: exit $rc; want 3 and an error naming the -language image" >&2; exit 1; }
+else
+	[ $rc -eq 0 ] || { echo "validating a language pipe in the -language image: exit $rc" >&2; exit 1; }
+fi
 echo "ok: $image"
