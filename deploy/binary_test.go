@@ -73,7 +73,7 @@ func binaryHelp(t *testing.T) string {
 // annotations' paths answer there: liveness at once, readiness once the
 // replica holds its partitions, metrics with streamer's. Then SIGTERM
 // must stop it cleanly within 10 s.
-func runAsInPod(t *testing.T, r *rendered, sts *appsv1.StatefulSet, c *corev1.Container, _ int32) {
+func runAsInPod(t *testing.T, r *rendered, sts *appsv1.StatefulSet, c *corev1.Container) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		t.Fatal(err)
@@ -150,10 +150,12 @@ func runAsInPod(t *testing.T, r *rendered, sts *appsv1.StatefulSet, c *corev1.Co
 	}
 	waitFor := func(what, path string, within time.Duration) {
 		t.Helper()
-		deadline := time.Now().Add(within)
+		start := time.Now()
+		deadline := start.Add(within)
 		for {
 			code, body := get(path)
 			if code == http.StatusOK {
+				t.Logf("%s path %s: 200 after %s", what, path, time.Since(start).Round(time.Millisecond))
 				return
 			}
 			select {

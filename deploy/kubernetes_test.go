@@ -126,7 +126,7 @@ func TestKustomizations(t *testing.T) {
 			pod := sts.Spec.Template
 			top := r.topology(t, c, &pod.Spec)
 			checkEnv(t, c, help)
-			port := checkPorts(t, r, sts, c)
+			checkPorts(t, r, sts, c)
 			checkVolumes(t, r, sts, c)
 			checkSelectors(t, r, sts)
 			checkResources(t, c)
@@ -139,7 +139,7 @@ func TestKustomizations(t *testing.T) {
 				t.Logf("%s: not started, as it needs a secured cluster", dir)
 				return
 			}
-			runAsInPod(t, r, sts, c, port)
+			runAsInPod(t, r, sts, c)
 		})
 	}
 }
@@ -309,8 +309,8 @@ func checkEnv(t *testing.T, c *corev1.Container, help string) {
 
 // checkPorts checks that probes, the Service, the scrape annotations and the
 // ServiceMonitor all reach the port STREAMER_METRICS_ADDR makes streamer
-// listen on, at the paths it serves, and returns that port.
-func checkPorts(t *testing.T, r *rendered, sts *appsv1.StatefulSet, c *corev1.Container) int32 {
+// listen on, at the paths it serves.
+func checkPorts(t *testing.T, r *rendered, sts *appsv1.StatefulSet, c *corev1.Container) {
 	addr, ok := env(c, "STREAMER_METRICS_ADDR")
 	if !ok || addr.Value == "" {
 		t.Fatal("STREAMER_METRICS_ADDR is not set: set it, so that the ports below follow from it")
@@ -389,7 +389,6 @@ func checkPorts(t *testing.T, r *rendered, sts *appsv1.StatefulSet, c *corev1.Co
 			}
 		}
 	}
-	return int32(port)
 }
 
 type intOrName struct {
@@ -556,6 +555,9 @@ func checkKEDA(t *testing.T, r *rendered, sts *appsv1.StatefulSet, c *corev1.Con
 		ref := so.Spec.ScaleTargetRef
 		if ref.Kind != "StatefulSet" || ref.Name != sts.Name || ref.APIVersion != "apps/v1" {
 			t.Errorf("ScaledObject %s scales %s %s %s; want apps/v1 StatefulSet %s", so.Name, ref.APIVersion, ref.Kind, ref.Name, sts.Name)
+		}
+		if sts.Spec.Replicas != nil {
+			t.Errorf("ScaledObject %s scales StatefulSet %s, which sets replicas: kubectl apply would reset KEDA's count", so.Name, sts.Name)
 		}
 		if so.Spec.MinReplicaCount == nil || *so.Spec.MinReplicaCount < 1 {
 			t.Errorf("ScaledObject %s: minReplicaCount %s; want at least 1 (KEDA cannot find the lag of a group with no member and no commit)", so.Name, show(so.Spec.MinReplicaCount))
