@@ -62,14 +62,14 @@ schema:
 image:
 	deploy/image/build.sh
 
+image-language:
+	TAGS= deploy/image/build.sh
+
 # deploy/ is a Go module of its own (k8s.io/api and kustomize stay out of
 # go.mod): it renders every kustomization, decodes it strictly, and runs
 # the binary as the pod would.
 deploy-test:
 	cd deploy && $(GO) vet -tags nolanguage ./... && $(GO) test -count=1 -tags nolanguage ./...
-
-image-language:
-	TAGS= deploy/image/build.sh
 
 demo:
 	$(GO) run ./cmd/streamer demo
