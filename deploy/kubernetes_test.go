@@ -581,6 +581,9 @@ func checkKEDA(t *testing.T, r *rendered, sts *appsv1.StatefulSet, c *corev1.Con
 		if md["consumerGroup"] != top.Group {
 			t.Errorf("ScaledObject %s: consumerGroup %q; the topology's group is %q", so.Name, md["consumerGroup"], top.Group)
 		}
+		if md["offsetResetPolicy"] != top.StartOffset {
+			t.Errorf("ScaledObject %s: offsetResetPolicy %q; the topology starts a new group at %q", so.Name, md["offsetResetPolicy"], top.StartOffset)
+		}
 		if md["allowIdleConsumers"] == "true" {
 			t.Errorf("ScaledObject %s: allowIdleConsumers would scale beyond one replica per partition", so.Name)
 		}
