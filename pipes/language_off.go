@@ -10,7 +10,9 @@ const languageBuildTag = "nolanguage"
 // that a topology using it decodes as in every build, and refuses to build
 // with an error that says which build has it.
 func init() {
-	MustRegister("language", languageSpec, func(c LanguageConfig, _ *Env) (Pipe, error) {
+	s := languageSpec
+	s.Summary += " Not in this build (-tags " + languageBuildTag + "): use the image tagged VERSION-language."
+	MustRegister("language", s, func(c LanguageConfig, _ *Env) (Pipe, error) {
 		return nil, Errorf(c.Pos, "the language pipe is not in this build of streamer (built with -tags %s, which leaves out lingua's 125 MB of models): "+
 			"use the image tagged VERSION-language, or a binary built without -tags %s", languageBuildTag, languageBuildTag)
 	})

@@ -20,6 +20,9 @@ func TestLanguageLeftOut(t *testing.T) {
 	if !ok {
 		t.Fatal("language is not registered: a topology using it would get a bare unknown-type error")
 	}
+	if !strings.Contains(typ.Spec.Summary, "Not in this build") {
+		t.Errorf("streamer pipes would list language without saying it is not in this build: %q", typ.Spec.Summary)
+	}
 	var n yaml.Node
 	if err := yaml.Unmarshal([]byte("text: message\noutput: lang\nlanguages: [en, de]\n"), &n); err != nil {
 		t.Fatal(err)
