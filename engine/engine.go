@@ -47,10 +47,11 @@ type Engine struct {
 
 	hooks      *hooks
 	state      StateOpener
-	tables     *tableSyncer // the tables joins look records up in, or nil
-	holds      *holds       // partitions paused while restores and table loads prepare them
-	pebble     *pebbleState // the state opener, when the topology keeps state
-	purge      *purger      // deletes consumed records of internal topics, or nil
+	tables     *tableSyncer  // the tables joins look records up in, or nil
+	holds      *holds        // partitions paused while restores and table loads prepare them
+	pebble     *pebbleState  // the state opener, when the topology keeps state
+	mat        *materialiser // owns <StateDir>/<group> when there are stores or tables
+	purge      *purger       // deletes consumed records of internal topics, or nil
 	produceErr atomic.Pointer[error]
 
 	// changelogEnd tracks, per changelog partition, the offset after the
@@ -77,12 +78,15 @@ func New(t *topology.Topology, o Options) (*Engine, error) {
 	e.changelogEnd, e.changelogs = map[partitionKey]int64{}, map[string]bool{}
 	e.holds = newHolds()
 	e.purge = newPurger(t, o.PurgeInterval, o.Logger, e.hooks.purge)
-	e.tables = newTableSyncer(t, e.opts)
 	for _, s := range t.Stores() {
 		e.changelogs[t.ChangelogTopic(s)] = true
 	}
+	if len(e.changelogs) > 0 || len(t.Tables()) > 0 {
+		e.mat = newMaterialiser(t, &e.opts)
+	}
+	e.tables = newTableSyncer(t, &e.opts, e.mat)
 	if len(e.changelogs) > 0 {
-		e.pebble = newPebbleState(t, e.opts, e.hooks, e.holds)
+		e.pebble = newPebbleState(t, &e.opts, e.hooks, e.holds, e.mat)
 		e.state = e.pebble
 	}
 	if len(e.sources) == 0 {
@@ -129,6 +133,14 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	log := e.opts.Logger
 	if ctx.Err() != nil {
 		return nil // stopped before it started
+	}
+	// A second process of the group on the same state directory is
+	// refused before it touches anything.
+	if e.mat != nil {
+		if err := e.mat.start(); err != nil {
+			return err
+		}
+		defer e.mat.close()
 	}
 	if err := EnsureTopics(ctx, e.top, e.opts.Brokers, e.opts.ClientOpts, log); err != nil {
 		if ctx.Err() != nil {

@@ -121,7 +121,10 @@ pipes:
 	}
 
 	dir := t.TempDir()
-	s := newTableSyncer(top, Options{Brokers: brokers, StateDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	o := Options{Brokers: brokers, StateDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	m := newMaterialiser(top, &o)
+	defer m.close()
+	s := newTableSyncer(top, &o, m)
 	defer s.stop()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("orders"))
 	if err != nil {

@@ -88,6 +88,13 @@ type Options struct {
 	// transactional id or isolation level.
 	ClientOpts []kgo.Opt
 
+	// StateCleanupDelay is how long a store directory under
+	// <StateDir>/<group> that this replica does not use (its partition
+	// went to another replica, or an earlier run left it) is kept before
+	// it is deleted, as Kafka Streams' state.cleanup.delay.ms. Default:
+	// 10m. Negative: never.
+	StateCleanupDelay time.Duration
+
 	// Faults, when set, is told each time the engine reaches a phase
 	// that exactly-once depends on (see Phase): the seam of the fault
 	// injection tests and of STREAMER_FAULT. Default: nil.
@@ -141,6 +148,9 @@ func (o *Options) setDefaults(commitInterval time.Duration) error {
 	}
 	if o.PurgeInterval == 0 {
 		o.PurgeInterval = 30 * time.Second
+	}
+	if o.StateCleanupDelay == 0 {
+		o.StateCleanupDelay = 10 * time.Minute
 	}
 	if o.StateDir == "" {
 		o.StateDir = "streamer-state"

@@ -498,3 +498,8 @@ func (quiet) Errorf(string, ...any) {}
 func (quiet) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf("pebble: "+format, args...))
 }
+
+// IsCorrupt reports whether err, from opening or reading a store, says its
+// files are corrupt (Pebble's corruption marker). Other errors, a lock held
+// by another process among them, do not mean the files are bad.
+func IsCorrupt(err error) bool { return pebble.IsCorruptionError(err) }
