@@ -138,6 +138,15 @@ func Reset(ctx context.Context, t *topology.Topology, o ResetOptions) (*ResetRep
 		rep.Deleted, rep.StateDir = deleting, dir
 		return rep, nil
 	}
+	if dir != "" {
+		// A replica of the group running on this state directory holds
+		// its lock (materialiser): its stores are not to be removed.
+		lk, err := lockGroupDir(dir)
+		if err != nil {
+			return rep, fmt.Errorf("engine: reset: %w", err)
+		}
+		defer lk.Close()
+	}
 
 	if len(deleting) > 0 {
 		resp, err := adm.DeleteTopics(ctx, deleting...)
