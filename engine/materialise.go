@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +75,7 @@ type materialiser struct {
 	useMu sync.Mutex
 	inUse map[string]int       // open store directories, by path
 	freed map[string]time.Time // when a directory was last let go of
+	owned map[string]part      // stores a task owns: in sync while it does
 
 	stop chan struct{}
 	done chan struct{}
@@ -82,7 +85,8 @@ type materialiser struct {
 const (
 	// syncedFile holds the Unix time in milliseconds at which the store
 	// was last known to hold its topic partition up to the end: a restore
-	// or catch-up finished, or its owner closed it.
+	// or catch-up finished, its owner closed it, and every minute while a
+	// task owns it (tend).
 	syncedFile = "STREAMER-SYNCED"
 	// lockFile, in <state-dir>/<group>, is flocked by the process using it.
 	lockFile = "STREAMER-LOCK"
@@ -92,7 +96,7 @@ func newMaterialiser(t *topology.Topology, o *Options) *materialiser {
 	return &materialiser{
 		top: t, root: o.StateDir, dir: filepath.Join(o.StateDir, t.Group), brokers: o.Brokers, extra: o.ClientOpts,
 		log: o.Logger, faults: o, opts: state.PebbleOptions{NoSyncCommit: o.StateNoSync}, lsoWait: o.TransactionTimeout + 30*time.Second, cleanup: o.StateCleanupDelay,
-		retention: map[string]time.Duration{}, inUse: map[string]int{}, freed: map[string]time.Time{},
+		retention: map[string]time.Duration{}, inUse: map[string]int{}, freed: map[string]time.Time{}, owned: map[string]part{},
 	}
 }
 
@@ -109,10 +113,8 @@ func (m *materialiser) start() error {
 		return err
 	}
 	m.lock = f
-	if m.cleanup > 0 {
-		m.stop, m.done = make(chan struct{}), make(chan struct{})
-		go m.cleanLoop()
-	}
+	m.stop, m.done = make(chan struct{}), make(chan struct{})
+	go m.tend()
 	return nil
 }
 
@@ -464,20 +466,53 @@ func wipeReason(err error) (string, bool) {
 	return "", false
 }
 
-// cleanLoop removes, every CleanupDelay/2, the directories of stores not
-// used by this process for CleanupDelay.
-func (m *materialiser) cleanLoop() {
+// markOwnedEvery is how often the stores tasks own are marked in sync: a
+// task is its changelog partition's only writer, so its store is in sync
+// as long as it owns it, and a crash must not leave it looking older than
+// it is (the age guard would rebuild it).
+const markOwnedEvery = time.Minute
+
+// tend marks the owned stores in sync every markOwnedEvery and, unless
+// CleanupDelay is negative, removes unused stores every CleanupDelay/2.
+func (m *materialiser) tend() {
 	defer close(m.done)
-	t := time.NewTicker(max(m.cleanup/2, time.Second))
-	defer t.Stop()
+	mark := time.NewTicker(markOwnedEvery)
+	defer mark.Stop()
+	var clean <-chan time.Time
+	if m.cleanup > 0 {
+		t := time.NewTicker(max(m.cleanup/2, time.Second))
+		defer t.Stop()
+		clean = t.C
+	}
 	for {
 		select {
 		case <-m.stop:
 			return
-		case <-t.C:
+		case <-mark.C:
+			m.useMu.Lock()
+			owned := slices.Collect(maps.Values(m.owned))
+			m.useMu.Unlock()
+			for _, p := range owned {
+				m.markSynced(p)
+			}
+		case <-clean:
 			m.clean(time.Now())
 		}
 	}
+}
+
+// own and disown tell the materialiser that a task took the store of p,
+// or let go of it.
+func (m *materialiser) own(p part) {
+	m.useMu.Lock()
+	m.owned[m.dirOf(p)] = p
+	m.useMu.Unlock()
+}
+
+func (m *materialiser) disown(p part) {
+	m.useMu.Lock()
+	delete(m.owned, m.dirOf(p))
+	m.useMu.Unlock()
 }
 
 // clean removes the store directories under <state-dir>/<group> that

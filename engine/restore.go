@@ -152,11 +152,24 @@ type heldStore struct {
 	*state.Pebble
 	once    sync.Once
 	release func()
+	disown  func() // set once a task took the store
+}
+
+// owned tells the materialiser that a task owns the store now.
+func (h *heldStore) owned(m *materialiser, k storeKey) {
+	pt := storePart(m.top, k.store, k.partition)
+	m.own(pt)
+	h.disown = func() { m.disown(pt) }
 }
 
 func (h *heldStore) Close() error {
 	err := h.Pebble.Close()
-	h.once.Do(h.release)
+	h.once.Do(func() {
+		if h.disown != nil {
+			h.disown()
+		}
+		h.release()
+	})
 	return err
 }
 
@@ -333,6 +346,7 @@ func (p *pebbleState) OpenState(store string, partition int32) (state.Store, err
 				st.Close()
 				return nil, err
 			}
+			st.owned(p.m, k)
 			return st, nil
 		}
 		select {
@@ -341,6 +355,7 @@ func (p *pebbleState) OpenState(store string, partition int32) (state.Store, err
 			if err != nil {
 				return nil, err // not a typed nil in the interface
 			}
+			st.owned(p.m, k)
 			return st, nil
 		case <-p.ctx.Done():
 			p.finish(run, p.ctx.Err())

@@ -103,6 +103,7 @@ type tablePart struct {
 	// (materialiser.admit), under mu; synced once a catch-up reached the
 	// end.
 	admitted, synced bool
+	markedAt         time.Time // when synced was last recorded on disk
 }
 
 // syncBudget bounds one sync. The sync runs inside the poll's transaction,
@@ -491,14 +492,18 @@ func (tp *tablePart) position() int64 {
 }
 
 // markSynced notes that tp reached its topic's end, and records it in
-// the store's directory once per opening (for the age guard of the next
-// opening; closing records it again).
+// the store's directory, at most every markOwnedEvery (for the age guard
+// of the next opening; closing records it again).
 func (s *tableSyncer) markSynced(tp *tablePart) {
+	now := time.Now()
 	tp.mu.Lock()
-	first := !tp.synced
+	due := now.Sub(tp.markedAt) >= markOwnedEvery
 	tp.synced = true
+	if due {
+		tp.markedAt = now
+	}
 	tp.mu.Unlock()
-	if first {
+	if due {
 		s.m.markSynced(tp.part)
 	}
 }
