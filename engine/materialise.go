@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamerio/streamer/state"
@@ -428,15 +429,21 @@ func (m *materialiser) tombstoneRetention(ctx context.Context, cl *kgo.Client, t
 		return d, nil
 	}
 	rcs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, topic)
-	if err != nil {
-		return 0, fmt.Errorf("describing the configs of %s: %w", topic, err)
+	var rc kadm.ResourceConfig
+	if err == nil {
+		rc, err = rcs.On(topic, nil)
 	}
-	rc, err := rcs.On(topic, nil)
 	if err == nil {
 		err = rc.Err
 	}
-	if err != nil {
+	denied := errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed)
+	if err != nil && !denied {
 		return 0, fmt.Errorf("describing the configs of %s: %w", topic, err)
+	}
+	if denied {
+		// Not allowed to describe it (DescribeConfigs ACL), say: Kafka's
+		// default is the best guess, and blocking the replica is worse.
+		m.log.Warn("cannot read the topic's delete.retention.ms; assuming Kafka's default of 24h for the state store age guard", "topic", topic, "err", err)
 	}
 	d = 24 * time.Hour // Kafka's default
 	for _, c := range rc.Configs {
