@@ -121,7 +121,8 @@ pipes:
 	}
 
 	dir := t.TempDir()
-	o := Options{Brokers: brokers, StateDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	faults := &phaseCounter{n: map[Phase]int{}}
+	o := Options{Brokers: brokers, StateDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Faults: faults}
 	m := newMaterialiser(top, &o)
 	defer m.close()
 	s := newTableSyncer(top, &o, m)
@@ -145,6 +146,9 @@ pipes:
 	}
 	if h.held() != 0 || len(paused(cl, "orders")) != 0 {
 		t.Fatalf("after the load: %d held, paused %v", h.held(), paused(cl, "orders"))
+	}
+	if faults.count(PhaseMidTableLoad) == 0 {
+		t.Error("the table load never reached PhaseMidTableLoad")
 	}
 	s.mu.Lock()
 	open := len(s.parts)

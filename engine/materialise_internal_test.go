@@ -3,13 +3,19 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamerio/streamer/state"
 	"github.com/streamerio/streamer/topology"
@@ -184,5 +190,109 @@ func TestCleanupUnusedStores(t *testing.T) {
 		if !exists(d) {
 			t.Errorf("%s was removed", d)
 		}
+	}
+}
+
+// phaseCounter counts the phases reached.
+type phaseCounter struct {
+	mu sync.Mutex
+	n  map[Phase]int
+}
+
+func (c *phaseCounter) Reached(p Phase) {
+	c.mu.Lock()
+	c.n[p]++
+	c.mu.Unlock()
+}
+
+func (c *phaseCounter) count(p Phase) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[p]
+}
+
+// TestRestoreReachesFaultPhases: a restore reports PhaseMidRestore as it
+// applies each fetch, and a bulk restore PhaseMidBulkFlush as it flushes;
+// a small one never reaches the bulk phase. And a fresh store of a
+// changelog whose head was deleted restores from the log start (the fetch
+// loop the table reads share), where the restore used to fail.
+func TestRestoreReachesFaultPhases(t *testing.T) {
+	top := countTopology(t)
+	const changelog = "streamer-counts-count-changelog"
+	for _, tt := range []struct {
+		name     string
+		records  int
+		bulk     bool
+		deleteTo int64
+	}{
+		{"small", 50_000, false, 0},
+		{"bulk", bulkOffsets + 20_000, true, 0},
+		{"head deleted", 50_000, false, 5_000},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "in", changelog))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cluster.Close()
+			brokers := cluster.ListenAddrs()
+			ctx := context.Background()
+			cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(changelog), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var recs []*kgo.Record
+			for i := range tt.records {
+				recs = append(recs, &kgo.Record{Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, "value %d, padded to make several fetches", i)})
+				if len(recs) == 10_000 || i == tt.records-1 {
+					if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+						t.Fatal(err)
+					}
+					recs = recs[:0]
+				}
+			}
+			if tt.deleteTo > 0 {
+				resp, err := kadm.NewClient(cl).DeleteRecords(ctx, kadm.Offsets{changelog: {0: {At: tt.deleteTo}}})
+				if err == nil {
+					err = resp.Error()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			cl.Close()
+			faults := &phaseCounter{n: map[Phase]int{}}
+			o := Options{Brokers: brokers, StateDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), Faults: faults}
+			if err := o.setDefaults(top.CommitInterval); err != nil {
+				t.Fatal(err)
+			}
+			m := newMaterialiser(top, &o)
+			defer m.close()
+			p := newPebbleState(top, &o, sortHooks(nil), newHolds(), m)
+			defer p.close()
+			p.mu.Lock()
+			run := p.newRun("count", 0)
+			p.mu.Unlock()
+			st, err := p.openRestored(ctx, storeKey{"count", 0}, run)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			keys := 0
+			if err := st.Prefix(nil, func(_, _ []byte) bool { keys++; return true }); err != nil {
+				t.Fatal(err)
+			}
+			if want := tt.records - int(tt.deleteTo); keys != want {
+				t.Errorf("restored %d keys, want %d", keys, want)
+			}
+			// One per fetch applied: kfake answers a small changelog in
+			// one response.
+			if n := faults.count(PhaseMidRestore); n < 1 || (tt.bulk && n < 2) {
+				t.Errorf("PhaseMidRestore reached %d times, want one per fetch applied", n)
+			}
+			if n := faults.count(PhaseMidBulkFlush); (n > 0) != tt.bulk {
+				t.Errorf("PhaseMidBulkFlush reached %d times; bulk restore: %v", n, tt.bulk)
+			}
+		})
 	}
 }
