@@ -428,12 +428,19 @@ func (s *tableSyncer) catchUp(ctx context.Context, need map[*tablePart]bool, bud
 		e, _ := ends.Lookup(tp.ds.Topic, tp.key.partition)
 		end := e.Offset
 		tp.mu.Lock()
-		admitted, pos, fresh := tp.admitted, tp.pos, tp.fresh
+		admitted, pos, fresh, marked := tp.admitted, tp.pos, tp.fresh, tp.markedAt
 		tp.mu.Unlock()
+		if admitted && !marked.IsZero() && time.Since(marked) > 2*markOwnedEvery {
+			// Open but not caught up for a while (no records needed it):
+			// tombstones may have been compacted away meanwhile, as for a
+			// store that sat closed, so the guards run again.
+			admitted = false
+		}
 		if !admitted || pos > end {
 			// A table store's position is an offset it read committed, so
 			// the last stable offset below it means truncation, which the
-			// high watermark tells; the guards run once per opening.
+			// high watermark tells; the guards run once per opening, and
+			// after an idle spell.
 			if end, err = s.admit(ctx, tp, pos, fresh, admitted); err != nil {
 				return err
 			}
