@@ -51,10 +51,10 @@ func TestSecondProcessRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := first.mat.start(); err != nil {
+	if err := first.local.start(); err != nil {
 		t.Fatal(err)
 	}
-	defer first.mat.close()
+	defer first.local.close()
 	second, err := New(top, o)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +66,7 @@ func TestSecondProcessRefused(t *testing.T) {
 		t.Fatalf("second replica on the same state directory: %v; want a refusal naming --state-dir and %s", err, filepath.Join(dir, top.Group))
 	}
 	// Once the first lets go, the directory can be taken.
-	first.mat.close()
+	first.local.close()
 	m := newMaterialiser(top, &o)
 	if err := m.start(); err != nil {
 		t.Fatalf("after the first let go: %v", err)
