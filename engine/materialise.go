@@ -315,9 +315,10 @@ func (m *materialiser) admit(ctx context.Context, p part, from int64, has, wait 
 	if err != nil {
 		return 0, err
 	}
-	// After lastStable (end, below), which waits for a topic made a
-	// moment ago to be known... ListTopics asks the same of the broker.
-	if _, err := lastStable(ctx, cl, map[string][]int32{p.topic: {p.partition}}); err != nil {
+	// The topic ID after lastStable, which waits for a topic made a
+	// moment ago to be known.
+	ends, err := lastStable(ctx, cl, map[string][]int32{p.topic: {p.partition}})
+	if err != nil {
 		return 0, err
 	}
 	ids, err := topicIDs(ctx, cl, p.topic)
@@ -337,7 +338,8 @@ func (m *materialiser) admit(ctx context.Context, p part, from int64, has, wait 
 			return 0, err
 		}
 	}
-	return m.end(ctx, p, from, wait)
+	lso, _ := ends.Lookup(p.topic, p.partition)
+	return m.past(ctx, cl, p, from, lso.Offset, wait)
 }
 
 // end returns the offset to read p up to from from: the topic's last
@@ -358,8 +360,13 @@ func (m *materialiser) end(ctx context.Context, p part, from int64, wait bool) (
 		return 0, err
 	}
 	lso, _ := ends.Lookup(p.topic, p.partition)
-	if from <= lso.Offset {
-		return lso.Offset, nil
+	return m.past(ctx, cl, p, from, lso.Offset, wait)
+}
+
+// past is end once the last stable offset lso is known.
+func (m *materialiser) past(ctx context.Context, cl *kgo.Client, p part, from, lso int64, wait bool) (int64, error) {
+	if from <= lso {
+		return lso, nil
 	}
 	hwm, err := highWatermark(ctx, cl, p.topic, p.partition)
 	if err != nil {
@@ -371,7 +378,7 @@ func (m *materialiser) end(ctx context.Context, p part, from int64, wait bool) (
 	if !wait {
 		return from, nil
 	}
-	return m.waitStable(ctx, cl, p, from, lso.Offset)
+	return m.waitStable(ctx, cl, p, from, lso)
 }
 
 // waitStable waits for the last stable offset of p to reach from: a
