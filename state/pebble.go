@@ -29,6 +29,8 @@ type Pebble struct {
 	buf   []byte
 	got   []byte
 	bulk  bool // opened by OpenPebbleBulk: no write-ahead log
+	// commitOpt is how Commit writes: pebble.Sync unless NoSyncCommit.
+	commitOpt *pebble.WriteOptions
 
 	// iter serves Range and Prefix, one after another, over the open
 	// transaction: a join looks up a key range per record, and making and
@@ -88,6 +90,13 @@ type PebbleOptions struct {
 	// it sees for the first time, so without filters each new key costs a
 	// read in every level.
 	BloomBitsPerKey int
+	// NoSyncCommit makes Commit return once its batch is in the
+	// write-ahead log, without waiting for the disk (pebble.NoSync). A
+	// process crash loses nothing (the log is in the OS's cache); a
+	// machine crash may lose the last commits, checkpoint and all, so
+	// the store reopens at an older checkpoint, which the engine restores
+	// on from the changelog. Default false: every Commit syncs.
+	NoSyncCommit bool
 }
 
 func (o *PebbleOptions) setDefaults() {
@@ -194,7 +203,11 @@ func openPebble(dir string, o PebbleOptions, bulk bool) (*Pebble, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: opening %s: %w", dir, err)
 	}
-	return &Pebble{db: db, batch: db.NewIndexedBatch(), bulk: bulk}, nil
+	p := &Pebble{db: db, batch: db.NewIndexedBatch(), bulk: bulk, commitOpt: pebble.Sync}
+	if o.NoSyncCommit {
+		p.commitOpt = pebble.NoSync
+	}
+	return p, nil
 }
 
 func (p *Pebble) key(k []byte) []byte {
@@ -309,7 +322,7 @@ func (p *Pebble) Commit(offset int64) error {
 	if err := p.closeIter(); err != nil {
 		return err
 	}
-	if err := p.batch.Commit(pebble.Sync); err != nil {
+	if err := p.batch.Commit(p.commitOpt); err != nil {
 		return fmt.Errorf("state: commit: %w", err)
 	}
 	// The batch is emptied for the next transaction. Pebble keeps its
@@ -498,3 +511,8 @@ func (quiet) Errorf(string, ...any) {}
 func (quiet) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf("pebble: "+format, args...))
 }
+
+// IsCorrupt reports whether err, from opening or reading a store, says its
+// files are corrupt (Pebble's corruption marker). Other errors, a lock held
+// by another process among them, do not mean the files are bad.
+func IsCorrupt(err error) bool { return pebble.IsCorruptionError(err) }
