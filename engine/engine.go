@@ -51,6 +51,7 @@ type Engine struct {
 	holds      *holds       // partitions paused while restores and table loads prepare them
 	pebble     *pebbleState // the state opener, when the topology keeps state
 	purge      *purger      // deletes consumed records of internal topics, or nil
+	bounds     *bounded     // the end of a bounded run (Options.Bounds), or nil
 	produceErr atomic.Pointer[error]
 
 	// changelogEnd tracks, per changelog partition, the offset after the
@@ -78,6 +79,7 @@ func New(t *topology.Topology, o Options) (*Engine, error) {
 	e.holds = newHolds()
 	e.purge = newPurger(t, o.PurgeInterval, o.Logger, e.hooks.purge)
 	e.tables = newTableSyncer(t, e.opts)
+	e.bounds = newBounded(t, e.opts)
 	for _, s := range t.Stores() {
 		e.changelogs[t.ChangelogTopic(s)] = true
 	}
@@ -155,6 +157,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		err = errors.Join(append([]error{err}, errs...)...)
 		log.Info("replica stopped")
 	}()
+	// Bounded runs (engine/bounded.go): ctx is canceled once the whole group is done.
+	ctx, stopBounded := e.bounds.watch(ctx)
+	defer stopBounded()
 	log.Info("replica starting", "group", e.top.Group, "transactional_id", e.TransactionalID(), "topics", e.top.TopicsRead())
 	return e.loop(ctx, sess, log)
 }
@@ -236,6 +241,7 @@ func (e *Engine) clientOpts() []kgo.Opt {
 	if e.opts.Faults != nil {
 		opts = append(opts, kgo.WithHooks(offsetsHook{&e.opts}))
 	}
+	opts = append(opts, e.bounds.clientOpts()...) // bounded runs: markers through the poll
 	return append(opts, e.opts.ClientOpts...)
 }
 
@@ -513,6 +519,8 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 		}
 		fetches := sess.PollRecords(pollCtx, e.top.MaxPollRecords)
 		cancel()
+		// Bounded runs (engine/bounded.go): drop transaction markers and records past the end.
+		dropped := e.bounds.filter(ctx, fetches, sess.Client())
 		if fetches.IsClientClosed() {
 			return errors.New("engine: kafka client closed")
 		}
@@ -521,7 +529,7 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 				log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 			}
 		})
-		if n := fetches.NumRecords(); n > 0 {
+		if n := fetches.NumRecords(); n > 0 || dropped { // bounded runs: commit positions moved past markers
 			if !inTxn {
 				if err := sess.Begin(); err != nil {
 					return fmt.Errorf("engine: beginning transaction: %w", err)
