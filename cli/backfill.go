@@ -28,7 +28,7 @@ type backfillFlags struct {
 	sinks                                                     []string
 	allowLive, dryRun                                         bool
 	rate                                                      float64
-	commit, progressEvery                                     time.Duration
+	commit, progressEvery, checkEvery                         time.Duration
 }
 
 func backfillCmd(g *globals) *cobra.Command {
@@ -80,6 +80,8 @@ topics and state directory.`,
 	fl.StringVar(&f.stateDir, "state-dir", env("STREAMER_STATE_DIR", "streamer-state"), "where stateful pipes keep local stores; the backfill's are under its own group (env STREAMER_STATE_DIR)")
 	fl.DurationVar(&f.commit, "commit-interval", 0, "longest a transaction stays open (default the topology's)")
 	fl.DurationVar(&f.progressEvery, "progress-interval", 10*time.Second, "how often to log the progress")
+	fl.DurationVar(&f.checkEvery, "done-check-interval", time.Second, "how often to read the group's offsets to learn whether the backfill is done")
+	_ = fl.MarkHidden("done-check-interval")
 	fl.StringVar(&f.cleanup, "cleanup", "", "delete the group, internal topics and state directory of finished backfill ID, and do nothing else")
 	return c
 }
@@ -215,7 +217,7 @@ func backfill(g *globals, file string, f backfillFlags) error {
 	stats := engine.NewStats()
 	outs := &sinkCounts{n: map[string]int64{}}
 	bounds := plan.Bounds()
-	bounds.Rate = f.rate
+	bounds.Rate, bounds.CheckInterval = f.rate, f.checkEvery
 	e, err := engine.New(bt, engine.Options{
 		Brokers:        o.Brokers,
 		ReplicaID:      replica,

@@ -102,11 +102,11 @@ func PlanBackfill(ctx context.Context, t *topology.Topology, o BackfillOptions) 
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	topics := sourceTopics(t)
-	from, err := o.From.Resolve(ctx, adm, topics)
+	from, err := o.From.Resolve(ctx, adm, o.Brokers, o.ClientOpts, topics)
 	if err != nil {
 		return nil, fmt.Errorf("engine: backfill: --from: %w", err)
 	}
-	to, err := o.To.Resolve(ctx, adm, topics)
+	to, err := o.To.Resolve(ctx, adm, o.Brokers, o.ClientOpts, topics)
 	if err != nil {
 		return nil, fmt.Errorf("engine: backfill: --to: %w", err)
 	}

@@ -202,7 +202,7 @@ func ResetOffsets(ctx context.Context, t *topology.Topology, o OffsetsResetOptio
 	adm := kadm.NewClient(cl)
 	rep := &OffsetsResetReport{Group: t.Group}
 	topics := sourceTopics(t)
-	to, err := o.To.Resolve(ctx, adm, topics)
+	to, err := o.To.Resolve(ctx, adm, o.Brokers, o.ClientOpts, topics)
 	if err != nil {
 		return rep, fmt.Errorf("engine: offsets reset: %w", err)
 	}

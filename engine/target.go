@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Target is a position in a set of source topics: where a backfill starts
@@ -106,20 +107,12 @@ func ParseTarget(s string, now time.Time) (Target, error) {
 // clamped to each partition's start and end. With TargetOffsets, the
 // partitions not listed are missing from the result, and a listed topic
 // not among topics, or a partition the topic does not have, is an error.
-func (t Target) Resolve(ctx context.Context, adm *kadm.Client, topics []string) (kadm.Offsets, error) {
-	starts, err := adm.ListStartOffsets(ctx, topics...)
-	if err == nil {
-		err = starts.Error()
-	}
+// adm is a client of the brokers; extra are the options of the consumer
+// that checks times (TLS, SASL).
+func (t Target) Resolve(ctx context.Context, adm *kadm.Client, brokers []string, extra []kgo.Opt, topics []string) (kadm.Offsets, error) {
+	starts, ends, err := listBounds(ctx, adm, topics)
 	if err != nil {
-		return nil, fmt.Errorf("listing the start offsets of %v: %w", topics, err)
-	}
-	ends, err := adm.ListEndOffsets(ctx, topics...)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing the end offsets of %v: %w", topics, err)
+		return nil, err
 	}
 	out := kadm.Offsets{}
 	clamp := func(topic string, p int32, at int64) {
@@ -147,6 +140,9 @@ func (t Target) Resolve(ctx context.Context, adm *kadm.Client, topics []string) 
 			}
 			clamp(o.Topic, o.Partition, o.Offset)
 		})
+		if out, err = afterTime(ctx, brokers, extra, out, ends, t.Time); err != nil {
+			return nil, fmt.Errorf("finding the records at %s in %v: %w", t.Time.Format(time.RFC3339), topics, err)
+		}
 	case TargetOffsets:
 		var errs []error
 		for _, topic := range slices.Sorted(maps.Keys(t.Offsets)) {
@@ -167,4 +163,111 @@ func (t Target) Resolve(ctx context.Context, adm *kadm.Client, topics []string) 
 		}
 	}
 	return out, nil
+}
+
+// afterTime corrects the broker's answer to "the first offset at or after
+// a time". The broker looks batches up by their largest timestamp, and a
+// transaction marker's is the time of its commit: where records carry
+// timestamps older than their commit (events replayed or backdated, the
+// outputs of another streamer job), it answers with the first marker past
+// the time, perhaps long before the first record at it. afterTime reads
+// the first committed record at each offset found; when it is older than
+// t, it searches the rest of the partition (by bisection, assuming record
+// timestamps grow with offsets, as the broker's index does).
+func afterTime(ctx context.Context, brokers []string, extra []kgo.Opt, found kadm.Offsets, ends kadm.ListedOffsets, t time.Time) (kadm.Offsets, error) {
+	cl, err := seedClient(brokers, append([]kgo.Opt{
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxPartitionBytes(64 << 10),
+	}, extra...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	out := kadm.Offsets{}
+	for _, o := range found.Sorted() {
+		e, _ := ends.Lookup(o.Topic, o.Partition)
+		pr := probe{cl: cl, topic: o.Topic, partition: o.Partition, end: e.Offset}
+		at, err := pr.after(ctx, o.At, t)
+		if err != nil {
+			return nil, err
+		}
+		o.At = at
+		out.Add(o)
+	}
+	return out, nil
+}
+
+// probe reads single records of one partition.
+type probe struct {
+	cl        *kgo.Client
+	topic     string
+	partition int32
+	end       int64
+}
+
+// after returns the offset of the first committed record at or after
+// offset from whose timestamp is at or after t, or the end.
+func (p probe) after(ctx context.Context, from int64, t time.Time) (int64, error) {
+	// f(m): the first record at or after m is at or after t (or there is
+	// none). It is false up to the answer and true from there.
+	f := func(m int64) (bool, int64, error) {
+		off, ts, ok, err := p.first(ctx, m)
+		return !ok || !ts.Before(t), off, err
+	}
+	ok, off, err := f(from)
+	if err != nil || ok {
+		return min(off, p.end), err
+	}
+	lo, hi := off+1, p.end
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		ok, off, err := f(mid)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			hi = mid
+		} else {
+			lo = off + 1
+		}
+	}
+	_, off, err = f(lo)
+	return min(off, p.end), err
+}
+
+// first returns the offset and timestamp of the first committed record at
+// or after offset m, skipping transaction markers; ok is false if there is
+// none before the end (off is then the end).
+func (p probe) first(ctx context.Context, m int64) (off int64, ts time.Time, ok bool, err error) {
+	if m >= p.end {
+		return p.end, ts, false, nil
+	}
+	p.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{p.topic: {p.partition: kgo.NewOffset().At(m)}})
+	defer p.cl.RemoveConsumePartitions(map[string][]int32{p.topic: {p.partition}})
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		fs := p.cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return 0, ts, false, fmt.Errorf("reading %s[%d] at offset %d: %w", p.topic, p.partition, m, ctx.Err())
+		}
+		if err := fs.Err(); err != nil {
+			return 0, ts, false, fmt.Errorf("reading %s[%d] at offset %d: %w", p.topic, p.partition, m, err)
+		}
+		for _, r := range fs.Records() {
+			if r.Topic != p.topic || r.Partition != p.partition || r.Offset < m {
+				continue
+			}
+			if r.Offset >= p.end {
+				return p.end, ts, false, nil
+			}
+			if !r.Attrs.IsControl() {
+				return r.Offset, r.Timestamp, true, nil
+			}
+			if r.Offset+1 >= p.end {
+				return p.end, ts, false, nil
+			}
+		}
+	}
 }
