@@ -167,6 +167,13 @@ func backfill(g *globals, file string, f backfillFlags) error {
 	if f.rate < 0 {
 		return usageError{fmt.Errorf("--rate must be ≥ 0, got %v", f.rate)}
 	}
+	// On a terminal the progress shows as a bar, and log lines go
+	// through it so that they do not mix.
+	var bar *progressBar
+	if g.logFormat == "text" && isTerminal(g.stderr) {
+		bar = newProgressBar(g.stderr)
+		g.stderr = bar
+	}
 	log, err := g.logger(slog.LevelInfo)
 	if err != nil {
 		return err
@@ -218,6 +225,11 @@ func backfill(g *globals, file string, f backfillFlags) error {
 	outs := &sinkCounts{n: map[string]int64{}}
 	bounds := plan.Bounds()
 	bounds.Rate, bounds.CheckInterval = f.rate, f.checkEvery
+	if f.rate > 0 {
+		// The wait for the rate's tokens follows a poll, perhaps inside an
+		// open transaction: a poll of rate/10 records keeps it to 100 ms.
+		bt.MaxPollRecords = max(1, min(bt.MaxPollRecords, int(f.rate/10)))
+	}
 	e, err := engine.New(bt, engine.Options{
 		Brokers:        o.Brokers,
 		ReplicaID:      replica,
@@ -237,11 +249,12 @@ func backfill(g *globals, file string, f backfillFlags) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		logProgress(log, e, f.progressEvery, start, done)
+		showProgress(log, bar, e, f.progressEvery, start, done)
 	}()
 	err = e.Run(ctx)
 	close(done)
 	wg.Wait()
+	bar.finish()
 	printSummary(g.stdout, e, outs, time.Since(start))
 	if err != nil {
 		return &exitError{code: ExitFailure, err: err}
@@ -308,49 +321,9 @@ func (s *sinkCounts) OnOutput(dataset string, _ time.Duration) {
 	s.mu.Unlock()
 }
 
-func logProgress(log *slog.Logger, e *engine.Engine, every time.Duration, start time.Time, done <-chan struct{}) {
-	if every <= 0 {
-		return
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
-		p := e.BoundedProgress()
-		if p == nil {
-			continue
-		}
-		attrs := []any{"done", p.Done, "total", p.Total, "percent", fmt.Sprintf("%.1f", 100*float64(p.Done)/float64(max(1, p.Total))), "records_in", e.Stats().RecordsIn.Load()}
-		if el := time.Since(start).Seconds(); p.Done > 0 && el > 0 {
-			rate := float64(p.Done) / el
-			attrs = append(attrs, "offsets_per_s", int64(rate), "eta", (time.Duration(float64(p.Total-p.Done)/rate) * time.Second).Round(time.Second))
-		}
-		if len(p.Behind) > 0 {
-			var behind []string
-			for i, l := range p.Behind {
-				if i == 3 {
-					behind = append(behind, "...")
-					break
-				}
-				behind = append(behind, fmt.Sprintf("%s[%d]:%d", l.Topic, l.Partition, l.Lag))
-			}
-			attrs = append(attrs, "behind", strings.Join(behind, " "))
-		}
-		if p.Draining {
-			attrs = append(attrs, "draining", "internal topics")
-		}
-		log.Info("backfill progress", attrs...)
-	}
-}
-
 func printSummary(w io.Writer, e *engine.Engine, outs *sinkCounts, took time.Duration) {
-	s := e.Stats()
-	in := s.RecordsIn.Load()
-	fmt.Fprintf(w, "this replica: %d records in, %d dead letters, in %s (%.0f records/s)\n", in, s.DeadLettered.Load(), took.Round(time.Millisecond), float64(in)/max(took.Seconds(), 1e-9))
+	in := e.BoundedProgress().RecordsIn
+	fmt.Fprintf(w, "this replica: %d records in, %d dead letters, in %s (%.0f records/s)\n", in, e.Stats().DeadLettered.Load(), took.Round(time.Millisecond), float64(in)/max(took.Seconds(), 1e-9))
 	outs.mu.Lock()
 	defer outs.mu.Unlock()
 	for _, name := range slices.Sorted(maps.Keys(outs.n)) {

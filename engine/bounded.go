@@ -30,8 +30,10 @@ type Bounds struct {
 	// Start is, per source partition, where the range begins: only the
 	// progress figures use it. Missing: 0.
 	Start map[string]map[int32]int64
-	// Rate limits the records polled per second on this replica. Default:
-	// 0, no limit.
+	// Rate limits the records polled per second on this replica. The
+	// wait follows a poll, and may hold a transaction open: keep the
+	// topology's MaxPollRecords to a fraction of Rate (the CLI takes
+	// Rate/10). Default: 0, no limit.
 	Rate float64
 	// CheckInterval is how often the replica reads the group's committed
 	// offsets to learn whether the run is done. Default: 1s.
@@ -52,6 +54,10 @@ type BoundedProgress struct {
 	Draining bool
 	// Checked is when the offsets were read; zero before the first check.
 	Checked time.Time
+	// RecordsIn counts the records of the ranges this replica has read
+	// and processed (again, after an aborted transaction), not those
+	// of internal topics; it is current, not as of Checked.
+	RecordsIn int64
 }
 
 // bounded is the engine's side of Bounds. The processing loop calls filter
@@ -68,6 +74,7 @@ type bounded struct {
 
 	finished atomic.Bool
 	progress atomic.Pointer[BoundedProgress]
+	in       atomic.Int64 // records of the source ranges kept by filter
 }
 
 func newBounded(t *topology.Topology, o Options) *bounded {
@@ -142,6 +149,9 @@ func (b *bounded) filter(ctx context.Context, fetches kgo.Fetches, cl *kgo.Clien
 				}
 				fp.Records = recs
 				kept += len(recs)
+				if isSource {
+					b.in.Add(int64(len(recs)))
+				}
 				if isSource && last+1 >= end {
 					if pause == nil {
 						pause = map[string][]int32{}
@@ -276,10 +286,15 @@ func sortLags(ls []PartitionLag) {
 func (e *Engine) Finished() bool { return e.bounds != nil && e.bounds.finished.Load() }
 
 // BoundedProgress returns how far the group of a bounded run has come, as
-// of its last check; nil before the first, and for an unbounded run.
+// of its last check (zero before the first); nil for an unbounded run.
 func (e *Engine) BoundedProgress() *BoundedProgress {
 	if e.bounds == nil {
 		return nil
 	}
-	return e.bounds.progress.Load()
+	var p BoundedProgress
+	if last := e.bounds.progress.Load(); last != nil {
+		p = *last
+	}
+	p.RecordsIn = e.bounds.in.Load()
+	return &p
 }
