@@ -57,7 +57,7 @@ func ParseTarget(s string, now time.Time) (Target, error) {
 		t.Kind = TargetLatest
 		return t, nil
 	case "":
-		return t, errors.New("empty position: want earliest, latest, now, an RFC 3339 time, a duration ago such as 24h, or topic:partition:offset,...")
+		return t, errors.New("empty position: want earliest, latest, now, an RFC 3339 time, a duration ago such as 24h, or topic:partition:offset lists")
 	}
 	if ts, err := time.Parse(time.RFC3339, s); err == nil {
 		t.Kind, t.Time = TargetTime, ts
@@ -71,7 +71,7 @@ func ParseTarget(s string, now time.Time) (Target, error) {
 		return t, nil
 	}
 	if !strings.Contains(s, ":") || strings.Count(strings.Split(s, ",")[0], ":") < 2 {
-		return t, fmt.Errorf("%q: want earliest, latest, now, an RFC 3339 time such as 2026-11-01T00:00:00Z, a duration ago such as 24h, or topic:partition:offset,...", s)
+		return t, fmt.Errorf("%q: want earliest, latest, now, an RFC 3339 time such as 2026-11-01T00:00:00Z, a duration ago such as 24h, or topic:partition:offset lists", s)
 	}
 	t.Kind, t.Offsets = TargetOffsets, map[string]map[int32]int64{}
 	for _, item := range strings.Split(s, ",") {
