@@ -24,11 +24,11 @@ import (
 )
 
 type backfillFlags struct {
-	brokers, from, to, id, cleanup, replica, stateDir, suffix string
-	sinks                                                     []string
-	allowLive, dryRun                                         bool
-	rate                                                      float64
-	commit, progressEvery, checkEvery                         time.Duration
+	brokers, from, to, id, cleanup, replica, stateDir, suffix, compare string
+	sinks                                                              []string
+	allowLive, dryRun                                                  bool
+	rate                                                               float64
+	commit, progressEvery, checkEvery                                  time.Duration
 }
 
 func backfillCmd(g *globals) *cobra.Command {
@@ -57,11 +57,21 @@ Several replicas may share a backfill (the same --id, distinct
 and prints a summary. A backfill stopped or killed goes on from its
 committed offsets when run again with the same --id, exactly once.
 'streamer backfill FILE --cleanup ID' then deletes its group, internal
-topics and state directory.`,
+topics and state directory.
+
+A shadow run, 'streamer backfill NEW.yaml --compare OLD.yaml --from X --to Y',
+runs both versions as isolated backfills over the same range (ids <id>-old
+and <id>-new, sinks written to <topic>-<id>-old and -new) and compares their
+sinks dataset by dataset: records only in one, records whose value changed
+(paired by key, with the fields that changed and by how much), counts, and a
+few samples of each. It exits 1 when they differ.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.cleanup != "" {
 				return backfillCleanup(g, args[0], f)
+			}
+			if f.compare != "" {
+				return shadowRun(g, args[0], f)
 			}
 			return backfill(g, args[0], f)
 		},
@@ -82,6 +92,7 @@ topics and state directory.`,
 	fl.DurationVar(&f.progressEvery, "progress-interval", 10*time.Second, "how often to log the progress")
 	fl.DurationVar(&f.checkEvery, "done-check-interval", time.Second, "how often to read the group's offsets to learn whether the backfill is done")
 	_ = fl.MarkHidden("done-check-interval")
+	fl.StringVar(&f.compare, "compare", "", "a shadow run: run OLD.yaml too, over the same range, and compare the two versions' sinks; exit 1 if they differ")
 	fl.StringVar(&f.cleanup, "cleanup", "", "delete the group, internal topics and state directory of finished backfill ID, and do nothing else")
 	return c
 }
@@ -211,35 +222,13 @@ func backfill(g *globals, file string, f backfillFlags) error {
 	if err := engine.StartBackfill(pctx, bt, plan, o, f.dryRun); err != nil {
 		return &exitError{code: ExitFailure, err: err}
 	}
-	printPlan(g.stdout, id, bt, plan, f)
+	printPlan(g.stdout, id, bt, plan, f, true)
 	if f.dryRun {
 		return nil
 	}
 	cancel()
 
-	replica := f.replica
-	if replica == "" {
-		replica = engine.DefaultReplicaID()
-	}
-	stats := engine.NewStats()
-	outs := &sinkCounts{n: map[string]int64{}}
-	bounds := plan.Bounds()
-	bounds.Rate, bounds.CheckInterval = f.rate, f.checkEvery
-	if f.rate > 0 {
-		// The wait for the rate's tokens follows a poll, perhaps inside an
-		// open transaction: a poll of rate/10 records keeps it to 100 ms.
-		bt.MaxPollRecords = max(1, min(bt.MaxPollRecords, int(f.rate/10)))
-	}
-	e, err := engine.New(bt, engine.Options{
-		Brokers:        o.Brokers,
-		ReplicaID:      replica,
-		CommitInterval: f.commit,
-		Logger:         log.With("backfill", id),
-		StateDir:       f.stateDir,
-		Hooks:          []engine.Hook{outs},
-		Stats:          stats,
-		Bounds:         bounds,
-	})
+	e, outs, err := newBoundedEngine(bt, plan, f, log.With("backfill", id), o.Brokers)
 	if err != nil {
 		return usageError{err}
 	}
@@ -266,7 +255,35 @@ func backfill(g *globals, file string, f backfillFlags) error {
 	return nil
 }
 
-func printPlan(w io.Writer, id string, bt *topology.Topology, plan *engine.BackfillPlan, f backfillFlags) {
+// newBoundedEngine returns an engine running bt over plan's ranges, and
+// the counter of its outputs per sink.
+func newBoundedEngine(bt *topology.Topology, plan *engine.BackfillPlan, f backfillFlags, log *slog.Logger, brokers []string) (*engine.Engine, *sinkCounts, error) {
+	replica := f.replica
+	if replica == "" {
+		replica = engine.DefaultReplicaID()
+	}
+	outs := &sinkCounts{n: map[string]int64{}}
+	bounds := plan.Bounds()
+	bounds.Rate, bounds.CheckInterval = f.rate, f.checkEvery
+	if f.rate > 0 {
+		// The wait for the rate's tokens follows a poll, perhaps inside an
+		// open transaction: a poll of rate/10 records keeps it to 100 ms.
+		bt.MaxPollRecords = max(1, min(bt.MaxPollRecords, int(f.rate/10)))
+	}
+	e, err := engine.New(bt, engine.Options{
+		Brokers:        brokers,
+		ReplicaID:      replica,
+		CommitInterval: f.commit,
+		Logger:         log,
+		StateDir:       f.stateDir,
+		Hooks:          []engine.Hook{outs},
+		Stats:          engine.NewStats(),
+		Bounds:         bounds,
+	})
+	return e, outs, err
+}
+
+func printPlan(w io.Writer, id string, bt *topology.Topology, plan *engine.BackfillPlan, f backfillFlags, resumable bool) {
 	fmt.Fprintf(w, "backfill %s: group %s, from %s to %s\n", id, bt.Group, f.from, f.to)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOPIC\tPARTITION\tSTART\tEND\tOFFSETS\tCOMMITTED")
@@ -302,7 +319,7 @@ func printPlan(w io.Writer, id string, bt *topology.Topology, plan *engine.Backf
 	}
 	if plan.Resumed {
 		fmt.Fprintln(w, "resuming: the group has committed offsets (COMMITTED); it goes on from them")
-	} else {
+	} else if resumable {
 		fmt.Fprintf(w, "to resume it after a stop: --id %s --from %s --to %s\n", id, strings.Join(starts, ","), strings.Join(ends, ","))
 	}
 }
