@@ -478,3 +478,64 @@ func TestShadowRun(t *testing.T) {
 		t.Errorf("a version against itself: exit %d:\n%s", code, out)
 	}
 }
+
+// TestBackfillEndsPastAbortedTransaction: the range ends (--to now) inside
+// a transaction still open when the backfill starts, which is then
+// aborted: the poll that passes the abort marker holds no record, and the
+// backfill must still commit the position past it to stop by itself.
+func TestBackfillEndsPastAbortedTransaction(t *testing.T) {
+	e := newEnv(t)
+	e.createTopic("in", 1)
+	file := e.writeTopology(filterMap, nil)
+	e.produceTxn("in", inputRecords(0, 1_000), 1_000)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(e.id+"-open"), kgo.DefaultProduceTopic(e.topic("in")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, inputRecords(1_000, 1_100)...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command(binary, "backfill", file, "--brokers", strings.Join(brokers, ","), "--from", "earliest", "--to", "now", "--id", "a", "--sink-suffix", "-bf", "--state-dir", filepath.Join(e.dir, "bf"))
+	var out bytes.Buffer
+	lw := &lockedWriter{w: &out}
+	c.Stdout, c.Stderr = lw, lw
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := &replica{cmd: c, log: &out, lw: lw, done: make(chan struct{})}
+	go func() { r.err = c.Wait(); close(r.done) }()
+	defer func() {
+		if !r.exited() {
+			r.kill()
+		}
+	}()
+	// Let it process the committed records and wait at the open
+	// transaction, then abort it.
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(r.logText(), "partitions assigned") {
+		if r.exited() || time.Now().After(deadline) {
+			t.Fatalf("the backfill did not start:\n%s", r.logText())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second)
+	if err := cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("the backfill did not stop within a minute of the abort:\n%s", r.logText())
+	}
+	if code := c.ProcessState.ExitCode(); code != 0 || !strings.Contains(r.logText(), "this replica: 1000 records in") {
+		t.Fatalf("exit %d:\n%s", code, r.logText())
+	}
+	if got := readOutput(t, e.topic("out")+"-bf"); len(got) != 900 {
+		t.Errorf("%d records out, want 900", len(got))
+	}
+}
