@@ -19,16 +19,20 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/streamerio/streamer/engine"
+	"github.com/streamerio/streamer/internal/console"
+	"github.com/streamerio/streamer/metrics"
 	"github.com/streamerio/streamer/topology"
 )
 
 type backfillFlags struct {
-	brokers, from, to, id, cleanup, replica, stateDir, suffix, compare string
-	sinks                                                              []string
-	allowLive, dryRun                                                  bool
-	rate                                                               float64
-	commit, progressEvery, checkEvery                                  time.Duration
+	brokers, from, to, id, cleanup, replica, stateDir, suffix, compare, metricsAddr string
+	sinks                                                                           []string
+	allowLive, dryRun                                                               bool
+	rate                                                                            float64
+	commit, progressEvery, checkEvery                                               time.Duration
 }
 
 func backfillCmd(g *globals) *cobra.Command {
@@ -89,6 +93,7 @@ few samples of each. It exits 1 when they differ.`,
 	fl.StringVar(&f.replica, "replica-id", env("STREAMER_REPLICA_ID", ""), "this replica's stable id (default <hostname>-<pid>)")
 	fl.StringVar(&f.stateDir, "state-dir", env("STREAMER_STATE_DIR", "streamer-state"), "where stateful pipes keep local stores; the backfill's are under its own group (env STREAMER_STATE_DIR)")
 	fl.DurationVar(&f.commit, "commit-interval", 0, "longest a transaction stays open (default the topology's)")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "off", "serve the topology page, /metrics (with streamer_backfill_* progress), /healthz and /readyz here; off disables")
 	fl.DurationVar(&f.progressEvery, "progress-interval", 10*time.Second, "how often to log the progress")
 	fl.DurationVar(&f.checkEvery, "done-check-interval", time.Second, "how often to read the group's offsets to learn whether the backfill is done")
 	_ = fl.MarkHidden("done-check-interval")
@@ -178,6 +183,9 @@ func backfill(g *globals, file string, f backfillFlags) error {
 	if f.rate < 0 {
 		return usageError{fmt.Errorf("--rate must be ≥ 0, got %v", f.rate)}
 	}
+	if f.replica == "" {
+		f.replica = engine.DefaultReplicaID()
+	}
 	// On a terminal the progress shows as a bar, and log lines go
 	// through it so that they do not mix.
 	var bar *progressBar
@@ -228,9 +236,30 @@ func backfill(g *globals, file string, f backfillFlags) error {
 	}
 	cancel()
 
-	e, outs, err := newBoundedEngine(bt, plan, f, log.With("backfill", id), o.Brokers)
+	var m *metrics.Metrics
+	var hooks []engine.Hook
+	var clientHooks []kgo.Hook
+	if f.metricsAddr != "off" {
+		m = metrics.New(bt, f.replica, version())
+		hooks, clientHooks = []engine.Hook{m}, []kgo.Hook{m.ClientHook()}
+	}
+	e, outs, err := newBoundedEngine(bt, plan, f, log.With("backfill", id), o.Brokers, hooks, clientHooks)
 	if err != nil {
 		return usageError{err}
+	}
+	if m != nil {
+		registerProgress(m.Registry(), e)
+		m.SetReadiness(e.Ready)
+		page := console.New(bt, f.replica, e.Stats(), e.Ready)
+		ops, err := serveOps(f.metricsAddr, m.Handler(), e, page, log)
+		if err != nil {
+			return &exitError{code: ExitFailure, err: err}
+		}
+		defer func() {
+			if err := ops.stop(); err != nil {
+				log.Warn("stopping the metrics server", "err", err)
+			}
+		}()
 	}
 	start := time.Now()
 	done := make(chan struct{})
@@ -257,11 +286,7 @@ func backfill(g *globals, file string, f backfillFlags) error {
 
 // newBoundedEngine returns an engine running bt over plan's ranges, and
 // the counter of its outputs per sink.
-func newBoundedEngine(bt *topology.Topology, plan *engine.BackfillPlan, f backfillFlags, log *slog.Logger, brokers []string) (*engine.Engine, *sinkCounts, error) {
-	replica := f.replica
-	if replica == "" {
-		replica = engine.DefaultReplicaID()
-	}
+func newBoundedEngine(bt *topology.Topology, plan *engine.BackfillPlan, f backfillFlags, log *slog.Logger, brokers []string, hooks []engine.Hook, clientHooks []kgo.Hook) (*engine.Engine, *sinkCounts, error) {
 	outs := &sinkCounts{n: map[string]int64{}}
 	bounds := plan.Bounds()
 	bounds.Rate, bounds.CheckInterval = f.rate, f.checkEvery
@@ -272,11 +297,12 @@ func newBoundedEngine(bt *topology.Topology, plan *engine.BackfillPlan, f backfi
 	}
 	e, err := engine.New(bt, engine.Options{
 		Brokers:        brokers,
-		ReplicaID:      replica,
+		ReplicaID:      f.replica,
 		CommitInterval: f.commit,
 		Logger:         log,
 		StateDir:       f.stateDir,
-		Hooks:          []engine.Hook{outs},
+		Hooks:          append(hooks, outs),
+		ClientHooks:    clientHooks,
 		Stats:          engine.NewStats(),
 		Bounds:         bounds,
 	})
@@ -319,9 +345,18 @@ func printPlan(w io.Writer, id string, bt *topology.Topology, plan *engine.Backf
 	}
 	if plan.Resumed {
 		fmt.Fprintln(w, "resuming: the group has committed offsets (COMMITTED); it goes on from them")
+		if k := toKind(f.to); k == engine.TargetLatest || (k == engine.TargetTime && !strings.Contains(f.to, "T")) {
+			fmt.Fprintf(w, "warning: --to %s was resolved anew; if it ends later than in the first run, the records between the two ends that the first run read past its end and skipped are not processed: resume with the first run's --to offsets\n", f.to)
+		}
 	} else if resumable {
 		fmt.Fprintf(w, "to resume it after a stop: --id %s --from %s --to %s\n", id, strings.Join(starts, ","), strings.Join(ends, ","))
 	}
+}
+
+// toKind returns the kind of a --to position, already checked.
+func toKind(s string) engine.TargetKind {
+	t, _ := engine.ParseTarget(s, time.Now())
+	return t.Kind
 }
 
 // sinkCounts counts the records written to each sink (an engine.OutputHook).

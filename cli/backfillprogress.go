@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/streamerio/streamer/engine"
@@ -52,6 +53,29 @@ func showProgress(log *slog.Logger, bar *progressBar, e *engine.Engine, every ti
 		}
 		log.Info("backfill progress", attrs...)
 	}
+}
+
+// registerProgress adds the progress of e's bounded run to reg, as of
+// its last check of the group's offsets.
+func registerProgress(reg *prometheus.Registry, e *engine.Engine) {
+	progress := func(f func(*engine.BoundedProgress) float64) func() float64 {
+		return func() float64 {
+			if p := e.BoundedProgress(); p != nil {
+				return f(p)
+			}
+			return 0
+		}
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "streamer_backfill_offsets_done", Help: "Offsets of the backfill's source ranges committed by its whole group (transaction markers included), as of the last check."},
+			progress(func(p *engine.BoundedProgress) float64 { return float64(p.Done) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "streamer_backfill_offsets_total", Help: "Offsets in the backfill's source ranges (transaction markers included)."},
+			progress(func(p *engine.BoundedProgress) float64 { return float64(p.Total) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "streamer_backfill_partitions_behind", Help: "Source partitions of the backfill not yet committed up to their end."},
+			progress(func(p *engine.BoundedProgress) float64 { return float64(len(p.Behind)) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "streamer_backfill_records_in_total", Help: "Records of the backfill's source ranges this replica read and processed."},
+			progress(func(p *engine.BoundedProgress) float64 { return float64(p.RecordsIn) })),
+	)
 }
 
 // stragglers names the three partitions with the most left to do.

@@ -78,6 +78,9 @@ func shadowRun(g *globals, newFile string, f backfillFlags) error {
 	if f.rate < 0 {
 		return usageError{fmt.Errorf("--rate must be ≥ 0, got %v", f.rate)}
 	}
+	if f.replica == "" {
+		f.replica = engine.DefaultReplicaID()
+	}
 	log, err := g.logger(slog.LevelInfo)
 	if err != nil {
 		return err
@@ -139,7 +142,7 @@ func shadowRun(g *globals, newFile string, f backfillFlags) error {
 
 	start := time.Now()
 	for _, v := range vs {
-		if v.e, _, err = newBoundedEngine(v.bt, v.plan, f, log.With("backfill", id+"-"+v.name), o.Brokers); err != nil {
+		if v.e, _, err = newBoundedEngine(v.bt, v.plan, f, log.With("backfill", id+"-"+v.name), o.Brokers, nil, nil); err != nil {
 			return usageError{err}
 		}
 	}

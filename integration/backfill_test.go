@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -214,7 +216,7 @@ func TestBackfillKillAndResume(t *testing.T) {
 		})
 		return r
 	}
-	r1 := start("b1 (killed)", args("b1", "--rate", "8000"))
+	r1 := start("b1 (killed)", args("b1", "--rate", "8000", "--metrics-addr", "127.0.0.1:0"))
 	// Kill it once it has committed between a tenth and a half of the range.
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -226,6 +228,28 @@ func TestBackfillKillAndResume(t *testing.T) {
 			t.Fatalf("the backfill did not get part of the way (lag %d, %v):\n%s", lag, err, r1.logText())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// Its progress is on /metrics.
+	addr := regexp.MustCompile(`serving metrics and health.* addr=(\S+)`).FindStringSubmatch(r1.logText())
+	if addr == nil {
+		t.Fatalf("no metrics address logged:\n%s", r1.logText())
+	}
+	var body []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr[1] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if matches(t, `(?m)^streamer_backfill_offsets_done [1-9]`, string(body)) {
+			break // the group's offsets were checked once
+		}
+	}
+	for _, want := range []string{`(?m)^streamer_backfill_offsets_total 600\d\d$`, `(?m)^streamer_backfill_offsets_done [1-9]\d*$`, `(?m)^streamer_backfill_records_in_total [1-9]\d*$`} {
+		if !matches(t, want, string(body)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	r1.kill()
 	lag, _ := e.lag(bgroup, "in")
