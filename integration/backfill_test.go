@@ -563,3 +563,58 @@ func TestBackfillEndsPastAbortedTransaction(t *testing.T) {
 		t.Errorf("%d records out, want 900", len(got))
 	}
 }
+
+// TestShadowRunRescoring: the rescoring example's v2 (LightGBM) against v1
+// (XGBoost) over a day of events: every score moved, and the report says
+// by how much; exit 1.
+func TestShadowRunRescoring(t *testing.T) {
+	e := newEnv(t)
+	e.createTopic("events", 3)
+	if err := os.MkdirAll(filepath.Join(e.dir, "models"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"v1-xgboost.json", "v2-lightgbm.txt"} {
+		b, err := os.ReadFile(filepath.Join("..", "examples", "rescoring", "models", m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(e.dir, "models", m), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := map[string]string{}
+	for _, v := range []string{"v1.yaml", "v2.yaml"} {
+		b, err := os.ReadFile(filepath.Join("..", "examples", "rescoring", v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := strings.NewReplacer("name: rescoring", "name: "+e.id, "topic: events-scored", "topic: "+e.topic("scored"), "topic: events\n", "topic: "+e.topic("events")+"\n").Replace(string(b))
+		files[v] = filepath.Join(e.dir, v)
+		if err := os.WriteFile(files[v], []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 2_000
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		v := fmt.Sprintf(`{"id":%d`, i)
+		for f := 0; f < 6; f++ {
+			v += fmt.Sprintf(`,"f%d":%.3f`, f, float64((i*(f+3)*7919)%2000)/500-2)
+		}
+		recs[i] = &kgo.Record{Key: []byte(fmt.Sprintf("e%d", i)), Value: []byte(v + "}")}
+	}
+	e.produce("events", recs)
+	out, code := e.cmd(3*time.Minute, "backfill", files["v2.yaml"], "--compare", files["v1.yaml"], "--brokers", strings.Join(brokers, ","), "--from", "24h", "--id", "v2-check", "--state-dir", filepath.Join(e.dir, "state"))
+	if code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, out)
+	}
+	for _, want := range []string{
+		`(?m)^scored: 2000 records old, 2000 new: 0 equal, 2000 changed, 0 only old, 0 only new$`,
+		`(?m)^  field score: changed in 2000 records \(2000 numbers: mean \|Δ\| 0\.\d+, max \|Δ\| 0\.\d+\)$`,
+	} {
+		if !matches(t, want, out) {
+			t.Errorf("the report lacks %s:\n%s", want, out)
+		}
+	}
+	t.Logf("report:\n%s", out[strings.Index(out, "\nscored:"):])
+}
