@@ -313,15 +313,12 @@ func printPlan(w io.Writer, id string, bt *topology.Topology, plan *engine.Backf
 	fmt.Fprintf(w, "backfill %s: group %s, from %s to %s\n", id, bt.Group, f.from, f.to)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOPIC\tPARTITION\tSTART\tEND\tOFFSETS\tCOMMITTED")
-	var starts, ends []string
 	for _, r := range plan.Ranges {
 		committed := "-"
 		if r.Committed >= 0 {
 			committed = fmt.Sprint(r.Committed)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", r.Topic, r.Partition, r.Start, r.End, r.End-r.Start, committed)
-		starts = append(starts, fmt.Sprintf("%s:%d:%d", r.Topic, r.Partition, r.Start))
-		ends = append(ends, fmt.Sprintf("%s:%d:%d", r.Topic, r.Partition, r.End))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d offsets in all (records, and the transaction markers among them)\n", plan.Offsets)
@@ -343,20 +340,14 @@ func printPlan(w io.Writer, id string, bt *topology.Topology, plan *engine.Backf
 		}
 		fmt.Fprintf(w, "tables %s are joined as they are now, not as they were at the time of the records\n", strings.Join(names, ", "))
 	}
+	if plan.Fixed {
+		fmt.Fprintf(w, "the ranges are those fixed by the backfill's first start (in %s), not those --from and --to resolve to now\n", engine.PlanTopic(bt.Group))
+	}
 	if plan.Resumed {
 		fmt.Fprintln(w, "resuming: the group has committed offsets (COMMITTED); it goes on from them")
-		if k := toKind(f.to); k == engine.TargetLatest || (k == engine.TargetTime && !strings.Contains(f.to, "T")) {
-			fmt.Fprintf(w, "warning: --to %s was resolved anew; if it ends later than in the first run, the records between the two ends that the first run read past its end and skipped are not processed: resume with the first run's --to offsets\n", f.to)
-		}
 	} else if resumable {
-		fmt.Fprintf(w, "to resume it after a stop: --id %s --from %s --to %s\n", id, strings.Join(starts, ","), strings.Join(ends, ","))
+		fmt.Fprintf(w, "to resume it after a stop, run it again with --id %s\n", id)
 	}
-}
-
-// toKind returns the kind of a --to position, already checked.
-func toKind(s string) engine.TargetKind {
-	t, _ := engine.ParseTarget(s, time.Now())
-	return t.Kind
 }
 
 // sinkCounts counts the records written to each sink (an engine.OutputHook).

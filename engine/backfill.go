@@ -64,6 +64,9 @@ type BackfillPlan struct {
 	// Resumed is set when the backfill group already has committed
 	// offsets: the run goes on from them, not from Start.
 	Resumed bool
+	// Fixed is set when the ranges are those an earlier start of the
+	// backfill wrote to its plan topic, not those just resolved.
+	Fixed bool
 }
 
 // Bounds returns the plan as the engine's Options.Bounds.
@@ -139,7 +142,9 @@ func PlanBackfill(ctx context.Context, t *topology.Topology, o BackfillOptions) 
 }
 
 // StartBackfill readies the group of bt (the topology compiled under the
-// backfill's group) for plan: when the group has no committed offsets on
+// backfill's group) for plan. The first start of a backfill keeps plan's
+// ranges in the backfill's plan topic (PlanTopic); a later one (a resume,
+// another replica) replaces plan's with them (plan.Fixed). Then, when the group has no committed offsets on
 // its sources, it commits each range's start; when it has some, the
 // backfill goes on from them (plan.Resumed, and the ranges' Committed).
 // With dryRun it only looks. A replica of the same backfill that started
@@ -152,6 +157,13 @@ func StartBackfill(ctx context.Context, bt *topology.Topology, plan *BackfillPla
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
+	resolved := slices.Clone(plan.Ranges)
+	if err := fixPlan(ctx, cl, adm, bt.Group, plan, dryRun, o.ClientOpts, o.Brokers); err != nil {
+		return fmt.Errorf("engine: backfill: %w", err)
+	}
+	plan.Fixed = !slices.EqualFunc(resolved, plan.Ranges, func(a, b BackfillRange) bool {
+		return a.Topic == b.Topic && a.Partition == b.Partition && a.Start == b.Start && a.End == b.End
+	})
 	topics := sourceTopics(bt)
 	for attempt := 0; ; attempt++ {
 		committed, err := adm.FetchOffsetsForTopics(ctx, bt.Group, topics...)
@@ -300,13 +312,20 @@ func CleanupBackfill(ctx context.Context, bt *topology.Topology, o ResetOptions)
 	if err != nil || o.DryRun {
 		return rep, err
 	}
-	// Reset left the group with its start offsets: it goes too.
+	// Reset left the group with its start offsets: it goes too, and the
+	// plan topic.
 	cl, err := seedClient(o.Brokers, o.ClientOpts)
 	if err != nil {
 		return rep, fmt.Errorf("engine: backfill cleanup: %w", err)
 	}
 	defer cl.Close()
-	if _, err := kadm.NewClient(cl).DeleteGroup(ctx, bt.Group); err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+	adm := kadm.NewClient(cl)
+	if resp, err := adm.DeleteTopic(ctx, PlanTopic(bt.Group)); err == nil && resp.Err == nil {
+		rep.Deleted = append(rep.Deleted, PlanTopic(bt.Group))
+	} else if err == nil && !errors.Is(resp.Err, kerr.UnknownTopicOrPartition) {
+		return rep, fmt.Errorf("engine: backfill cleanup: deleting %s: %w", PlanTopic(bt.Group), resp.Err)
+	}
+	if _, err := adm.DeleteGroup(ctx, bt.Group); err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 		if groupActive(err) {
 			err = fmt.Errorf("%w: %w", ErrGroupActive, err)
 		}

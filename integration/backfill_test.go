@@ -181,10 +181,12 @@ func TestBackfillMatchesLive(t *testing.T) {
 	}
 }
 
-// TestBackfillKillAndResume: a rate-limited backfill of 60k records is
-// SIGKILLed once it has committed part of the range, then run again with
-// the same id on two replicas: both stop by themselves and exit 0, and the
-// output holds every record of the range exactly once.
+// TestBackfillKillAndResume: a rate-limited backfill of 60k records (--to
+// now) is SIGKILLed once it has committed part of the range; more records
+// arrive; it is run again with the same id and --to now on two replicas:
+// both keep the first start's ranges, stop by themselves and exit 0, and
+// the output holds every record of the range exactly once and nothing
+// after it.
 func TestBackfillKillAndResume(t *testing.T) {
 	e := newEnv(t)
 	e.createTopic("in", 6)
@@ -254,6 +256,7 @@ func TestBackfillKillAndResume(t *testing.T) {
 	r1.kill()
 	lag, _ := e.lag(bgroup, "in")
 	t.Logf("killed with %d of %d offsets left", lag, n)
+	e.produceTxn("in", inputRecords(n, n+1_000), 1_000)
 
 	r1 = start("b1", args("b1"))
 	r2 := start("b2", args("b2"))
@@ -267,8 +270,10 @@ func TestBackfillKillAndResume(t *testing.T) {
 			t.Fatalf("exit %d:\n%s", code, r.logText())
 		}
 	}
-	if !strings.Contains(r1.logText()+r2.logText(), "resuming: the group has committed offsets") {
-		t.Errorf("the second run did not say it resumed")
+	for _, want := range []string{"resuming: the group has committed offsets", "the ranges are those fixed by the backfill's first start"} {
+		if !strings.Contains(r1.logText(), want) || !strings.Contains(r2.logText(), want) {
+			t.Errorf("a replica of the second run did not say %q", want)
+		}
 	}
 	checkExactlyOnce(t, readOutput(t, e.topic("out")+"-bf"), n)
 }
