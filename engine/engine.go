@@ -53,6 +53,7 @@ type Engine struct {
 	tables     *tableSyncer // local's: the tables joins look records up in, or nil
 	pebble     *pebbleState // local's store restorer, nil without stores
 	purge      *purger      // deletes consumed records of internal topics, or nil
+	bounds     *bounded     // the end of a bounded run (Options.Bounds), or nil
 	produceErr atomic.Pointer[error]
 
 	// changelogEnd tracks, per changelog partition, the offset after the
@@ -83,6 +84,7 @@ func New(t *topology.Topology, o Options) (*Engine, error) {
 	}
 	e.changelogEnd, e.changelogs = map[partitionKey]int64{}, map[string]bool{}
 	e.purge = newPurger(t, o.PurgeInterval, o.Logger, e.hooks.purge)
+	e.bounds = newBounded(t, e.opts)
 	for _, s := range t.Stores() {
 		e.changelogs[t.ChangelogTopic(s)] = true
 	}
@@ -160,6 +162,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		err = errors.Join(append([]error{err}, errs...)...)
 		log.Info("replica stopped")
 	}()
+	// Bounded runs (engine/bounded.go): ctx is canceled once the whole group is done.
+	ctx, stopBounded := e.bounds.watch(ctx)
+	defer stopBounded()
 	log.Info("replica starting", "group", e.top.Group, "transactional_id", e.TransactionalID(), "topics", e.top.TopicsRead())
 	watched := e.top.TopicsRead()
 	for _, d := range e.top.Tables() {
@@ -261,6 +266,7 @@ func (e *Engine) clientOpts() []kgo.Opt {
 	if e.opts.Faults != nil {
 		opts = append(opts, kgo.WithHooks(offsetsHook{&e.opts}))
 	}
+	opts = append(opts, e.bounds.clientOpts()...) // bounded runs: markers through the poll
 	return append(opts, e.opts.ClientOpts...)
 }
 
@@ -543,6 +549,8 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 		fetches := sess.PollRecords(pollCtx, e.top.MaxPollRecords)
 		cancel()
 		e.live.busy()
+		// Bounded runs (engine/bounded.go): drop transaction markers and records past the end.
+		dropped := e.bounds.filter(ctx, fetches, sess.Client())
 		if fetches.IsClientClosed() {
 			return errors.New("engine: kafka client closed")
 		}
@@ -551,7 +559,7 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 				log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 			}
 		})
-		if n := fetches.NumRecords(); n > 0 {
+		if n := fetches.NumRecords(); n > 0 || dropped { // bounded runs: commit positions moved past markers
 			if err := tx.begin(); err != nil {
 				return err
 			}

@@ -109,6 +109,13 @@ type Options struct {
 	// runs have shown it exact.
 	StateNoSync bool
 
+	// Bounds, when set, make the run bounded (a backfill): each source
+	// partition is processed from the group's committed offset up to its
+	// end in Bounds, and Run returns nil once every replica of the group
+	// has committed everything (engine/bounded.go; Engine.Finished says
+	// so). Default: nil, an unbounded run.
+	Bounds *Bounds
+
 	// Faults, when set, is told each time the engine reaches a phase
 	// that exactly-once depends on (see Phase): the seam of the fault
 	// injection tests and of STREAMER_FAULT. Default: nil.
