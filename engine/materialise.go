@@ -96,7 +96,7 @@ const (
 func newMaterialiser(t *topology.Topology, o *Options) *materialiser {
 	return &materialiser{
 		top: t, root: o.StateDir, dir: filepath.Join(o.StateDir, t.Group), brokers: o.Brokers, extra: o.ClientOpts,
-		log: o.Logger, faults: o, opts: state.PebbleOptions{NoSyncCommit: o.StateNoSync}, lsoWait: o.TransactionTimeout + 30*time.Second, cleanup: o.StateCleanupDelay,
+		log: o.Logger, faults: o, opts: state.PebbleOptions{NoSyncCommit: !o.StateSync}, lsoWait: o.TransactionTimeout + 30*time.Second, cleanup: o.StateCleanupDelay,
 		retention: map[string]time.Duration{}, inUse: map[string]int{}, freed: map[string]time.Time{}, owned: map[string]part{},
 	}
 }

@@ -100,14 +100,17 @@ type Options struct {
 	// 10m. Negative: never.
 	StateCleanupDelay time.Duration
 
-	// StateNoSync commits the local stores without waiting for the disk
-	// (state.PebbleOptions.NoSyncCommit): the changelog is the source of
-	// truth, and a store that lost its last commits to a machine crash
-	// restores them from it. Measured in state's BenchmarkCommit (a
-	// commit of 1 key: about 0.2-0.6 ms synced, 4-8 µs not; DESIGN.md).
-	// Default false (every store commit syncs) until the fault-injection
-	// runs have shown it exact.
-	StateNoSync bool
+	// StateSync makes every commit of a local store wait for the disk.
+	// Default false: a commit returns once Pebble has its batch, and the
+	// changelog is the source of truth. A crash (of the process: Pebble
+	// buffers small log writes; or of the machine) may lose the last
+	// commits, checkpoint and all, so the store reopens as a prefix of its
+	// commits at that prefix's checkpoint (state's
+	// TestNoSyncCrashKeepsAConsistentPrefix), and the restore reads on
+	// from the changelog. The fault-injection tests (docs/RELIABILITY.md)
+	// run with it off. A synced commit of 1 key costs 0.35-0.64 ms per
+	// store, an unsynced one 3.5-7.8 µs (bench/RESULTS.md).
+	StateSync bool
 
 	// Bounds, when set, make the run bounded (a backfill): each source
 	// partition is processed from the group's committed offset up to its

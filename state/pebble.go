@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
@@ -90,13 +91,18 @@ type PebbleOptions struct {
 	// it sees for the first time, so without filters each new key costs a
 	// read in every level.
 	BloomBitsPerKey int
-	// NoSyncCommit makes Commit return once its batch is in the
-	// write-ahead log, without waiting for the disk (pebble.NoSync). A
-	// process crash loses nothing (the log is in the OS's cache); a
-	// machine crash may lose the last commits, checkpoint and all, so
-	// the store reopens at an older checkpoint, which the engine restores
-	// on from the changelog. Default false: every Commit syncs.
+	// NoSyncCommit makes Commit return once Pebble has its batch,
+	// without waiting for the disk (pebble.NoSync). A crash may lose the
+	// last commits, checkpoint and all: small log writes stay in Pebble's
+	// buffer until a 32 KB block fills or a sync, so even a process crash
+	// loses them. The store reopens as a prefix of its commits at that
+	// prefix's checkpoint (TestNoSyncCrashKeepsAConsistentPrefix), which
+	// the engine restores on from the changelog. Default false: every
+	// Commit syncs. (The engine turns it on: engine.Options.StateSync.)
 	NoSyncCommit bool
+	// FS is the filesystem the store lives on. Default: the disk
+	// (vfs.Default). Tests pass a crashable in-memory one.
+	FS vfs.FS
 }
 
 func (o *PebbleOptions) setDefaults() {
@@ -168,6 +174,7 @@ func openPebble(dir string, o PebbleOptions, bulk bool) (*Pebble, error) {
 		FormatMajorVersion: pebble.FormatValueSeparation,
 		Logger:             quiet{},
 		Cache:              sharedCache(o.CacheSize),
+		FS:                 o.FS,
 		MemTableSize:       o.MemTableSize,
 		CompactionConcurrencyRange: func() (int, int) {
 			return 1, o.MaxConcurrentCompactions
