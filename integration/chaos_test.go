@@ -109,7 +109,8 @@ func TestChaos(t *testing.T) {
 		}
 		for _, id := range ids {
 			if rs[id].exited() { // a fenced zombie may stop: start it again
-				t.Logf("%s exited (%v); restarting it", id, rs[id].err)
+				log := rs[id].logText()
+				t.Logf("%s exited (%v); restarting it. Its last words: %s", id, rs[id].err, log[max(0, len(log)-600):])
 				rs[id] = f.startEnv(id)
 			}
 		}
