@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -38,6 +39,10 @@ type Codec struct {
 	fields  []path
 	det     []path
 	payload bool
+	// stored frames values kept apart from records: every field
+	// randomized, so a reader that holds no deterministic keyset can
+	// store records too.
+	stored *Codec
 }
 
 var _ serde.HeaderCodec = (*Codec)(nil)
@@ -60,6 +65,7 @@ func NewCodec(inner serde.Codec, env *Envelope, s Spec) *Codec {
 			c.fields = append(c.fields, path{f, strings.Split(f, ".")})
 		}
 	}
+	c.stored = &Codec{inner: inner, env: env, payload: s.Payload, fields: append(slices.Clone(c.fields), c.det...)}
 	return c
 }
 
@@ -320,9 +326,10 @@ const frameVersion = 1
 // AppendEncode encodes v apart from any record: a version byte, then the
 // record headers AppendEncodeRecord would write (each as a uvarint length
 // and bytes: the data key, then the deterministic key, empty when absent),
-// then the encrypted value.
+// then the encrypted value. Deterministic fields are encrypted randomized
+// there: stored values are only read back by streamer.
 func (c *Codec) AppendEncode(dst []byte, v any) ([]byte, error) {
-	val, hs, err := c.AppendEncodeRecord(nil, v, nil)
+	val, hs, err := c.stored.AppendEncodeRecord(nil, v, nil)
 	if err != nil {
 		return dst, err
 	}
@@ -352,6 +359,6 @@ func (c *Codec) Decode(b []byte) (any, error) {
 		}
 		b = b[k+int(n):]
 	}
-	v, _, err := c.DecodeRecord(b, hs)
+	v, _, err := c.stored.DecodeRecord(b, hs)
 	return v, err
 }
