@@ -362,3 +362,56 @@ func (c *Codec) Decode(b []byte) (any, error) {
 	v, _, err := c.stored.DecodeRecord(b, hs)
 	return v, err
 }
+
+var _ serde.Redactor = (*Codec)(nil)
+
+// Redact replaces in msg the plaintext of every encrypted field of v (a
+// decoded value, or one a pipe made from it) with a marker naming the
+// field; with payload encryption, every string in v. It is a best effort
+// for errors about records: a pipe's message can only quote values it
+// holds, but it may quote them transformed.
+func (c *Codec) Redact(v any, msg string) string {
+	var secrets []string
+	if c.payload {
+		secrets = strings_(v, secrets)
+	} else {
+		for _, p := range append(slices.Clone(c.fields), c.det...) {
+			if m, leaf := lookup(v, p.parts); m != nil {
+				switch x := m[leaf].(type) {
+				case string:
+					secrets = append(secrets, x)
+				case []byte:
+					secrets = append(secrets, string(x))
+				}
+			}
+		}
+	}
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) }) // longest first
+	for _, s := range secrets {
+		if len(s) >= minRedacted {
+			msg = strings.ReplaceAll(msg, s, "[encrypted]")
+		}
+	}
+	return msg
+}
+
+// minRedacted is the shortest secret Redact replaces: a shorter one would
+// blank out ordinary words of the message, and says little.
+const minRedacted = 3
+
+// strings_ appends every string in v.
+func strings_(v any, out []string) []string {
+	switch x := v.(type) {
+	case string:
+		out = append(out, x)
+	case map[string]any:
+		for _, e := range x {
+			out = strings_(e, out)
+		}
+	case []any:
+		for _, e := range x {
+			out = strings_(e, out)
+		}
+	}
+	return out
+}

@@ -485,7 +485,7 @@ func (k *Task) run(ctx context.Context, s *step, b pipes.Batch, emit func(*kgo.R
 	}
 	pb := PipeBatch{Pipe: s.p.Name, In: len(recs), Duration: time.Since(start)}
 	for _, f := range s.out.Failures() {
-		if err := k.fail(s.p.OnError, "process", s.p.Name, f.Record.Origin, f.Err, emit); err != nil {
+		if err := k.fail(s.p.OnError, "process", s.p.Name, f.Record.Origin, k.redact(f.Record, f.Err), emit); err != nil {
 			return err
 		}
 		pb.count(s.p.OnError)
@@ -530,6 +530,25 @@ func (k *Task) run(ctx context.Context, s *step, b pipes.Batch, emit func(*kgo.R
 		h.OnPipeBatch(pb)
 	}
 	return nil
+}
+
+// redact removes from a failed record's error the plaintext of the fields
+// its source decrypted (serde.Redactor), before it reaches a dead letter or
+// a log.
+func (k *Task) redact(r *pipes.Record, err error) error {
+	if r == nil || err == nil {
+		return err
+	}
+	msg := err.Error()
+	for _, ds := range append([]*topology.Dataset{k.source}, k.source.Sides...) {
+		if rd, ok := ds.Codec.(serde.Redactor); ok {
+			msg = rd.Redact(r.Value, msg)
+		}
+	}
+	if msg != err.Error() {
+		return errors.New(msg)
+	}
+	return err
 }
 
 func (pb *PipeBatch) count(policy topology.OnError) {

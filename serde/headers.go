@@ -17,3 +17,11 @@ type HeaderCodec interface {
 	// not modify v or hs.
 	AppendEncodeRecord(dst []byte, v any, hs []kgo.RecordHeader) ([]byte, []kgo.RecordHeader, error)
 }
+
+// Redactor is implemented by codecs whose decoded values hold secrets (the
+// plaintext of encrypted fields). Redact returns msg with every such
+// secret of v replaced, so that an error about a record (a dead letter's
+// reason, a log line) does not disclose it.
+type Redactor interface {
+	Redact(v any, msg string) string
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -146,4 +147,52 @@ func TestEncryptedStreamJoin(t *testing.T) {
 	if stores == 0 {
 		t.Fatal("the join stored nothing: the store check checked nothing")
 	}
+}
+
+const failing = `
+name: failing
+dead_letter: dlq
+datasets:
+  in:
+    topic: in
+    schema: signup.json
+    encryption: {fields: [name, email], key: {kms: local, uri: kek.json}}
+  out: {topic: out, plaintext: [name, email]}
+  dlq: {topic: dlq, value: bytes}
+pipes:
+  parse:
+    from: in
+    to: out
+    map:
+      compute: {n: int(name)}
+`
+
+// TestEncryptedErrorsRedacted: a pipe failing on a decrypted value says
+// why without the value: the dead letter's reason is redacted, and its
+// value is the record as consumed (encrypted).
+func TestEncryptedErrorsRedacted(t *testing.T) {
+	fsys := fstest.MapFS{"signup.json": {Data: []byte(`{"type":"object","properties":{"email":{"type":"string"},"name":{"type":"string"}}}`)}}
+	top, err := topology.Compile("failing.yaml", []byte(failing), fsys, topology.WithTestKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := streamertest.New(top)
+	defer d.Close()
+	if err := d.Input("in", streamertest.Record{Value: map[string]any{"email": "ann@example.com", "name": "Ann Lee"}}); err != nil {
+		t.Fatal(err)
+	}
+	dead := d.DeadLetters()
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters", len(dead))
+	}
+	t.Logf("reason: %s", dead[0].Error)
+	if !strings.Contains(dead[0].Error, "[encrypted]") {
+		t.Errorf("the reason %q does not show the redaction: the test checks nothing", dead[0].Error)
+	}
+	noSecrets(t, "the dead letter's reason", []byte(dead[0].Error))
+	raw := d.RawOutput("dlq")
+	if len(raw) != 1 {
+		t.Fatalf("%d raw dead letters", len(raw))
+	}
+	noSecrets(t, "the dead letter's value", raw[0].Value)
 }
