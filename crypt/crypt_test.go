@@ -299,3 +299,43 @@ func TestOutages(t *testing.T) {
 		t.Fatalf("decode with the kms down: %v", err)
 	}
 }
+
+// TestAvro: in avro, an encrypted string field holds base64 text and an
+// encrypted bytes field the raw ciphertext; the schema stays the same.
+func TestAvro(t *testing.T) {
+	avro, err := serde.NewFromSchema("avro", []byte(`{"type":"record","name":"person","fields":[
+		{"name":"email","type":"string"},{"name":"ssn","type":"bytes"},{"name":"age","type":"long"},
+		{"name":"note","type":["null","string"],"default":null}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := testKey(t)
+	c := NewCodec(avro, NewEnvelope(k, Rotation{}, nil), Spec{Fields: []string{"email", "ssn", "note"}})
+	in := map[string]any{"email": "ann@example.com", "ssn": []byte("123-45-6789"), "age": int64(40), "note": nil}
+	b, hs, err := c.AppendEncodeRecord(nil, in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noPlain := func(b []byte) {
+		t.Helper()
+		if bytes.Contains(b, []byte("ann@")) || bytes.Contains(b, []byte("123-45")) {
+			t.Fatalf("avro value holds plaintext: %q", b)
+		}
+	}
+	noPlain(b)
+	raw, err := avro.Decode(b) // the ciphertext as any avro reader sees it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := base64.StdEncoding.DecodeString(raw.(map[string]any)["email"].(string)); err != nil {
+		t.Fatalf("the string field is not base64: %v", err)
+	}
+	v, _, err := c.DecodeRecord(b, hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := v.(map[string]any)
+	if m["email"] != "ann@example.com" || string(m["ssn"].([]byte)) != "123-45-6789" || m["age"] != int64(40) || m["note"] != nil {
+		t.Fatalf("decoded %v", m)
+	}
+}

@@ -2,6 +2,7 @@ package streamertest_test
 
 import (
 	"bytes"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing/fstest"
 
 	"github.com/streamerio/streamer/crypt"
+	"github.com/streamerio/streamer/pipes"
 	"github.com/streamerio/streamer/streamertest"
 	"github.com/streamerio/streamer/topology"
 )
@@ -195,4 +197,42 @@ func TestEncryptedErrorsRedacted(t *testing.T) {
 		t.Fatalf("%d raw dead letters", len(raw))
 	}
 	noSecrets(t, "the dead letter's value", raw[0].Value)
+}
+
+const vaultDown = `
+name: vault-down
+dead_letter: dlq
+datasets:
+  in:
+    topic: in
+    schema: signup.json
+    encryption: {fields: [email], key: {kms: vault, uri: "hcvault://127.0.0.1:1/transit/keys/k", credentials: token}}
+  out: {topic: out, plaintext: [email]}
+  dlq: {topic: dlq, value: bytes}
+pipes:
+  copy:
+    from: in
+    to: out
+    filter: {when: "true"}
+`
+
+// TestKMSOutageIsNotTheRecordsFault: when the KMS does not answer while a
+// data key must be unwrapped, the batch fails as unavailable (the engine
+// aborts, pauses and reads it again) and nothing is dead-lettered.
+func TestKMSOutageIsNotTheRecordsFault(t *testing.T) {
+	fsys := fstest.MapFS{"signup.json": {Data: []byte(`{"type":"object","properties":{"email":{"type":"string"}}}`)}}
+	top, err := topology.Compile("down.yaml", []byte(vaultDown), fsys) // the real keys: no WithTestKeys
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := streamertest.New(top)
+	defer d.Close()
+	raw := `{"email":"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="}`
+	err = d.Input("in", streamertest.Record{Raw: []byte(raw), Headers: map[string]string{crypt.HeaderDEK: "wrapped"}})
+	if !errors.Is(err, pipes.ErrUnavailable) {
+		t.Fatalf("got %v, want an error wrapping pipes.ErrUnavailable", err)
+	}
+	if n := len(d.DeadLetters()); n != 0 {
+		t.Fatalf("%d dead letters: an outage must not dead-letter the stream", n)
+	}
 }
