@@ -29,11 +29,13 @@ func init() {
 		return awskms.NewClientWithOptions(k.URI, opts...)
 	}})
 	Register("gcp", remote{open: func(ctx context.Context, k Key) (registry.KMSClient, error) {
-		var opts []option.ClientOption
+		var opts []gcpkms.Option
 		if k.Credentials != "" {
-			opts = append(opts, option.WithCredentialsFile(k.Credentials))
+			// A service account key file; other kinds come through the
+			// default chain (GOOGLE_APPLICATION_CREDENTIALS).
+			opts = append(opts, gcpkms.WithGoogleAPIClientOptions(option.WithAuthCredentialsFile(option.ServiceAccount, k.Credentials)))
 		}
-		return gcpkms.NewClientWithOptions(ctx, k.URI, opts...)
+		return gcpkms.NewClient(ctx, k.URI, opts...)
 	}})
 	Register("vault", remote{open: func(_ context.Context, k Key) (registry.KMSClient, error) {
 		u, err := url.Parse(k.URI)

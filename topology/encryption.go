@@ -31,7 +31,7 @@ type encryptionSpec struct {
 type keySpec struct {
 	KMS                 string      `yaml:"kms" required:"true" enum:"local,aws,gcp,vault" doc:"Where the key-encryption key is: local (a tink JSON keyset file; tests and small deployments), aws, gcp or vault (HashiCorp Vault transit)."`
 	URI                 string      `yaml:"uri" required:"true" doc:"The key: local, the keyset file relative to the topology file (or the keyset JSON itself); aws-kms://arn:aws:kms:...; gcp-kms://projects/.../cryptoKeys/...; hcvault://host/transit/keys/name."`
-	Credentials         string      `yaml:"credentials" doc:"aws, gcp: a credentials file (default: the SDK's chain); vault: the token (default: $VAULT_TOKEN)."`
+	Credentials         string      `yaml:"credentials" doc:"aws: a credentials file; gcp: a service account key file (default: the SDK's chain); vault: the token (default: $VAULT_TOKEN)."`
 	DeterministicKeyset *spec.Field `yaml:"deterministic_keyset" doc:"File of the deterministic data keyset (AES-SIV), wrapped by the key-encryption key (tink JSON), relative to the topology file. Shared by every writer so that equal values encrypt equally."`
 	Pos                 spec.Pos    `yaml:"-" spec:"pos"`
 }
