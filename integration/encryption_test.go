@@ -366,3 +366,29 @@ func TestEncryptionPythonInterop(t *testing.T) {
 		t.Fatalf("%d faults; the first:\n%s", len(faults), strings.Join(faults[:min(10, len(faults))], "\n"))
 	}
 }
+
+// TestKMSUnreachableAtStart: `streamer run` with a KMS that does not answer
+// exits at start with an error saying so, before joining the group.
+func TestKMSUnreachableAtStart(t *testing.T) {
+	e := newEnv(t)
+	e.createTopic("signups", 1)
+	file := e.writeTopology(`
+name: {{.ID}}
+datasets:
+  signups:
+    topic: {{topic "signups"}}
+    schema: signup.json
+    encryption: {fields: [name], key: {kms: vault, uri: "hcvault://127.0.0.1:1/transit/keys/k", credentials: token}}
+  out: {topic: {{topic "out"}}, create: {partitions: 1}, plaintext: [name]}
+pipes:
+  copy: {from: signups, to: out, filter: {when: "true"}}
+`, map[string]string{"signup.json": signupSchema})
+	// Without the check at start it would run, pausing: kill it after a minute.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, "run", file, "--brokers", strings.Join(brokers, ","), "--metrics-addr", "off").CombinedOutput()
+	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "kms unreachable") || strings.Contains(string(out), "replica starting") {
+		t.Fatalf("run with the KMS down: exit %d, output:\n%s", code, out)
+	}
+	t.Logf("%s", out)
+}
