@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,13 @@ type fakeReadiness struct {
 	ready     bool
 	restoring []engine.RestoreProgress
 	loading   int
+	stuck     error
+}
+
+func (f *fakeReadiness) Live() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stuck
 }
 
 func (f *fakeReadiness) LoadingTables() int {
@@ -147,5 +155,34 @@ func TestRestoreBar(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "empty") {
 		t.Errorf("a restore with nothing to read was shown:\n%q", out.String())
+	}
+}
+
+// TestHealthz: liveness follows the engine's Live, so that a stuck loop
+// gets the pod restarted; readiness is separate.
+func TestHealthz(t *testing.T) {
+	f := &fakeReadiness{}
+	ops, err := serveOps("127.0.0.1:0", http.NotFoundHandler(), f, noPage{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ops.stop()
+	get := func() (int, string) {
+		resp, err := http.Get("http://" + ops.addr.String() + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(); code != 200 {
+		t.Fatalf("live loop: %d %q", code, body)
+	}
+	f.mu.Lock()
+	f.stuck = errors.New("the processing loop has been stuck for 1m")
+	f.mu.Unlock()
+	if code, body := get(); code != 503 || !strings.Contains(body, "stuck") {
+		t.Fatalf("stuck loop: %d %q, want 503 saying why", code, body)
 	}
 }

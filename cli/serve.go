@@ -25,6 +25,7 @@ type readiness interface {
 	Ready() bool
 	Restoring() []engine.RestoreProgress
 	LoadingTables() int
+	Live() error
 }
 
 // serveOps listens on addr and serves the endpoints until stop is called.
@@ -39,6 +40,12 @@ func serveOps(addr string, metrics http.Handler, ready readiness, page interface
 	mux.Handle("GET /metrics", metrics)
 	page.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready.Live(); err != nil {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, err)
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {

@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamerio/streamer/pipes"
@@ -39,8 +40,9 @@ type Engine struct {
 	opts Options
 	ran  atomic.Bool
 
-	sources map[string]*topology.Dataset // by topic
-	tasks   map[partitionKey]*Task
+	sources  map[string]*topology.Dataset // by topic
+	internal map[string]bool              // the repartition and merge topics read
+	tasks    map[partitionKey]*Task
 
 	revokedMu sync.Mutex
 	revoked   []partitionKey
@@ -60,7 +62,8 @@ type Engine struct {
 	changelogs   map[string]bool
 	sizesAt      time.Time // when store sizes were last reported
 	assigned     atomic.Int64
-	ready        atomic.Bool
+	ready        atomic.Bool // joined, with an assignment; false once lost or stopped
+	live         liveness
 }
 
 // New returns an engine for t. It validates the options and does no I/O.
@@ -71,8 +74,12 @@ func New(t *topology.Topology, o Options) (*Engine, error) {
 	// Every log line of the replica says which topology and replica.
 	o.Logger = o.Logger.With("topology", t.Name, "replica", o.ReplicaID)
 	e := &Engine{top: t, opts: o, sources: map[string]*topology.Dataset{}, tasks: map[partitionKey]*Task{}, hooks: sortHooks(o.Hooks)}
+	e.internal = map[string]bool{}
 	for _, d := range t.Sources() {
 		e.sources[d.Topic] = d
+	}
+	for _, d := range t.Internal() {
+		e.internal[d.Topic] = true
 	}
 	e.changelogEnd, e.changelogs = map[partitionKey]int64{}, map[string]bool{}
 	e.holds = newHolds()
@@ -151,11 +158,23 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 			e.pebble.close() // stops restores under way
 		}
 		e.purge.stop() // a deletion under way uses the session's client
-		sess.Close()   // leaves the group
+		e.ready.Store(false)
+		e.leave(sess)
 		err = errors.Join(append([]error{err}, errs...)...)
 		log.Info("replica stopped")
 	}()
 	log.Info("replica starting", "group", e.top.Group, "transactional_id", e.TransactionalID(), "topics", e.top.TopicsRead())
+	watched := e.top.TopicsRead()
+	for _, d := range e.top.Tables() {
+		watched = append(watched, d.Topic)
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		(&txnWatcher{adm: kadm.NewClient(sess.Client()), topics: watched, interval: 15 * time.Second, hooks: e.hooks.openTxn}).run(wctx)
+	}()
+	defer func() { stopWatch(); <-watching }() // before the client closes
 	return e.loop(ctx, sess, log)
 }
 
@@ -197,6 +216,16 @@ func (e *Engine) clientOpts() []kgo.Opt {
 		// them; everything else by key, as Kafka's default partitioner.
 		kgo.RecordPartitioner(changelogPartitioner{e.changelogs}),
 		kgo.ProducerBatchMaxBytes(1 << 20),
+		// No record delivery timeout: after one record times out,
+		// franz-go's transactional producer fails every later record of
+		// the partition at once, and the replica never recovers (seen in
+		// TestReset under load). What bounds a transaction during a broker
+		// outage is the context of its flush and End (txn.endBudget).
+		// start_offset applies to the external sources only: the job's
+		// own repartition and merge topics are always read from their
+		// start, or records written there before the group first
+		// committed an offset on them would be skipped.
+		kgo.AdjustFetchOffsetsFn(e.internalFromStart),
 		kgo.ProducerBatchCompression(compression(e.top.Compression)),
 		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 			e.opts.Logger.Info("partitions assigned", "partitions", m)
@@ -224,6 +253,8 @@ func (e *Engine) clientOpts() []kgo.Opt {
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 			e.opts.Logger.Warn("partitions lost", "partitions", m)
+			// Out of the group (session expired, fenced) until assigned again.
+			e.ready.Store(false)
 			e.drop(cl, m)
 			for _, h := range e.hooks.rebalance {
 				h.OnRebalance(Rebalance{Revoked: m, Lost: true})
@@ -237,6 +268,44 @@ func (e *Engine) clientOpts() []kgo.Opt {
 		opts = append(opts, kgo.WithHooks(offsetsHook{&e.opts}))
 	}
 	return append(opts, e.opts.ClientOpts...)
+}
+
+// leave leaves the group and closes the client, within 3 s at most:
+// with the broker down, a leave would otherwise retry for ever. A replica
+// that could not leave is dropped by the group when its session expires.
+func (e *Engine) leave(sess *kgo.GroupTransactSession) {
+	ctx, cancel := context.WithTimeout(context.Background(), min(e.opts.ShutdownTimeout, 3*time.Second))
+	defer cancel()
+	if err := sess.Client().LeaveGroupContext(ctx); err != nil {
+		e.opts.Logger.Warn("could not leave the group; it drops this replica when its session times out", "err", err)
+	}
+	closed := make(chan struct{})
+	go func() {
+		sess.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		e.opts.Logger.Warn("the Kafka client did not close in time; stopping without it")
+	}
+}
+
+// internalFromStart is the group's AdjustFetchOffsetsFn: a repartition or
+// merge partition with no committed offset starts at its first record,
+// whatever the topology's start_offset.
+func (e *Engine) internalFromStart(_ context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	for topic, ps := range offsets {
+		if !e.internal[topic] {
+			continue
+		}
+		for p, o := range ps {
+			if o.EpochOffset().Offset < 0 { // no commit: the reset offset
+				ps[p] = kgo.NewOffset().AtStart()
+			}
+		}
+	}
+	return offsets, nil
 }
 
 func (e *Engine) countAssigned(m map[string][]int32, sign int64) {
@@ -444,56 +513,25 @@ func (e *Engine) process(ctx context.Context, fetches kgo.Fetches, emit func(*kg
 func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *slog.Logger) error {
 	emit := e.produce(sess)
 	stats := e.opts.Stats
-	var (
-		inTxn      bool
-		txnStart   time.Time
-		txnRecords int64
-		pause      = e.opts.RetryBackoff
-	)
-	end := func(ctx context.Context, try kgo.TransactionEndTry) error {
-		endStart := time.Now()
-		if try == kgo.TryCommit {
-			// Flush first so a failed produce turns the commit into an abort.
-			if err := sess.Client().Flush(ctx); err != nil {
-				return fmt.Errorf("engine: flushing: %w", err)
-			}
-			if p := e.produceErr.Load(); p != nil {
-				try = kgo.TryAbort
-			}
-			if try == kgo.TryCommit {
-				e.opts.reach(PhaseAfterProduce)
-			}
+	tx := &txn{e: e, sess: sess, log: log}
+	pause := e.opts.RetryBackoff
+	// pauseAfter waits after a transaction aborted because a dependency
+	// is down (a model server, the registry, the brokers), not because of
+	// the records: the abort rewound to the committed offsets, and the
+	// same records are read again after the wait.
+	pauseAfter := func(cause error) {
+		stats.Pauses.Add(1)
+		for _, h := range e.hooks.pause {
+			h.OnPause(Pause{Err: cause, Wait: pause})
 		}
-		committed, err := sess.End(ctx, try)
-		inTxn = false
-		if err != nil {
-			return fmt.Errorf("engine: ending transaction: %w", err)
+		log.Warn("a dependency is unavailable; transaction aborted, retrying the same records after a pause", "wait", pause, "err", cause)
+		e.live.idle() // waiting on purpose is not being stuck
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
 		}
-		if committed {
-			e.opts.reach(PhaseAfterEndTxn)
-		}
-		for _, h := range e.hooks.txn {
-			h.OnTxnEnd(TxnEnd{Committed: committed, Duration: time.Since(endStart), Records: txnRecords})
-		}
-		e.purge.ended(committed)
-		if err := e.settleState(committed); err != nil {
-			return err
-		}
-		if committed {
-			pause = e.opts.RetryBackoff
-			stats.Commits.Add(1)
-			stats.CommittedIn.Add(txnRecords)
-		} else {
-			stats.Aborts.Add(1)
-			log.Info("transaction aborted; resuming from the committed offsets", "records", txnRecords)
-		}
-		txnRecords = 0
-		if p := e.produceErr.Swap(nil); p != nil {
-			return fmt.Errorf("engine: producing failed, transaction aborted: %w", *p)
-		}
-		return nil
+		pause = min(2*pause, e.opts.MaxRetryBackoff)
 	}
-
 	for {
 		if err := e.closeRevoked(); err != nil {
 			log.Warn("closing revoked tasks", "err", err)
@@ -502,17 +540,18 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 			break
 		}
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
-		switch {
-		case inTxn:
-			pollCtx, cancel = context.WithDeadline(ctx, txnStart.Add(e.opts.CommitInterval))
-		case e.pebble != nil:
+		if deadline, open := tx.pollDeadline(); open {
+			pollCtx, cancel = context.WithDeadline(ctx, deadline)
+		} else if e.pebble != nil {
 			// A revoked task keeps its stores open until the top of this
 			// loop closes it, and a restore of its partition, assigned
 			// back, waits for them: an idle poll must not wait forever.
 			pollCtx, cancel = context.WithTimeout(ctx, time.Second)
 		}
+		e.live.idle()
 		fetches := sess.PollRecords(pollCtx, e.top.MaxPollRecords)
 		cancel()
+		e.live.busy()
 		if fetches.IsClientClosed() {
 			return errors.New("engine: kafka client closed")
 		}
@@ -522,59 +561,45 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 			}
 		})
 		if n := fetches.NumRecords(); n > 0 {
-			if !inTxn {
-				if err := sess.Begin(); err != nil {
-					return fmt.Errorf("engine: beginning transaction: %w", err)
-				}
-				inTxn, txnStart = true, time.Now()
+			if err := tx.begin(); err != nil {
+				return err
 			}
-			txnRecords += int64(n)
-			procErr := e.process(ctx, fetches, emit)
+			tx.add(n)
+			pctx, pcancel := tx.budget(ctx)
+			procErr := e.process(pctx, fetches, emit)
+			pcancel()
 			if procErr != nil {
-				abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.ShutdownTimeout)
-				abortErr := end(abortCtx, kgo.TryAbort)
-				cancel()
+				actx, acancel := tx.endBudget(ctx, e.opts.ShutdownTimeout)
+				abortErr := tx.finish(actx, kgo.TryAbort)
+				acancel()
 				if !errors.Is(procErr, pipes.ErrUnavailable) || abortErr != nil || ctx.Err() != nil {
 					return errors.Join(procErr, abortErr)
 				}
-				// A dependency is down, not the records at fault: the abort
-				// rewound to the committed offsets; wait, then read the same
-				// records again.
-				stats.Pauses.Add(1)
-				for _, h := range e.hooks.pause {
-					h.OnPause(Pause{Err: procErr, Wait: pause})
-				}
-				log.Warn("a dependency is unavailable; transaction aborted, retrying the same records after a pause", "wait", pause, "err", procErr)
-				select {
-				case <-time.After(pause):
-				case <-ctx.Done():
-				}
-				pause = min(2*pause, e.opts.MaxRetryBackoff)
+				pauseAfter(procErr)
 				continue
 			}
 			e.purge.processed(fetches)
 		}
-		if inTxn && time.Since(txnStart) >= e.opts.CommitInterval {
+		if tx.due() {
 			// Not the run's context: a SIGTERM arriving mid-commit must not
 			// cut the commit short (that would fail the run instead of
 			// shutting down cleanly). The transaction timeout bounds it.
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.TransactionTimeout)
-			err := end(cctx, kgo.TryCommit)
+			cctx, cancel := tx.endBudget(ctx, e.opts.TransactionTimeout)
+			err := tx.finish(cctx, kgo.TryCommit)
 			cancel()
 			if err != nil {
 				return err
 			}
+			pause = e.opts.RetryBackoff
 			e.purge.maybe(sess.Client())
 		}
 	}
 
 	// Shutdown: commit what is open, within the shutdown budget.
-	if inTxn {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.ShutdownTimeout)
-		defer cancel()
-		if err := end(sctx, kgo.TryCommit); err != nil {
-			return err
-		}
+	sctx, cancel := tx.endBudget(ctx, e.opts.ShutdownTimeout)
+	defer cancel()
+	if err := tx.finish(sctx, kgo.TryCommit); err != nil {
+		return fmt.Errorf("engine: the last commit before stopping failed (nothing is lost: its records are processed again by the next owner of the partitions): %w", err)
 	}
 	return nil
 }

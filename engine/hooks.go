@@ -79,6 +79,28 @@ type StateHook interface {
 	OnStateSize(store string, partition int32, bytes int64)
 }
 
+// OpenTxnHook observes, every 15 s, the open transactions of every
+// partition the replica reads (sources, internal topics, tables).
+type OpenTxnHook interface {
+	OnOpenTxn(OpenTxn)
+}
+
+// OpenTxn describes the open transactions of one partition.
+type OpenTxn struct {
+	Topic     string
+	Partition int32
+	// Records lie between the partition's last stable offset and its high
+	// watermark: records of open transactions, which read_committed
+	// readers (this job included) cannot see yet.
+	Records int64
+	// Age is how long the last stable offset has stood still with records
+	// above it, 0 when there are none. Longer than the transaction
+	// timeout, a transaction hangs (a paused producer, a zombie not yet
+	// fenced); consumer lag, measured to the last stable offset, does not
+	// show it.
+	Age time.Duration
+}
+
 // PauseHook is told when a dependency (a model server, the schema
 // registry) is unavailable: the engine aborted the transaction and waits
 // before processing the same records again.
@@ -126,6 +148,7 @@ type hooks struct {
 	txn       []TxnHook
 	rebalance []RebalanceHook
 	lag       []LagHook
+	openTxn   []OpenTxnHook
 	state     []StateHook
 	pause     []PauseHook
 	purge     []PurgeHook
@@ -151,6 +174,9 @@ func sortHooks(hs []Hook) *hooks {
 		}
 		if x, ok := h.(LagHook); ok {
 			out.lag = append(out.lag, x)
+		}
+		if x, ok := h.(OpenTxnHook); ok {
+			out.openTxn = append(out.openTxn, x)
 		}
 		if x, ok := h.(StateHook); ok {
 			out.state = append(out.state, x)

@@ -88,6 +88,11 @@ type Options struct {
 	// transactional id or isolation level.
 	ClientOpts []kgo.Opt
 
+	// LivenessTimeout is how long the processing loop may stay busy with
+	// one poll's records or one commit before Live reports it stuck
+	// (/healthz fails). Default: 2 × TransactionTimeout (40s).
+	LivenessTimeout time.Duration
+
 	// Faults, when set, is told each time the engine reaches a phase
 	// that exactly-once depends on (see Phase): the seam of the fault
 	// injection tests and of STREAMER_FAULT. Default: nil.
@@ -129,6 +134,9 @@ func (o *Options) setDefaults(commitInterval time.Duration) error {
 	}
 	if o.TransactionTimeout <= o.SessionTimeout {
 		errs = append(errs, fmt.Errorf("engine: transaction timeout %v must exceed the session timeout %v: a commit may wait for a rebalance that waits for a crashed replica's session to expire", o.TransactionTimeout, o.SessionTimeout))
+	}
+	if o.LivenessTimeout <= 0 {
+		o.LivenessTimeout = 2 * o.TransactionTimeout
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 5 * time.Second

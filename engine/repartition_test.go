@@ -103,3 +103,32 @@ func TestRepartitionCountsExactlyOnce(t *testing.T) {
 		t.Errorf("repartition topic holds %d committed records (want %d); keys in the wrong partition: %v", n, 3*batch, misplaced)
 	}
 }
+
+// TestLatestStartsInternalTopicsFromTheirStart: start_offset latest is for
+// the external sources. Records in a repartition topic that the group has
+// no committed offset for (a replica wrote them and died before its group
+// consumed them) must be read, or they are lost.
+func TestLatestStartsInternalTopicsFromTheirStart(t *testing.T) {
+	const topic = "streamer-regroup-by-group-repartition"
+	brokers := cluster(t, map[string]int32{"in": 3, topic: 3})
+	top := compile(t, regrouping+"processing: {start_offset: latest}\n")
+	const groups, n = 7, 300
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	want, wantSum := map[string]int{}, map[string]int{}
+	for i := range n {
+		g := "g" + strconv.Itoa(i%groups)
+		want[g]++
+		wantSum[g] += i
+		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(g), Value: fmt.Appendf(nil, `{"id":%d,"g":"%s"}`, i, g)})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	runReplica(t, top, brokers, "a", t.TempDir(), n)
+	checkCounts(t, brokers, "out", want, wantSum)
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamerio/streamer/state"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -33,10 +34,14 @@ type ResetOptions struct {
 	// machines' directories need no removing: a store whose changelog
 	// was deleted is rebuilt when its replica restores it.
 	StateDir string
-	// DryRun reports what Reset would do, and does nothing.
+	// DryRun reports what Reset would do, and does nothing. It works
+	// while replicas run (ResetReport.Members counts them).
 	DryRun bool
 	// ClientOpts are appended to the admin client's options (TLS, SASL).
 	ClientOpts []kgo.Opt
+
+	// step, when set, is told each step done (tests).
+	step func(string)
 }
 
 // ResetReport says what Reset did, or would do.
@@ -49,6 +54,9 @@ type ResetReport struct {
 	Deleted []string
 	// StateDir is the local state directory removed, "" if none was.
 	StateDir string
+	// Members is how many replicas the group had when Reset began: a
+	// dry run reports them; a reset with any is refused.
+	Members int
 }
 
 // ErrGroupActive is returned by Reset when replicas are still members of
@@ -57,7 +65,9 @@ var ErrGroupActive = errors.New("the group has active members")
 
 // Reset makes t's next run process its sources again, from scratch, as
 // Kafka Streams' application reset tool does. Every replica must be
-// stopped: Reset refuses a group with members. It deletes the topics the
+// stopped: Reset refuses a group with members, through the coordinator's
+// own refusals (no check-then-act), and fails if a replica joins while it
+// runs. It deletes the topics the
 // job made for itself (repartition, merge and changelog topics: the next
 // run makes them again, empty), sets the group's committed offsets on its
 // source topics to ResetOptions.From (or their ends, with Latest) and
@@ -82,8 +92,8 @@ func Reset(ctx context.Context, t *topology.Topology, o ResetOptions) (*ResetRep
 	if err != nil {
 		return rep, fmt.Errorf("engine: reset: describing group %s: %w", t.Group, err)
 	}
-	if g, ok := groups[t.Group]; ok && g.Err == nil && len(g.Members) > 0 {
-		return rep, fmt.Errorf("engine: reset: %w: %d replicas of group %s are running (%s); stop them first", ErrGroupActive, len(g.Members), t.Group, g.State)
+	if g, ok := groups[t.Group]; ok && g.Err == nil {
+		rep.Members = len(g.Members)
 	}
 
 	internal := map[string]bool{}
@@ -129,6 +139,12 @@ func Reset(ctx context.Context, t *topology.Topology, o ResetOptions) (*ResetRep
 	}
 	dir := ""
 	if o.StateDir != "" {
+		// The group names a directory to remove: it must be one plain
+		// element under the state directory, whatever the topology says
+		// (the compiler checks names; this is the last line of defence).
+		if err := state.CheckPathName(t.Group); err != nil {
+			return rep, fmt.Errorf("engine: reset: group %q cannot name a directory inside the state directory %s: %w", t.Group, o.StateDir, err)
+		}
 		dir = filepath.Join(o.StateDir, t.Group)
 		if _, err := os.Stat(dir); err != nil {
 			dir = ""
@@ -139,6 +155,19 @@ func Reset(ctx context.Context, t *topology.Topology, o ResetOptions) (*ResetRep
 		return rep, nil
 	}
 
+	// No check-then-act: the coordinator refuses to delete a group with
+	// members, and refuses offsets from outside a group with members,
+	// atomically. The group goes first; its new offsets are set at once,
+	// so a replica that joins from then on starts from them; the job's
+	// topics and state go next; and the group is deleted and its offsets
+	// set once more at the end, which fails if any replica joined
+	// meanwhile.
+	if err := emptyGroup(ctx, adm, t.Group, rep.Offsets); err != nil {
+		return rep, fmt.Errorf("engine: reset: %w", err)
+	}
+	if o.step != nil {
+		o.step("group emptied")
+	}
 	if len(deleting) > 0 {
 		resp, err := adm.DeleteTopics(ctx, deleting...)
 		if err == nil {
@@ -152,25 +181,55 @@ func Reset(ctx context.Context, t *topology.Topology, o ResetOptions) (*ResetRep
 			return rep, fmt.Errorf("engine: reset: %w", err)
 		}
 	}
-	// The group's offsets go, those of the deleted topics with them; then
-	// the sources' are set anew.
-	if _, err := adm.DeleteGroup(ctx, t.Group); err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
-		return rep, fmt.Errorf("engine: reset: deleting the offsets of group %s: %w", t.Group, err)
-	}
-	committed, err := adm.CommitOffsets(ctx, t.Group, rep.Offsets)
-	if err == nil {
-		err = committed.Error()
-	}
-	if err != nil {
-		return rep, fmt.Errorf("engine: reset: setting the offsets of group %s: %w", t.Group, err)
-	}
 	if dir != "" {
-		if err := os.RemoveAll(dir); err != nil {
-			return rep, fmt.Errorf("engine: reset: %w", err)
+		// Through an os.Root: a symbolic link cannot lead the removal out
+		// of the state directory either.
+		root, err := os.OpenRoot(o.StateDir)
+		if err == nil {
+			err = errors.Join(root.RemoveAll(t.Group), root.Close())
+		}
+		if err != nil {
+			return rep, fmt.Errorf("engine: reset: removing the state directory %s: %w", dir, err)
 		}
 		rep.StateDir = dir
 	}
+	joined := func(err error) error {
+		return fmt.Errorf("engine: reset: %w: a replica joined group %s while it was being reset, and may have run on what the reset deleted; stop every replica and reset again: %w", ErrGroupActive, t.Group, err)
+	}
+	if err := emptyGroup(ctx, adm, t.Group, rep.Offsets); err != nil {
+		return rep, joined(err)
+	}
+	// A replica that joined and left in between made its topics again.
+	if back, err := adm.ListTopics(ctx, deleting...); err == nil {
+		for _, topic := range deleting {
+			if d, ok := back[topic]; ok && d.Err == nil {
+				return rep, joined(fmt.Errorf("%s exists again", topic))
+			}
+		}
+	}
 	return rep, nil
+}
+
+// emptyGroup deletes group (the coordinator refuses while it has members)
+// and commits offsets to it (refused as well once a member has joined).
+func emptyGroup(ctx context.Context, adm *kadm.Client, group string, offsets kadm.Offsets) error {
+	if _, err := adm.DeleteGroup(ctx, group); err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		if errors.Is(err, kerr.NonEmptyGroup) {
+			return fmt.Errorf("%w: replicas of group %s are running; stop them first", ErrGroupActive, group)
+		}
+		return fmt.Errorf("deleting group %s: %w", group, err)
+	}
+	committed, err := adm.CommitOffsets(ctx, group, offsets)
+	if err == nil {
+		err = committed.Error()
+	}
+	if errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.IllegalGeneration) || errors.Is(err, kerr.RebalanceInProgress) {
+		return fmt.Errorf("%w: a replica joined group %s: %w", ErrGroupActive, group, err)
+	}
+	if err != nil {
+		return fmt.Errorf("setting the offsets of group %s: %w", group, err)
+	}
+	return nil
 }
 
 // awaitDeleted waits until the broker no longer knows the topics: a run

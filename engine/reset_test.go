@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,6 +68,11 @@ func TestReset(t *testing.T) {
 		_, err = engine.Reset(ctx, top, engine.ResetOptions{Brokers: brokers, StateDir: root})
 		if !errors.Is(err, engine.ErrGroupActive) {
 			t.Fatalf("Reset = %v, want ErrGroupActive", err)
+		}
+		// A dry run works while replicas run, and counts them.
+		rep, err := engine.Reset(ctx, top, engine.ResetOptions{Brokers: brokers, StateDir: root, DryRun: true})
+		if err != nil || rep.Members != 1 {
+			t.Fatalf("dry run while running: %v, %d members (want 1)", err, rep.Members)
 		}
 	})
 
@@ -134,4 +140,75 @@ func TestReset(t *testing.T) {
 		wantSum["g"+strconv.Itoa(i%groups)] += i
 	}
 	checkCounts(t, brokers, "out", want, wantSum)
+}
+
+// TestResetRaceWithAJoiningReplica: a replica that joins the group while
+// Reset deletes its topics and state would resume on what was deleted.
+// Reset must fail then, not report success.
+func TestResetRaceWithAJoiningReplica(t *testing.T) {
+	brokers := cluster(t, map[string]int32{"in": 3})
+	top := compile(t, regrouping)
+	ctx := context.Background()
+	o := engine.ResetOptions{Brokers: brokers, StateDir: t.TempDir()}
+	var stop func()
+	engine.SetResetStep(&o, func(step string) {
+		if step != "group emptied" {
+			return
+		}
+		e, err := engine.New(top, engine.Options{Brokers: brokers, ReplicaID: "late", StateDir: t.TempDir(), Logger: discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- e.Run(runCtx) }()
+		stop = func() { cancel(); <-done }
+		for deadline := time.Now().Add(20 * time.Second); !e.Ready(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the replica never became ready")
+			}
+		}
+	})
+	_, err := engine.Reset(ctx, top, o)
+	if stop != nil {
+		stop()
+	}
+	if !errors.Is(err, engine.ErrGroupActive) {
+		t.Fatalf("Reset with a replica joining midway = %v, want ErrGroupActive", err)
+	}
+}
+
+// TestResetCannotLeaveStateDir: a group name that would climb out of the
+// state directory (the compiler refuses it; a hand-built topology need
+// not) makes Reset fail before it acts, and removes nothing outside.
+func TestResetCannotLeaveStateDir(t *testing.T) {
+	brokers := cluster(t, map[string]int32{"in": 1})
+	top := compile(t, regrouping)
+	base := t.TempDir()
+	victim := filepath.Join(base, "victim")
+	if err := os.MkdirAll(victim, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(victim, "precious"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stateDir := filepath.Join(base, "a", "b", "state")
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, group := range []string{"../../../victim", filepath.Join(stateDir, "..", "..", "..", "victim"), "..", "."} {
+		top.Group = group
+		for _, dry := range []bool{true, false} {
+			_, err := engine.Reset(context.Background(), top, engine.ResetOptions{Brokers: brokers, StateDir: stateDir, DryRun: dry})
+			if err == nil || !strings.Contains(err.Error(), "state directory") {
+				t.Errorf("group %q (dry run %v): %v, want an error naming the state directory", group, dry, err)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(victim, "precious")); err != nil {
+		t.Fatalf("a directory outside the state directory was removed: %v", err)
+	}
+	if _, err := os.Stat(stateDir); err != nil {
+		t.Fatalf("the state directory itself was removed: %v", err)
+	}
 }

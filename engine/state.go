@@ -32,7 +32,16 @@ type changelogStore struct {
 
 var _ pipes.Store = (*changelogStore)(nil)
 
+// errOutsideProcess: a store write with no transaction to put its
+// changelog record in.
+func (c *changelogStore) errOutsideProcess() error {
+	return fmt.Errorf("engine: store %q written outside Process (in a pipe's constructor or a goroutine of its own): the write would never reach the changelog, and would be lost on the next restore; write stores only while processing a batch", c.name)
+}
+
 func (c *changelogStore) Put(k, v []byte) error {
+	if c.task.emit == nil {
+		return c.errOutsideProcess()
+	}
 	if err := c.Store.Put(k, v); err != nil {
 		return err
 	}
@@ -44,6 +53,9 @@ func (c *changelogStore) Put(k, v []byte) error {
 }
 
 func (c *changelogStore) Delete(k []byte) error {
+	if c.task.emit == nil {
+		return c.errOutsideProcess()
+	}
 	if err := c.Store.Delete(k); err != nil {
 		return err
 	}
@@ -53,9 +65,6 @@ func (c *changelogStore) Delete(k []byte) error {
 
 func (c *changelogStore) changelog(k, v []byte) {
 	c.dirty = true
-	if c.task.emit == nil {
-		return // written outside Process (a constructor): nothing to produce yet
-	}
 	var value []byte
 	if v != nil {
 		value = append([]byte{}, v...)

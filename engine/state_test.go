@@ -9,6 +9,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamerio/streamer/engine"
+	"github.com/streamerio/streamer/pipes"
 )
 
 const counting = `
@@ -122,3 +125,42 @@ func TestStateFromADeletedChangelog(t *testing.T) {
 	}
 	checkCounts(t, brokers, "out", want, nil)
 }
+
+func init() {
+	pipes.MustRegister("ctorwriter", pipes.Spec{Summary: "test: writes its store in its constructor"},
+		func(_ struct{}, env *pipes.Env) (pipes.Pipe, error) {
+			st, err := env.Store(env.Pipe)
+			if err != nil {
+				return nil, err
+			}
+			if err := st.Put([]byte("seed"), []byte("1")); err != nil {
+				return nil, err
+			}
+			return nopPipe{}, nil
+		})
+}
+
+// TestStoreWrittenOutsideProcess: a write with no transaction open has no
+// changelog record to go with it, and a restore would lose it: the task
+// must refuse it, not keep it only locally.
+func TestStoreWrittenOutsideProcess(t *testing.T) {
+	top := compile(t, `
+name: ctor
+datasets:
+  in: {topic: in}
+  out: {topic: out}
+pipes:
+  w:
+    from: in
+    to: out
+    ctorwriter: {}
+`)
+	_, err := engine.NewTask(top, "in", 0, engine.TaskOptions{})
+	if err == nil || !strings.Contains(err.Error(), "outside Process") {
+		t.Fatalf("NewTask = %v, want the write outside Process refused", err)
+	}
+}
+
+type nopPipe struct{}
+
+func (nopPipe) Process(context.Context, *pipes.Batch, *pipes.Output) error { return nil }

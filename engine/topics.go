@@ -121,17 +121,20 @@ func configs(m map[string]string) map[string]*string {
 // ensureInternal creates the repartition and merge topics the compiler
 // inserted, upstream ones first: each gets the partitions: its dataset
 // declares, or else the largest partition count among the sources whose
-// tasks write it, and their largest replication factor. parts and repl get
+// tasks write it, and their largest replication factor (the broker's default
+// when none is known). parts and repl get
 // the counts of the topics made.
 func ensureInternal(ctx context.Context, adm *kadm.Client, t *topology.Topology, parts, repl map[string]int, log *slog.Logger) error {
 	var errs []error
 	for _, r := range t.Internal() { // a chain's upstream topic is counted first
-		n, rf := r.Partitions, 1
+		n, rf := r.Partitions, -1 // -1: the broker's default, if no source's is known
 		for _, src := range t.Feeders(r) {
 			if r.Partitions == 0 {
 				n = max(n, parts[src.Topic])
 			}
-			rf = max(rf, repl[src.Topic])
+			if f := repl[src.Topic]; f > 0 {
+				rf = max(rf, f)
+			}
 		}
 		if n == 0 {
 			errs = append(errs, fmt.Errorf("internal topic %s: no partition count (its sources are unknown)", r.Topic))
@@ -208,7 +211,7 @@ func keepForever(ctx context.Context, adm *kadm.Client, topic string, log *slog.
 func ensureChangelogs(ctx context.Context, adm *kadm.Client, t *topology.Topology, partsOf, replOf map[string]int, log *slog.Logger) error {
 	var errs []error
 	for _, s := range t.Stores() {
-		parts, repl := 0, 1
+		parts, repl := 0, -1 // -1: the broker's default, if no source's is known
 		var first string
 		for _, p := range t.Pipes {
 			if !slices.Contains(p.Stores, s) {
@@ -222,7 +225,9 @@ func ensureChangelogs(ctx context.Context, adm *kadm.Client, t *topology.Topolog
 				if parts == 0 {
 					parts, first = n, d.Topic
 				}
-				repl = max(repl, replOf[d.Topic])
+				if f := replOf[d.Topic]; f > 0 {
+					repl = max(repl, f)
+				}
 			}
 		}
 		if parts == 0 {

@@ -20,6 +20,7 @@ import (
 // per-pipe counters and rates must move while traffic flows. It saves a
 // screenshot to $STREAMER_ARTIFACTS (or a temporary directory).
 func TestTopologyPageInChromium(t *testing.T) {
+	requireIntegration(t)
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatalf("chromium is not installed (make test installs Debian's package): %v", err)

@@ -65,8 +65,8 @@ pipes:
 `
 
 const (
-	signupSchema  = `{"type":"object","properties":{"user":{"type":"string"},"email":{"type":"string"},"name":{"type":"string"}}}`
-	consentSchema = `{"type":"object","properties":{"email":{"type":"string"},"channel":{"type":"string"}}}`
+	signupSchema  = `{"type":"object","required":["user","email","name"],"properties":{"user":{"type":"string"},"email":{"type":"string"},"name":{"type":"string"}}}`
+	consentSchema = `{"type":"object","required":["email","channel"],"properties":{"email":{"type":"string"},"channel":{"type":"string"}}}`
 )
 
 // keyFiles writes a fresh local KEK and a deterministic keyset wrapped by

@@ -3,7 +3,9 @@
 // tests kill, restart and signal.
 //
 // The tests run only when STREAMER_INTEGRATION=1, with the broker in
-// STREAMER_BROKERS; `make test` starts a broker and sets both.
+// STREAMER_BROKERS; `make test` starts a broker and sets both. Otherwise
+// each test skips (go test -v shows SKIP and why): every test begins with
+// requireIntegration, directly or through newEnv.
 package integration
 
 import (
@@ -29,10 +31,22 @@ var (
 	binary  string
 )
 
+// enabled reports whether the tests may use a broker.
+var enabled = os.Getenv("STREAMER_INTEGRATION") == "1"
+
+// requireIntegration skips t unless the integration tests are enabled.
+// Every test calls it first (newEnv does), so that `go test ./...` shows
+// these tests as skipped rather than passed.
+func requireIntegration(t *testing.T) {
+	t.Helper()
+	if !enabled {
+		t.Skip("integration test: set STREAMER_INTEGRATION=1 and STREAMER_BROKERS (make integration does)")
+	}
+}
+
 func TestMain(m *testing.M) {
-	if os.Getenv("STREAMER_INTEGRATION") != "1" {
-		fmt.Println("integration tests skipped: set STREAMER_INTEGRATION=1 and STREAMER_BROKERS (make test does)")
-		os.Exit(0)
+	if !enabled {
+		os.Exit(m.Run()) // each test skips; nothing to build
 	}
 	brokers = strings.Split(os.Getenv("STREAMER_BROKERS"), ",")
 	if brokers[0] == "" {
@@ -65,7 +79,9 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	id := fmt.Sprintf("%s-%d", strings.ToLower(t.Name()), time.Now().UnixNano()%1_000_000_000)
+	requireIntegration(t)
+	name := strings.NewReplacer("/", ".").Replace(strings.ToLower(t.Name())) // subtests: a/b
+	id := fmt.Sprintf("%s-%d", name, time.Now().UnixNano()%1_000_000_000)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -155,12 +171,18 @@ func (e *env) start(file, replicaID string) *replica {
 // startArgs starts a replica with extra flags.
 func (e *env) startArgs(file, replicaID string, extra ...string) *replica {
 	e.t.Helper()
+	return e.startWith(nil, file, replicaID, extra...)
+}
+
+// startWith starts a replica with extra environment variables and flags.
+func (e *env) startWith(environ []string, file, replicaID string, extra ...string) *replica {
+	e.t.Helper()
 	args := append([]string{"run", file, "--brokers", strings.Join(brokers, ","), "--replica-id", replicaID}, extra...)
 	cmd := exec.Command(binary, args...)
 	// Without --state-dir, a replica keeps its state in a directory of the
 	// test's own (the same one across restarts of the same replica id), not
 	// in the working directory.
-	cmd.Env = append(os.Environ(), "STREAMER_STATE_DIR="+filepath.Join(e.dir, "state", replicaID))
+	cmd.Env = append(append(os.Environ(), "STREAMER_STATE_DIR="+filepath.Join(e.dir, "state", replicaID)), environ...)
 	var log bytes.Buffer
 	lw := &lockedWriter{w: &log}
 	cmd.Stdout, cmd.Stderr = lw, lw

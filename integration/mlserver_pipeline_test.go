@@ -48,6 +48,7 @@ pipes:
 // the same records), not dead-letter them or stop. In the end every record
 // is scored exactly once, with the xgboost library's score for its row.
 func TestKServePipelineSurvivesServerRestart(t *testing.T) {
+	requireIntegration(t)
 	urls := mlserverURLs(t)
 	c := loadXGBCase(t, "binary")
 	rows := len(c.want)

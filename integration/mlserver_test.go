@@ -105,6 +105,7 @@ func maxDiff(t *testing.T, got, want []float64) float64 {
 // in one request and in uneven batches, and checks the scores against
 // streamer's own evaluator and the xgboost library's predictions.
 func TestMLServerMatchesLocalXGBoost(t *testing.T) {
+	requireIntegration(t)
 	urls := mlserverURLs(t)
 	ctx := context.Background()
 	for _, name := range []string{"binary", "multiclass", "regression"} {
@@ -164,6 +165,7 @@ func TestMLServerMatchesLocalXGBoost(t *testing.T) {
 // an unknown model or version (not retryable), and a server that is not
 // there (retryable).
 func TestMLServerRefusesWhatDoesNotFit(t *testing.T) {
+	requireIntegration(t)
 	urls := mlserverURLs(t)
 	ctx := context.Background()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -23,6 +23,7 @@ import (
 // dashboard and of the alert rules through Prometheus's HTTP API: each must
 // return data.
 func TestDashboardAndRulesAgainstPrometheus(t *testing.T) {
+	requireIntegration(t)
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Fatalf("prometheus is not installed (make test installs Debian's package): %v", err)

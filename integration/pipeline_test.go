@@ -321,6 +321,7 @@ func (e *env) fetchOne(topic string, partition int32, offset int64) *kgo.Record 
 // (d) validate on a broken file reports every error as file:line:col and
 // exits 3; run against missing topics names them and exits 1.
 func TestValidateAndStartErrors(t *testing.T) {
+	requireIntegration(t)
 	out, err := exec.Command(binary, "validate", "../topology/testdata/invalid/many-errors.yaml").CombinedOutput()
 	if code := exitCode(err); code != 3 {
 		t.Fatalf("validate exit %d, want 3:\n%s", code, out)

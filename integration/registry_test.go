@@ -65,6 +65,7 @@ pipes:
 // written in the wire format, bad headers and unknown schema ids go to the
 // dead letters, and validate refuses an incompatible output schema.
 func TestRegistryEvolutionEndToEnd(t *testing.T) {
+	requireIntegration(t)
 	url := os.Getenv("STREAMER_REGISTRY_URL")
 	if url == "" {
 		t.Fatal("STREAMER_REGISTRY_URL is not set: make test starts a registry (scripts/with-registry.sh)")

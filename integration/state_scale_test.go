@@ -252,6 +252,7 @@ var restoreRe = regexp.MustCompile(`msg="restoring state store from its changelo
 // they are counted on. The counts, sums and changelog must equal the
 // oracle exactly: no record counted twice or lost.
 func TestStateScaleKillAndRestart(t *testing.T) {
+	requireIntegration(t)
 	began := time.Now()
 	e := newEnv(t)
 	e.createTopic("in", 12)
@@ -325,6 +326,7 @@ func TestStateScaleKillAndRestart(t *testing.T) {
 // the session timeout, to replicas that never had them. The counts, sums
 // and changelog must equal the oracle exactly.
 func TestReplicaChurn(t *testing.T) {
+	requireIntegration(t)
 	began := time.Now()
 	e := newEnv(t)
 	e.createTopic("in", 12)
@@ -420,6 +422,7 @@ func TestReplicaChurn(t *testing.T) {
 // counting must then go on from exactly the counts before: the outputs of
 // more records continue every key's sequence with no gap or repeat.
 func TestStateDirDeleted(t *testing.T) {
+	requireIntegration(t)
 	began := time.Now()
 	e := newEnv(t)
 	const parts = 6

@@ -42,6 +42,7 @@ type Metrics struct {
 	rebalances                   *prometheus.CounterVec
 	assigned                     prometheus.Gauge
 	lag                          *prometheus.GaugeVec
+	openTxn, openTxnAge          *prometheus.GaugeVec
 	ready                        atomic.Pointer[func() bool]
 	restored                     *prometheus.CounterVec
 	restoreSeconds               *prometheus.HistogramVec
@@ -64,6 +65,7 @@ var (
 	_ engine.TxnHook       = (*Metrics)(nil)
 	_ engine.RebalanceHook = (*Metrics)(nil)
 	_ engine.LagHook       = (*Metrics)(nil)
+	_ engine.OpenTxnHook   = (*Metrics)(nil)
 	_ engine.StateHook     = (*Metrics)(nil)
 	_ engine.PauseHook     = (*Metrics)(nil)
 	_ engine.PurgeHook     = (*Metrics)(nil)
@@ -106,6 +108,8 @@ func New(top *topology.Topology, replica, version string) *Metrics {
 	f(m.txnRecords)
 	m.rebalances = counter("streamer_rebalances_total", "Assignment changes of this replica.", "kind")
 	m.assigned = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamer_assigned_partitions", Help: "Source partitions assigned to this replica."})
+	m.openTxn = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_open_transaction_records", Help: "Records between the last stable offset and the high watermark of a partition the job reads: records of open transactions, invisible to read_committed readers."}, []string{"topic", "partition"})
+	m.openTxnAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_open_transaction_age_seconds", Help: "How long the last stable offset of a partition the job reads has stood still with records above it; longer than the transaction timeout, a transaction hangs."}, []string{"topic", "partition"})
 	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_consumer_lag_records", Help: "Records between the last consumed and the partition's last stable offset, as of the last fetch."}, []string{"topic", "partition"})
 	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "streamer_ready", Help: "1 when the replica has joined the group, holds its assignment and has restored its state."}, func() float64 {
 		if f := m.ready.Load(); f != nil && (*f)() {
@@ -135,6 +139,8 @@ func New(top *topology.Topology, replica, version string) *Metrics {
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_info", Help: "The replica's topology, consumer group, replica id and version."}, []string{"topology", "group", "replica", "version"})
 	f(m.assigned)
 	f(m.lag)
+	f(m.openTxn)
+	f(m.openTxnAge)
 	f(ready)
 	f(info)
 	info.WithLabelValues(top.Name, top.Group, replica, version).Set(1)
@@ -265,6 +271,12 @@ func (m *Metrics) OnLag(topic string, partition int32, lag int64) {
 		return
 	}
 	m.lag.WithLabelValues(topic, p).Set(float64(lag))
+}
+
+func (m *Metrics) OnOpenTxn(o engine.OpenTxn) {
+	p := strconv.Itoa(int(o.Partition))
+	m.openTxn.WithLabelValues(o.Topic, p).Set(float64(o.Records))
+	m.openTxnAge.WithLabelValues(o.Topic, p).Set(o.Age.Seconds())
 }
 
 func (m *Metrics) OnStateRestored(r engine.StateRestore) {

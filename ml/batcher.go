@@ -84,6 +84,23 @@ var ErrUnavailable = errors.New("model unavailable")
 // retryable is implemented by errors that know whether to retry.
 type retryable interface{ Retryable() bool }
 
+// unavailable is implemented by errors that know whether they mean the
+// model is unusable as deployed (credentials refused, no such model), not
+// that the rows are at fault, such as *KServeError.
+type unavailable interface{ Unavailable() bool }
+
+var (
+	_ retryable   = (*KServeError)(nil)
+	_ unavailable = (*KServeError)(nil)
+)
+
+// isUnavailable reports whether err says by an Unavailable() bool method
+// that no row caused it.
+func isUnavailable(err error) bool {
+	var u unavailable
+	return errors.As(err, &u) && u.Unavailable()
+}
+
 // IsRetryable reports whether a model error may succeed if tried again: a
 // timeout, or an error that says so by a Retryable() bool method, such as a
 // remote model's connection failure or 5xx. In-process models fail the
@@ -478,6 +495,13 @@ func (b *Batcher) attempt(rows []float32, out []float64) (int, error) {
 		if err == nil {
 			b.settle(true)
 			return attempts, nil
+		}
+		if !IsRetryable(err) && isUnavailable(err) {
+			// The server answered, but refuses any call as deployed
+			// (credentials, model name): retrying or bisecting cannot
+			// help; the caller pauses until someone fixes it.
+			b.settle(false)
+			return attempts, fmt.Errorf("%w: %s: %w", ErrUnavailable, b.opts.Name, err)
 		}
 		if !IsRetryable(err) {
 			// The model answered: it is up, the rows are at fault.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -319,7 +320,8 @@ type KServeError struct {
 	// Err says what failed: the server's message, or the transport's error.
 	Err error
 
-	retry bool
+	retry       bool
+	unavailable bool
 }
 
 func (e *KServeError) Error() string {
@@ -328,6 +330,9 @@ func (e *KServeError) Error() string {
 	switch {
 	case e.HTTPStatus != 0:
 		fmt.Fprintf(&b, ": HTTP %d", e.HTTPStatus)
+		if t := http.StatusText(e.HTTPStatus); t != "" {
+			fmt.Fprintf(&b, " %s", t)
+		}
 	case e.GRPCCode != codes.OK:
 		fmt.Fprintf(&b, ": gRPC %s", e.GRPCCode)
 	}
@@ -348,6 +353,17 @@ func (e *KServeError) Unwrap() error { return e.Err }
 // a request whose caller gave up.
 func (e *KServeError) Retryable() bool { return e.retry }
 
+// Unavailable reports whether the server refused the request for a reason
+// no row can cause, so sending it again unchanged fails the same way until
+// someone fixes the deployment: credentials refused (HTTP 401, 403; gRPC
+// Unauthenticated, PermissionDenied), no such model or version (HTTP 404;
+// gRPC NotFound), or a server that cannot serve the call (any other 4xx or
+// 5xx neither retryable nor a row's fault; gRPC Unimplemented,
+// FailedPrecondition...). The Batcher reports these as ErrUnavailable: the
+// replica pauses rather than dead-lettering the stream. Only HTTP 400, 413
+// and 422 and gRPC InvalidArgument and OutOfRange blame the rows.
+func (e *KServeError) Unavailable() bool { return e.unavailable }
+
 // retryableHTTP classifies an HTTP status.
 func retryableHTTP(status int) bool {
 	switch status {
@@ -359,6 +375,16 @@ func retryableHTTP(status int) bool {
 	return status >= 500
 }
 
+// rowsHTTP reports whether an HTTP status can be the rows' fault: a
+// malformed, too large or unprocessable request.
+func rowsHTTP(status int) bool {
+	switch status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
+}
+
 // retryableGRPC classifies a gRPC status code.
 func retryableGRPC(c codes.Code) bool {
 	switch c {
@@ -367,6 +393,11 @@ func retryableGRPC(c codes.Code) bool {
 		return true
 	}
 	return false
+}
+
+// rowsGRPC reports whether a gRPC code can be the rows' fault.
+func rowsGRPC(c codes.Code) bool {
+	return c == codes.InvalidArgument || c == codes.OutOfRange
 }
 
 // transportError wraps an error that came with no answer from the server

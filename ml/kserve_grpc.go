@@ -58,11 +58,12 @@ func (g *kserveGRPC) callError(ctx context.Context, op string, err error) error 
 		return g.spec.transportError(ctx, op, err)
 	}
 	return &KServeError{
-		Model:    g.spec.model,
-		Op:       op,
-		GRPCCode: st.Code(),
-		Err:      fmt.Errorf("%s", st.Message()),
-		retry:    retryableGRPC(st.Code()),
+		Model:       g.spec.model,
+		Op:          op,
+		GRPCCode:    st.Code(),
+		Err:         fmt.Errorf("%s", st.Message()),
+		retry:       retryableGRPC(st.Code()),
+		unavailable: !retryableGRPC(st.Code()) && !rowsGRPC(st.Code()),
 	}
 }
 

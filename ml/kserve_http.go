@@ -94,11 +94,12 @@ func (h *kserveHTTP) do(ctx context.Context, op, method, target string, body []b
 	}
 	if r.StatusCode/100 != 2 {
 		return &KServeError{
-			Model:      h.spec.model,
-			Op:         op,
-			HTTPStatus: r.StatusCode,
-			Err:        errors.New(httpErrorMessage(resp.Bytes())),
-			retry:      retryableHTTP(r.StatusCode),
+			Model:       h.spec.model,
+			Op:          op,
+			HTTPStatus:  r.StatusCode,
+			Err:         errors.New(httpErrorMessage(resp.Bytes())),
+			retry:       retryableHTTP(r.StatusCode),
+			unavailable: !retryableHTTP(r.StatusCode) && !rowsHTTP(r.StatusCode),
 		}
 	}
 	return nil

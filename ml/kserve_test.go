@@ -40,6 +40,8 @@ type fakeV2 struct {
 	delay time.Duration
 	// shape, when set, replaces the answer's shape.
 	shape []int64
+	// calls counts inference requests.
+	calls atomic.Int32
 	// sawNaN records the positions of NaN features in the last request.
 	mu     sync.Mutex
 	sawNaN []int
@@ -110,6 +112,7 @@ func (f *fakeV2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && r.URL.Path == "/v2/models/m":
 		json.NewEncoder(w).Encode(f.meta)
 	case r.Method == http.MethodPost && r.URL.Path == "/v2/models/m/infer":
+		f.calls.Add(1)
 		time.Sleep(f.delay)
 		if f.failHTTP != 0 {
 			w.WriteHeader(f.failHTTP)
@@ -166,6 +169,7 @@ func (f *fakeV2) ModelMetadata(_ context.Context, r *pb.ModelMetadataRequest) (*
 }
 
 func (f *fakeV2) ModelInfer(ctx context.Context, r *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	f.calls.Add(1)
 	select {
 	case <-time.After(f.delay):
 	case <-ctx.Done():
@@ -238,39 +242,91 @@ func newKServe(t *testing.T, url string, opts ml.KServeOptions) *ml.KServe {
 	return m
 }
 
+// TestKServeClassifiesErrors: a status a row can cause (HTTP 400, 413, 422;
+// gRPC InvalidArgument, OutOfRange) blames rows; a transient one is
+// retried; one that says the server is misconfigured or refuses us (401,
+// 403, 404, 501; Unauthenticated, PermissionDenied, NotFound,
+// Unimplemented, FailedPrecondition) means the model is unavailable, with
+// the status named, and no row is blamed.
 func TestKServeClassifiesErrors(t *testing.T) {
 	row := []float32{1, 2, 3, 4, 5, 6}
+	const (
+		rows        = "rows"
+		retry       = "retry"
+		unavailable = "unavailable"
+	)
 	for _, tt := range []struct {
-		name      string
-		httpCode  int
-		grpcCode  codes.Code
-		retryable bool
+		httpCode int
+		grpcCode codes.Code
+		want     string
+		status   string // what the error must name
 	}{
-		{"bad request", http.StatusBadRequest, codes.InvalidArgument, false},
-		{"not found", http.StatusNotFound, codes.NotFound, false},
-		{"unprocessable", http.StatusUnprocessableEntity, codes.FailedPrecondition, false},
-		{"not implemented", http.StatusNotImplemented, codes.Unimplemented, false},
-		{"too many requests", http.StatusTooManyRequests, codes.ResourceExhausted, true},
-		{"server error", http.StatusInternalServerError, codes.Internal, true},
-		{"unavailable", http.StatusServiceUnavailable, codes.Unavailable, true},
-		{"gateway timeout", http.StatusGatewayTimeout, codes.DeadlineExceeded, true},
+		{httpCode: http.StatusBadRequest, want: rows, status: "HTTP 400"},
+		{httpCode: http.StatusRequestEntityTooLarge, want: rows, status: "HTTP 413"},
+		{httpCode: http.StatusUnprocessableEntity, want: rows, status: "HTTP 422"},
+		{grpcCode: codes.InvalidArgument, want: rows, status: "gRPC InvalidArgument"},
+		{grpcCode: codes.OutOfRange, want: rows, status: "gRPC OutOfRange"},
+		{httpCode: http.StatusUnauthorized, want: unavailable, status: "HTTP 401 Unauthorized"},
+		{httpCode: http.StatusForbidden, want: unavailable, status: "HTTP 403 Forbidden"},
+		{httpCode: http.StatusNotFound, want: unavailable, status: "HTTP 404 Not Found"},
+		{httpCode: http.StatusNotImplemented, want: unavailable, status: "HTTP 501"},
+		{grpcCode: codes.Unauthenticated, want: unavailable, status: "gRPC Unauthenticated"},
+		{grpcCode: codes.PermissionDenied, want: unavailable, status: "gRPC PermissionDenied"},
+		{grpcCode: codes.NotFound, want: unavailable, status: "gRPC NotFound"},
+		{grpcCode: codes.Unimplemented, want: unavailable, status: "gRPC Unimplemented"},
+		{grpcCode: codes.FailedPrecondition, want: unavailable, status: "gRPC FailedPrecondition"},
+		{httpCode: http.StatusTooManyRequests, want: retry, status: "HTTP 429"},
+		{httpCode: http.StatusInternalServerError, want: retry, status: "HTTP 500"},
+		{httpCode: http.StatusServiceUnavailable, want: retry, status: "HTTP 503"},
+		{grpcCode: codes.ResourceExhausted, want: retry, status: "gRPC ResourceExhausted"},
+		{grpcCode: codes.Internal, want: retry, status: "gRPC Internal"},
+		{grpcCode: codes.Unavailable, want: retry, status: "gRPC Unavailable"},
+		{grpcCode: codes.DeadlineExceeded, want: retry, status: "gRPC DeadlineExceeded"},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.status, func(t *testing.T) {
 			f := &fakeV2{meta: sixFeatures(1), failHTTP: tt.httpCode, failGRPC: tt.grpcCode}
-			httpURL, _ := serveHTTP(t, f)
-			for _, url := range []string{httpURL, serveGRPC(t, f)} {
-				m := newKServe(t, url, ml.KServeOptions{Features: 6, Outputs: 1})
-				err := m.Predict(context.Background(), row, make([]float64, 1))
-				var ke *ml.KServeError
-				if !errors.As(err, &ke) {
-					t.Fatalf("%s: error %v (%T), want a *KServeError", url, err, err)
+			var url string
+			if tt.httpCode != 0 {
+				url, _ = serveHTTP(t, f)
+			} else {
+				url = serveGRPC(t, f)
+			}
+			m := newKServe(t, url, ml.KServeOptions{Features: 6, Outputs: 1})
+			err := m.Predict(context.Background(), row, make([]float64, 1))
+			var ke *ml.KServeError
+			if !errors.As(err, &ke) {
+				t.Fatalf("error %v (%T), want a *KServeError", err, err)
+			}
+			if got := ke.Retryable(); got != (tt.want == retry) || ml.IsRetryable(err) != got {
+				t.Errorf("%v: Retryable() = %v, IsRetryable = %v, want %v", err, got, ml.IsRetryable(err), tt.want == retry)
+			}
+			if got := ke.Unavailable(); got != (tt.want == unavailable) {
+				t.Errorf("%v: Unavailable() = %v, want %v", err, got, tt.want == unavailable)
+			}
+			if !strings.Contains(err.Error(), "fake failure") || !strings.Contains(err.Error(), tt.status) {
+				t.Errorf("error %q does not carry the server's message and %q", err, tt.status)
+			}
+
+			// Through a batcher: rows are blamed only for a row's error;
+			// a misconfigured server is unavailable (the replica pauses),
+			// and is not asked again row by row.
+			b := ml.NewBatcher(m, ml.BatchOptions{MaxRows: 8, Retries: 1, Backoff: time.Millisecond, BreakerFailures: 100})
+			defer b.Close()
+			f.calls.Store(0)
+			err = b.Predict(context.Background(), append(append([]float32{}, row...), row...), make([]float64, 2))
+			var re *ml.RowErrors
+			switch tt.want {
+			case rows:
+				if !errors.As(err, &re) || len(re.Rows) != 2 {
+					t.Errorf("batcher: %v, want both rows blamed", err)
 				}
-				if ke.Retryable() != tt.retryable || ml.IsRetryable(err) != tt.retryable {
-					t.Errorf("%s: %v: Retryable() = %v, IsRetryable = %v, want %v", url, err, ke.Retryable(), ml.IsRetryable(err), tt.retryable)
+			case unavailable, retry:
+				if !errors.Is(err, ml.ErrUnavailable) || errors.As(err, &re) || !strings.Contains(err.Error(), tt.status) {
+					t.Errorf("batcher: %v, want ErrUnavailable naming %s and no row blamed", err, tt.status)
 				}
-				if !strings.Contains(err.Error(), "fake failure") {
-					t.Errorf("%s: error %q does not carry the server's message", url, err)
-				}
+			}
+			if tt.want == unavailable && f.calls.Load() != 1 {
+				t.Errorf("batcher: %d calls to a misconfigured server, want 1 (no retries, no bisection)", f.calls.Load())
 			}
 		})
 	}

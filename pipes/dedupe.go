@@ -21,8 +21,9 @@ type DedupeConfig struct {
 
 func init() {
 	MustRegister("dedupe", Spec{
-		Summary: "Drops records whose id was already seen within a horizon of event time, keeping the first occurrence.",
-		Example: "id: order_id\nhorizon: 1h\ntime: created_at",
+		Summary:     "Drops records whose id was already seen within a horizon of event time, keeping the first occurrence.",
+		Example:     "id: order_id\nhorizon: 1h\ntime: created_at",
+		KeepsSchema: true,
 	}, newDedupe)
 }
 

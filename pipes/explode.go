@@ -45,7 +45,10 @@ func newExplode(c ExplodeConfig, env *Env) (Pipe, error) {
 	}
 	if in := env.InputSchema(); in != nil {
 		s := in.Clone()
-		s.Set(SchemaField{Name: e.as, Kind: Any, Nullable: true})
+		// An element is taken to be non-null: lists of nulls are rare, and
+		// a null element that an expression downstream cannot take fails
+		// that record with an error naming it.
+		s.Set(SchemaField{Name: e.as, Kind: Any})
 		if e.index != "" {
 			s.Set(SchemaField{Name: e.index, Kind: Int64})
 		}

@@ -8,7 +8,11 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/compiler"
+	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/streamerio/streamer/internal/spec"
@@ -26,6 +30,8 @@ type Program struct {
 	out reflect.Type
 	// fields are the top-level names the expression reads; nil with $env.
 	fields []string
+	// nullable is whether the result may be null, by the schema.
+	nullable bool
 	// counted are the names of fields that the expression only passes to
 	// len(), for ShallowReader implementations.
 	counted []string
@@ -115,16 +121,58 @@ func CompileExpr(x Expr, s *Schema, opts ...ExprOption) (*Program, error) {
 	if c.kind == reflect.Bool {
 		eo = append(eo, expr.AsBool())
 	}
-	prog, err := expr.Compile(x.Src, eo...)
+	prog, nullable, err := compile(x.Src, s, eo)
 	if err != nil {
 		return nil, exprError(x, err, s)
 	}
-	p := &Program{src: x, prog: prog}
+	if nullable && c.kind == reflect.Bool {
+		return nil, exprError(x, (&file.Error{Location: prog.Node().Location(), Message: fmt.Sprintf(
+			"the condition may be null (a field in it may be null by its schema), and a condition must be true or false; write (%s) ?? false",
+			x.Src)}).Bind(file.NewSource(x.Src)), s)
+	}
+	p := &Program{src: x, prog: prog, nullable: nullable}
 	p.fields, p.counted = identifiers(prog.Node())
 	if t := prog.Node().Type(); t != nil && t.Kind() != reflect.Interface {
 		p.out = t
 	}
 	return p, nil
+}
+
+// compile is expr.Compile with two steps of the null rule between checking
+// and code generation: the null check against the schema, and null-safe
+// equality. It returns whether the result may be null.
+func compile(src string, s *Schema, opts []expr.Option) (*vm.Program, bool, error) {
+	config := conf.CreateNew()
+	for _, o := range opts {
+		o(config)
+	}
+	for name := range config.Disabled {
+		delete(config.Builtins, name)
+	}
+	config.Check()
+	tree, err := checker.ParseCheck(src, config)
+	if err != nil {
+		return nil, false, err
+	}
+	nullable := false
+	if s != nil {
+		var ferr *file.Error
+		if nullable, ferr = checkNulls(tree.Node, s, tree.Source); ferr != nil {
+			return nil, false, ferr
+		}
+	}
+	if config.Optimize {
+		if err := optimizer.Optimize(&tree.Node, config); err != nil {
+			var fe *file.Error
+			if errors.As(err, &fe) {
+				return nil, false, fe.Bind(tree.Source)
+			}
+			return nil, false, err
+		}
+	}
+	nullSafeEquality(&tree.Node)
+	prog, err := compiler.Compile(tree, config)
+	return prog, nullable, err
 }
 
 // exprError maps an error inside an expression to its position in the file.
@@ -158,11 +206,17 @@ func (p *Program) Kind() Kind {
 	return KindOf(reflect.Zero(p.out).Interface())
 }
 
+// Nullable reports whether the result may be null, as far as the input
+// schema tells: a field the schema lets be null, read without ?? and a
+// default, makes it so.
+func (p *Program) Nullable() bool { return p.nullable }
+
 // Eval evaluates the program over a record's value.
 func (p *Program) Eval(r *Record) (any, error) {
-	out, err := p.vm.Run(p.prog, envOf(r.Value))
+	env := envOf(r.Value)
+	out, err := p.vm.Run(p.prog, env)
 	if err != nil {
-		return nil, p.runtimeError(err)
+		return nil, p.runtimeError(err, env)
 	}
 	return out, nil
 }
@@ -180,9 +234,13 @@ func (p *Program) Bool(r *Record) (bool, error) {
 	return b, nil
 }
 
-func (p *Program) runtimeError(err error) error {
+// runtimeError names the operand that was null, when one was.
+func (p *Program) runtimeError(err error, env map[string]any) error {
 	var fe *file.Error
 	if errors.As(err, &fe) {
+		if name := nullOperand(p.prog.Node(), fe.Location, env); name != "" {
+			return fmt.Errorf("expression %q: %s is null (%s); give it a default with %s ?? ..., or test %s != nil first", p.src.Src, name, fe.Message, name, name)
+		}
 		return fmt.Errorf("expression %q: %s", p.src.Src, fe.Message)
 	}
 	return fmt.Errorf("expression %q: %w", p.src.Src, err)

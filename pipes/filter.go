@@ -9,8 +9,9 @@ type FilterConfig struct {
 
 func init() {
 	MustRegister("filter", Spec{
-		Summary: "Keeps the records for which an expression is true and drops the rest.",
-		Example: "when: amount > 0 && country != \"\"",
+		Summary:     "Keeps the records for which an expression is true and drops the rest.",
+		Example:     "when: amount > 0 && country != \"\"",
+		KeepsSchema: true,
 	}, newFilter)
 }
 
@@ -24,7 +25,7 @@ func newFilter(c FilterConfig, env *Env) (Pipe, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &filter{when: p, schema: env.InputSchema()}, nil
+	return &filter{when: p, schema: p.Narrow(env.InputSchema())}, nil
 }
 
 func (f *filter) Process(_ context.Context, b *Batch, out *Output) error {

@@ -164,7 +164,7 @@ func (m *mapPipe) deriveSchema(in *Schema) *Schema {
 		if h, nested := top(c.path); nested {
 			s.Set(SchemaField{Name: h, Kind: Struct})
 		} else {
-			s.Set(SchemaField{Name: h, Kind: c.prog.Kind(), Nullable: c.prog.Kind() == Any})
+			s.Set(SchemaField{Name: h, Kind: c.prog.Kind(), Nullable: c.prog.Nullable()})
 		}
 	}
 	for _, f := range m.set {

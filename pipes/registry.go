@@ -21,6 +21,11 @@ type Spec struct {
 	// MinOutputs and MaxOutputs bound how many datasets the pipe may write;
 	// zero MaxOutputs means no limit. The defaults are 1 and 1.
 	MinOutputs, MaxOutputs int
+	// KeepsSchema says records leave with the schema of the one input
+	// they came from (filter, route, dedupe). The compiler then knows the
+	// outputs' schema even when the pipe's config has errors, and checks
+	// the pipes downstream in the same run.
+	KeepsSchema bool
 }
 
 // Constructor builds a pipe from its decoded config. It is called once when

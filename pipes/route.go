@@ -21,9 +21,10 @@ type RouteCase struct {
 
 func init() {
 	MustRegister("route", Spec{
-		Summary:    "Sends each record to one of several outputs, chosen by predicate.",
-		Example:    "routes:\n  - when: amount >= 1000\n    to: big-orders\n  - when: amount < 0\n    to: refunds\ndefault: orders-rest",
-		MinOutputs: 1,
+		Summary:     "Sends each record to one of several outputs, chosen by predicate.",
+		Example:     "routes:\n  - when: amount >= 1000\n    to: big-orders\n  - when: amount < 0\n    to: refunds\ndefault: orders-rest",
+		MinOutputs:  1,
+		KeepsSchema: true,
 	}, newRoute)
 }
 
@@ -106,7 +107,27 @@ func (p *route) Process(_ context.Context, b *Batch, out *Output) error {
 	return nil
 }
 
-func (p *route) OutputSchema(int) *Schema { return p.schema }
+// OutputSchema is the input schema, with the fields that a port's route
+// proves not null (such as x in x != nil) marked so, when one route alone
+// leads to the port.
+func (p *route) OutputSchema(port int) *Schema {
+	if port == p.fallback {
+		return p.schema
+	}
+	var only *Program
+	for i, to := range p.to {
+		if to == port {
+			if only != nil {
+				return p.schema
+			}
+			only = p.when[i]
+		}
+	}
+	if only == nil {
+		return p.schema
+	}
+	return only.Narrow(p.schema)
+}
 
 func (p *route) UsedFields() ([]string, bool) { return usedFields(p.when) }
 

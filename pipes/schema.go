@@ -4,11 +4,12 @@ import (
 	"github.com/expr-lang/expr/types"
 )
 
-// Kind is the runtime type of a field value, as the serde layer produces it.
+// Kind is the runtime type of a field value, as the serde layer produces it:
+// JSON whole numbers decode as Int64 and other numbers as Float64; Avro int,
+// long, float and double as Int32, Int64, Float32 and Float64.
 type Kind int
 
-// The kinds. JSON numbers decode as Float64; Avro int and long as Int32 and
-// Int64.
+// The kinds.
 const (
 	Any Kind = iota
 	String

@@ -83,7 +83,7 @@ type StreamJoinConfig struct {
 
 func init() {
 	MustRegister("stream_join", Spec{
-		Summary: "Joins two keyed streams on event time (from: [left, right]): each pair of a left and a right record with the same key whose event times are at most window apart, with a grace period for out-of-order records; inner, or left to also emit left records that matched nothing.",
+		Summary: "Joins two keyed streams on event time (from: [left, right]): each pair of a left and a right record with the same key whose event times are at most window apart, with a grace period for out-of-order records; inner, left to also emit left records that matched nothing, or outer to emit unmatched records of both sides.",
 		Example: "window: 10m\ngrace: 30s\ntime: ts\ntype: left\nfields:\n  paid_amount: amount\n  paid_at: ts",
 	}, newStreamJoin)
 }

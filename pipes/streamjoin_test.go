@@ -170,7 +170,7 @@ func TestStreamJoinConfigErrors(t *testing.T) {
 		{"before and after both 0", "before: 0s\nafter: 0s\nfields: {rid: id}", nil, []string{"before: and after: are both 0"}},
 		{"after finer than ms", "before: 1s\nafter: 1500us\nfields: {rid: id}", nil, []string{"after: 1.5ms is not a whole number of milliseconds"}},
 		{"zero window", "window: 0s\nfields: {rid: id}", nil, []string{"window: must be a positive duration"}},
-		{"negative window", "window: -1s\nfields: {rid: id}", nil, []string{"1:9: want a duration"}},
+		{"negative window", "window: -1s\nfields: {rid: id}", nil, []string{"1:9: window: a duration cannot be negative, got -1s"}},
 		{"window finer than ms", "window: 1500us\nfields: {rid: id}", nil, []string{"window: 1.5ms is not a whole number of milliseconds"}},
 		{"grace finer than ms", "window: 1s\ngrace: 1001us\nfields: {rid: id}", nil, []string{"grace: 1.001ms is not a whole number of milliseconds"}},
 		{"fields and into", "window: 1s\nfields: {rid: id}\ninto: payment", nil, []string{"give fields: or into:, not both"}},
@@ -970,4 +970,15 @@ func Example_streamJoin() {
 	// Output:
 	// o1 12:04 map[paid:30 total:30]
 	// o2 12:01 map[paid:<nil> total:12]
+}
+
+// TestStreamJoinSummary: the summary `streamer pipes` prints names every
+// join type.
+func TestStreamJoinSummary(t *testing.T) {
+	typ, _ := pipes.Lookup("stream_join")
+	for _, w := range []string{"inner", "left", "outer"} {
+		if !strings.Contains(typ.Spec.Summary, w) {
+			t.Errorf("summary lacks %q: %s", w, typ.Spec.Summary)
+		}
+	}
 }

@@ -77,9 +77,11 @@ func NewRegistry(url string, opts ...sr.ClientOpt) (*Registry, error) {
 // Client returns the underlying pkg/sr client.
 func (r *Registry) Client() *sr.Client { return r.cl }
 
-// retry runs f until it succeeds, the registry answers with a client error
-// (4xx: retrying cannot help), or the attempts run out, backing off
-// exponentially. Exhausted attempts wrap ErrUnavailable.
+// retry runs f until it succeeds, the registry answers with an error
+// retrying cannot help (a 4xx other than 408 and 429), or the attempts run
+// out, backing off exponentially. Exhausted attempts, and 401 and 403 (the
+// registry refuses these credentials: misconfigured, not the record's
+// fault), wrap ErrUnavailable so the engine pauses and tries again.
 func (r *Registry) retry(what string, f func(ctx context.Context) error) error {
 	backoff := r.Backoff
 	var err error
@@ -88,7 +90,11 @@ func (r *Registry) retry(what string, f func(ctx context.Context) error) error {
 		err = f(ctx)
 		cancel()
 		var re *sr.ResponseError
-		if err == nil || (errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500) {
+		if errors.As(err, &re) && (re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden) {
+			return fmt.Errorf("%w: schema registry: %s: HTTP %d %s: %v", ErrUnavailable, what, re.StatusCode, http.StatusText(re.StatusCode), err)
+		}
+		if err == nil || (re != nil && re.StatusCode >= 400 && re.StatusCode < 500 &&
+			re.StatusCode != http.StatusRequestTimeout && re.StatusCode != http.StatusTooManyRequests) {
 			return err
 		}
 		if i+1 < r.Attempts {
@@ -99,6 +105,8 @@ func (r *Registry) retry(what string, f func(ctx context.Context) error) error {
 	return fmt.Errorf("%w: schema registry: %s: %v (after %d attempts)", ErrUnavailable, what, err, max(1, r.Attempts))
 }
 
+// notFound reports whether the registry answered 404: no such subject
+// (40401), version (40402) or schema (40403).
 func notFound(err error) bool {
 	var re *sr.ResponseError
 	return errors.As(err, &re) && re.StatusCode == http.StatusNotFound
@@ -194,9 +202,7 @@ type RegistryAvro struct {
 	Subject  string
 	Register bool
 
-	once     sync.Once
-	id       int
-	idErr    error
+	mu       sync.Mutex   // serialises lookups of the reader schema's id
 	readerID atomic.Int64 // the reader schema's id once known, else -1
 	header   sr.ConfluentHeader
 }
@@ -249,28 +255,42 @@ func (c *RegistryAvro) Decode(b []byte) (any, error) {
 	return out, nil
 }
 
+// resolveID returns the reader schema's id, looking it up (or registering
+// it) until that succeeds. Only a success is kept: after an outage the next
+// record asks again, so a replica recovers without a restart.
 func (c *RegistryAvro) resolveID() (int, error) {
-	c.once.Do(func() {
-		s := sr.Schema{Schema: c.text, Type: sr.TypeAvro}
-		c.idErr = c.reg.retry("subject "+c.Subject, func(ctx context.Context) error {
-			var ss sr.SubjectSchema
-			var err error
-			if c.Register {
-				ss, err = c.reg.cl.CreateSchema(ctx, c.Subject, s)
-			} else {
-				ss, err = c.reg.cl.LookupSchema(ctx, c.Subject, s)
-			}
-			c.id = ss.ID
-			return err
-		})
-		if c.idErr != nil && notFound(c.idErr) {
-			c.idErr = fmt.Errorf("%w: the schema is not registered under subject %q; set register: true to register it on write", ErrUnavailable, c.Subject)
+	if id := c.readerID.Load(); id >= 0 {
+		return int(id), nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id := c.readerID.Load(); id >= 0 {
+		return int(id), nil // another caller looked it up meanwhile
+	}
+	s := sr.Schema{Schema: c.text, Type: sr.TypeAvro}
+	var id int
+	err := c.reg.retry("subject "+c.Subject, func(ctx context.Context) error {
+		var ss sr.SubjectSchema
+		var err error
+		if c.Register {
+			ss, err = c.reg.cl.CreateSchema(ctx, c.Subject, s)
+		} else {
+			ss, err = c.reg.cl.LookupSchema(ctx, c.Subject, s)
 		}
-		if c.idErr == nil {
-			c.readerID.Store(int64(c.id))
-		}
+		id = ss.ID
+		return err
 	})
-	return c.id, c.idErr
+	switch {
+	case err == nil:
+		c.readerID.Store(int64(id))
+		return id, nil
+	case notFound(err) && !c.Register:
+		// A configuration error, not an outage: retrying cannot help.
+		return 0, fmt.Errorf("schema registry: the schema is not registered under subject %q (%v); register it, or set register: true to register it on write", c.Subject, err)
+	case IsUnavailable(err):
+		return 0, err
+	}
+	return 0, fmt.Errorf("schema registry: subject %q: %w", c.Subject, err)
 }
 
 // AppendEncode writes the header with the reader schema's id, then the

@@ -2,8 +2,12 @@ package serde_test
 
 import (
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,5 +143,126 @@ func TestSubjectNames(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("%s: %q %v, want %q", tt.strategy, got, err, tt.want)
 		}
+	}
+}
+
+// flakyRegistry answers the subject lookup and the schema-by-id request of
+// a registry that knows one subject, "users-value" with id 1, or 503 while
+// down is set.
+func flakyRegistry(t *testing.T, down *atomic.Bool, calls *atomic.Int32) *serde.Registry {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"error_code":50301,"message":"registry restarting"}`)
+			return
+		}
+		switch {
+		case r.URL.Path == "/subjects/users-value":
+			fmt.Fprintf(w, `{"subject":"users-value","version":1,"id":1,"schema":%q}`, userV1)
+		case r.URL.Path == "/schemas/ids/1":
+			fmt.Fprintf(w, `{"schema":%q}`, userV1)
+		case strings.HasPrefix(r.URL.Path, "/subjects/"):
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"error_code":40401,"message":"Subject not found."}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"error_code":40403,"message":"Schema not found"}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	reg, err := serde.NewRegistry(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Attempts, reg.Backoff = 2, time.Millisecond
+	return reg
+}
+
+// An outage of the registry pauses (ErrUnavailable), and the same codec
+// works once the registry is back: no error is cached.
+func TestRegistryRecoversAfterOutage(t *testing.T) {
+	var down atomic.Bool
+	var calls atomic.Int32
+	down.Store(true)
+	reg := flakyRegistry(t, &down, &calls)
+	c, err := serde.NewRegistryAvro(reg, "users-value", userV1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := map[string]any{"id": int32(1), "name": "x", "tags": []any{}}
+	if _, err := c.AppendEncode(nil, rec); !serde.IsUnavailable(err) {
+		t.Fatalf("encode during the outage: %v, want ErrUnavailable", err)
+	}
+	if _, err := c.Decode([]byte{0, 0, 0, 0, 1, 2}); !serde.IsUnavailable(err) {
+		t.Fatalf("decode during the outage: %v, want ErrUnavailable", err)
+	}
+
+	down.Store(false)
+	b, err := c.AppendEncode(nil, rec)
+	if err != nil {
+		t.Fatalf("encode after the registry came back: %v", err)
+	}
+	if got, err := c.Decode(b); err != nil || !reflect.DeepEqual(got, rec) {
+		t.Fatalf("decode after the registry came back: %#v, %v", got, err)
+	}
+	// Successes are cached: more records make no more requests.
+	n := calls.Load()
+	for range 3 {
+		b, _ := c.AppendEncode(nil, rec)
+		if _, err := c.Decode(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls.Load() != n {
+		t.Errorf("%d more registry requests for cached ids", calls.Load()-n)
+	}
+}
+
+// A subject that is not registered is a configuration error: it fails at
+// once (no retries), names the subject, and does not pause the replica.
+func TestRegistryMissingSubject(t *testing.T) {
+	var down atomic.Bool
+	var calls atomic.Int32
+	reg := flakyRegistry(t, &down, &calls)
+	c, err := serde.NewRegistryAvro(reg, "orders-value", userV1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.AppendEncode(nil, map[string]any{"id": int32(1), "name": "x", "tags": []any{}})
+	if err == nil || serde.IsUnavailable(err) {
+		t.Fatalf("missing subject: %v, want a configuration error, not ErrUnavailable", err)
+	}
+	if !strings.Contains(err.Error(), `"orders-value"`) || !strings.Contains(err.Error(), "register: true") {
+		t.Errorf("the error does not name the subject and the fix: %v", err)
+	}
+	if calls.Load() != 1 {
+		t.Errorf("%d requests for a missing subject, want 1 (no retries)", calls.Load())
+	}
+}
+
+// A registry refusing the credentials is misconfigured, not the record's
+// fault: the replica pauses (ErrUnavailable) and the error names the status.
+func TestRegistryUnauthorizedPauses(t *testing.T) {
+	for _, code := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(code)
+			fmt.Fprint(w, `{"error_code":`+fmt.Sprint(code)+`,"message":"no"}`)
+		}))
+		reg, err := serde.NewRegistry(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := serde.NewRegistryAvro(reg, "users-value", userV1, true)
+		_, err = c.AppendEncode(nil, map[string]any{"id": int32(1), "name": "x", "tags": []any{}})
+		if !serde.IsUnavailable(err) || !strings.Contains(err.Error(), fmt.Sprint(code)) {
+			t.Errorf("encode against a registry answering %d: %v", code, err)
+		}
+		if _, err := c.Decode([]byte{0, 0, 0, 0, 1, 2}); !serde.IsUnavailable(err) {
+			t.Errorf("decode against a registry answering %d: %v", code, err)
+		}
+		srv.Close()
 	}
 }

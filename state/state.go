@@ -14,9 +14,11 @@
 package state
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 )
 
 // Store is one task's keyed state. It is not safe for concurrent use: a
@@ -50,9 +52,33 @@ type Store interface {
 var ErrClosed = errors.New("state: store is closed")
 
 // Dir returns the directory of one store's partition:
-// <root>/<group>/<store>/<partition>.
+// <root>/<group>/<store>/<partition>. It never leaves root: a group or
+// store that is not one plain path element (see CheckPathName) is replaced
+// by an escaped form, "_bad_" and its bytes in hex. The topology compiler
+// refuses such names; this is a second line of defence for the callers
+// that remove the directory it returns.
 func Dir(root, group, store string, partition int32) string {
-	return filepath.Join(root, group, store, fmt.Sprint(partition))
+	return filepath.Join(root, pathElem(group), pathElem(store), fmt.Sprint(partition))
+}
+
+// CheckPathName returns an error unless name is one plain path element:
+// not empty, not "." or "..", no separator, no NUL, not absolute. Joined
+// to a directory, such a name stays inside it.
+func CheckPathName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") ||
+		strings.ContainsRune(name, filepath.Separator) || !filepath.IsLocal(name) {
+		return fmt.Errorf("state: %q is not a plain directory name", name)
+	}
+	return nil
+}
+
+// pathElem returns name, or its escaped form when it is not a plain path
+// element.
+func pathElem(name string) string {
+	if CheckPathName(name) == nil {
+		return name
+	}
+	return "_bad_" + hex.EncodeToString([]byte(name))
 }
 
 // prefixEnd returns the smallest key greater than every key with prefix p,

@@ -166,7 +166,7 @@ pipes:
     from: in
     to: out
     map:
-      compute: {n: int(name)}
+      compute: {n: 'int(name ?? "")'}
 `
 
 // TestEncryptedErrorsRedacted: a pipe failing on a decrypted value says

@@ -9,6 +9,7 @@ import (
 
 type fileSpec struct {
 	Topology string     `yaml:"topology" required:"true" doc:"The topology under test, relative to this file."`
+	Requires []string   `yaml:"requires" doc:"Pipe types the topology needs beyond the built-in ones (custom pipes). A binary that lacks one skips the file's cases, saying why, instead of reporting the topology invalid."`
 	Cases    []caseSpec `yaml:"cases" required:"true" doc:"The test cases, each run on a fresh topology."`
 }
 

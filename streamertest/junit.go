@@ -12,6 +12,7 @@ type junitSuites struct {
 	Tests    int          `xml:"tests,attr"`
 	Failures int          `xml:"failures,attr"`
 	Errors   int          `xml:"errors,attr"`
+	Skipped  int          `xml:"skipped,attr"`
 	Suites   []junitSuite `xml:"testsuite"`
 }
 
@@ -20,6 +21,7 @@ type junitSuite struct {
 	Tests    int         `xml:"tests,attr"`
 	Failures int         `xml:"failures,attr"`
 	Errors   int         `xml:"errors,attr"`
+	Skipped  int         `xml:"skipped,attr"`
 	Time     string      `xml:"time,attr"`
 	Cases    []junitCase `xml:"testcase"`
 }
@@ -32,6 +34,7 @@ type junitCase struct {
 	Time      string        `xml:"time,attr"`
 	Failure   *junitMessage `xml:"failure,omitempty"`
 	Error     *junitMessage `xml:"error,omitempty"`
+	Skipped   *junitMessage `xml:"skipped,omitempty"`
 }
 
 type junitMessage struct {
@@ -41,7 +44,7 @@ type junitMessage struct {
 
 // WriteJUnit writes results as a JUnit XML report, the format CI systems
 // read: one testsuite per file, one testcase per case. An invalid file is a
-// suite with one errored case.
+// suite with one errored case; a skipped file's cases are marked skipped.
 func WriteJUnit(w io.Writer, results []FileResult) error {
 	var all junitSuites
 	for _, r := range results {
@@ -55,6 +58,10 @@ func WriteJUnit(w io.Writer, results []FileResult) error {
 		for _, c := range r.Cases {
 			jc := junitCase{Name: c.Name, Classname: r.File, File: r.File, Line: c.Line, Time: fmt.Sprintf("%.6f", c.Duration.Seconds())}
 			secs += c.Duration.Seconds()
+			if r.Skipped != "" {
+				jc.Skipped = &junitMessage{Message: r.Skipped}
+				s.Skipped++
+			}
 			if !c.Passed() {
 				jc.Failure = &junitMessage{Message: c.Failures[0], Body: strings.Join(c.Failures, "\n")}
 				s.Failures++
@@ -66,6 +73,7 @@ func WriteJUnit(w io.Writer, results []FileResult) error {
 		all.Tests += s.Tests
 		all.Failures += s.Failures
 		all.Errors += s.Errors
+		all.Skipped += s.Skipped
 		all.Suites = append(all.Suites, s)
 	}
 	if _, err := io.WriteString(w, xml.Header); err != nil {

@@ -2,7 +2,6 @@ package streamertest
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -13,8 +12,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/streamerio/streamer/internal/spec"
 	"github.com/streamerio/streamer/pipes"
@@ -41,8 +38,14 @@ type FileResult struct {
 	// Err is set when the file or its topology is invalid; then no case
 	// ran. A *topology.Error or *FileError lists positioned problems.
 	Err error
-	// Updated reports that --update rewrote the file.
+	// Updated reports that --update rewrote the file, and Rewrote says
+	// what it rewrote, one line each.
 	Updated bool
+	Rewrote []string
+	// Skipped, when set, says why no case ran though the file is valid:
+	// its topology needs pipe types (requires:) this binary lacks. Cases
+	// then lists the cases that were skipped.
+	Skipped string
 }
 
 // CaseResult is the outcome of one case.
@@ -116,6 +119,16 @@ func RunFile(file string, o Options) FileResult {
 		res.Err = &FileError{File: file, Errs: errs}
 		return res
 	}
+	if missing := lacking(f.Requires); len(missing) > 0 {
+		res.Skipped = fmt.Sprintf("needs pipe type%s %s, which this binary lacks: run it with a binary that registers %s",
+			plural(len(missing)), strings.Join(missing, ", "), map[bool]string{true: "it", false: "them"}[len(missing) == 1])
+		for _, c := range f.Cases {
+			if o.Run == nil || o.Run.MatchString(c.Name) {
+				res.Cases = append(res.Cases, CaseResult{Name: c.Name, Line: c.Pos.Line, Col: c.Pos.Col})
+			}
+		}
+		return res
+	}
 	topFile := f.Topology
 	if !filepath.IsAbs(topFile) {
 		topFile = filepath.Join(filepath.Dir(file), topFile)
@@ -144,13 +157,34 @@ func RunFile(file string, o Options) FileResult {
 		actual = append(actual, got)
 	}
 	if o.Update {
-		if err := update(file, doc, &f, o.Run, actual); err != nil {
+		rewrote, err := update(file, src, doc, &f, o.Run, actual)
+		if err != nil {
 			res.Err = err
 			return res
 		}
-		res.Updated = true
+		res.Rewrote = rewrote
+		res.Updated = len(rewrote) > 0
 	}
 	return res
+}
+
+// lacking returns the pipe types of requires that this binary has not
+// registered.
+func lacking(requires []string) []string {
+	var out []string
+	for _, name := range requires {
+		if _, ok := pipes.Lookup(name); !ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // checkFile reports dataset names that the topology lacks, at their position.
@@ -488,101 +522,4 @@ func show(v any) string {
 		return fmt.Sprint(v)
 	}
 	return string(b)
-}
-
-// update rewrites expect: and dead_letters: of the cases that ran, keeping
-// the rest of the file (comments included) as it is.
-func update(file string, doc *yaml.Node, f *fileSpec, run *regexp.Regexp, actual []outcome) error {
-	cases := findKey(doc.Content[0], "cases")
-	if cases == nil {
-		return errors.New("update: no cases")
-	}
-	i := 0
-	for ci, cn := range cases.Content {
-		if run != nil && !run.MatchString(f.Cases[ci].Name) {
-			continue
-		}
-		got := actual[i]
-		i++
-		expect := &yaml.Node{Kind: yaml.MappingNode}
-		names := make([]string, 0, len(got.outputs))
-		for n := range got.outputs {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			list := &yaml.Node{Kind: yaml.SequenceNode}
-			for _, r := range got.outputs[n] {
-				var item yaml.Node
-				m := map[string]any{"value": r.Value}
-				if r.Key != nil {
-					m["key"] = *r.Key
-				}
-				if err := item.Encode(m); err != nil {
-					return err
-				}
-				if v := findKey(&item, "value"); v != nil && v.Kind != yaml.ScalarNode {
-					v.Style = yaml.FlowStyle // one line per record reviews well
-				}
-				list.Content = append(list.Content, &item)
-			}
-			if len(list.Content) == 0 {
-				list.Style = yaml.FlowStyle
-			}
-			expect.Content = append(expect.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: n}, list)
-		}
-		setKey(cn, "expect", expect)
-		if len(got.dead) == 0 {
-			deleteKey(cn, "dead_letters")
-			continue
-		}
-		var dl yaml.Node
-		var items []map[string]any
-		for _, d := range got.dead {
-			m := map[string]any{"pipe": d.Pipe, "stage": d.Stage, "error": d.Error, "raw": string(d.Raw)}
-			if d.Key != nil {
-				m["key"] = *d.Key
-			}
-			items = append(items, m)
-		}
-		if err := dl.Encode(items); err != nil {
-			return err
-		}
-		setKey(cn, "dead_letters", &dl)
-	}
-	var b strings.Builder
-	enc := yaml.NewEncoder(&b)
-	enc.SetIndent(2)
-	if err := enc.Encode(doc); err != nil {
-		return err
-	}
-	return os.WriteFile(file, []byte(b.String()), 0o644)
-}
-
-func findKey(m *yaml.Node, key string) *yaml.Node {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i+1]
-		}
-	}
-	return nil
-}
-
-func setKey(m *yaml.Node, key string, v *yaml.Node) {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			m.Content[i+1] = v
-			return
-		}
-	}
-	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, v)
-}
-
-func deleteKey(m *yaml.Node, key string) {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			m.Content = append(m.Content[:i], m.Content[i+2:]...)
-			return
-		}
-	}
 }

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -67,12 +66,16 @@ type compiler struct {
 	fsys     fs.FS
 	registry *serde.Registry
 	group    string // WithGroup
+	cyclic   bool   // the pipes form a cycle: no plan to insert topics into
 	// testKeys (WithTestKeys) and the keyset it uses
 	testKeys   bool
 	testKeyset []byte
 	// registered are the datasets with registry:, for the compatibility
 	// check once producers are known.
 	registered []registered
+	// misspelled maps a dataset to the first unknown reference that a
+	// did-you-mean pointed at it from.
+	misspelled map[string]unknownRef
 }
 
 type registered struct {
@@ -108,12 +111,7 @@ func (c *compiler) compile(src []byte) *Topology {
 	if t.Group == "" && t.Name != "" {
 		t.Group = "streamer-" + t.Name
 	}
-	if f.Processing.CommitInterval <= 0 {
-		t.CommitInterval = defaultCommitInterval
-	}
-	if t.MaxPollRecords <= 0 {
-		t.MaxPollRecords = 10000
-	}
+	c.processing(t, root)
 	// The defaults of processing's fields, for a file without the block.
 	t.StartOffset = cmp.Or(t.StartOffset, "earliest")
 	t.Compression = cmp.Or(t.Compression, "snappy")
@@ -127,16 +125,16 @@ func (c *compiler) compile(src []byte) *Topology {
 	c.build(t, order, f.Defaults.OnError)
 	t.Pipes = order
 	c.checkEncryption(t)
-	if !c.d.failed() {
+	if !c.cyclic {
+		// Even with errors elsewhere, so that one run reports them all.
 		c.repartition(t)
 		c.graceAfterInternal(t)
 	}
 	c.tables(t)
+	c.names(t, root, &f)
 	t.SubTopologies = subTopologies(t)
 	return t
 }
-
-const defaultCommitInterval = 100 * time.Millisecond
 
 func (c *compiler) datasets(t *Topology, n *yaml.Node) {
 	if n.Kind == 0 {
@@ -178,8 +176,8 @@ func (c *compiler) datasets(t *Topology, n *yaml.Node) {
 			if ds.Create.Partitions <= 0 {
 				c.d.add(spec.PosOf(v), "dataset %q: create.partitions must be at least 1", name)
 			}
-			if ds.Create.Replication <= 0 {
-				ds.Create.Replication = 1
+			if r := ds.Create.Replication; r == 0 || r < -1 {
+				c.d.add(posOr(mappingValue(mappingValue(v, "create"), "replication"), spec.PosOf(v)), "dataset %q: create.replication must be at least 1, or -1 for the broker's default, not %d", name, r)
 			}
 			if ds.Partitions > 0 && ds.Partitions != ds.Create.Partitions {
 				c.d.add(spec.PosOf(v), "dataset %q: partitions %d differs from create.partitions %d", name, ds.Partitions, ds.Create.Partitions)
@@ -395,6 +393,7 @@ func (c *compiler) pipes(t *Topology, n *yaml.Node) []*pipeDecl {
 			p.bad = true
 		}
 		p.Config = cfg
+		p.cfgPos = spec.PosOf(typeVal)
 		out = append(out, p)
 	}
 	return out
@@ -411,7 +410,21 @@ func (c *compiler) dataset(t *Topology, f spec.Field, what string) *Dataset {
 	if d, ok := t.Datasets[f.Name]; ok {
 		return d
 	}
-	c.d.add(f.Pos, "%s: unknown dataset %q%s", what, f.Name, spec.DidYouMean(f.Name, slices.Sorted(maps.Keys(t.Datasets))))
+	mean := spec.DidYouMean(f.Name, slices.Sorted(maps.Keys(t.Datasets)))
+	if mean == "" {
+		mean = ": declare it under datasets:"
+		if strings.HasPrefix(what, "pipe ") {
+			mean += fmt.Sprintf(" (%s: {} passes records in memory between pipes; give it a topic: to store them in Kafka)", f.Name)
+		}
+	} else if meant, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(mean, " (did you mean "), "?)")); err == nil {
+		if c.misspelled == nil {
+			c.misspelled = map[string]unknownRef{}
+		}
+		if _, ok := c.misspelled[meant]; !ok {
+			c.misspelled[meant] = unknownRef{f.Name, f.Pos}
+		}
+	}
+	c.d.add(f.Pos, "%s: unknown dataset %q%s", what, f.Name, mean)
 	return nil
 }
 
@@ -462,13 +475,13 @@ func (c *compiler) edges(t *Topology, ps []*pipeDecl) {
 		switch {
 		case d == t.DeadLetter, d.Table != "": // tables: checked once the joins are built
 		case len(d.Readers) > 0 && d.Producer == nil && d.Topic == "":
-			c.d.add(d.Pos, "dataset %q is read by pipe %q but nothing produces it: give it a topic, or write it from a pipe", d.Name, d.Readers[0].Name)
+			c.datasetDiag(d, false, "dataset %q is read by pipe %q but nothing produces it: give it a topic, or write it from a pipe", d.Name, d.Readers[0].Name)
 		case len(d.Readers) > 0 && d.Producer != nil && d.Topic != "" && d.Create == nil:
 			// A pipe writes a topic that other pipes also read in memory: fine.
 		case d.Producer != nil && len(d.Readers) == 0 && d.Topic == "":
-			c.d.add(d.Pos, "dataset %q is written by pipe %q but neither read by a pipe nor stored in a topic", d.Name, d.Producer.Name)
+			c.datasetDiag(d, false, "dataset %q is written by pipe %q but neither read by a pipe nor stored in a topic", d.Name, d.Producer.Name)
 		case d.Producer == nil && len(d.Readers) == 0:
-			c.d.warn(d.Pos, "dataset %q is declared but no pipe reads or writes it", d.Name)
+			c.datasetDiag(d, true, "dataset %q is declared but no pipe reads or writes it", d.Name)
 		}
 	}
 }
@@ -525,6 +538,7 @@ func (c *compiler) order(ps []*pipeDecl) []*Pipe {
 				out = append(out, p.Pipe)
 			}
 		}
+		c.cyclic = true
 		cyc := findCycle(ps, left)
 		c.d.add(cyc[0].Pos, "the pipes form a cycle, %s: a topology must be a DAG", cycleString(cyc))
 	}
@@ -602,8 +616,8 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 		if p.OnError == DeadLetter && t.DeadLetter == nil {
 			c.d.add(p.Pos, "pipe %q sends failures to the dead-letter dataset, but the topology has no dead_letter: declare one, or set on_error to skip or fail", p.Name)
 		}
-		if p.bad || len(p.Inputs) == 0 {
-			continue // decode errors or unknown datasets: already reported
+		if len(p.Inputs) == 0 {
+			continue // unknown datasets: already reported
 		}
 		env := p.Env(-1)
 		env.Stores = func(name string) (pipes.Store, error) {
@@ -628,8 +642,11 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 		pipe, err := p.Config.New(env)
 		if err != nil {
 			for _, e := range spec.Flatten(err, p.Pos) {
-				c.d.add(e.Pos, "pipe %q: %s", p.Name, e.Msg)
+				if !p.bad || c.ownError(p, e.Pos) {
+					c.d.add(e.Pos, "pipe %q: %s", p.Name, e.Msg)
+				}
 			}
+			keepSchema(p)
 			continue
 		}
 		if kc, ok := pipe.(pipes.KeyChanger); ok {
@@ -640,10 +657,16 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 		}
 		sd, ok := pipe.(pipes.SchemaDeriver)
 		for i, o := range p.Outputs {
+			var derived *pipes.Schema
+			if ok {
+				derived = sd.OutputSchema(i)
+			}
+			if derived == nil && o.Schema == nil && env.InputSchema() != nil {
+				c.lostSchema(p, ok, o)
+			}
 			if !ok {
 				continue
 			}
-			derived := sd.OutputSchema(i)
 			if o.Schema == nil {
 				o.Schema = derived
 				continue

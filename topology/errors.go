@@ -16,6 +16,9 @@ type Diagnostic struct {
 	Col     int
 	Msg     string
 	Warning bool
+	// cause, when set, is the position of the diagnostic this one is a
+	// consequence of: it sorts right after it.
+	cause *spec.Pos
 }
 
 func (d Diagnostic) String() string {
@@ -56,6 +59,12 @@ func (d *diags) warn(pos spec.Pos, format string, args ...any) {
 	d.list = append(d.list, Diagnostic{File: d.file, Line: pos.Line, Col: pos.Col, Msg: fmt.Sprintf(format, args...), Warning: true})
 }
 
+// consequence adds a diagnostic that follows from the one at cause, so
+// that it is listed after it, whatever its own position.
+func (d *diags) consequence(cause spec.Pos, warning bool, pos spec.Pos, format string, args ...any) {
+	d.list = append(d.list, Diagnostic{File: d.file, Line: pos.Line, Col: pos.Col, Msg: fmt.Sprintf(format, args...), Warning: warning, cause: &cause})
+}
+
 func (d *diags) addAll(errs []*spec.Error) {
 	for _, e := range errs {
 		d.add(e.Pos, "%s", e.Msg)
@@ -73,8 +82,16 @@ func (d *diags) failed() bool {
 
 func (d *diags) sorted() []Diagnostic {
 	out := slices.Clone(d.list)
+	key := func(d Diagnostic) (int, int, int) {
+		if d.cause != nil {
+			return d.cause.Line, d.cause.Col, 1
+		}
+		return d.Line, d.Col, 0
+	}
 	slices.SortStableFunc(out, func(a, b Diagnostic) int {
-		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
+		al, ac, ak := key(a)
+		bl, bc, bk := key(b)
+		return cmp.Or(cmp.Compare(al, bl), cmp.Compare(ac, bc), cmp.Compare(ak, bk))
 	})
 	return out
 }

@@ -56,7 +56,7 @@ type registrySpec struct {
 
 type createSpec struct {
 	Partitions  int               `yaml:"partitions" required:"true" doc:"Partition count."`
-	Replication int               `yaml:"replication" default:"1" doc:"Replication factor."`
+	Replication int               `yaml:"replication" default:"-1" doc:"Replication factor; -1 takes the broker's default.replication.factor."`
 	Config      map[string]string `yaml:"config" doc:"Topic configs, such as retention.ms or cleanup.policy."`
 }
 

@@ -38,7 +38,11 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 	p.f("topics written  %s\n", list(t.TopicsWritten()))
 	var created []string
 	for _, d := range t.Owned() {
-		created = append(created, fmt.Sprintf("%s (%d partitions, replication %d)", d.Topic, d.Create.Partitions, d.Create.Replication))
+		repl := fmt.Sprintf("replication %d", d.Create.Replication)
+		if d.Create.Replication < 0 {
+			repl = "the broker's default replication"
+		}
+		created = append(created, fmt.Sprintf("%s (%d partitions, %s)", d.Topic, d.Create.Partitions, repl))
 	}
 	p.f("topics created  %s (if missing)\n", list(created))
 	if t.DeadLetter != nil {

@@ -141,7 +141,9 @@ type Dataset struct {
 
 // Create holds the settings of a topic the job creates.
 type Create struct {
-	Partitions  int
+	Partitions int
+	// Replication is the replication factor; -1 (the default) takes the
+	// broker's default.replication.factor.
 	Replication int
 	Config      map[string]string
 }
@@ -204,9 +206,10 @@ type Pipe struct {
 	// (pipes.KeyChanger).
 	ChangesKey bool
 	Pos        spec.Pos
-	bad        bool  // its config or datasets did not resolve; not built
-	noGrace    bool  // works on event time (pipes.GracePeriod) with no grace
-	fsys       fs.FS // the topology file's directory
+	bad        bool     // its config or datasets did not resolve (see ownError)
+	cfgPos     spec.Pos // where its type's config starts
+	noGrace    bool     // works on event time (pipes.GracePeriod) with no grace
+	fsys       fs.FS    // the topology file's directory
 }
 
 // Env returns the constructor environment of the pipe for a partition (-1

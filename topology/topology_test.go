@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
 
+	"github.com/streamerio/streamer/pipes"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -137,7 +139,7 @@ func TestCompileRules(t *testing.T) {
 		{"empty file", "", "t.yaml:1:1: the file is empty"},
 		{"not a mapping", "- a\n- b\n", "want a mapping"},
 		{"create without topic", "name: t\ndatasets:\n  src: {topic: src}\n  mid: {create: {partitions: 1}}\npipes:\n  p: {from: src, to: mid, filter: {when: 'true'}}\n", "has create: but no topic"},
-		{"bad duration", head + "processing: {commit_interval: soon}\npipes:\n  p: {from: src, to: out, filter: {when: 'true'}}\n", "t.yaml:5:31: want a duration"},
+		{"bad duration", head + "processing: {commit_interval: soon}\npipes:\n  p: {from: src, to: out, filter: {when: 'true'}}\n", `t.yaml:5:31: commit_interval: "soon" is not a duration`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -282,4 +284,66 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestCreateReplication: a topic the job creates takes the broker's
+// default replication factor (-1) unless create.replication says
+// otherwise; 0 and other negatives are refused where written.
+func TestCreateReplication(t *testing.T) {
+	const src = `name: r
+datasets:
+  in: {topic: in}
+  out:
+    topic: out
+    create: {partitions: 2%s}
+pipes:
+  copy: {from: in, to: out, filter: {when: "true"}}
+`
+	for _, tt := range []struct {
+		extra string
+		want  int
+		err   string
+	}{
+		{"", -1, ""},
+		{", replication: 3", 3, ""},
+		{", replication: -1", -1, ""},
+		{", replication: 0", 0, `t.yaml:6:42: dataset "out": create.replication must be at least 1, or -1 for the broker's default, not 0`},
+		{", replication: -2", 0, "not -2"},
+	} {
+		top, err := topology.Compile("t.yaml", []byte(fmt.Sprintf(src, tt.extra)), fstest.MapFS{})
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%q: %v, want %q", tt.extra, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tt.extra, err)
+		}
+		if got := top.Datasets["out"].Create.Replication; got != tt.want {
+			t.Errorf("%q: replication %d, want %d", tt.extra, got, tt.want)
+		}
+	}
+}
+
+// TestIncompleteConfigsAreBuiltSafely: the compiler builds a pipe whose
+// config has errors, to report the rest of its errors in the same run.
+// Every built-in type must survive being built from an empty config and
+// report errors, not panic.
+func TestIncompleteConfigsAreBuiltSafely(t *testing.T) {
+	for _, typ := range pipes.TypeNames() {
+		for _, cfg := range []string{"{}", "{unknown: 1}", "[1, 2]"} {
+			src := fmt.Sprintf("name: t\ndatasets:\n  in: {topic: in}\n  out: {topic: out}\npipes:\n  p:\n    from: in\n    to: out\n    %s: %s\n", typ, cfg)
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Errorf("%s %s: the compiler panicked: %v", typ, cfg, r)
+					}
+				}()
+				if _, err := topology.Compile("t.yaml", []byte(src), fstest.MapFS{}); err == nil && cfg != "{}" {
+					t.Errorf("%s %s: compiled", typ, cfg)
+				}
+			}()
+		}
+	}
 }

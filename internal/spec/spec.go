@@ -146,7 +146,11 @@ func Decode(node *yaml.Node, out any) []*Error {
 	return d.errs
 }
 
-type decoder struct{ errs []*Error }
+type decoder struct {
+	errs []*Error
+	key  string // the key whose value is being decoded, "" in lists
+	doc  string // that key's doc, when it is a struct field's
+}
 
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
 	d.errs = append(d.errs, Errorf(PosOf(n), format, args...))
@@ -207,16 +211,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value) {
 		v.Set(reflect.ValueOf(Field{Name: n.Value, Pos: PosOf(n)}))
 		return
 	case durationType:
-		if n.Kind != yaml.ScalarNode {
-			d.errorf(n, "want a duration such as 100ms or 5s, got %s", kindName(n))
-			return
-		}
-		dur, err := time.ParseDuration(n.Value)
-		if err != nil || dur < 0 {
-			d.errorf(n, "want a duration such as 100ms or 5s, got %q", n.Value)
-			return
-		}
-		v.SetInt(int64(dur))
+		d.duration(n, v)
 		return
 	case nodeType:
 		// Kept raw, for the caller to decode itself.
@@ -256,17 +251,20 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value) {
 			return
 		}
 		if n.Kind != yaml.SequenceNode {
-			d.errorf(n, "want a list, got %s", kindName(n))
+			d.wantShape(n, "a list", t)
 			return
 		}
 		s := reflect.MakeSlice(t, len(n.Content), len(n.Content))
+		key, doc := d.key, d.doc
+		d.key, d.doc = "", ""
 		for i, c := range n.Content {
 			d.value(c, s.Index(i))
 		}
+		d.key, d.doc = key, doc
 		v.Set(s)
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			d.errorf(n, "want a mapping, got %s", kindName(n))
+			d.wantShape(n, "a mapping", t)
 			return
 		}
 		m := reflect.MakeMapWithSize(t, len(n.Content)/2)
@@ -277,7 +275,10 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value) {
 				continue
 			}
 			ev := reflect.New(t.Elem()).Elem()
+			key, doc := d.key, d.doc
+			d.key, d.doc = k.Value, ""
 			d.value(val, ev)
+			d.key, d.doc = key, doc
 			m.SetMapIndex(reflect.ValueOf(k.Value).Convert(t.Key()), ev)
 		}
 		v.Set(m)
@@ -317,7 +318,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value) {
 func (d *decoder) ordered(n *yaml.Node, v reflect.Value) {
 	if n.Kind != yaml.MappingNode {
 		if n.Tag != "!!null" {
-			d.errorf(n, "want a mapping, got %s", kindName(n))
+			d.wantShape(n, "a mapping", v.Type())
 		}
 		return
 	}
@@ -334,7 +335,10 @@ func (d *decoder) ordered(n *yaml.Node, v reflect.Value) {
 		e := reflect.New(t.Elem()).Elem()
 		e.FieldByName("Key").SetString(k.Value)
 		e.FieldByName("KeyPos").Set(reflect.ValueOf(PosOf(k)))
+		key, doc := d.key, d.doc
+		d.key, d.doc = k.Value, ""
 		d.value(val, e.FieldByName("Value"))
+		d.key, d.doc = key, doc
 		s = reflect.Append(s, e)
 	}
 	v.Set(s)
@@ -387,10 +391,12 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value) {
 		if n.Tag == "!!null" {
 			n = &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
 		} else {
-			d.errorf(n, "want a mapping, got %s", kindName(n))
+			d.wantShape(n, "a mapping", v.Type())
 			return
 		}
 	}
+	key, doc := d.key, d.doc
+	defer func() { d.key, d.doc = key, doc }()
 	for i := 0; i < v.NumField(); i++ {
 		if v.Type().Field(i).Tag.Get("spec") == "pos" {
 			v.Field(i).Set(reflect.ValueOf(PosOf(n)))
@@ -414,6 +420,7 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value) {
 			continue
 		}
 		seen[k.Value] = true
+		d.key, d.doc = k.Value, f.Doc
 		d.value(val, v.Field(f.Index))
 		if len(f.Enum) > 0 {
 			d.enum(val, v.Field(f.Index), f.Enum)

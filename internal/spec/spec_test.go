@@ -16,18 +16,20 @@ type inner struct {
 }
 
 type conf struct {
-	S     string               `yaml:"s" default:"dflt" enum:"dflt,other"`
-	B     bool                 `yaml:"b"`
-	I     int                  `yaml:"i" default:"3"`
-	F     float64              `yaml:"f"`
-	D     time.Duration        `yaml:"d" default:"100ms"`
-	E     spec.Expr            `yaml:"e"`
-	Fs    []spec.Field         `yaml:"fs"`
-	M     map[string]int       `yaml:"m"`
-	In    *inner               `yaml:"in"`
-	Ins   []inner              `yaml:"ins"`
-	A     any                  `yaml:"a"`
-	Exprs map[string]spec.Expr `yaml:"exprs"`
+	S     string                `yaml:"s" default:"dflt" enum:"dflt,other"`
+	B     bool                  `yaml:"b"`
+	I     int                   `yaml:"i" default:"3"`
+	F     float64               `yaml:"f"`
+	D     time.Duration         `yaml:"d" default:"100ms"`
+	E     spec.Expr             `yaml:"e"`
+	Fs    []spec.Field          `yaml:"fs"`
+	M     map[string]int        `yaml:"m"`
+	In    *inner                `yaml:"in"`
+	Ins   []inner               `yaml:"ins"`
+	A     any                   `yaml:"a"`
+	Exprs map[string]spec.Expr  `yaml:"exprs"`
+	Out   map[string]spec.Field `yaml:"out" doc:"Output fields: output field: input field."`
+	Aggs  map[string]inner      `yaml:"aggs"`
 }
 
 func decode(t *testing.T, src string) (conf, []*spec.Error) {
@@ -67,7 +69,7 @@ func TestDecodeErrors(t *testing.T) {
 		`1:4: "nope" is not one of dflt, other`,
 		`2:4: want true or false, got "maybe"`,
 		`3:4: want a whole number, got "1.5"`,
-		`4:4: want a duration such as 100ms or 5s, got "soon"`,
+		`4:4: d: "soon" is not a duration: write a number and a unit, with no space, such as 100ms, 5s, 1m or 1h`,
 		`5:5: missing required field "name"`,
 		`6:8: unknown field "nam" (did you mean "name"?)`,
 		`6:7: missing required field "name"`,
@@ -102,5 +104,26 @@ func TestJSONSchema(t *testing.T) {
 	in := props["in"].(spec.Schema)
 	if in["required"].([]string)[0] != "name" || in["additionalProperties"] != false {
 		t.Errorf("nested: %v", in)
+	}
+}
+
+// TestDecodeSaysWhatIsWrong: a message names the key, says what is wrong
+// with the value (not only that it is wrong), and shows the shape wanted.
+func TestDecodeSaysWhatIsWrong(t *testing.T) {
+	for _, tt := range []struct{ src, want string }{
+		{"d: -5s", `1:4: d: a duration cannot be negative, got -5s`},
+		{"d: 1 minute", `1:4: d: "1 minute" is not a duration: write a number and a unit, with no space, such as 100ms, 5s, 1m or 1h`},
+		{"d: [1s]", `1:4: d: want a duration such as 100ms, 5s or 1m, got a list`},
+		{"out: [name, city]", `1:6: out: want a mapping, got a list; write it as {name: name, city: city} (Output fields: output field: input field)`},
+		{"out: name", `1:6: out: want a mapping, got "name"; write it as {name: field} (Output fields: output field: input field)`},
+		{"exprs: [a]", `1:8: exprs: want a mapping, got a list; write it as {name: expression}`},
+		{"aggs: [x]", `1:7: aggs: want a mapping, got a list; write it as {name: {name: text}}`},
+		{"in: [x]", `1:5: in: want a mapping, got a list; write it as {name: text}`},
+		{"ins: {name: a}", `1:6: ins: want a list, got a mapping; write it as [{name: text}, ...]`},
+	} {
+		_, errs := decode(t, tt.src)
+		if len(errs) != 1 || errs[0].Error() != tt.want {
+			t.Errorf("%s:\n got %v\nwant %s", tt.src, errs, tt.want)
+		}
 	}
 }

@@ -1,27 +1,39 @@
 package redact_test
 
 import (
-	"context"
 	"fmt"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/streamerio/streamer/engine"
-	"github.com/streamerio/streamer/topology"
+	"github.com/streamerio/streamer/streamertest"
 )
 
-// Example runs a record through the example topology, as the engine would.
+// Example pipes a signup through the example topology with the streamertest
+// driver, which runs the same compiled plan and engine code as a replica,
+// and reads what the redact pipe wrote.
 func Example() {
-	top, err := topology.Load("../topology.yaml")
+	d, err := streamertest.Load("../topology.yaml")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	task, _ := engine.NewTask(top, "signups", 0, engine.TaskOptions{})
-	in := &kgo.Record{Topic: "signups", Value: []byte(`{"user_id":7,"email":"bo@example.com","plan":"pro"}`)}
-	_ = task.Process(context.Background(), []*kgo.Record{in}, func(r *kgo.Record) {
-		fmt.Println(r.Topic, string(r.Value))
+	defer d.Close()
+	err = d.Input("signups", streamertest.Record{
+		Key:   streamertest.Key("u-7"),
+		Value: map[string]any{"user_id": 7, "email": "bo@example.com", "plan": "pro"},
 	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	out, err := d.Output("clean")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, r := range out {
+		fmt.Println(*r.Key, r.Value)
+	}
+	fmt.Println(len(d.DeadLetters()), "dead letters")
 	// Output:
-	// signups-clean {"email":"ce565d77a6111601","plan":"pro","user_id":7}
+	// u-7 map[email:ce565d77a6111601 plan:pro user_id:7]
+	// 0 dead letters
 }
