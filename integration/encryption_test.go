@@ -300,6 +300,7 @@ func tinkPython(t *testing.T) string {
 // consumer decrypts what streamer wrote, with the same keyset files. The
 // deterministic ciphertexts agree across the two languages.
 func TestEncryptionPythonInterop(t *testing.T) {
+	requireIntegration(t)
 	py := tinkPython(t)
 	e := newEnv(t)
 	e.createTopic("signups", 2)
