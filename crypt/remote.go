@@ -1,3 +1,5 @@
+//go:build !nokms
+
 package crypt
 
 import (
