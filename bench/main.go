@@ -76,6 +76,8 @@ type config struct {
 	brokerPID    int
 	keep         bool
 	timeout      time.Duration
+	backfill     bool // run the topology as a bounded backfill too (backfill.go)
+	bounded      bool // this streamer run is the backfill
 	// The state benchmarks (state.go).
 	restore     bool
 	aggregate   bool
@@ -104,6 +106,7 @@ func main() {
 	flag.IntVar(&c.brokerPID, "broker-pid", -1, "pid of a local broker whose CPU time to report (-1: read $KAFKA_DATA/kafka.pid or /tmp/streamer-kafka/kafka.pid if present; 0: none)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the topics afterwards (they are deleted at the end, not between runs, so that deletions do not load the broker during a run)")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up on a run after this long")
+	flag.BoolVar(&c.backfill, "backfill", false, "each round also runs the topology as a bounded backfill over the input (engine Options.Bounds), timed the same way")
 	flag.BoolVar(&c.restore, "restore", false, "state restore benchmark instead: fill a changelog with -keys keys, then time a raw read of it against an engine restoring it (see state.go)")
 	flag.BoolVar(&c.aggregate, "aggregate", false, "state size benchmark instead: `streamer run` counts per key over -keys distinct keys; reports records/s and peak RSS (see state.go)")
 	flag.IntVar(&c.keys, "keys", 1000000, "distinct keys of -restore and -aggregate")
@@ -337,8 +340,11 @@ func run(ctx context.Context, c config) error {
 	var results []result
 	for round := 1; round <= c.rounds; round++ {
 		modes := []string{"passthrough", "streamer"}
+		if c.backfill {
+			modes = append(modes, "backfill")
+		}
 		if round%2 == 0 {
-			modes = []string{"streamer", "passthrough"}
+			slices.Reverse(modes)
 		}
 		for _, mode := range modes {
 			name := fmt.Sprintf("bench-%s-%s-r%d", mode, stamp, round)
@@ -352,6 +358,13 @@ func run(ctx context.Context, c config) error {
 				}
 				r, err = passthrough(ctx, c, adm, input, name, prof)
 				created = append(created, name+"-out")
+			case "backfill":
+				cb := c
+				cb.bounded = true
+				r, err = streamer(ctx, cb, adm, input, name, "", "")
+				r.mode = "backfill"
+				created = append(created, name+"-out")
+				created = append(created, r.topics...)
 			case "streamer":
 				prof := ""
 				if round == 1 {
@@ -574,10 +587,17 @@ func streamer(ctx context.Context, c config, adm *kadm.Client, input, name, prof
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	stats := engine.NewStats()
 	outs := &outputCount{}
+	var bounds *engine.Bounds
+	if c.bounded {
+		if bounds, err = inputBounds(ctx, adm, input); err != nil {
+			return res, err
+		}
+	}
 	e, err := engine.New(top, engine.Options{
 		Brokers: c.brokers, ReplicaID: "bench", Logger: log, Stats: stats,
 		ClientOpts: []kgo.Opt{kgo.WithHooks(res.requests)}, // observes request latencies only
 		Hooks:      []engine.Hook{outs},
+		Bounds:     bounds,
 	})
 	if err != nil {
 		return res, err
@@ -640,11 +660,17 @@ func streamer(ctx context.Context, c config, adm *kadm.Client, input, name, prof
 	res.requests.stop()
 	stopProfile()
 	stopTrace()
-	stop()
-	if err := <-done; err != nil {
-		return res, fmt.Errorf("engine: %w", err)
+	if c.bounded {
+		if err := awaitBounded(e, done, deadline.C, &res); err != nil {
+			return res, err
+		}
+	} else {
+		stop()
+		if err := <-done; err != nil {
+			return res, fmt.Errorf("engine: %w", err)
+		}
 	}
-	res.note = fmt.Sprintf("  (in %d, out %d, commits %d, aborts %d)",
+	res.note += fmt.Sprintf("  (in %d, out %d, commits %d, aborts %d)",
 		stats.RecordsIn.Load(), stats.RecordsOut.Load(), stats.Commits.Load(), stats.Aborts.Load())
 
 	// Exactly once: the committed output holds every record once.
@@ -794,11 +820,13 @@ func report(c config, rs []result) {
 	var ratios []float64
 	for _, r := range rs {
 		ratio := ""
-		if r.mode == "streamer" {
+		if r.mode != "passthrough" {
 			for _, p := range byMode["passthrough"] {
 				if p.round == r.round {
 					x := r.rate() / p.rate()
-					ratios = append(ratios, x)
+					if r.mode == "streamer" {
+						ratios = append(ratios, x)
+					}
 					ratio = fmt.Sprintf("%.3f", x)
 				}
 			}
@@ -809,8 +837,11 @@ func report(c config, rs []result) {
 			float64(r.mallocs)/float64(r.records), float64(r.allocated)/float64(r.records), r.gcs, ratio)
 	}
 	fmt.Fprintln(w, "\t\t\t\t\t\t\t\t\t\t\t\t")
-	for _, mode := range []string{"passthrough", "streamer"} {
+	for _, mode := range []string{"passthrough", "streamer", "backfill"} {
 		ms := byMode[mode]
+		if len(ms) == 0 {
+			continue
+		}
 		ratio := ""
 		if mode == "streamer" {
 			ratio = fmt.Sprintf("%.3f", median(ratios))
@@ -822,7 +853,8 @@ func report(c config, rs []result) {
 	}
 	w.Flush()
 	fmt.Println("\nrecords/s: passthrough from the first record consumed to the last one acked;")
-	fmt.Println("streamer from the first record consumed to CommittedIn == N (outputs and offsets committed).")
+	fmt.Println("streamer from the first record consumed to CommittedIn == N (outputs and offsets committed);")
+	fmt.Println("backfill (-backfill) the same, as a bounded run, which then stops by itself.")
 	fmt.Println("CPU: this process (getrusage user+sys) over the same interval; broker: /proc/<pid>/stat;")
 	fmt.Println("other load: CPU busy on the machine (/proc/stat) minus both, in cores (noise from other processes).")
 }

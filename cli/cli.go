@@ -135,7 +135,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid topology,
 	root.PersistentFlags().StringVar(&g.registry, "registry", env("STREAMER_REGISTRY_URL", ""), "schema registry URL (Confluent API), for datasets with registry: (env STREAMER_REGISTRY_URL)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", env("STREAMER_LOG_LEVEL", ""), "log level: debug, info, warn or error (default info; warn for demo)")
 	root.AddCommand(
-		validateCmd(g), planCmd(g), runCmd(g), resetCmd(g), testCmd(g), demoCmd(g), schemaCmd(g), pipesCmd(g),
+		validateCmd(g), planCmd(g), runCmd(g), resetCmd(g), offsetsCmd(g), backfillCmd(g), testCmd(g), demoCmd(g), schemaCmd(g), pipesCmd(g),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",
@@ -187,8 +187,8 @@ func redactSecrets(_ []string, a slog.Attr) slog.Attr {
 }
 
 // load compiles a topology file, printing its warnings.
-func (g *globals) load(file string) (*topology.Topology, error) {
-	var opts []topology.Option
+func (g *globals) load(file string, extra ...topology.Option) (*topology.Topology, error) {
+	opts := extra
 	if g.registry != "" {
 		reg, err := serde.NewRegistry(g.registry)
 		if err != nil {

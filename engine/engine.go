@@ -48,11 +48,12 @@ type Engine struct {
 	revoked   []partitionKey
 
 	hooks      *hooks
-	state      StateOpener
-	tables     *tableSyncer // the tables joins look records up in, or nil
-	holds      *holds       // partitions paused while restores and table loads prepare them
-	pebble     *pebbleState // the state opener, when the topology keeps state
+	local      *localState  // stores and tables (local.go), nil without either
+	state      StateOpener  // local's, nil without stores
+	tables     *tableSyncer // local's: the tables joins look records up in, or nil
+	pebble     *pebbleState // local's store restorer, nil without stores
 	purge      *purger      // deletes consumed records of internal topics, or nil
+	bounds     *bounded     // the end of a bounded run (Options.Bounds), or nil
 	produceErr atomic.Pointer[error]
 
 	// changelogEnd tracks, per changelog partition, the offset after the
@@ -82,16 +83,13 @@ func New(t *topology.Topology, o Options) (*Engine, error) {
 		e.internal[d.Topic] = true
 	}
 	e.changelogEnd, e.changelogs = map[partitionKey]int64{}, map[string]bool{}
-	e.holds = newHolds()
 	e.purge = newPurger(t, o.PurgeInterval, o.Logger, e.hooks.purge)
-	e.tables = newTableSyncer(t, e.opts)
+	e.bounds = newBounded(t, e.opts)
 	for _, s := range t.Stores() {
 		e.changelogs[t.ChangelogTopic(s)] = true
 	}
-	if len(e.changelogs) > 0 {
-		e.pebble = newPebbleState(t, e.opts, e.hooks, e.holds)
-		e.state = e.pebble
-	}
+	e.local = newLocalState(t, &e.opts, e.hooks)
+	e.tables, e.pebble, e.state = e.local.syncer(), e.local.restorer(), e.local.opener()
 	if len(e.sources) == 0 {
 		return nil, fmt.Errorf("engine: topology %q reads no topic", t.Name)
 	}
@@ -109,20 +107,17 @@ func (e *Engine) TransactionalID() string { return e.top.TransactionalID(e.opts.
 // has restored the state of every partition assigned to it, and has loaded
 // the tables they join.
 func (e *Engine) Ready() bool {
-	return e.ready.Load() && (e.pebble == nil || len(e.pebble.restoring()) == 0) && e.tables.loading() == 0
+	return e.ready.Load() && !e.local.pending()
 }
 
 // LoadingTables returns how many assigned partitions wait, paused, for the
 // tables they join to be read: while any do, the replica is not ready.
-func (e *Engine) LoadingTables() int { return int(e.tables.loading()) }
+func (e *Engine) LoadingTables() int { return int(e.local.loading()) }
 
 // Restoring returns the state restores under way, by store and partition:
 // while there are any, the replica is not ready.
 func (e *Engine) Restoring() []RestoreProgress {
-	if e.pebble == nil {
-		return nil
-	}
-	return e.pebble.restoring()
+	return e.local.restoring()
 }
 
 // Run joins the consumer group and processes until ctx is canceled or a
@@ -137,6 +132,12 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	if ctx.Err() != nil {
 		return nil // stopped before it started
 	}
+	// A second process of the group on the same state directory is
+	// refused before it touches anything.
+	if err := e.local.start(); err != nil {
+		return err
+	}
+	defer e.local.close()
 	if err := EnsureTopics(ctx, e.top, e.opts.Brokers, e.opts.ClientOpts, log); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
@@ -148,21 +149,22 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("engine: kafka client: %w", err)
 	}
 	defer func() {
-		e.tables.stop() // stops table loads under way, before the tasks let go of the tables
+		e.local.stopLoads() // before the tasks let go of the tables
 		var errs []error
 		for k, t := range e.tasks {
 			errs = append(errs, t.Close())
 			delete(e.tasks, k)
 		}
-		if e.pebble != nil {
-			e.pebble.close() // stops restores under way
-		}
-		e.purge.stop() // a deletion under way uses the session's client
+		e.local.stopRestores() // after the tasks closed their stores
+		e.purge.stop()         // a deletion under way uses the session's client
 		e.ready.Store(false)
 		e.leave(sess)
 		err = errors.Join(append([]error{err}, errs...)...)
 		log.Info("replica stopped")
 	}()
+	// Bounded runs (engine/bounded.go): ctx is canceled once the whole group is done.
+	ctx, stopBounded := e.bounds.watch(ctx)
+	defer stopBounded()
 	log.Info("replica starting", "group", e.top.Group, "transactional_id", e.TransactionalID(), "topics", e.top.TopicsRead())
 	watched := e.top.TopicsRead()
 	for _, d := range e.top.Tables() {
@@ -233,10 +235,7 @@ func (e *Engine) clientOpts() []kgo.Opt {
 			// Fetching from these partitions begins when this returns:
 			// those with state or tables wait, paused, for their restores
 			// and table loads.
-			if e.pebble != nil {
-				e.pebble.prepare(cl, m)
-			}
-			e.tables.prepare(cl, m, e.holds)
+			e.local.Prepare(cl, m)
 			e.ready.Store(true)
 			for _, h := range e.hooks.rebalance {
 				h.OnRebalance(Rebalance{Assigned: m})
@@ -267,6 +266,7 @@ func (e *Engine) clientOpts() []kgo.Opt {
 	if e.opts.Faults != nil {
 		opts = append(opts, kgo.WithHooks(offsetsHook{&e.opts}))
 	}
+	opts = append(opts, e.bounds.clientOpts()...) // bounded runs: markers through the poll
 	return append(opts, e.opts.ClientOpts...)
 }
 
@@ -318,10 +318,7 @@ func (e *Engine) countAssigned(m map[string][]int32, sign int64) {
 // tasks to close, and the processing loop closes them.
 func (e *Engine) drop(cl *kgo.Client, m map[string][]int32) {
 	e.countAssigned(m, -1)
-	e.holds.forget(m)
-	if e.pebble != nil {
-		e.pebble.release(cl, m)
-	}
+	e.local.Release(cl, m)
 	if cl != nil && len(m) > 0 {
 		// A pause outlives an assignment, and the partitions may come back.
 		cl.ResumeFetchPartitions(m)
@@ -552,6 +549,8 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 		fetches := sess.PollRecords(pollCtx, e.top.MaxPollRecords)
 		cancel()
 		e.live.busy()
+		// Bounded runs (engine/bounded.go): drop transaction markers and records past the end.
+		dropped := e.bounds.filter(ctx, fetches, sess.Client())
 		if fetches.IsClientClosed() {
 			return errors.New("engine: kafka client closed")
 		}
@@ -560,7 +559,7 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 				log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 			}
 		})
-		if n := fetches.NumRecords(); n > 0 {
+		if n := fetches.NumRecords(); n > 0 || dropped { // bounded runs: commit positions moved past markers
 			if err := tx.begin(); err != nil {
 				return err
 			}

@@ -121,7 +121,11 @@ pipes:
 	}
 
 	dir := t.TempDir()
-	s := newTableSyncer(top, Options{Brokers: brokers, StateDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	faults := &phaseCounter{n: map[Phase]int{}}
+	o := Options{Brokers: brokers, StateDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Faults: faults}
+	m := newMaterialiser(top, &o)
+	defer m.close()
+	s := newTableSyncer(top, &o, m)
 	defer s.stop()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("orders"))
 	if err != nil {
@@ -142,6 +146,9 @@ pipes:
 	}
 	if h.held() != 0 || len(paused(cl, "orders")) != 0 {
 		t.Fatalf("after the load: %d held, paused %v", h.held(), paused(cl, "orders"))
+	}
+	if faults.count(PhaseMidTableLoad) == 0 {
+		t.Error("the table load never reached PhaseMidTableLoad")
 	}
 	s.mu.Lock()
 	open := len(s.parts)

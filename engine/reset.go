@@ -154,6 +154,15 @@ func Reset(ctx context.Context, t *topology.Topology, o ResetOptions) (*ResetRep
 		rep.Deleted, rep.StateDir = deleting, dir
 		return rep, nil
 	}
+	if dir != "" {
+		// A replica of the group running on this state directory holds
+		// its lock (materialiser): its stores are not to be removed.
+		lk, err := lockGroupDir(dir)
+		if err != nil {
+			return rep, fmt.Errorf("engine: reset: %w", err)
+		}
+		defer lk.Close()
+	}
 
 	// No check-then-act: the coordinator refuses to delete a group with
 	// members, and refuses offsets from outside a group with members,

@@ -5,117 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamerio/streamer/state"
 	"github.com/streamerio/streamer/topology"
 )
-
-// RestoreProgress describes one store partition's restore from its
-// changelog, as it runs.
-type RestoreProgress struct {
-	Store     string
-	Partition int32
-	// The restore reads the changelog partition from From (the store's
-	// checkpoint) to End, its last stable offset when the restore began.
-	// End is -1 until it is known.
-	From, End int64
-	// Position is the next changelog offset to read.
-	Position int64
-	// Records counts the records applied so far.
-	Records int64
-	// Started is when the restore began.
-	Started time.Time
-	// Done marks the last report of a restore. Err is nil if it finished,
-	// and says why not if it failed or was stopped (partition revoked,
-	// replica stopping).
-	Done bool
-	Err  error
-}
-
-// Remaining returns the changelog offsets left to read. It bounds the
-// records left from above: compaction and transaction markers leave gaps
-// in the offsets.
-func (p RestoreProgress) Remaining() int64 {
-	if p.End < 0 {
-		return 0
-	}
-	return max(0, p.End-p.Position)
-}
-
-// Total returns the offsets the restore reads in all.
-func (p RestoreProgress) Total() int64 {
-	if p.End < 0 {
-		return 0
-	}
-	return max(0, p.End-p.From)
-}
-
-// Rate returns the changelog offsets read per second so far.
-func (p RestoreProgress) Rate(now time.Time) float64 {
-	el := now.Sub(p.Started).Seconds()
-	if el <= 0 || p.End < 0 {
-		return 0
-	}
-	return float64(p.Position-p.From) / el
-}
-
-// ETA estimates the time left at the rate so far, and false while there
-// is no rate to go by.
-func (p RestoreProgress) ETA(now time.Time) (time.Duration, bool) {
-	r := p.Rate(now)
-	if r <= 0 {
-		return 0, false
-	}
-	return time.Duration(float64(p.Remaining()) / r * float64(time.Second)), true
-}
-
-// String is one line for people: "store count partition 3: 120000 of
-// 500000 (24%), 81000/s, about 5s left".
-func (p RestoreProgress) String() string {
-	now := time.Now()
-	if p.End < 0 {
-		return fmt.Sprintf("store %s partition %d: starting", p.Store, p.Partition)
-	}
-	done, total := p.Position-p.From, p.Total()
-	pct := 100.0
-	if total > 0 {
-		pct = 100 * float64(done) / float64(total)
-	}
-	s := fmt.Sprintf("store %s partition %d: %d of %d changelog offsets (%.0f%%), %.0f/s", p.Store, p.Partition, done, total, pct, p.Rate(now))
-	if eta, ok := p.ETA(now); ok {
-		s += fmt.Sprintf(", about %v left", eta.Round(time.Second))
-	}
-	return s
-}
-
-// RestoreHook observes state restores as they run: one report when a
-// restore knows its range, one about every second while it runs, and a
-// last one (Done) when it ends. Package metrics turns them into a gauge of
-// the offsets left per store partition.
-type RestoreHook interface {
-	OnRestoreProgress(RestoreProgress)
-}
-
-// RestoreDisplay is a RestoreHook that shows progress to a person itself,
-// as a terminal progress bar does. With one among the hooks, the engine
-// still logs each restore's start and end, but not its periodic progress
-// lines.
-type RestoreDisplay interface {
-	RestoreHook
-	DisplaysRestoreProgress()
-}
 
 // Restore tuning.
 const (
@@ -127,16 +27,6 @@ const (
 	// commits. Each commit records the offset reached, so a replica that
 	// dies mid-restore resumes near where it stopped.
 	flushBytes = 4 << 20
-	// fetchBytes bounds one fetch of a changelog partition, as kgo's
-	// consumer does by default. Decompressed, a response can be ten times
-	// larger, and its records as many again, all garbage soon after: with
-	// 8 MB, a 10M-key restore held 480 MB of live heap (bench/RESULTS.md,
-	// "State"). Three are held at most per restore: one being applied,
-	// one queued, one being read.
-	fetchBytes = 1 << 20
-	// stallTimeout fails a restore whose reads make no progress for this
-	// long (the broker answers, but the position does not move).
-	stallTimeout = 2 * time.Minute
 	// bulkOffsets: a store this far behind its changelog is restored in
 	// bulk mode (see restoreFrom). Below it, reopening costs more than the
 	// log it saves.
@@ -163,15 +53,13 @@ type storeKey struct {
 // catches it up to the changelog's end, usually with nothing left to read.
 type pebbleState struct {
 	top      *topology.Topology
-	dir      string
-	brokers  []string
-	extra    []kgo.Opt
+	m        *materialiser // opens, admits and reads the stores
+	faults   *Options      // Options.Faults, through reach
 	log      *slog.Logger
 	hooks    []StateHook
 	progress []RestoreHook
 	// display is set when a hook draws progress itself: no periodic lines.
 	display bool
-	opts    state.PebbleOptions
 	// bySource lists, per source topic, the stores its tasks open.
 	bySource map[string][]string
 	// holds keep partitions paused until their restores are done.
@@ -181,8 +69,6 @@ type pebbleState struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	clMu sync.Mutex
-	cl   *kgo.Client // for restores, made on first use
 	// slots bounds the restores that read and write at once, one per core:
 	// more would only share the cores and hold more memory.
 	slots chan struct{}
@@ -208,10 +94,10 @@ type partRestore struct {
 
 var _ StateOpener = (*pebbleState)(nil)
 
-func newPebbleState(t *topology.Topology, o Options, hs *hooks, held *holds) *pebbleState {
+func newPebbleState(t *topology.Topology, o *Options, hs *hooks, held *holds, m *materialiser) *pebbleState {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pebbleState{
-		top: t, dir: o.StateDir, brokers: o.Brokers, extra: o.ClientOpts, log: o.Logger, hooks: hs.state,
+		top: t, m: m, faults: o, log: o.Logger, hooks: hs.state,
 		bySource: storesBySource(t), holds: held,
 		ctx: ctx, cancel: cancel,
 		tokens: map[storeKey]chan struct{}{}, restored: map[storeKey]*heldStore{},
@@ -249,20 +135,6 @@ func storesBySource(t *topology.Topology) map[string][]string {
 	return out
 }
 
-func (p *pebbleState) client() (*kgo.Client, error) {
-	p.clMu.Lock()
-	defer p.clMu.Unlock()
-	if p.cl != nil {
-		return p.cl, nil
-	}
-	cl, err := seedClient(p.brokers, p.extra)
-	if err != nil {
-		return nil, err
-	}
-	p.cl = cl
-	return cl, nil
-}
-
 func (p *pebbleState) token(k storeKey) chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -280,11 +152,24 @@ type heldStore struct {
 	*state.Pebble
 	once    sync.Once
 	release func()
+	disown  func() // set once a task took the store
+}
+
+// owned tells the materialiser that a task owns the store now.
+func (h *heldStore) owned(m *materialiser, k storeKey) {
+	pt := storePart(m.top, k.store, k.partition)
+	m.own(pt)
+	h.disown = func() { m.disown(pt) }
 }
 
 func (h *heldStore) Close() error {
 	err := h.Pebble.Close()
-	h.once.Do(h.release)
+	h.once.Do(func() {
+		if h.disown != nil {
+			h.disown()
+		}
+		h.release()
+	})
 	return err
 }
 
@@ -412,12 +297,6 @@ func (p *pebbleState) close() {
 	for k, st := range restored {
 		p.closeStore(k, st)
 	}
-	p.clMu.Lock()
-	if p.cl != nil {
-		p.cl.Close()
-		p.cl = nil
-	}
-	p.clMu.Unlock()
 }
 
 // restoring returns the restores under way, by store and partition.
@@ -467,6 +346,7 @@ func (p *pebbleState) OpenState(store string, partition int32) (state.Store, err
 				st.Close()
 				return nil, err
 			}
+			st.owned(p.m, k)
 			return st, nil
 		}
 		select {
@@ -475,6 +355,7 @@ func (p *pebbleState) OpenState(store string, partition int32) (state.Store, err
 			if err != nil {
 				return nil, err // not a typed nil in the interface
 			}
+			st.owned(p.m, k)
 			return st, nil
 		case <-p.ctx.Done():
 			p.finish(run, p.ctx.Err())
@@ -497,175 +378,54 @@ func (p *pebbleState) openRestored(ctx context.Context, k storeKey, run *restore
 }
 
 // openHeld opens the store whose token the caller took, and restores it.
-// A store that fails to open is wiped and rebuilt from the changelog; so is
-// one whose checkpoint is past the changelog's end (the topic was
-// recreated). On error it gives the token back. It reports the end of run.
+// The materialiser admits the store first (materialiser.admit): a store it
+// finds truncated, recreated or stale is wiped and rebuilt, once. On error
+// it gives the token back. It reports the end of run.
 func (p *pebbleState) openHeld(ctx context.Context, k storeKey, run *restoreRun) (st *heldStore, err error) {
 	defer func() { p.finish(run, err) }()
 	tok := p.token(k)
 	release := func() { <-tok }
-	dir := state.Dir(p.dir, p.top.Group, k.store, k.partition)
+	pt := storePart(p.top, k.store, k.partition)
+	pb, err := p.m.open(pt, false)
+	if err != nil {
+		release()
+		return nil, err
+	}
 	for attempt := 0; ; attempt++ {
-		pb, err := state.OpenPebbleWith(dir, p.opts)
-		if err != nil {
-			if attempt > 0 {
-				release()
-				return nil, err
-			}
-			p.log.Warn("state store unreadable; rebuilding it from the changelog", "store", k.store, "partition", k.partition, "err", err)
-			if rmErr := os.RemoveAll(dir); rmErr != nil {
-				release()
-				return nil, fmt.Errorf("removing %s: %w", dir, rmErr)
-			}
-			continue
-		}
 		from, ok, err := pb.Checkpoint()
 		if err == nil {
 			if !ok || from < 0 {
 				from = 0
 			}
-			pb, err = p.restoreFrom(ctx, pb, dir, k, from, run)
+			pb, err = p.restoreFrom(ctx, pb, pt, k, from, !ok, run)
 		}
-		if (errors.Is(err, errAhead) || errors.Is(err, errRecreated)) && attempt == 0 {
-			why := "state store is ahead of its changelog (was the topic recreated?); rebuilding it"
-			if errors.Is(err, errRecreated) {
-				why = "state store comes from a changelog topic since deleted and made again (a reset?); rebuilding it"
-			}
-			p.log.Warn(why, "store", k.store, "partition", k.partition, "checkpoint", from, "err", err)
-			if pb != nil {
-				pb.Close()
-			}
-			if rmErr := os.RemoveAll(dir); rmErr != nil {
+		if why, wipe := wipeReason(err); wipe && attempt == 0 {
+			if pb, err = p.m.wipe(pt, pb, why, "checkpoint", from, "err", err); err != nil {
 				release()
-				return nil, fmt.Errorf("removing %s: %w", dir, rmErr)
+				return nil, err
 			}
 			continue
 		}
 		if err != nil {
 			if pb != nil {
 				pb.Close()
+				p.m.closed(pt, false)
 			}
 			release()
 			return nil, err
 		}
-		return &heldStore{Pebble: pb, release: release}, nil
+		p.m.markSynced(pt)
+		return &heldStore{Pebble: pb, release: func() { p.m.closed(pt, true); release() }}, nil
 	}
 }
 
-// errAhead: the store's checkpoint is past the changelog's end.
-var errAhead = errors.New("state store checkpoint past the changelog end")
-
-// errRecreated: the store was restored from another changelog topic of the
-// same name, since deleted.
-var errRecreated = errors.New("state store restored from a changelog topic since deleted")
-
-// sameChangelog checks that the store in dir comes from the changelog
-// topic that exists now (see sameTopic).
-func sameChangelog(ctx context.Context, cl *kgo.Client, topic, dir string) error {
-	ids, err := topicIDs(ctx, cl, topic)
-	if err != nil {
-		return fmt.Errorf("describing changelog topic %s: %w", topic, err)
-	}
-	had, same, err := sameTopic(dir, ids[topic])
-	if err == nil && !same {
-		err = fmt.Errorf("%w: %s had ID %s, now %s", errRecreated, topic, had, ids[topic])
-	}
-	return err
-}
-
-// restoreRun is the progress of one restore, shared with readiness checks.
-type restoreRun struct {
-	mu       sync.Mutex
-	p        RestoreProgress
-	lastHook time.Time
-	lastLog  time.Time
-	logged   bool
-}
-
-func (r *restoreRun) snapshot() RestoreProgress {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.p
-}
-
-// newRun registers a restore as under way; p.mu must be held.
-func (p *pebbleState) newRun(store string, partition int32) *restoreRun {
-	r := &restoreRun{p: RestoreProgress{Store: store, Partition: partition, End: -1, Started: time.Now()}}
-	p.active[r] = struct{}{}
-	return r
-}
-
-// finish reports the end of a restore and drops it from those under way.
-// Only the first call for a run counts.
-func (p *pebbleState) finish(r *restoreRun, err error) {
-	p.mu.Lock()
-	_, ok := p.active[r]
-	delete(p.active, r)
-	p.mu.Unlock()
-	if !ok {
-		return
-	}
-	r.mu.Lock()
-	r.p.Done, r.p.Err = true, err
-	pr := r.p
-	r.mu.Unlock()
-	for _, h := range p.progress {
-		h.OnRestoreProgress(pr)
-	}
-	if err != nil || pr.End < 0 {
-		return
-	}
-	took := time.Since(pr.Started)
-	for _, h := range p.hooks {
-		h.OnStateRestored(StateRestore{Store: pr.Store, Partition: pr.Partition, Records: int(pr.Records), Duration: took})
-	}
-	if r.logged {
-		p.log.Info("state store restored", "store", pr.Store, "partition", pr.Partition, "from", pr.From, "to", pr.Position,
-			"records", pr.Records, "took", took.Round(time.Millisecond), "records_per_s", int64(float64(pr.Records)/max(took.Seconds(), 1e-9)))
-	}
-}
-
-// update records progress, and tells hooks and the log when it is time.
-func (p *pebbleState) update(r *restoreRun, pos, records int64) {
-	now := time.Now()
-	r.mu.Lock()
-	r.p.Position, r.p.Records = pos, records
-	pr := r.p
-	hook := now.Sub(r.lastHook) >= progressEvery
-	if hook {
-		r.lastHook = now
-	}
-	logLine := !p.display && r.logged && now.Sub(r.lastLog) >= logEvery
-	if logLine {
-		r.lastLog = now
-	}
-	r.mu.Unlock()
-	if hook {
-		for _, h := range p.progress {
-			h.OnRestoreProgress(pr)
-		}
-	}
-	if logLine {
-		eta, _ := pr.ETA(now)
-		p.log.Info("restoring state store", "store", pr.Store, "partition", pr.Partition, "records", pr.Records,
-			"offsets_left", pr.Remaining(), "offsets_per_s", int64(pr.Rate(now)), "eta", eta.Round(time.Second))
-	}
-}
-
-// fetched is one fetch response of a changelog partition, parsed.
-type fetched struct {
-	recs []*kgo.Record
-	next int64 // the offset to read next
-	err  error
-}
-
-// restoreFrom brings the open store pb in dir up to the changelog's end
+// restoreFrom brings the open store pb of pt up to the changelog's end
 // from offset from, and returns it open, or nil with an error. Far behind
 // (bulkOffsets or more to read), it restores through the store reopened
 // for a bulk load (state.OpenPebbleBulk: no write-ahead log, larger
 // memtables), then reopens it as usual.
-func (p *pebbleState) restoreFrom(ctx context.Context, pb *state.Pebble, dir string, k storeKey, from int64, run *restoreRun) (*state.Pebble, error) {
-	end, err := p.begin(ctx, k, dir, from, run)
+func (p *pebbleState) restoreFrom(ctx context.Context, pb *state.Pebble, pt part, k storeKey, from int64, fresh bool, run *restoreRun) (*state.Pebble, error) {
+	end, err := p.begin(ctx, k, true, from, fresh, run)
 	if err != nil || end == from {
 		return pb, err
 	}
@@ -681,16 +441,18 @@ func (p *pebbleState) restoreFrom(ctx context.Context, pb *state.Pebble, dir str
 	run.lastLog, run.lastHook = run.p.Started, run.p.Started
 	run.mu.Unlock()
 	if end-from < bulkOffsets {
-		return pb, p.apply(ctx, pb, k, from, end, run)
+		return pb, p.apply(ctx, pb, false, k, from, end, fresh, run)
 	}
-	if err := pb.Close(); err != nil {
-		return nil, err
-	}
-	bulk, err := state.OpenPebbleBulk(dir, p.opts)
+	err = pb.Close()
+	p.m.closed(pt, false)
 	if err != nil {
 		return nil, err
 	}
-	err = p.apply(ctx, bulk, k, from, end, run)
+	bulk, err := p.m.open(pt, true)
+	if err != nil {
+		return nil, err
+	}
+	err = p.apply(ctx, bulk, true, k, from, end, fresh, run)
 	if err == nil {
 		// The bulk load left its tables in L0, all overlapping: merge
 		// them in one pass now, rather than have them slow every read
@@ -700,117 +462,59 @@ func (p *pebbleState) restoreFrom(ctx context.Context, pb *state.Pebble, dir str
 	// Close flushes what the restore wrote, also when it stopped early: a
 	// later restore goes on from there.
 	err = errors.Join(err, bulk.Close())
+	p.m.closed(pt, false)
 	if err != nil {
 		return nil, err
 	}
-	return state.OpenPebbleWith(dir, p.opts)
+	return p.m.open(pt, false)
 }
 
 // restore catches the open store st up from offset from to the changelog's
 // end.
 func (p *pebbleState) restore(ctx context.Context, st *state.Pebble, k storeKey, from int64, run *restoreRun) error {
-	// The background restore that opened st has checked its topic ID.
-	end, err := p.begin(ctx, k, "", from, run)
+	// The background restore that opened st has admitted it.
+	end, err := p.begin(ctx, k, false, from, false, run)
 	if err != nil || end == from {
 		return err
 	}
-	return p.apply(ctx, st, k, from, end, run)
+	return p.apply(ctx, st, false, k, from, end, false, run)
 }
 
-// lastStable lists the last stable offsets of the given partitions. A
-// topic created a moment ago (by this replica or a racing one: a changelog,
-// a table) can be unknown to the broker, or leaderless, for a little while,
-// and the client caches that answer: forget it and ask again, for up to
-// about 10 s.
-func lastStable(ctx context.Context, cl *kgo.Client, want map[string][]int32) (kadm.ListedOffsets, error) {
-	adm := kadm.NewClient(cl)
-	topics := slices.Sorted(maps.Keys(want))
-	wait := 50 * time.Millisecond
-	for try := 0; ; try++ {
-		ends, err := adm.ListCommittedOffsets(ctx, topics...)
-		if err != nil && !kerr.IsRetriable(err) {
-			return nil, fmt.Errorf("listing the ends of %s: %w", strings.Join(topics, ", "), err)
-		}
-		var why error // the first partition not listed yet, or retriable
-		if err != nil {
-			why = err
-		} else {
-		check:
-			for t, ps := range want {
-				for _, p := range ps {
-					end, ok := ends.Lookup(t, p)
-					switch {
-					case !ok:
-						why = fmt.Errorf("%s[%d] is not listed yet", t, p)
-						break check
-					case end.Err != nil && !kerr.IsRetriable(end.Err):
-						return nil, fmt.Errorf("no end offset for %s[%d]: %w", t, p, end.Err)
-					case end.Err != nil:
-						why = fmt.Errorf("%s[%d]: %w", t, p, end.Err)
-						break check
-					}
-				}
-			}
-		}
-		if why == nil {
-			return ends, nil
-		}
-		if try == 40 {
-			return nil, fmt.Errorf("no end offsets after %d tries: %w", try+1, why)
-		}
-		cl.PurgeTopicsFromClient(topics...)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 500*time.Millisecond)
+// begin finds the end of the restore of the store's changelog partition
+// from offset from, and reports the restore's range. The end is the last
+// stable offset: records past it belong to transactions still open, which
+// read_committed does not show yet, or ever if they abort; a task's store
+// is caught up again as the task is built. With admit, the materialiser
+// runs its guards first (materialiser.admit); without, the store was
+// admitted moments ago, and only the end is listed (and waited for, if
+// an open transaction holds it below from).
+func (p *pebbleState) begin(ctx context.Context, k storeKey, admit bool, from int64, fresh bool, run *restoreRun) (int64, error) {
+	pt := storePart(p.top, k.store, k.partition)
+	var end int64
+	var err error
+	if admit {
+		end, err = p.m.admit(ctx, pt, from, !fresh, true)
+	} else {
+		end, err = p.m.end(ctx, pt, from, true)
 	}
-}
-
-// begin lists the end of the store's changelog partition, its last stable
-// offset, and reports the restore's range. Records past the last stable
-// offset belong to transactions still open, which read_committed does not
-// show yet, or ever if they abort; a task's store is caught up again as
-// the task is built. With the store's dir, it first checks that the store
-// comes from the changelog topic that exists now (errRecreated); "" skips
-// that.
-func (p *pebbleState) begin(ctx context.Context, k storeKey, dir string, from int64, run *restoreRun) (int64, error) {
-	topic := p.top.ChangelogTopic(k.store)
-	cl, err := p.client()
 	if err != nil {
 		return 0, err
-	}
-	ends, err := lastStable(ctx, cl, map[string][]int32{topic: {k.partition}})
-	if err != nil {
-		return 0, err
-	}
-	// After lastStable, which waits for a topic made a moment ago to be
-	// known.
-	if dir != "" {
-		if err := sameChangelog(ctx, cl, topic, dir); err != nil {
-			return 0, err
-		}
-	}
-	end, _ := ends.Lookup(topic, k.partition)
-	if from > end.Offset {
-		return 0, fmt.Errorf("%w: %s[%d] checkpoint %d, end %d", errAhead, topic, k.partition, from, end.Offset)
 	}
 	run.mu.Lock()
-	run.p.From, run.p.End, run.p.Position, run.p.Started = from, end.Offset, from, time.Now()
+	run.p.From, run.p.End, run.p.Position, run.p.Started = from, end, from, time.Now()
 	// Restores with nothing to read are not worth a log line.
-	run.logged = end.Offset > from
+	run.logged = end > from
 	run.lastLog, run.lastHook = run.p.Started, run.p.Started
 	pr := run.p
 	run.mu.Unlock()
 	for _, h := range p.progress {
 		h.OnRestoreProgress(pr)
 	}
-	if end.Offset > from {
-		p.log.Info("restoring state store from its changelog", "store", k.store, "partition", k.partition, "topic", topic,
-			"from", from, "to", end.Offset, "offsets_to_go", end.Offset-from)
+	if end > from {
+		p.log.Info("restoring state store from its changelog", "store", k.store, "partition", k.partition, "topic", pt.topic,
+			"from", from, "to", end, "offsets_to_go", end-from)
 	}
-	return end.Offset, nil
+	return end, nil
 }
 
 // apply reads the store's changelog partition, read_committed, from offset
@@ -820,9 +524,9 @@ func (p *pebbleState) begin(ctx context.Context, k storeKey, dir string, from in
 // after each response (kgo.ProcessFetchPartition) tells exactly when the end
 // is reached, also when the last offsets are transaction markers, aborted
 // records or compacted away, where a consumer returns nothing to go by.
-func (p *pebbleState) apply(ctx context.Context, st *state.Pebble, k storeKey, from, end int64, run *restoreRun) error {
+func (p *pebbleState) apply(ctx context.Context, st *state.Pebble, bulk bool, k storeKey, from, end int64, fresh bool, run *restoreRun) error {
 	topic := p.top.ChangelogTopic(k.store)
-	cl, err := p.client()
+	cl, err := p.m.client()
 	if err != nil {
 		return err
 	}
@@ -835,7 +539,7 @@ func (p *pebbleState) apply(ctx context.Context, st *state.Pebble, k storeKey, f
 	defer cancel()
 	// One response is applied while the next is read.
 	in := make(chan fetched, 1)
-	go p.fetchLoop(rctx, cl, kadm.NewClient(cl), topic, k.partition, from, end, in)
+	go fetchLoop(rctx, cl, p.log, topic, k.partition, from, end, fresh, in, noHint)
 	pos, records := from, int64(0)
 	for f := range in {
 		if f.err != nil {
@@ -853,8 +557,12 @@ func (p *pebbleState) apply(ctx context.Context, st *state.Pebble, k storeKey, f
 		}
 		records += int64(len(f.recs))
 		pos = f.next
+		p.faults.reach(PhaseMidRestore)
 		if pos >= end {
 			p.update(run, pos, records)
+			if bulk {
+				p.faults.reach(PhaseMidBulkFlush)
+			}
 			// The checkpoint is the position, which may pass end when a
 			// response reached further: those records are committed too.
 			return ld.Flush(pos, true)
@@ -862,6 +570,9 @@ func (p *pebbleState) apply(ctx context.Context, st *state.Pebble, k storeKey, f
 		if ld.Len() >= flushBytes {
 			if err := ld.Flush(pos, false); err != nil {
 				return err
+			}
+			if bulk {
+				p.faults.reach(PhaseMidBulkFlush) // the batch commits in the background
 			}
 		}
 		p.update(run, pos, records)
@@ -875,143 +586,4 @@ func (p *pebbleState) apply(ctx context.Context, st *state.Pebble, k storeKey, f
 		return err
 	}
 	return fmt.Errorf("restoring %s[%d]: reads stopped at offset %d of %d", topic, k.partition, pos, end)
-}
-
-// fetchLoop reads topic[partition] from offset from until it passes end,
-// sending each response's records and the next position on out. It closes
-// out when done, on error (sent first) and when ctx ends.
-func (p *pebbleState) fetchLoop(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic string, partition int32, from, end int64, out chan<- fetched) {
-	defer close(out)
-	send := func(f fetched) bool {
-		select {
-		case out <- f:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	var (
-		leader  int32 = -1
-		topicID [16]byte
-		pos     = from
-		moved   = time.Now() // when pos last advanced
-		backoff = 50 * time.Millisecond
-	)
-	dec := kgo.DefaultDecompressor()
-	for pos < end {
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(moved) > stallTimeout {
-			send(fetched{err: fmt.Errorf("no progress for %v", stallTimeout)})
-			return
-		}
-		// retry waits before the next attempt; after an error, the leader
-		// is looked up again.
-		retry := func(why error) bool {
-			p.log.Debug("restore fetch retry", "topic", topic, "partition", partition, "offset", pos, "err", why)
-			if why != nil {
-				leader = -1
-			}
-			select {
-			case <-time.After(backoff):
-				backoff = min(2*backoff, 2*time.Second)
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
-		if leader < 0 {
-			md, err := adm.Metadata(ctx, topic)
-			if err != nil {
-				if !retry(err) {
-					return
-				}
-				continue
-			}
-			td, ok := md.Topics[topic]
-			if !ok || td.Err != nil {
-				if !retry(fmt.Errorf("metadata of %s: %v", topic, td.Err)) {
-					return
-				}
-				continue
-			}
-			pd, ok := td.Partitions[partition]
-			if !ok || pd.Err != nil || pd.Leader < 0 {
-				if !retry(fmt.Errorf("no leader for %s[%d]", topic, partition)) {
-					return
-				}
-				continue
-			}
-			leader, topicID = pd.Leader, td.ID
-		}
-		req := kmsg.NewPtrFetchRequest()
-		req.ReplicaID = -1
-		req.MaxWaitMillis = 500
-		req.MinBytes = 1
-		req.MaxBytes = fetchBytes
-		req.IsolationLevel = 1 // read_committed
-		req.SessionEpoch = -1  // no fetch session
-		rt := kmsg.NewFetchRequestTopic()
-		rt.Topic, rt.TopicID = topic, topicID
-		rp := kmsg.NewFetchRequestTopicPartition()
-		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = partition, pos, fetchBytes
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
-		resp, err := req.RequestWith(ctx, cl.Broker(int(leader)))
-		if err != nil {
-			if !retry(err) {
-				return
-			}
-			continue
-		}
-		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-			if !retry(err) {
-				return
-			}
-			continue
-		}
-		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-			if !retry(errors.New("fetch response without the partition")) {
-				return
-			}
-			continue
-		}
-		rpart := &resp.Topics[0].Partitions[0]
-		if err := kerr.ErrorForCode(rpart.ErrorCode); err != nil {
-			if errors.Is(err, kerr.OffsetOutOfRange) {
-				send(fetched{err: fmt.Errorf("offset %d is out of the changelog's range (log start %d): records the store needs were deleted; remove the store's directory to rebuild it", pos, rpart.LogStartOffset)})
-				return
-			}
-			if kerr.IsRetriable(err) {
-				if !retry(err) {
-					return
-				}
-				continue
-			}
-			send(fetched{err: err})
-			return
-		}
-		fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
-			Offset: pos, IsolationLevel: kgo.ReadCommitted(), Topic: topic, Partition: partition,
-		}, rpart, dec, nil)
-		if fp.Err != nil && next <= pos {
-			send(fetched{err: fp.Err})
-			return
-		}
-		if next <= pos {
-			// Nothing new: the broker had nothing past pos yet below
-			// the last stable offset we read to (or sent a partial
-			// batch). Ask again.
-			if !retry(nil) {
-				return
-			}
-			continue
-		}
-		backoff = 50 * time.Millisecond
-		pos, moved = next, time.Now()
-		if !send(fetched{recs: fp.Records, next: next}) {
-			return
-		}
-	}
 }

@@ -110,7 +110,7 @@ pipes:
 			if err := o.setDefaults(top.CommitInterval); err != nil {
 				t.Fatal(err)
 			}
-			p := newPebbleState(top, o, sortHooks(nil), newHolds())
+			p := newPebbleState(top, &o, sortHooks(nil), newHolds(), newMaterialiser(top, &o))
 			defer p.close()
 			k := storeKey{"count", 0}
 			for attempt := range 2 { // the second finds nothing left to read
@@ -214,7 +214,7 @@ pipes:
 	if err := o.setDefaults(top.CommitInterval); err != nil {
 		t.Fatal(err)
 	}
-	p := newPebbleState(top, o, sortHooks(nil), newHolds())
+	p := newPebbleState(top, &o, sortHooks(nil), newHolds(), newMaterialiser(top, &o))
 	defer p.close()
 	k := storeKey{"count", 0}
 	run := func(ctx context.Context) (RestoreProgress, *heldStore, error) {
@@ -294,7 +294,8 @@ func TestRestoreProgressReports(t *testing.T) {
 			if err := o.setDefaults(time.Second); err != nil {
 				t.Fatal(err)
 			}
-			p := newPebbleState(&topology.Topology{Group: "g"}, o, sortHooks(o.Hooks), newHolds())
+			top := &topology.Topology{Group: "g"}
+			p := newPebbleState(top, &o, sortHooks(o.Hooks), newHolds(), newMaterialiser(top, &o))
 			defer p.close()
 			r := &restoreRun{p: RestoreProgress{Store: "count", Partition: 2, From: 0, End: 1000, Started: now.Add(-10 * time.Second)}, logged: true,
 				lastLog: now.Add(-tt.sinceLog), lastHook: now.Add(-tt.sinceHook)}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Keys are split into two spaces so that metadata never collides with user
@@ -29,6 +30,8 @@ type Pebble struct {
 	buf   []byte
 	got   []byte
 	bulk  bool // opened by OpenPebbleBulk: no write-ahead log
+	// commitOpt is how Commit writes: pebble.Sync unless NoSyncCommit.
+	commitOpt *pebble.WriteOptions
 
 	// iter serves Range and Prefix, one after another, over the open
 	// transaction: a join looks up a key range per record, and making and
@@ -88,6 +91,18 @@ type PebbleOptions struct {
 	// it sees for the first time, so without filters each new key costs a
 	// read in every level.
 	BloomBitsPerKey int
+	// NoSyncCommit makes Commit return once Pebble has its batch,
+	// without waiting for the disk (pebble.NoSync). A crash may lose the
+	// last commits, checkpoint and all: small log writes stay in Pebble's
+	// buffer until a 32 KB block fills or a sync, so even a process crash
+	// loses them. The store reopens as a prefix of its commits at that
+	// prefix's checkpoint (TestNoSyncCrashKeepsAConsistentPrefix), which
+	// the engine restores on from the changelog. Default false: every
+	// Commit syncs. (The engine turns it on: engine.Options.StateSync.)
+	NoSyncCommit bool
+	// FS is the filesystem the store lives on. Default: the disk
+	// (vfs.Default). Tests pass a crashable in-memory one.
+	FS vfs.FS
 }
 
 func (o *PebbleOptions) setDefaults() {
@@ -159,6 +174,7 @@ func openPebble(dir string, o PebbleOptions, bulk bool) (*Pebble, error) {
 		FormatMajorVersion: pebble.FormatValueSeparation,
 		Logger:             quiet{},
 		Cache:              sharedCache(o.CacheSize),
+		FS:                 o.FS,
 		MemTableSize:       o.MemTableSize,
 		CompactionConcurrencyRange: func() (int, int) {
 			return 1, o.MaxConcurrentCompactions
@@ -194,7 +210,11 @@ func openPebble(dir string, o PebbleOptions, bulk bool) (*Pebble, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: opening %s: %w", dir, err)
 	}
-	return &Pebble{db: db, batch: db.NewIndexedBatch(), bulk: bulk}, nil
+	p := &Pebble{db: db, batch: db.NewIndexedBatch(), bulk: bulk, commitOpt: pebble.Sync}
+	if o.NoSyncCommit {
+		p.commitOpt = pebble.NoSync
+	}
+	return p, nil
 }
 
 func (p *Pebble) key(k []byte) []byte {
@@ -309,7 +329,7 @@ func (p *Pebble) Commit(offset int64) error {
 	if err := p.closeIter(); err != nil {
 		return err
 	}
-	if err := p.batch.Commit(pebble.Sync); err != nil {
+	if err := p.batch.Commit(p.commitOpt); err != nil {
 		return fmt.Errorf("state: commit: %w", err)
 	}
 	// The batch is emptied for the next transaction. Pebble keeps its
@@ -498,3 +518,8 @@ func (quiet) Errorf(string, ...any) {}
 func (quiet) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf("pebble: "+format, args...))
 }
+
+// IsCorrupt reports whether err, from opening or reading a store, says its
+// files are corrupt (Pebble's corruption marker). Other errors, a lock held
+// by another process among them, do not mean the files are bad.
+func IsCorrupt(err error) bool { return pebble.IsCorruptionError(err) }
