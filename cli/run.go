@@ -74,6 +74,14 @@ Go heap.`,
 			if err != nil {
 				return err
 			}
+			// Encrypted datasets: a KMS that does not answer stops the
+			// start, clearly; later outages pause the replica instead.
+			kctx, kcancel := context.WithTimeout(ctx, 30*time.Second)
+			err = t.StartEncryption(kctx)
+			kcancel()
+			if err != nil {
+				return fmt.Errorf("encryption: %w", err)
+			}
 			if replica == "" {
 				replica = engine.DefaultReplicaID()
 			}

@@ -313,7 +313,11 @@ func (k *Task) process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 		case projected:
 			v, unread, err = k.projector.DecodeProjected(kr.Value, k.projected)
 		default:
-			v, err = ds.Codec.Decode(kr.Value)
+			if hc, ok := ds.Codec.(serde.HeaderCodec); ok { // encrypted
+				v, headers, err = hc.DecodeRecord(kr.Value, headers)
+			} else {
+				v, err = ds.Codec.Decode(kr.Value)
+			}
 		}
 		if err != nil && serde.IsUnavailable(err) {
 			// Not the record's fault (the registry is down): fail the batch,
@@ -481,7 +485,7 @@ func (k *Task) run(ctx context.Context, s *step, b pipes.Batch, emit func(*kgo.R
 	}
 	pb := PipeBatch{Pipe: s.p.Name, In: len(recs), Duration: time.Since(start)}
 	for _, f := range s.out.Failures() {
-		if err := k.fail(s.p.OnError, "process", s.p.Name, f.Record.Origin, f.Err, emit); err != nil {
+		if err := k.fail(s.p.OnError, "process", s.p.Name, f.Record.Origin, k.redact(f.Record, f.Err), emit); err != nil {
 			return err
 		}
 		pb.count(s.p.OnError)
@@ -495,7 +499,7 @@ func (k *Task) run(ctx context.Context, s *step, b pipes.Batch, emit func(*kgo.R
 		if ds.IsSink() || len(ds.Merges) > 0 {
 			now := time.Now()
 			for _, r := range out {
-				v, err := k.encode(ds, r)
+				v, hs, err := k.encode(ds, r)
 				if err != nil && serde.IsUnavailable(err) {
 					return fmt.Errorf("%w: encoding for %q: %w", ErrFailed, ds.Name, err)
 				}
@@ -507,7 +511,7 @@ func (k *Task) run(ctx context.Context, s *step, b pipes.Batch, emit func(*kgo.R
 					continue
 				}
 				for _, m := range ds.Merges {
-					emit(mergeRecord(m, r.Key, v, r.Headers, r.Timestamp))
+					emit(mergeRecord(m, r.Key, v, hs, r.Timestamp))
 				}
 				if !ds.IsSink() {
 					continue
@@ -515,7 +519,7 @@ func (k *Task) run(ctx context.Context, s *step, b pipes.Batch, emit func(*kgo.R
 				for _, h := range k.hooks.output {
 					h.OnOutput(ds.Name, now.Sub(r.Timestamp))
 				}
-				emit(&kgo.Record{Topic: ds.Topic, Key: r.Key, Value: v, Headers: r.Headers, Timestamp: r.Timestamp})
+				emit(&kgo.Record{Topic: ds.Topic, Key: r.Key, Value: v, Headers: hs, Timestamp: r.Timestamp})
 			}
 		}
 		if len(ds.Readers) > 0 {
@@ -528,6 +532,25 @@ func (k *Task) run(ctx context.Context, s *step, b pipes.Batch, emit func(*kgo.R
 	return nil
 }
 
+// redact removes from a failed record's error the plaintext of the fields
+// its source decrypted (serde.Redactor), before it reaches a dead letter or
+// a log.
+func (k *Task) redact(r *pipes.Record, err error) error {
+	if r == nil || err == nil {
+		return err
+	}
+	msg := err.Error()
+	for _, ds := range append([]*topology.Dataset{k.source}, k.source.Sides...) {
+		if rd, ok := ds.Codec.(serde.Redactor); ok {
+			msg = rd.Redact(r.Value, msg)
+		}
+	}
+	if msg != err.Error() {
+		return errors.New(msg)
+	}
+	return err
+}
+
 func (pb *PipeBatch) count(policy topology.OnError) {
 	pb.Failed++
 	switch policy {
@@ -538,7 +561,9 @@ func (pb *PipeBatch) count(policy topology.OnError) {
 	}
 }
 
-func (k *Task) encode(ds *topology.Dataset, r *pipes.Record) ([]byte, error) {
+// encode returns the encoding of r for ds, and the headers to write with
+// it: r's, or a serde.HeaderCodec's (encryption adds its data keys).
+func (k *Task) encode(ds *topology.Dataset, r *pipes.Record) ([]byte, []kgo.RecordHeader, error) {
 	if k.timing {
 		defer func(start time.Time) { k.encodeTime += time.Since(start) }(time.Now())
 	}
@@ -551,19 +576,22 @@ func (k *Task) encode(ds *topology.Dataset, r *pipes.Record) ([]byte, error) {
 	dst := k.slab[len(k.slab):len(k.slab)]
 	var v []byte
 	var err error
-	if p, ok := ds.Codec.(serde.Projecting); ok && r.Unread != nil {
+	hs := r.Headers
+	if hc, ok := ds.Codec.(serde.HeaderCodec); ok {
+		v, hs, err = hc.AppendEncodeRecord(dst, r.Value, r.Headers)
+	} else if p, ok := ds.Codec.(serde.Projecting); ok && r.Unread != nil {
 		v, err = p.AppendEncodeWith(dst, r.Value, r.Unread)
 	} else {
 		v, err = ds.Codec.AppendEncode(dst, r.Value)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(v) > 0 && cap(dst) > 0 && &v[0] == &dst[:1][0] {
 		k.slab = k.slab[:len(k.slab)+len(v)]
 		v = v[:len(v):len(v)] // so that no append reaches the next value
 	}
-	return v, nil
+	return v, hs, nil
 }
 
 // The value slab: a new one is started when less than slabMin bytes are

@@ -110,7 +110,9 @@ func New(top *topology.Topology) *Driver {
 // Load compiles a topology file and returns a driver for it. Datasets in
 // the schema-registry wire format work against an in-memory registry
 // (franz-go's srfake), so tests need no registry server; their schemas must
-// then come from files. Close stops it.
+// then come from files. Encrypted datasets use in-memory test keys
+// (topology.WithTestKeys): no KMS; inputs and outputs are plaintext, and
+// the records between them are encrypted as on a broker. Close stops it.
 func Load(file string) (*Driver, error) {
 	top, stop, err := compile(file)
 	if err != nil {
@@ -129,7 +131,7 @@ func compile(file string) (*topology.Topology, func(), error) {
 		fake.Close()
 		return nil, nil, err
 	}
-	top, err := topology.Load(file, topology.WithRegistry(reg))
+	top, err := topology.Load(file, topology.WithRegistry(reg), topology.WithTestKeys())
 	if err != nil {
 		fake.Close()
 		return nil, nil, err
@@ -191,7 +193,13 @@ func (d *Driver) input(dataset string, partition int32, recs []Record) error {
 		case r.Raw != nil:
 			kr.Value = r.Raw
 		case r.Value != nil:
-			b, err := ds.Codec.AppendEncode(nil, r.Value)
+			var b []byte
+			var err error
+			if hc, ok := ds.Codec.(serde.HeaderCodec); ok { // encrypted: as a producer would
+				b, kr.Headers, err = hc.AppendEncodeRecord(nil, r.Value, kr.Headers)
+			} else {
+				b, err = ds.Codec.AppendEncode(nil, r.Value)
+			}
 			if err != nil {
 				return fmt.Errorf("record %d for dataset %q does not encode as %s: %w", i, dataset, ds.ValueFormat, err)
 			}
@@ -366,17 +374,35 @@ func (d *Driver) Output(dataset string) ([]Record, error) {
 	var out []Record
 	part := kgo.StickyKeyPartitioner(nil).ForTopic(ds.Topic)
 	for _, kr := range d.out[ds.Topic] {
-		v, err := ds.Codec.Decode(kr.Value)
+		hs := kr.Headers
+		var v any
+		var err error
+		if hc, ok := ds.Codec.(serde.HeaderCodec); ok { // encrypted: decrypt as a reader would
+			v, hs, err = hc.DecodeRecord(kr.Value, kr.Headers)
+		} else {
+			v, err = ds.Codec.Decode(kr.Value)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("output to %q does not decode: %w", dataset, err)
 		}
-		r := fromKgo(kr, v)
+		r := fromKgo(&kgo.Record{Key: kr.Key, Headers: hs, Timestamp: kr.Timestamp, Partition: kr.Partition}, v)
 		if kr.Key != nil { // where Kafka's default partitioner puts it
 			r.Partition = int32(part.Partition(kr, partitions(ds)))
 		}
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// RawOutput returns the records pipes produced to a sink dataset's topic
+// so far, as they would be on the broker: encoded, and encrypted when the
+// dataset declares it. Tests use it to check what is stored.
+func (d *Driver) RawOutput(dataset string) []*kgo.Record {
+	ds, ok := d.top.Datasets[dataset]
+	if !ok {
+		return nil
+	}
+	return d.out[ds.Topic]
 }
 
 // DeadLetters returns what went to the dead-letter dataset so far.

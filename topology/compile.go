@@ -67,6 +67,9 @@ type compiler struct {
 	registry *serde.Registry
 	group    string // WithGroup
 	cyclic   bool   // the pipes form a cycle: no plan to insert topics into
+	// testKeys (WithTestKeys) and the keyset it uses
+	testKeys   bool
+	testKeyset []byte
 	// registered are the datasets with registry:, for the compatibility
 	// check once producers are known.
 	registered []registered
@@ -113,6 +116,7 @@ func (c *compiler) compile(src []byte) *Topology {
 	t.StartOffset = cmp.Or(t.StartOffset, "earliest")
 	t.Compression = cmp.Or(t.Compression, "snappy")
 	c.datasets(t, &f.Datasets)
+	c.encryptionCodecs(t)
 	ps := c.pipes(t, &f.Pipes)
 	c.deadLetter(t, f.DeadLetter)
 	c.edges(t, ps)
@@ -120,6 +124,7 @@ func (c *compiler) compile(src []byte) *Topology {
 	order := c.order(ps)
 	c.build(t, order, f.Defaults.OnError)
 	t.Pipes = order
+	c.checkEncryption(t)
 	if !c.cyclic {
 		// Even with errors elsewhere, so that one run reports them all.
 		c.repartition(t)
@@ -154,6 +159,7 @@ func (c *compiler) datasets(t *Topology, n *yaml.Node) {
 			KeyFormat: ds.Key, ValueFormat: ds.Value, Partitions: ds.Partitions, Table: ds.Table, Pos: spec.PosOf(k),
 		}
 		t.Datasets[name] = d
+		c.declareEncryption(d, ds)
 		if ds.Table != "" && ds.Topic == "" {
 			c.d.add(spec.PosOf(k), "dataset %q is a table but has no topic: a table is read from a compacted topic", name)
 		}

@@ -34,15 +34,17 @@ type processing struct {
 
 // datasetSpec declares one dataset.
 type datasetSpec struct {
-	Description string        `yaml:"description" doc:"What the data is, for people."`
-	Topic       string        `yaml:"topic" doc:"Kafka topic holding the data. Without one the dataset lives only in memory, between two pipes."`
-	Key         string        `yaml:"key" default:"string" enum:"string,bytes" doc:"Format of record keys."`
-	Value       string        `yaml:"value" default:"json" enum:"json,avro,string,bytes" doc:"Format of record values."`
-	Schema      *spec.Field   `yaml:"schema" doc:"Schema file, relative to the topology file: Avro (.avsc) for avro, JSON Schema for json. With it, expressions are type-checked."`
-	Partitions  int           `yaml:"partitions" doc:"Expected partition count of an existing topic; checked at start."`
-	Create      *createSpec   `yaml:"create" doc:"Create the topic at start if it does not exist: the job owns it."`
-	Table       string        `yaml:"table" enum:"partitioned,global" doc:"Read the topic as a table (latest value per key; a null value deletes the key) for join pipes to look records up in, instead of as a stream. partitioned: kept per partition, co-partitioned with the stream that joins it (same partition count, looked up by the record key). global: every replica keeps all of it (small reference data), looked up by any key."`
-	Registry    *registrySpec `yaml:"registry" doc:"Values are in the schema-registry wire format (magic byte, schema id, Avro). The registry's address comes from --registry or STREAMER_REGISTRY_URL."`
+	Description string          `yaml:"description" doc:"What the data is, for people."`
+	Topic       string          `yaml:"topic" doc:"Kafka topic holding the data. Without one the dataset lives only in memory, between two pipes."`
+	Key         string          `yaml:"key" default:"string" enum:"string,bytes" doc:"Format of record keys."`
+	Value       string          `yaml:"value" default:"json" enum:"json,avro,string,bytes" doc:"Format of record values."`
+	Schema      *spec.Field     `yaml:"schema" doc:"Schema file, relative to the topology file: Avro (.avsc) for avro, JSON Schema for json. With it, expressions are type-checked."`
+	Partitions  int             `yaml:"partitions" doc:"Expected partition count of an existing topic; checked at start."`
+	Create      *createSpec     `yaml:"create" doc:"Create the topic at start if it does not exist: the job owns it."`
+	Table       string          `yaml:"table" enum:"partitioned,global" doc:"Read the topic as a table (latest value per key; a null value deletes the key) for join pipes to look records up in, instead of as a stream. partitioned: kept per partition, co-partitioned with the stream that joins it (same partition count, looked up by the record key). global: every replica keeps all of it (small reference data), looked up by any key."`
+	Registry    *registrySpec   `yaml:"registry" doc:"Values are in the schema-registry wire format (magic byte, schema id, Avro). The registry's address comes from --registry or STREAMER_REGISTRY_URL."`
+	Encryption  *encryptionSpec `yaml:"encryption" doc:"Encrypt fields or the whole value with data keys wrapped by a KMS key: decrypted as read, encrypted as written (docs/ENCRYPTION.md)."`
+	Plaintext   []spec.Field    `yaml:"plaintext" doc:"Fields of encrypted inputs this dataset may write in clear; validate reports any other encrypted field that reaches it unencrypted."`
 }
 
 type registrySpec struct {

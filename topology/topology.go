@@ -130,7 +130,13 @@ type Dataset struct {
 	Sides []*Dataset
 	// MergeOf is set on a side: the merge source it is read from.
 	MergeOf *Dataset
-	Pos     spec.Pos
+	// Encryption is the declared encryption, or nil; Codec then encrypts
+	// and decrypts (a *crypt.Codec).
+	Encryption *Encryption
+	// Plaintext lists fields of encrypted inputs the dataset may write in
+	// clear.
+	Plaintext []string
+	Pos       spec.Pos
 }
 
 // Create holds the settings of a topic the job creates.
@@ -220,7 +226,10 @@ func (p *Pipe) Env(partition int32) *pipes.Env {
 }
 
 func (d *Dataset) port() pipes.Port {
-	port := pipes.Port{Dataset: d.Name, Schema: d.Schema, Consumed: d.IsSource() || d.MergeOf != nil}
+	// A HeaderCodec's consumed value needs its record's headers: a pipe
+	// storing records must encode them with Codec instead.
+	_, withHeaders := d.Codec.(serde.HeaderCodec)
+	port := pipes.Port{Dataset: d.Name, Schema: d.Schema, Consumed: (d.IsSource() || d.MergeOf != nil) && !withHeaders}
 	if d.Codec != nil {
 		port.Codec = d.Codec
 	}

@@ -1,0 +1,387 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/streamerio/streamer/crypt"
+	"github.com/streamerio/streamer/internal/spec"
+	"github.com/streamerio/streamer/pipes"
+)
+
+// encryptionSpec is a dataset's encryption: see docs/ENCRYPTION.md.
+type encryptionSpec struct {
+	Fields        []spec.Field `yaml:"fields" doc:"Fields encrypted with AES-256-GCM (equal values, different ciphertexts). A dotted path names a nested field (address.street). Each must be a string (or avro bytes) in the schema."`
+	Deterministic []spec.Field `yaml:"deterministic" doc:"Fields encrypted with AES-SIV: equal values give equal ciphertexts under one key, so consumers can join or group on them without decrypting. Needs key.deterministic_keyset to write."`
+	Payload       bool         `yaml:"payload" doc:"Encrypt the whole encoded value with AES-256-GCM, instead of fields."`
+	Key           *keySpec     `yaml:"key" required:"true" doc:"The key-encryption key that wraps the data keys, and where it is."`
+	Rotate        rotateSpec   `yaml:"rotate" doc:"When a writer replaces its data key. Old records stay readable: each carries its wrapped data key."`
+	Pos           spec.Pos     `yaml:"-" spec:"pos"`
+}
+
+type keySpec struct {
+	KMS                 string      `yaml:"kms" required:"true" enum:"local,aws,gcp,vault" doc:"Where the key-encryption key is: local (a tink JSON keyset file; tests and small deployments), aws, gcp or vault (HashiCorp Vault transit)."`
+	URI                 string      `yaml:"uri" required:"true" doc:"The key: local, the keyset file relative to the topology file (or the keyset JSON itself); aws-kms://arn:aws:kms:...; gcp-kms://projects/.../cryptoKeys/...; hcvault://host/transit/keys/name."`
+	Credentials         string      `yaml:"credentials" doc:"aws: a credentials file; gcp: a service account key file (default: the SDK's chain); vault: the token (default: $VAULT_TOKEN)."`
+	DeterministicKeyset *spec.Field `yaml:"deterministic_keyset" doc:"File of the deterministic data keyset (AES-SIV), wrapped by the key-encryption key (tink JSON), relative to the topology file. Shared by every writer so that equal values encrypt equally."`
+	Pos                 spec.Pos    `yaml:"-" spec:"pos"`
+}
+
+type rotateSpec struct {
+	Age     time.Duration `yaml:"age" default:"24h" doc:"Make a new data key when the current one is this old."`
+	Records int64         `yaml:"records" default:"0" doc:"Make a new data key after this many records; 0: no count limit."`
+}
+
+// Encryption is a dataset's compiled encryption.
+type Encryption struct {
+	crypt.Spec
+	Key    crypt.Key
+	Rotate crypt.Rotation
+	// DeterministicKeyset is the wrapped deterministic keyset, or nil.
+	DeterministicKeyset []byte
+	Pos                 spec.Pos
+	// positions of the declared fields, for diagnostics
+	fieldPos map[string]spec.Pos
+}
+
+// Encrypts reports whether the dataset writes field (a dotted path)
+// encrypted.
+func (e *Encryption) Encrypts(field string) bool {
+	if e == nil {
+		return false
+	}
+	return e.Payload || slices.Contains(e.Fields, field) || slices.Contains(e.Deterministic, field)
+}
+
+// WithTestKeys replaces the key-encryption key of every encrypted dataset
+// with one fresh local key held in memory, and gives datasets with
+// deterministic fields a fresh deterministic keyset: `streamer test` and
+// the Go test driver run encrypted topologies without a KMS.
+func WithTestKeys() Option { return func(c *compiler) { c.testKeys = true } }
+
+// declareEncryption compiles a dataset's encryption: and plaintext:.
+func (c *compiler) declareEncryption(d *Dataset, ds datasetSpec) {
+	for _, f := range ds.Plaintext {
+		d.Plaintext = append(d.Plaintext, f.Name)
+	}
+	es := ds.Encryption
+	if es == nil || es.Key == nil {
+		return // a missing key: is reported by the decoder
+	}
+	e := &Encryption{Pos: es.Pos, Rotate: crypt.Rotation{Age: es.Rotate.Age, Records: es.Rotate.Records}, fieldPos: map[string]spec.Pos{}}
+	e.Payload = es.Payload
+	for _, f := range es.Fields {
+		e.Fields = append(e.Fields, f.Name)
+		e.fieldPos[f.Name] = f.Pos
+	}
+	for _, f := range es.Deterministic {
+		e.Deterministic = append(e.Deterministic, f.Name)
+		e.fieldPos[f.Name] = f.Pos
+		if !slices.Contains(e.Fields, f.Name) {
+			e.Fields = append(e.Fields, f.Name)
+		}
+	}
+	switch {
+	case d.Topic == "":
+		c.d.add(es.Pos, "dataset %q: encryption needs a topic (an in-memory dataset is never written)", d.Name)
+	case ds.Table != "":
+		c.d.add(es.Pos, "dataset %q: encryption of a table dataset is not supported yet (its stores keep values without the record headers that carry the data keys)", d.Name)
+	case e.Payload && len(e.Fields) > 0:
+		c.d.add(es.Pos, "dataset %q: encryption: payload: true encrypts the whole value; leave fields and deterministic out", d.Name)
+	case !e.Payload && len(e.Fields) == 0:
+		c.d.add(es.Pos, "dataset %q: encryption encrypts nothing: list fields, deterministic, or set payload: true", d.Name)
+	case !e.Payload && (d.ValueFormat == "string" || d.ValueFormat == "bytes"):
+		c.d.add(es.Pos, "dataset %q: %s values have no fields to encrypt: set payload: true", d.Name, d.ValueFormat)
+	}
+	e.Key = crypt.Key{KMS: es.Key.KMS, URI: es.Key.URI, Credentials: es.Key.Credentials}
+	if c.testKeys {
+		e.Key = c.testKey()
+	} else if e.Key.KMS == "local" {
+		text, err := c.readKeyFile(e.Key.URI)
+		if err == nil {
+			_, err = crypt.ParseKeyset(text)
+		}
+		if err != nil {
+			c.d.add(es.Key.Pos, "dataset %q: key: %v", d.Name, err)
+		}
+		e.Key.URI = string(text)
+	}
+	if f := es.Key.DeterministicKeyset; f != nil && !c.testKeys {
+		b, err := c.readKeyFile(f.Name)
+		if err != nil {
+			c.d.add(f.Pos, "dataset %q: deterministic_keyset: %v", d.Name, err)
+		}
+		e.DeterministicKeyset = b
+	}
+	if c.testKeys && len(e.Deterministic) > 0 {
+		kek, err := crypt.ParseKeyset([]byte(e.Key.URI))
+		if err == nil {
+			e.DeterministicKeyset, err = crypt.NewDeterministicKeyset(kek)
+		}
+		if err != nil {
+			c.d.add(es.Pos, "dataset %q: test keys: %v", d.Name, err)
+		}
+	}
+	d.Encryption = e
+}
+
+// testKey returns the compilation's in-memory local key, made once.
+func (c *compiler) testKey() crypt.Key {
+	if c.testKeyset == nil {
+		ks, err := crypt.NewLocalKeyset()
+		if err != nil {
+			panic(fmt.Sprintf("topology: making a test keyset: %v", err)) // only a broken random source fails
+		}
+		c.testKeyset = ks
+	}
+	return crypt.Key{KMS: "local", URI: string(c.testKeyset)}
+}
+
+// readKeyFile reads a key file named in the topology: the JSON itself when
+// the value is a document (a resolved ${file:...} reference), an absolute
+// path as it is, a relative one from the topology's directory and only
+// below it.
+func (c *compiler) readKeyFile(name string) ([]byte, error) {
+	if strings.HasPrefix(strings.TrimSpace(name), "{") {
+		return []byte(name), nil
+	}
+	if filepath.IsAbs(name) {
+		return os.ReadFile(name)
+	}
+	p := path.Clean(filepath.ToSlash(name))
+	if !fs.ValidPath(p) {
+		return nil, fmt.Errorf("%q is not a path below the topology's directory (use an absolute path)", name)
+	}
+	return fs.ReadFile(c.fsys, p)
+}
+
+// encryptionCodecs wraps the codecs of encrypted datasets.
+func (c *compiler) encryptionCodecs(t *Topology) {
+	for _, d := range t.Datasets {
+		if d.Encryption == nil || d.Codec == nil {
+			continue
+		}
+		e := d.Encryption
+		env := crypt.NewEnvelope(e.Key, e.Rotate, e.DeterministicKeyset)
+		d.Codec = crypt.NewCodec(d.Codec, env, e.Spec)
+	}
+}
+
+// checkEncryption checks encrypted fields against the schemas once the
+// pipes have derived them, and looks for leaks: an encrypted field of a
+// source that reaches a sink which writes it in clear.
+func (c *compiler) checkEncryption(t *Topology) {
+	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
+		d := t.Datasets[name]
+		e := d.Encryption
+		if e == nil || (d.Producer != nil && d.Producer.bad) {
+			continue // a pipe that did not build derived no schema
+		}
+		if d.IsSink() && len(e.Deterministic) > 0 && e.DeterministicKeyset == nil {
+			c.d.add(e.Pos, "dataset %q: writing deterministic fields needs key.deterministic_keyset, the keyset every writer shares", d.Name)
+		}
+		if e.Payload || len(e.Fields) == 0 {
+			continue
+		}
+		if d.Schema == nil {
+			c.d.add(e.Pos, "dataset %q: encrypted fields need a schema to be checked against: give schema:, or set payload: true", d.Name)
+			continue
+		}
+		for _, f := range e.Fields {
+			fd, ok := schemaPath(d.Schema, f)
+			switch {
+			case !ok:
+				c.d.add(e.fieldPos[f], "dataset %q: encrypted field %q is not in its schema (fields: %s)", d.Name, f, strings.Join(d.Schema.Names(), ", "))
+			case fd.Kind != pipes.String && fd.Kind != pipes.Bytes && fd.Kind != pipes.Any:
+				c.d.add(e.fieldPos[f], "dataset %q: encrypted field %q is %s; only strings and bytes can be encrypted (encrypt the whole value with payload: true)", d.Name, f, fd.Kind)
+			}
+		}
+	}
+	c.leaks(t)
+	c.encryptInMemory(t)
+}
+
+// encryptInMemory wraps the codec of every in-memory dataset that holds
+// fields encrypted upstream, with the upstream source's keys: when the
+// compiler turns it into a repartition or merge topic, or a stream join
+// stores its records, those fields stay encrypted at rest. All of them are
+// encrypted randomized (AES-GCM): only streamer reads them back.
+func (c *compiler) encryptInMemory(t *Topology) {
+	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
+		src := t.Datasets[name]
+		cc, ok := src.Codec.(*crypt.Codec)
+		if !ok || src.Producer != nil {
+			continue
+		}
+		e := src.Encryption
+		for _, d := range downstream(src) {
+			if d.Topic != "" || d.Codec == nil {
+				continue
+			}
+			if _, done := d.Codec.(*crypt.Codec); done {
+				continue
+			}
+			var s crypt.Spec
+			switch {
+			case d.Schema == nil:
+				s.Payload = true
+			case e.Payload:
+				s.Fields = stringFields(d.Schema, src.Schema.Names())
+				if src.Schema == nil {
+					s.Payload = true
+				}
+			default:
+				s.Fields = stringFields(d.Schema, e.Fields)
+			}
+			if s.Payload && d.ValueFormat != "json" && d.ValueFormat != "avro" && d.ValueFormat != "" {
+				continue
+			}
+			if s.Payload || len(s.Fields) > 0 {
+				d.Codec = crypt.NewCodec(d.Codec, cc.Envelope(), s)
+			}
+		}
+	}
+}
+
+// stringFields returns the fields among names that s holds as strings or
+// bytes: the ones encryption can carry (a pipe that turned one into a
+// number has already read it).
+func stringFields(s *pipes.Schema, names []string) []string {
+	var out []string
+	for _, f := range names {
+		if fd, ok := schemaPath(s, f); ok && (fd.Kind == pipes.String || fd.Kind == pipes.Bytes) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// schemaPath finds a dotted path in a schema.
+func schemaPath(s *pipes.Schema, p string) (pipes.SchemaField, bool) {
+	parts := strings.Split(p, ".")
+	for i, part := range parts {
+		f, ok := s.Field(part)
+		if !ok {
+			return f, false
+		}
+		if i == len(parts)-1 {
+			return f, true
+		}
+		if f.Kind != pipes.Struct || f.Fields == nil {
+			return f, f.Kind == pipes.Any // unknown inside: assume it may be there
+		}
+		s = f.Fields
+	}
+	return pipes.SchemaField{}, false
+}
+
+// allFields stands for every field of a payload-encrypted source whose
+// schema is unknown.
+const allFields = "*"
+
+// leaks follows each encrypted source's fields downstream, by name, to the
+// sinks they reach.
+func (c *compiler) leaks(t *Topology) {
+	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
+		src := t.Datasets[name]
+		e := src.Encryption
+		if e == nil || src.Producer != nil {
+			continue
+		}
+		secret := e.Fields
+		if e.Payload {
+			secret = src.Schema.Names()
+			if src.Schema == nil {
+				secret = []string{allFields}
+			}
+		}
+		for _, sink := range downstreamSinks(src) {
+			if sink.Producer != nil && sink.Producer.bad {
+				continue
+			}
+			for _, f := range secret {
+				if sink.Encryption.Encrypts(f) || slices.Contains(sink.Plaintext, f) || (sink.Encryption != nil && sink.Encryption.Payload) {
+					continue
+				}
+				if f == allFields {
+					c.d.add(sink.Pos, "dataset %q receives records of %q, whose whole value is encrypted and whose schema is unknown, and writes them without payload encryption: set encryption.payload: true, or allow it with plaintext: [\"*\"]", sink.Name, src.Name)
+					continue
+				}
+				if sink.Schema != nil {
+					if _, ok := schemaPath(sink.Schema, f); !ok {
+						continue // the field does not reach it
+					}
+				}
+				how := "writes it"
+				if sink.Schema == nil {
+					how = "may write it (its schema is unknown)"
+				}
+				c.d.add(sink.Pos, "dataset %q receives field %q, encrypted on dataset %q, and %s in clear: encrypt it (encryption.fields), or allow it with plaintext: [%s]", sink.Name, f, src.Name, how, f)
+			}
+		}
+	}
+}
+
+// downstreamSinks returns the datasets written to Kafka that records of
+// src reach through pipes, in a stable order.
+func downstreamSinks(src *Dataset) []*Dataset {
+	var sinks []*Dataset
+	for _, d := range downstream(src) {
+		if d.Topic != "" {
+			sinks = append(sinks, d)
+		}
+	}
+	return sinks
+}
+
+// downstream returns the datasets that records of src reach through
+// pipes, sorted by name.
+func downstream(src *Dataset) []*Dataset {
+	seen := map[*Dataset]bool{src: true}
+	var out []*Dataset
+	queue := []*Dataset{src}
+	for len(queue) > 0 {
+		d := queue[0]
+		queue = queue[1:]
+		for _, p := range d.Readers {
+			for _, o := range p.Outputs {
+				if seen[o] {
+					continue
+				}
+				seen[o] = true
+				queue = append(queue, o)
+				out = append(out, o)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *Dataset) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// StartEncryption opens the key-encryption key of every encrypted dataset
+// and checks it: `streamer run` calls it before the engine starts, so
+// that a KMS that does not answer is a clear error at start rather than a
+// pause later. ctx bounds the calls.
+func (t *Topology) StartEncryption(ctx context.Context) error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
+		d := t.Datasets[name]
+		cc, ok := d.Codec.(*crypt.Codec)
+		if !ok || d.Encryption == nil {
+			continue // sides and repartition copies share their dataset's codec
+		}
+		if err := cc.Envelope().Start(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("dataset %q: %w", d.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
