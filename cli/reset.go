@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -17,6 +18,7 @@ import (
 func resetCmd(g *globals) *cobra.Command {
 	var brokers, from, stateDir string
 	var dryRun bool
+	var kf kafkaFlags
 	c := &cobra.Command{
 		Use:   "reset FILE",
 		Short: "Make the next run process the sources again, from empty state",
@@ -54,6 +56,13 @@ again, after those of earlier runs. --dry-run prints what reset would do.`,
 			defer stop()
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			defer cancel()
+			log, err := g.logger(slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			if o.ClientOpts, err = kf.connect(ctx, o.Brokers, log); err != nil {
+				return err
+			}
 			rep, err := engine.Reset(ctx, t, o)
 			if rep != nil {
 				printReset(g, rep, from, dryRun)
@@ -68,6 +77,7 @@ again, after those of earlier runs. --dry-run prints what reset would do.`,
 	c.Flags().StringVar(&from, "from", "earliest", "where the group starts again in its source topics: earliest, latest, or the first record at or after an RFC 3339 time")
 	c.Flags().StringVar(&stateDir, "state-dir", env("STREAMER_STATE_DIR", "streamer-state"), "this machine's state directory, as given to run (env STREAMER_STATE_DIR)")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "print what reset would do, and do nothing")
+	kf.register(c.Flags())
 	return c
 }
 

@@ -94,14 +94,16 @@ type Options struct {
 	Faults Faults
 }
 
-// DefaultReplicaID is the replica id used when none is given:
-// <hostname>-<pid>.
+// DefaultReplicaID is the replica id used when none is given: the
+// hostname, which in a StatefulSet is the pod name, stable across
+// restarts (a pid is not, and every restart would then cost a rebalance
+// and leave the predecessor's transaction to time out).
 func DefaultReplicaID() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
-		host = "replica"
+		return "replica"
 	}
-	return fmt.Sprintf("%s-%d", host, os.Getpid())
+	return host
 }
 
 func (o *Options) setDefaults(commitInterval time.Duration) error {
