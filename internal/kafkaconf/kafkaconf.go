@@ -269,8 +269,10 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-func (c *Config) tls() bool  { return c.SecurityProtocol == SSL || c.SecurityProtocol == SASLSSL }
-func (c *Config) sasl() bool { return c.SecurityProtocol == SASLPlaintext || c.SecurityProtocol == SASLSSL }
+func (c *Config) tls() bool { return c.SecurityProtocol == SSL || c.SecurityProtocol == SASLSSL }
+func (c *Config) sasl() bool {
+	return c.SecurityProtocol == SASLPlaintext || c.SecurityProtocol == SASLSSL
+}
 
 // check reports contradictory or incomplete settings: a password that
 // would be silently ignored is an error, not a surprise.
