@@ -95,6 +95,8 @@ func Explain(err error, brokers []string, c *Config) error {
 	var cie x509.CertificateInvalidError
 	var rhe tls.RecordHeaderError
 	var ae *tls.AlertError
+	var fre *kgo.ErrFirstReadEOF
+	tlsProto := proto == SSL || proto == SASLSSL
 	switch {
 	case errors.Is(err, kerr.SaslAuthenticationFailed):
 		return fmt.Errorf("kafka %s: SASL authentication failed for user %q with %s: wrong password or unknown user (check sasl.jaas.config or --sasl-username/--sasl-password): %w", at, c.Username, c.Mechanism, err)
@@ -112,7 +114,11 @@ func Explain(err error, brokers []string, c *Config) error {
 		return fmt.Errorf("kafka %s: this port does not speak TLS but security.protocol is %s: use PLAINTEXT or SASL_PLAINTEXT, or the broker's TLS port: %w", at, proto, err)
 	case errors.As(err, &ae):
 		return fmt.Errorf("kafka %s: TLS: the broker refused the handshake (a client certificate it does not accept, or none when it requires one: --tls-cert/--tls-key): %w", at, err)
-	case (proto == Plaintext || proto == SASLPlaintext) && isEOF(err):
+	case !tlsProto && strings.Contains(err.Error(), "tls alert record"):
+		return fmt.Errorf("kafka %s: the port expects TLS but security.protocol is %s: set it to SSL or SASL_SSL, or use the broker's plaintext port: %w", at, proto, err)
+	case errors.As(err, &fre) && tlsProto:
+		return fmt.Errorf("kafka %s: this port does not speak TLS but security.protocol is %s: use PLAINTEXT or SASL_PLAINTEXT, or the broker's TLS port: %w", at, proto, err)
+	case (errors.As(err, &fre) || isEOF(err)) && !tlsProto:
 		return fmt.Errorf("kafka %s: the broker closed the connection at the first request: the port may expect TLS (security.protocol SSL or SASL_SSL) or SASL (SASL_PLAINTEXT), and security.protocol is %s: %w", at, proto, err)
 	case isEOF(err):
 		return fmt.Errorf("kafka %s: the broker closed the connection at the first request: is security.protocol %s what this port expects? %w", at, proto, err)
