@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"log/slog"
+	"os"
 
 	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,7 +22,7 @@ func (k *kafkaFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&s.SecurityProtocol, "security-protocol", env("STREAMER_SECURITY_PROTOCOL", ""), "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (env STREAMER_SECURITY_PROTOCOL; default the file's, else PLAINTEXT)")
 	fs.StringVar(&s.SASLMechanism, "sasl-mechanism", env("STREAMER_SASL_MECHANISM", ""), "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or AWS_MSK_IAM (env STREAMER_SASL_MECHANISM)")
 	fs.StringVar(&s.SASLUsername, "sasl-username", env("STREAMER_SASL_USERNAME", ""), "SASL user for PLAIN and SCRAM (env STREAMER_SASL_USERNAME)")
-	fs.StringVar(&s.SASLPassword, "sasl-password", env("STREAMER_SASL_PASSWORD", ""), "SASL password, or a reference: ${env:NAME} or ${file:/path} (env STREAMER_SASL_PASSWORD)")
+	fs.StringVar(&s.SASLPassword, "sasl-password", "", "SASL password, or better a reference: ${env:NAME} or ${file:/path} (env STREAMER_SASL_PASSWORD)")
 	fs.StringVar(&s.OAuthTokenFile, "sasl-oauth-token-file", env("STREAMER_SASL_OAUTH_TOKEN_FILE", ""), "OAUTHBEARER token file, read again at every authentication (env STREAMER_SASL_OAUTH_TOKEN_FILE)")
 	fs.StringVar(&s.TLSCA, "tls-ca", env("STREAMER_TLS_CA", ""), "PEM bundle of the CAs that sign the brokers' certificates; default the system's (env STREAMER_TLS_CA)")
 	fs.StringVar(&s.TLSCert, "tls-cert", env("STREAMER_TLS_CERT", ""), "PEM client certificate for mutual TLS (env STREAMER_TLS_CERT)")
@@ -33,7 +34,9 @@ func (k *kafkaFlags) register(fs *pflag.FlagSet) {
 // options loads the settings into franz-go options. Bad settings are
 // usage errors (exit 2).
 func (k *kafkaFlags) options(log *slog.Logger) (*kafkaconf.Config, []kgo.Opt, error) {
-	c, err := kafkaconf.Load(k.s, log)
+	s := k.s
+	s.SASLPassword = orEnv(s.SASLPassword, "STREAMER_SASL_PASSWORD")
+	c, err := kafkaconf.Load(s, log)
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
@@ -56,6 +59,16 @@ func (k *kafkaFlags) connect(ctx context.Context, brokers []string, log *slog.Lo
 		return nil, &exitError{code: ExitFailure, err: err}
 	}
 	return opts, nil
+}
+
+// orEnv returns v, or the environment variable name when v is empty. A
+// secret flag takes its env var here rather than as its default, which
+// --help would print.
+func orEnv(v, name string) string {
+	if v == "" {
+		return os.Getenv(name)
+	}
+	return v
 }
 
 func envBool(name string) bool {

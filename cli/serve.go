@@ -47,9 +47,9 @@ type httpFlags struct {
 func (h *httpFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&h.certFile, "http-tls-cert", env("STREAMER_HTTP_TLS_CERT", ""), "serve --metrics-addr over HTTPS with this PEM certificate (env STREAMER_HTTP_TLS_CERT)")
 	fs.StringVar(&h.keyFile, "http-tls-key", env("STREAMER_HTTP_TLS_KEY", ""), "PEM private key of --http-tls-cert (env STREAMER_HTTP_TLS_KEY)")
-	fs.StringVar(&h.token, "http-token", env("STREAMER_HTTP_TOKEN", ""), "require Authorization: Bearer with this token on / and /metrics, or a reference: ${env:NAME}, ${file:/path} (env STREAMER_HTTP_TOKEN)")
+	fs.StringVar(&h.token, "http-token", "", "require Authorization: Bearer with this token on / and /metrics, or a reference: ${env:NAME}, ${file:/path} (env STREAMER_HTTP_TOKEN)")
 	fs.StringVar(&h.username, "http-username", env("STREAMER_HTTP_USERNAME", ""), "require HTTP basic auth with this user on / and /metrics (env STREAMER_HTTP_USERNAME)")
-	fs.StringVar(&h.password, "http-password", env("STREAMER_HTTP_PASSWORD", ""), "password of --http-username, or a reference: ${env:NAME}, ${file:/path} (env STREAMER_HTTP_PASSWORD)")
+	fs.StringVar(&h.password, "http-password", "", "password of --http-username, or a reference: ${env:NAME}, ${file:/path} (env STREAMER_HTTP_PASSWORD)")
 	fs.BoolVar(&h.authHealth, "http-auth-health", envBool("STREAMER_HTTP_AUTH_HEALTH"), "require the credentials on /healthz and /readyz too (default: those stay open for probes) (env STREAMER_HTTP_AUTH_HEALTH=true)")
 }
 
@@ -62,10 +62,10 @@ type guard struct {
 func (h httpFlags) guard() (*guard, error) {
 	g := &guard{health: h.authHealth}
 	var err error
-	if g.token, err = kafkaconf.ResolveSecret(h.token); err != nil {
+	if g.token, err = kafkaconf.ResolveSecret(orEnv(h.token, "STREAMER_HTTP_TOKEN")); err != nil {
 		return nil, fmt.Errorf("--http-token: %w", err)
 	}
-	if g.pass, err = kafkaconf.ResolveSecret(h.password); err != nil {
+	if g.pass, err = kafkaconf.ResolveSecret(orEnv(h.password, "STREAMER_HTTP_PASSWORD")); err != nil {
 		return nil, fmt.Errorf("--http-password: %w", err)
 	}
 	g.user = kafkaconf.NewSecret(h.username)
