@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -83,6 +84,11 @@ Go heap.`,
 			if err != nil {
 				return err
 			}
+			release, err := lockStateDir(stateDir)
+			if err != nil {
+				return &exitError{code: ExitFailure, err: err}
+			}
+			defer release()
 			if replica == "" {
 				replica = engine.DefaultReplicaID()
 			}
@@ -106,6 +112,11 @@ Go heap.`,
 			if err != nil {
 				return usageError{err}
 			}
+			// A replica fenced by another with its id stops: retrying
+			// would only fence the other in turn.
+			ctx, cancelRun := context.WithCancel(ctx)
+			defer cancelRun()
+			fence := &fenceHook{cancel: cancelRun}
 			e, err := engine.New(t, engine.Options{
 				Faults:             faults,
 				Brokers:            bs,
@@ -119,7 +130,7 @@ Go heap.`,
 				StateDir:           stateDir,
 				Hooks:              hooks,
 				Stats:              stats,
-				ClientHooks:        []kgo.Hook{m.ClientHook()},
+				ClientHooks:        []kgo.Hook{m.ClientHook(), fence},
 			})
 			if err != nil {
 				return usageError{err}
@@ -144,7 +155,11 @@ Go heap.`,
 			gogc := tuning.GC()
 			_, tuned := tuning.TuneGC(ctx, headroom, log)
 			log.Debug("runtime", "gogc", gogc, "tuning", tuned)
-			if err := e.Run(ctx); err != nil {
+			err = e.Run(ctx)
+			if ferr := fence.fenced(); ferr != nil {
+				err = errors.Join(ferr, err)
+			}
+			if err != nil {
 				return &exitError{code: ExitFailure, err: explainRunErr(err, replica)}
 			}
 			return nil
@@ -197,4 +212,32 @@ func explainRunErr(err error, replica string) error {
 		return fmt.Errorf("another replica started with this replica's id %q and fenced this one's transactions: every live replica needs its own --replica-id (env STREAMER_REPLICA_ID): %w", replica, err)
 	}
 	return err
+}
+
+// fenceHook stops the replica when the broker fences its group membership
+// because another live replica joined with the same instance id.
+type fenceHook struct {
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	err    error
+}
+
+var _ kgo.HookGroupManageError = (*fenceHook)(nil)
+
+func (h *fenceHook) OnGroupManageError(err error) {
+	if !errors.Is(err, kerr.FencedInstanceID) {
+		return
+	}
+	h.mu.Lock()
+	if h.err == nil {
+		h.err = err
+	}
+	h.mu.Unlock()
+	h.cancel()
+}
+
+func (h *fenceHook) fenced() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err
 }

@@ -146,3 +146,23 @@ func TestOpsAddrInUse(t *testing.T) {
 		}
 	}
 }
+
+// TestStateDirLock: a second replica with the same state directory is
+// refused, naming the flags to set; the lock goes with the first.
+func TestStateDirLock(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	release, err := lockStateDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = lockStateDir(dir)
+	if err == nil || !strings.Contains(err.Error(), "own --state-dir, --replica-id and --metrics-addr") || !strings.Contains(err.Error(), "pid") {
+		t.Errorf("second lock: %v", err)
+	}
+	release()
+	release, err = lockStateDir(dir)
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	release()
+}
