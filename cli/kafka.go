@@ -55,10 +55,15 @@ func (k *kafkaFlags) connect(ctx context.Context, brokers []string, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
+	return opts, k.check(ctx, brokers, c, opts)
+}
+
+// check is kafkaconf.Check, failing with exit 1.
+func (k *kafkaFlags) check(ctx context.Context, brokers []string, c *kafkaconf.Config, opts []kgo.Opt) error {
 	if err := kafkaconf.Check(ctx, brokers, c, opts); err != nil {
-		return nil, &exitError{code: ExitFailure, err: err}
+		return &exitError{code: ExitFailure, err: err}
 	}
-	return opts, nil
+	return nil
 }
 
 // orEnv returns v, or the environment variable name when v is empty. A

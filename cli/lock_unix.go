@@ -18,13 +18,15 @@ import (
 // as replica id) is refused at start with the flags to set, rather than
 // fencing the first. The lock goes with the process, however it ends.
 func lockStateDir(dir string) (release func(), err error) {
+	// A directory that cannot be made or written is no reason to stop a
+	// stateless topology: the stores report it if the topology has any.
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("--state-dir: %w", err)
+		return func() {}, nil
 	}
 	path := filepath.Join(dir, "streamer.lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("--state-dir: %w", err)
+		return func() {}, nil
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		b := make([]byte, 32)

@@ -93,11 +93,8 @@ Go heap.`,
 				replica = engine.DefaultReplicaID()
 			}
 			bs := splitList(brokers)
-			clientOpts, err := kf.connect(ctx, bs, log)
+			kc, clientOpts, err := kf.options(log)
 			if err != nil {
-				if ctx.Err() != nil {
-					return nil // stopped while connecting
-				}
 				return err
 			}
 			m := metrics.New(t, replica, version())
@@ -134,6 +131,12 @@ Go heap.`,
 			})
 			if err != nil {
 				return usageError{err}
+			}
+			if err := kf.check(ctx, bs, kc, clientOpts); err != nil {
+				if ctx.Err() != nil {
+					return nil // stopped while connecting
+				}
+				return err
 			}
 			ready = e.Ready
 			m.SetReadiness(e.Ready)
