@@ -42,12 +42,24 @@ func Check(ctx context.Context, brokers []string, c *Config, opts []kgo.Opt) err
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer cl.Close()
-	err = cl.Ping(ctx)
-	if err == nil {
-		return nil
+	// A broker not up yet (refused, unreachable) is waited for until the
+	// deadline; anything else is an answer.
+	for {
+		if err = cl.Ping(ctx); err == nil {
+			return nil
+		}
+		if !dialErr(err) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+			continue
+		}
+		break
 	}
 	mu.Lock()
-	if connErr != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || isEOF(err)) {
+	if connErr != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || isEOF(err) || dialErr(err)) {
 		err = connErr
 	}
 	mu.Unlock()
@@ -76,6 +88,15 @@ var (
 	_ kgo.HookBrokerConnect = connHook(nil)
 	_ kgo.HookBrokerRead    = connHook(nil)
 )
+
+// dialErr reports a connection that could not be made at all (TLS and
+// certificate errors, made while dialing too, are not such).
+func dialErr(err error) bool {
+	var oe *net.OpError
+	var rhe tls.RecordHeaderError
+	var ce *tls.CertificateVerificationError
+	return errors.As(err, &oe) && oe.Op == "dial" && !errors.As(err, &rhe) && !errors.As(err, &ce)
+}
 
 func isEOF(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)

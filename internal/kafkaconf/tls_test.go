@@ -153,3 +153,22 @@ func TestMSKIAMCredentials(t *testing.T) {
 		t.Errorf("signed payload: %s", s)
 	}
 }
+
+// TestCheckWaitsForABroker: a broker that is not up yet is waited for
+// until the check's deadline, then named.
+func TestCheckWaitsForABroker(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	c, _ := Load(Settings{}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	began := time.Now()
+	err = Check(ctx, []string{addr}, c, nil)
+	if took := time.Since(began); took < 1500*time.Millisecond || err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("after %v: %v", took, err)
+	}
+}
