@@ -97,6 +97,12 @@ Go heap.`,
 			if err != nil {
 				return err
 			}
+			// Static membership: the replica id is the group instance id,
+			// so that a replica back under its id within the session
+			// timeout gets its partitions again, with no rebalance. (The
+			// engine's other clients are not group members: it is a no-op
+			// there.)
+			clientOpts = append(clientOpts, kgo.InstanceID(replica))
 			m := metrics.New(t, replica, version())
 			stats := engine.NewStats()
 			var ready func() bool

@@ -189,9 +189,6 @@ func (e *Engine) clientOpts() []kgo.Opt {
 		kgo.TransactionalID(e.TransactionalID()),
 		kgo.TransactionTimeout(e.opts.TransactionTimeout),
 		kgo.SessionTimeout(e.opts.SessionTimeout),
-		// Static membership: a replica that restarts under its id within
-		// the session timeout gets its partitions back, no rebalance.
-		kgo.InstanceID(e.opts.ReplicaID),
 		// Produce blocks past this many unacknowledged records: that is the
 		// backpressure that bounds memory when the broker is slower than
 		// the pipes (64k records of 1 KB is 64 MB).

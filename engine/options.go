@@ -19,9 +19,10 @@ type Options struct {
 	// ReplicaID names this replica; the transactional id is
 	// <group>-<ReplicaID>. Every live replica needs a distinct id, and a
 	// restarted replica should reuse its old one so that its predecessor's
-	// open transaction is fenced at once instead of timing out. In
-	// Kubernetes a StatefulSet pod name is a good choice.
-	// Default: <hostname>-<pid>.
+	// open transaction is fenced at once instead of timing out. streamer
+	// run also makes it the group instance id (static membership,
+	// kgo.InstanceID in ClientOpts). In Kubernetes a StatefulSet pod name
+	// is a good choice. Default: the hostname.
 	ReplicaID string
 
 	// CommitInterval bounds how long a transaction stays open.
