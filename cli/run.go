@@ -45,8 +45,9 @@ without a rebalance, and fences its predecessor's open transaction at once.
 Two live replicas with one id fence each other: the one fenced stops with an
 error saying so.
 
-On SIGTERM or SIGINT the replica commits its open transaction, leaves the
-group and exits 0, within 10 seconds.
+On SIGTERM or SIGINT the replica commits its open transaction and exits 0,
+within 10 seconds. It does not leave the group (static membership): its
+partitions wait for it to come back, for --session-timeout, and then move.
 
 Unless GOGC is set, run uses GOGC=400 (see bench/RESULTS.md), lowered after
 each collection as needed so that the heap grows at most --gc-headroom above
