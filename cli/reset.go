@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -75,6 +76,9 @@ again, after those of earlier runs. --dry-run prints what reset would do.`,
 			rep, err := engine.Reset(ctx, t, o)
 			if rep != nil {
 				printReset(g, rep, from, dryRun)
+			}
+			if errors.Is(err, engine.ErrGroupActive) {
+				err = fmt.Errorf("%w (waited %v: a replica stopped less than its --session-timeout ago is still a member, one that runs stays one)", err, memberWait)
 			}
 			if err != nil {
 				return &exitError{code: ExitFailure, err: err}
