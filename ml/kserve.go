@@ -44,6 +44,12 @@ type KServeOptions struct {
 	// kept for reuse. Default 16; it should be at least the number of
 	// requests in flight (a Batcher's InFlight), or connections churn.
 	MaxIdleConns int
+	// Token, when set, gives the bearer token sent with every request
+	// (Authorization: Bearer over HTTP, the authorization metadata over
+	// gRPC). It is called for each request, so that a rotated token (a
+	// file a Kubernetes Secret mounts) is used at once. The token is
+	// never logged nor part of an error.
+	Token func() (string, error)
 }
 
 // KServe is a Model that a server scores over the Open Inference Protocol
@@ -73,6 +79,7 @@ var (
 // kserveSpec is what a transport needs to build requests and read answers,
 // settled by NewKServe from the options and the model's metadata.
 type kserveSpec struct {
+	token     func() (string, error)
 	url       *url.URL
 	model     string
 	version   string
@@ -128,6 +135,7 @@ func NewKServe(ctx context.Context, opts KServeOptions) (*KServe, error) {
 		return nil, fmt.Errorf("kserve model %q: URL %q is not http://host:port or grpc://host:port", opts.Model, opts.URL)
 	}
 	spec := kserveSpec{
+		token:    opts.Token,
 		url:      u,
 		model:    opts.Model,
 		version:  opts.Version,
@@ -351,7 +359,9 @@ func (e *KServeError) Retryable() bool { return e.retry }
 // retryableHTTP classifies an HTTP status.
 func retryableHTTP(status int) bool {
 	switch status {
-	case 408, 429:
+	// 401 and 403: a token that expired or was rotated, or a server
+	// misconfigured; not the records' fault.
+	case 401, 403, 408, 429:
 		return true
 	case 501, 505:
 		return false
@@ -363,7 +373,7 @@ func retryableHTTP(status int) bool {
 func retryableGRPC(c codes.Code) bool {
 	switch c {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted,
-		codes.Aborted, codes.Internal, codes.Unknown:
+		codes.Aborted, codes.Internal, codes.Unknown, codes.Unauthenticated, codes.PermissionDenied:
 		return true
 	}
 	return false
