@@ -6,6 +6,11 @@ GO ?= go
 KAFKA_PORT ?= 9092
 export KAFKA_PORT
 BROKERS ?= 127.0.0.1:$(KAFKA_PORT)
+# The test broker also listens with SASL_SSL (SCRAM) here, with a CA and
+# certificate kafka.sh makes in KAFKA_DATA/tls (see docs/SECURITY.md).
+KAFKA_SASL_SSL_PORT ?= 9094
+KAFKA_DATA ?= $(or $(TMPDIR),/tmp)/streamer-kafka
+export KAFKA_SASL_SSL_PORT KAFKA_DATA
 
 .PHONY: test unit integration lint build demo bench schema examples-test ml-testdata onnx-testdata bench-ml image image-language deploy-test tink-interop
 
@@ -32,6 +37,7 @@ integration:
 	scripts/install-tools.sh
 	mkdir -p bin
 	scripts/with-kafka.sh scripts/with-registry.sh scripts/with-mlserver.sh env STREAMER_INTEGRATION=1 STREAMER_BROKERS=$(BROKERS) STREAMER_ARTIFACTS=$(CURDIR)/bin STREAMER_BROKER_CONTROL=$(CURDIR)/scripts/kafka/kafka.sh \
+		STREAMER_SASL_SSL_BROKERS=127.0.0.1:$(KAFKA_SASL_SSL_PORT) STREAMER_SASL_SSL_CA=$(KAFKA_DATA)/tls/ca.pem \
 		$(GO) test -count=1 -v -timeout 30m ./integration/
 
 # Every example topology's declarative test cases; the custom-pipe example

@@ -33,6 +33,7 @@ type backfillFlags struct {
 	allowLive, dryRun                                                               bool
 	rate                                                                            float64
 	commit, progressEvery, checkEvery                                               time.Duration
+	http                                                                            httpFlags
 }
 
 func backfillCmd(g *globals) *cobra.Command {
@@ -94,6 +95,7 @@ few samples of each. It exits 1 when they differ.`,
 	fl.StringVar(&f.stateDir, "state-dir", env("STREAMER_STATE_DIR", "streamer-state"), "where stateful pipes keep local stores; the backfill's are under its own group (env STREAMER_STATE_DIR)")
 	fl.DurationVar(&f.commit, "commit-interval", 0, "longest a transaction stays open (default the topology's)")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "off", "serve the topology page, /metrics (with streamer_backfill_* progress), /healthz and /readyz here; off disables")
+	f.http.register(fl)
 	fl.DurationVar(&f.progressEvery, "progress-interval", 10*time.Second, "how often to log the progress")
 	fl.DurationVar(&f.checkEvery, "done-check-interval", time.Second, "how often to read the group's offsets to learn whether the backfill is done")
 	_ = fl.MarkHidden("done-check-interval")
@@ -251,7 +253,7 @@ func backfill(g *globals, file string, f backfillFlags) error {
 		registerProgress(m.Registry(), e)
 		m.SetReadiness(e.Ready)
 		page := console.New(bt, f.replica, e.Stats(), e.Ready)
-		ops, err := serveOps(f.metricsAddr, m.Handler(), e, page, log)
+		ops, err := serveOps(f.metricsAddr, f.http, m.Handler(), e, page, log)
 		if err != nil {
 			return &exitError{code: ExitFailure, err: err}
 		}

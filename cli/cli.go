@@ -15,6 +15,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/streamerio/streamer/internal/kafkaconf"
 
 	"github.com/streamerio/streamer/serde"
 	"github.com/streamerio/streamer/topology"
@@ -102,8 +105,11 @@ type globals struct {
 	logFormat string
 	logLevel  string
 	registry  string
-	stdout    io.Writer
-	stderr    io.Writer
+	// The registry's credentials and CA; the password and token may be
+	// ${env:NAME} or ${file:/path} references.
+	registryUser, registryPassword, registryToken, registryCA string
+	stdout                                                    io.Writer
+	stderr                                                    io.Writer
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -120,7 +126,11 @@ consumer group; outputs and offsets commit in Kafka transactions.
 Environment variables override flag defaults: STREAMER_BROKERS,
 STREAMER_REPLICA_ID, STREAMER_COMMIT_INTERVAL, STREAMER_METRICS_ADDR,
 STREAMER_REGISTRY_URL, STREAMER_STATE_DIR, STREAMER_LOG_FORMAT,
-STREAMER_LOG_LEVEL, STREAMER_GC_HEADROOM.
+STREAMER_LOG_LEVEL, STREAMER_GC_HEADROOM, STREAMER_SESSION_TIMEOUT,
+STREAMER_TRANSACTION_TIMEOUT; the Kafka connection's (STREAMER_KAFKA_CONFIG,
+STREAMER_SECURITY_PROTOCOL, STREAMER_SASL_*, STREAMER_TLS_*) are in
+docs/SECURITY.md. Secrets (passwords, tokens) may be given as ${env:NAME} or
+${file:/path} references and are never printed.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid topology,
 4 failed test cases.`,
@@ -133,6 +143,10 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid topology,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", env("STREAMER_LOG_FORMAT", "text"), "log format: text or json")
 	root.PersistentFlags().StringVar(&g.registry, "registry", env("STREAMER_REGISTRY_URL", ""), "schema registry URL (Confluent API), for datasets with registry: (env STREAMER_REGISTRY_URL)")
+	root.PersistentFlags().StringVar(&g.registryUser, "registry-username", env("STREAMER_REGISTRY_USERNAME", ""), "schema registry basic auth user (env STREAMER_REGISTRY_USERNAME)")
+	root.PersistentFlags().StringVar(&g.registryPassword, "registry-password", "", "schema registry basic auth password, or a reference: ${env:NAME}, ${file:/path} (env STREAMER_REGISTRY_PASSWORD)")
+	root.PersistentFlags().StringVar(&g.registryToken, "registry-token", "", "schema registry bearer token, or a reference: ${env:NAME}, ${file:/path} (env STREAMER_REGISTRY_TOKEN)")
+	root.PersistentFlags().StringVar(&g.registryCA, "registry-ca", env("STREAMER_REGISTRY_CA", ""), "PEM bundle of the CAs that sign the schema registry's certificate; default the system's (env STREAMER_REGISTRY_CA)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", env("STREAMER_LOG_LEVEL", ""), "log level: debug, info, warn or error (default info; warn for demo)")
 	root.AddCommand(
 		validateCmd(g), planCmd(g), runCmd(g), resetCmd(g), offsetsCmd(g), backfillCmd(g), testCmd(g), demoCmd(g), schemaCmd(g), pipesCmd(g),
@@ -190,7 +204,11 @@ func redactSecrets(_ []string, a slog.Attr) slog.Attr {
 func (g *globals) load(file string, extra ...topology.Option) (*topology.Topology, error) {
 	opts := extra
 	if g.registry != "" {
-		reg, err := serde.NewRegistry(g.registry)
+		ropts, err := g.registryOpts()
+		if err != nil {
+			return nil, usageError{err}
+		}
+		reg, err := serde.NewRegistry(g.registry, ropts...)
 		if err != nil {
 			return nil, usageError{fmt.Errorf("--registry: %w", err)}
 		}
@@ -208,4 +226,36 @@ func (g *globals) load(file string, extra ...topology.Option) (*topology.Topolog
 		fmt.Fprintln(g.stderr, w)
 	}
 	return t, nil
+}
+
+// registryOpts are the schema registry client's credentials and TLS.
+func (g *globals) registryOpts() ([]sr.ClientOpt, error) {
+	var opts []sr.ClientOpt
+	pass, err := kafkaconf.ResolveSecret(orEnv(g.registryPassword, "STREAMER_REGISTRY_PASSWORD"))
+	if err != nil {
+		return nil, fmt.Errorf("--registry-password: %w", err)
+	}
+	tok, err := kafkaconf.ResolveSecret(orEnv(g.registryToken, "STREAMER_REGISTRY_TOKEN"))
+	if err != nil {
+		return nil, fmt.Errorf("--registry-token: %w", err)
+	}
+	switch {
+	case g.registryUser != "" && !tok.IsZero():
+		return nil, errors.New("--registry-username and --registry-token: give one")
+	case g.registryUser != "":
+		if pass.IsZero() {
+			return nil, errors.New("--registry-username needs --registry-password (env STREAMER_REGISTRY_PASSWORD)")
+		}
+		opts = append(opts, sr.BasicAuth(g.registryUser, pass.Reveal()))
+	case !tok.IsZero():
+		opts = append(opts, sr.BearerToken(tok.Reveal()))
+	}
+	if g.registryCA != "" {
+		tc, err := (&kafkaconf.TLSConfig{CAFile: g.registryCA}).Build()
+		if err != nil {
+			return nil, fmt.Errorf("--registry-ca: %w", err)
+		}
+		opts = append(opts, sr.DialTLSConfig(tc))
+	}
+	return opts, nil
 }

@@ -43,6 +43,11 @@ func TestExitCodesAndOutput(t *testing.T) {
 		// this binary lacks, so its cases are skipped, saying why.
 		{"test examples", []string{"test", "../examples"}, nil, ExitOK,
 			[]string{"SKIP ../examples/custompipe/topology.test.yaml\t2 cases\tneeds pipe type redact, which this binary lacks", "ok   ../examples/windows/topology.test.yaml", "16 passed, 0 failed, 2 skipped"}, nil},
+		{"run sasl without mechanism", []string{"run", "../examples/enrichment/topology.yaml", "--state-dir", "/tmp/streamer-cli-test", "--security-protocol", "SASL_SSL"}, nil, ExitUsage, nil, []string{"no sasl.mechanism (--sasl-mechanism) is set"}},
+		{"run env mechanism", []string{"run", "../examples/enrichment/topology.yaml", "--state-dir", "/tmp/streamer-cli-test"}, map[string]string{"STREAMER_SECURITY_PROTOCOL": "SASL_SSL", "STREAMER_SASL_MECHANISM": "GSSAPI"}, ExitUsage, nil, []string{"GSSAPI (Kerberos) is not supported"}},
+		{"run flag over env", []string{"run", "../examples/enrichment/topology.yaml", "--state-dir", "/tmp/streamer-cli-test", "--sasl-mechanism", "SCRAM-SHA-256", "--sasl-username", "u"}, map[string]string{"STREAMER_SECURITY_PROTOCOL": "SASL_SSL", "STREAMER_SASL_MECHANISM": "GSSAPI"}, ExitUsage, nil, []string{"sasl.mechanism SCRAM-SHA-256 needs a username and a password"}},
+		{"run password from env not file", []string{"run", "../examples/enrichment/topology.yaml", "--state-dir", "/tmp/streamer-cli-test", "--kafka-config", "testdata/nope.properties"}, nil, ExitUsage, nil, []string{"--kafka-config: open testdata/nope.properties"}},
+		{"run bad session timeout env", []string{"run", "../examples/enrichment/topology.yaml", "--state-dir", "/tmp/streamer-cli-test", "--transaction-timeout", "5s"}, map[string]string{"STREAMER_SESSION_TIMEOUT": "8s"}, ExitUsage, nil, []string{"transaction timeout 5s must exceed the session timeout 8s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -94,7 +94,7 @@ func runDemo(ctx context.Context, g *globals, log *slog.Logger, duration time.Du
 		return err
 	}
 	if metricsAddr != "off" {
-		ops, err := serveOps(metricsAddr, m.Handler(), e, page, log)
+		ops, err := serveOps(metricsAddr, httpFlags{}, m.Handler(), e, page, log)
 		if err != nil {
 			return err
 		}

@@ -78,7 +78,7 @@ func TestReadyz(t *testing.T) {
 		{"ready", true, nil, 0, 200, []string{"ready"}},
 	}
 	f := &fakeReadiness{}
-	ops, err := serveOps("127.0.0.1:0", http.NotFoundHandler(), f, noPage{}, slog.New(slog.DiscardHandler))
+	ops, err := serveOps("127.0.0.1:0", httpFlags{}, http.NotFoundHandler(), f, noPage{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestRestoreBar(t *testing.T) {
 // gets the pod restarted; readiness is separate.
 func TestHealthz(t *testing.T) {
 	f := &fakeReadiness{}
-	ops, err := serveOps("127.0.0.1:0", http.NotFoundHandler(), f, noPage{}, slog.New(slog.DiscardHandler))
+	ops, err := serveOps("127.0.0.1:0", httpFlags{}, http.NotFoundHandler(), f, noPage{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

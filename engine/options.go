@@ -19,9 +19,10 @@ type Options struct {
 	// ReplicaID names this replica; the transactional id is
 	// <group>-<ReplicaID>. Every live replica needs a distinct id, and a
 	// restarted replica should reuse its old one so that its predecessor's
-	// open transaction is fenced at once instead of timing out. In
-	// Kubernetes a StatefulSet pod name is a good choice.
-	// Default: <hostname>-<pid>.
+	// open transaction is fenced at once instead of timing out. streamer
+	// run also makes it the group instance id (static membership,
+	// kgo.InstanceID in ClientOpts). In Kubernetes a StatefulSet pod name
+	// is a good choice. Default: the hostname.
 	ReplicaID string
 
 	// CommitInterval bounds how long a transaction stays open.
@@ -125,14 +126,16 @@ type Options struct {
 	Faults Faults
 }
 
-// DefaultReplicaID is the replica id used when none is given:
-// <hostname>-<pid>.
+// DefaultReplicaID is the replica id used when none is given: the
+// hostname, which in a StatefulSet is the pod name, stable across
+// restarts (a pid is not, and every restart would then cost a rebalance
+// and leave the predecessor's transaction to time out).
 func DefaultReplicaID() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
-		host = "replica"
+		return "replica"
 	}
-	return fmt.Sprintf("%s-%d", host, os.Getpid())
+	return host
 }
 
 func (o *Options) setDefaults(commitInterval time.Duration) error {

@@ -45,6 +45,12 @@ type KServeOptions struct {
 	// kept for reuse. Default 16; it should be at least the number of
 	// requests in flight (a Batcher's InFlight), or connections churn.
 	MaxIdleConns int
+	// Token, when set, gives the bearer token sent with every request
+	// (Authorization: Bearer over HTTP, the authorization metadata over
+	// gRPC). It is called for each request, so that a rotated token (a
+	// file a Kubernetes Secret mounts) is used at once. The token is
+	// never logged nor part of an error.
+	Token func() (string, error)
 }
 
 // KServe is a Model that a server scores over the Open Inference Protocol
@@ -74,6 +80,7 @@ var (
 // kserveSpec is what a transport needs to build requests and read answers,
 // settled by NewKServe from the options and the model's metadata.
 type kserveSpec struct {
+	token     func() (string, error)
 	url       *url.URL
 	model     string
 	version   string
@@ -129,6 +136,7 @@ func NewKServe(ctx context.Context, opts KServeOptions) (*KServe, error) {
 		return nil, fmt.Errorf("kserve model %q: URL %q is not http://host:port or grpc://host:port", opts.Model, opts.URL)
 	}
 	spec := kserveSpec{
+		token:    opts.Token,
 		url:      u,
 		model:    opts.Model,
 		version:  opts.Version,
@@ -367,6 +375,9 @@ func (e *KServeError) Unavailable() bool { return e.unavailable }
 // retryableHTTP classifies an HTTP status.
 func retryableHTTP(status int) bool {
 	switch status {
+	// 401 and 403 are not retried here but make the replica pause
+	// (Unavailable): a rotated token is read again for the request after
+	// the pause.
 	case 408, 429:
 		return true
 	case 501, 505:

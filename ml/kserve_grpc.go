@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/streamerio/streamer/ml/internal/inferencepb"
@@ -35,6 +37,7 @@ func newKServeGRPC(spec *kserveSpec) (*kserveGRPC, error) {
 	conn, err := grpc.NewClient(spec.url.Host,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
+		grpc.WithUnaryInterceptor(bearer(spec.token)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("kserve model %q: gRPC client for %s: %w", spec.model, spec.url.Host, err)
@@ -215,3 +218,17 @@ func readTensorContents(datatype string, c *pb.InferTensorContents, out []float6
 }
 
 func (g *kserveGRPC) close() error { return g.conn.Close() }
+
+// bearer adds the token, if any, to every call's authorization metadata.
+func bearer(token func() (string, error)) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if token != nil {
+			tok, err := token()
+			if err != nil {
+				return status.Errorf(codes.Unauthenticated, "token: %v", err)
+			}
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}

@@ -76,6 +76,14 @@ func (h *kserveHTTP) do(ctx context.Context, op, method, target string, body []b
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	if err == nil && h.spec.token != nil {
+		var tok string
+		if tok, err = h.spec.token(); err == nil {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		} else {
+			err = fmt.Errorf("token: %w", err)
+		}
+	}
 	if err != nil {
 		return &KServeError{Model: h.spec.model, Op: op, Err: err}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/streamerio/streamer/ml"
@@ -656,4 +657,58 @@ func expectedRows(tb testing.TB, path string) []float32 {
 		}
 	}
 	return rows
+}
+
+// TestKServeToken: the bearer token goes with every request, over HTTP and
+// gRPC, and is asked for each time (a rotated token is used at once); a
+// server that refuses it is unavailable (retryable), not the records' fault.
+func TestKServeToken(t *testing.T) {
+	row := []float32{1, 2, 3, 4, 5, 6}
+	var want atomic.Value
+	want.Store("Bearer t1")
+	f := &fakeV2{meta: sixFeatures(1)}
+	check := func(got string) bool { return got == want.Load().(string) }
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !check(r.Header.Get("Authorization")) {
+			http.Error(w, "fake failure: bad token", http.StatusUnauthorized)
+			return
+		}
+		f.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		if a := md.Get("authorization"); len(a) != 1 || !check(a[0]) {
+			return nil, status.Error(codes.Unauthenticated, "fake failure: bad token")
+		}
+		return h(ctx, req)
+	}))
+	pb.RegisterGRPCInferenceServiceServer(gs, f)
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	tok := "t1"
+	src := func() (string, error) { return tok, nil }
+	for _, url := range []string{hs.URL, "grpc://" + lis.Addr().String()} {
+		tok = "t1"
+		want.Store("Bearer t1")
+		m := newKServe(t, url, ml.KServeOptions{Features: 6, Outputs: 1, Token: src})
+		if err := m.Predict(context.Background(), row, make([]float64, 1)); err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+		tok = "t2" // rotated on both sides
+		want.Store("Bearer t2")
+		if err := m.Predict(context.Background(), row, make([]float64, 1)); err != nil {
+			t.Errorf("%s after rotation: %v", url, err)
+		}
+		want.Store("Bearer t3") // the server wants another: refused, the replica pauses
+		err := m.Predict(context.Background(), row, make([]float64, 1))
+		var ke *ml.KServeError
+		if err == nil || !errors.As(err, &ke) || !ke.Unavailable() || strings.Contains(err.Error(), "t2") {
+			t.Errorf("%s: refused token: %v, want an unavailable server, never the token in the error", url, err)
+		}
+	}
 }

@@ -35,6 +35,7 @@ type ModelConfig struct {
 	// Version pins a kserve model version.
 	Version string `yaml:"version" doc:"kserve: the model version. Default: the server's choice."`
 	// Output names the output tensor to read.
+	Token  string `yaml:"token" doc:"kserve: a bearer token sent with every request, as a reference to it: ${env:NAME} or ${file:/path} (a Kubernetes Secret's mounted key), read when the replica connects. A token written out in the file is refused."`
 	Output string `yaml:"output" doc:"onnx, kserve: the model output holding the scores. Default: the only float output, or the one named like prob (onnx); the first declared output (kserve)."`
 	Pos    Pos    `yaml:"-" spec:"pos"`
 }

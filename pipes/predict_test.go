@@ -108,6 +108,8 @@ func TestPredictValidation(t *testing.T) {
 		{predictConf + "timeout: 3s\nretries: 2\n", "could outlast the transaction timeout"},
 		{predictConf + "batch: {max_rows: -1}\n", "must not be negative"},
 		{"model: {type: xgboost}\nfeatures: [{expr: f0}]\noutput: [s]\n", "needs a path"},
+		{"model: {type: kserve, url: 'http://127.0.0.1:1', name: m, token: abc123}\nfeatures: [{expr: f0}]\noutput: [s]\n", "token: give a reference, ${env:NAME} or ${file:/path}, not the token itself"},
+		{"model: {type: kserve, url: 'http://127.0.0.1:1', name: m, token: 'x${env:T}'}\nfeatures: [{expr: f0}]\noutput: [s]\n", "token: give a reference"},
 	}
 	for _, tt := range tests {
 		_, err := buildPredict(t, tt.conf, schema)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/streamerio/streamer/internal/secret"
 	"github.com/streamerio/streamer/ml"
 )
 
@@ -67,8 +69,18 @@ func newRemoteModel(c ModelConfig, features, outputs int) (ml.Model, error) {
 	if c.URL == "" || c.Name == "" {
 		return nil, Errorf(c.Pos, "model: a kserve model needs url and name")
 	}
+	if c.Token != "" && !isSecretRef(c.Token) {
+		return nil, Errorf(c.Pos, "model: token: give a reference, ${env:NAME} or ${file:/path}, not the token itself: topology files are not secret")
+	}
 	r := &remoteModel{opts: ml.KServeOptions{URL: c.URL, Model: c.Name, Version: c.Version, Output: c.Output,
 		Features: features, Outputs: outputs}}
+	if ref := c.Token; ref != "" {
+		// Resolved at every request: a rotated Secret is used at once.
+		r.opts.Token = func() (string, error) { return secret.Resolve(ref) }
+		if _, err := secret.Resolve(ref); err != nil {
+			return r, nil // not here (validate, plan): checked on first use
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if _, err := r.connect(ctx); err != nil {
@@ -79,4 +91,11 @@ func newRemoteModel(c ModelConfig, features, outputs int) (ml.Model, error) {
 		return nil, Errorf(c.Pos, "%v", err)
 	}
 	return r, nil
+}
+
+// isSecretRef reports whether v is one ${env:NAME} or ${file:/path}
+// reference and nothing else.
+func isSecretRef(v string) bool {
+	return strings.HasSuffix(v, "}") && strings.Count(v, "${") == 1 &&
+		(strings.HasPrefix(v, "${env:") || strings.HasPrefix(v, "${file:/"))
 }

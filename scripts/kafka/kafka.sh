@@ -23,6 +23,12 @@
 #   KAFKA_KEEP_DATA=1      keep the topics/offsets of the previous run
 #   KAFKA_PORT             client (PLAINTEXT) port (default 9092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller port (default 9093)
+#   KAFKA_SASL_SSL_PORT    if set, also a SASL_SSL listener on this port with
+#                          SCRAM-SHA-256 and SCRAM-SHA-512 (no users: create
+#                          them with kadm AlterUserSCRAMs over PLAINTEXT). Its
+#                          certificates are made at start with openssl: the CA
+#                          is $KAFKA_DATA/tls/ca.pem, the server certificate
+#                          (for 127.0.0.1 and localhost) $KAFKA_DATA/tls/server.pem
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker (default 90)
 #   KAFKA_HEAP_OPTS        default "-Xms512m -Xmx1g"
 #   KAFKA_JVM_OPTS         extra JVM options
@@ -41,6 +47,8 @@ DATA=${DATA%/}
 HOST=127.0.0.1
 PORT=${KAFKA_PORT:-9092}
 CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+SASL_SSL_PORT=${KAFKA_SASL_SSL_PORT:-}
+TLS_DIR=$DATA/tls
 START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms512m -Xmx1g}
 JVM_OPTS=${KAFKA_JVM_OPTS:-}
@@ -149,17 +157,41 @@ do_fetch() {
 
 # --- start ------------------------------------------------------------------
 
+# make_certs: a CA and a server certificate for 127.0.0.1 and localhost, in
+# PEM (Kafka reads PEM stores with ssl.keystore.type=PEM), valid for 7 days.
+make_certs() {
+  command -v openssl >/dev/null 2>&1 || die "openssl not found; it is needed for KAFKA_SASL_SSL_PORT"
+  mkdir -p "$TLS_DIR"
+  (
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 7 \
+      -subj "/CN=streamer test CA" -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=localhost"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.crt -days 7 -extfile server.ext
+    cat server.crt server.key >server.pem
+  ) >"$DATA/certs.log" 2>&1 || { cat "$DATA/certs.log" >&2; die "openssl could not make the test certificates"; }
+}
+
 write_properties() {
+  local listeners="PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT"
+  local advertised="PLAINTEXT://$HOST:$PORT"
+  local protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  if [[ -n $SASL_SSL_PORT ]]; then
+    listeners+=",SASL_SSL://$HOST:$SASL_SSL_PORT"
+    advertised+=",SASL_SSL://$HOST:$SASL_SSL_PORT"
+    protocols+=",SASL_SSL:SASL_SSL"
+  fi
   cat >"$PROPS" <<EOF
 # Written by scripts/kafka/kafka.sh: single-node KRaft broker+controller for tests.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=$HOST:$CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$DATA/logs
 
 # One broker: every internal topic has one replica.
@@ -191,6 +223,19 @@ background.threads=4
 # The log cleaner (compacted internal topics) preallocates this on the heap.
 log.cleaner.dedupe.buffer.size=16777216
 EOF
+  if [[ -n $SASL_SSL_PORT ]]; then
+    cat >>"$PROPS" <<EOF
+
+# KAFKA_SASL_SSL_PORT: a SASL_SSL listener with SCRAM, PEM certificates.
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/server.pem
+listener.name.sasl_ssl.ssl.truststore.type=PEM
+listener.name.sasl_ssl.ssl.truststore.location=$TLS_DIR/ca.pem
+EOF
+  fi
 }
 
 start_broker() {
@@ -250,7 +295,7 @@ do_start() {
     wait_ready "$pid" "on $HOST:$PORT, data $DATA"
     return 0
   fi
-  for p in "$PORT" "$CONTROLLER_PORT"; do
+  for p in "$PORT" "$CONTROLLER_PORT" $SASL_SSL_PORT; do
     if port_open "$p"; then
       die "port $HOST:$p is already in use by another process (another broker? set KAFKA_PORT / KAFKA_CONTROLLER_PORT)"
     fi
@@ -260,6 +305,7 @@ do_start() {
   [[ -f $LOG4J_CONF ]] || die "missing $LOG4J_CONF"
 
   prepare_data_dir
+  [[ -z $SASL_SSL_PORT ]] || make_certs
   write_properties
   format_storage
   start_broker
