@@ -44,17 +44,6 @@ func userSinks(t *topology.Topology) map[string]*topology.Dataset {
 	return out
 }
 
-func sourceTopicSet(t *topology.Topology) []string {
-	var out []string
-	for _, d := range t.Sources() {
-		if !d.IsInternal() && !slices.Contains(out, d.Topic) {
-			out = append(out, d.Topic)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // shadowRun runs the topology in newFile and the one in f.compare as two
 // isolated backfills over the same range, then compares their sinks.
 func shadowRun(g *globals, newFile string, f backfillFlags) error {
@@ -91,7 +80,7 @@ func shadowRun(g *globals, newFile string, f backfillFlags) error {
 			return err
 		}
 	}
-	if a, b := sourceTopicSet(vs[0].live), sourceTopicSet(vs[1].live); !slices.Equal(a, b) {
+	if a, b := vs[0].live.ExternalTopicsRead(), vs[1].live.ExternalTopicsRead(); !slices.Equal(a, b) {
 		return usageError{fmt.Errorf("--compare: the versions read different topics (%s: %s; %s: %s)", f.compare, strings.Join(a, ", "), newFile, strings.Join(b, ", "))}
 	}
 	o := engine.BackfillOptions{Brokers: splitList(f.brokers), From: from, To: to}

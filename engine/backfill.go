@@ -104,7 +104,7 @@ func PlanBackfill(ctx context.Context, t *topology.Topology, o BackfillOptions) 
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	topics := sourceTopics(t)
+	topics := t.ExternalTopicsRead()
 	from, err := o.From.Resolve(ctx, adm, o.Brokers, o.ClientOpts, topics)
 	if err != nil {
 		return nil, fmt.Errorf("engine: backfill: --from: %w", err)
@@ -164,7 +164,7 @@ func StartBackfill(ctx context.Context, bt *topology.Topology, plan *BackfillPla
 	plan.Fixed = !slices.EqualFunc(resolved, plan.Ranges, func(a, b BackfillRange) bool {
 		return a.Topic == b.Topic && a.Partition == b.Partition && a.Start == b.Start && a.End == b.End
 	})
-	topics := sourceTopics(bt)
+	topics := bt.ExternalTopicsRead()
 	for attempt := 0; ; attempt++ {
 		committed, err := adm.FetchOffsetsForTopics(ctx, bt.Group, topics...)
 		if err == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -32,19 +31,6 @@ type PartitionOffsets struct {
 	Next time.Time
 }
 
-// sourceTopics returns the topics of t's source datasets, without the
-// repartition and merge topics the compiler inserted.
-func sourceTopics(t *topology.Topology) []string {
-	var out []string
-	for _, d := range t.Sources() {
-		if !d.IsInternal() && !slices.Contains(out, d.Topic) {
-			out = append(out, d.Topic)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // ShowOffsets returns where t's consumer group stands in each partition of
 // its source topics, sorted by topic and partition.
 func ShowOffsets(ctx context.Context, t *topology.Topology, brokers []string, clientOpts []kgo.Opt) ([]PartitionOffsets, error) {
@@ -57,7 +43,7 @@ func ShowOffsets(ctx context.Context, t *topology.Topology, brokers []string, cl
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	topics := sourceTopics(t)
+	topics := t.ExternalTopicsRead()
 	starts, ends, err := listBounds(ctx, adm, topics)
 	if err != nil {
 		return nil, fmt.Errorf("engine: offsets: %w", err)
@@ -201,7 +187,7 @@ func ResetOffsets(ctx context.Context, t *topology.Topology, o OffsetsResetOptio
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	rep := &OffsetsResetReport{Group: t.Group}
-	topics := sourceTopics(t)
+	topics := t.ExternalTopicsRead()
 	to, err := o.To.Resolve(ctx, adm, o.Brokers, o.ClientOpts, topics)
 	if err != nil {
 		return rep, fmt.Errorf("engine: offsets reset: %w", err)

@@ -260,6 +260,19 @@ func (t *Topology) filter(keep func(*Dataset) bool) []*Dataset {
 // TopicsRead returns the source topics.
 func (t *Topology) TopicsRead() []string { return topics(t.Sources()) }
 
+// ExternalTopicsRead returns the source topics without the repartition and
+// merge topics the compiler inserted, sorted.
+func (t *Topology) ExternalTopicsRead() []string {
+	var out []string
+	for _, d := range t.Sources() {
+		if !d.IsInternal() && !slices.Contains(out, d.Topic) {
+			out = append(out, d.Topic)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // TopicsWritten returns the topics the job produces to: sinks, dead
 // letters and state changelogs.
 func (t *Topology) TopicsWritten() []string {

@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamerio/streamer/internal/topicread"
+	"github.com/streamerio/streamer/pipes"
 )
 
 // Pair is one dataset present in both versions: the topics each wrote it
@@ -213,22 +214,11 @@ func fieldDiff(o, n any, fields map[string]*Field) []string {
 }
 
 func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case float64:
-		return x, true
-	case float32:
-		return float64(x), true
-	case int:
-		return float64(x), true
-	case int32:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case json.Number:
+	if x, ok := v.(json.Number); ok {
 		f, err := x.Float64()
 		return f, err == nil
 	}
-	return 0, false
+	return pipes.Float(v)
 }
 
 func text(v any, present bool) string {
