@@ -24,7 +24,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	$(GO) run ./cmd/streamer validate examples/enrichment/topology.yaml examples/customer-stats/topology.yaml examples/windows/topology.yaml examples/enrichment-join/topology.yaml examples/stream-join/topology.yaml examples/encrypted-signups/topology.yaml examples/rescoring/v1.yaml examples/rescoring/v2.yaml
-	cd examples/custompipe && $(GO) vet ./... && $(GO) run . validate topology.yaml
+	cd examples/custompipe && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./... && $(GO) run . validate topology.yaml
 	$(GO) run ./cmd/streamer schema | diff -u topology.schema.json - || (echo "topology.schema.json is stale: run make schema"; exit 1)
 	@python3 -c 'import json,sys; json.load(open("deploy/grafana/streamer-dashboard.json"))' || (echo "the dashboard is not valid JSON"; exit 1)
 
