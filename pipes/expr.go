@@ -114,7 +114,7 @@ func CompileExpr(x Expr, s *Schema, opts ...ExprOption) (*Program, error) {
 	}
 	eo := []expr.Option{}
 	if s != nil {
-		eo = append(eo, expr.Env(s.exprType()))
+		eo = append(eo, expr.Env(exprType(s)))
 	} else {
 		eo = append(eo, expr.Env(map[string]any{}), expr.AllowUndefinedVariables())
 	}

@@ -14,7 +14,7 @@ func BenchmarkNullSafeEquality(b *testing.B) {
 	const src = `country != "FR" && country != "US" && country == "DE"`
 	env := map[string]any{"country": "DE"}
 	b.Run("expr-fast-path", func(b *testing.B) {
-		prog, err := expr.Compile(src, expr.Env(s.exprType()), expr.AsBool())
+		prog, err := expr.Compile(src, expr.Env(exprType(s)), expr.AsBool())
 		if err != nil {
 			b.Fatal(err)
 		}

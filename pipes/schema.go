@@ -2,130 +2,57 @@ package pipes
 
 import (
 	"github.com/expr-lang/expr/types"
+
+	"github.com/streamerio/streamer/schema"
 )
 
-// Kind is the runtime type of a field value, as the serde layer produces it:
-// JSON whole numbers decode as Int64 and other numbers as Float64; Avro int,
-// long, float and double as Int32, Int64, Float32 and Float64.
-type Kind int
+// The schema vocabulary lives in package schema, which the serde layer
+// imports without importing pipes; these aliases keep the names pipes has
+// always exported.
+type (
+	// Kind is schema.Kind: the runtime type of a field value.
+	Kind = schema.Kind
+	// Schema is schema.Schema: the fields of a dataset's records.
+	Schema = schema.Schema
+	// SchemaField is schema.SchemaField: one field of a Schema.
+	SchemaField = schema.SchemaField
+)
 
-// The kinds.
+// The kinds (see schema.Kind).
 const (
-	Any Kind = iota
-	String
-	Bool
-	Int32
-	Int64
-	Float32
-	Float64
-	Bytes
-	Struct
-	Array
-	Map
+	Any     = schema.Any
+	String  = schema.String
+	Bool    = schema.Bool
+	Int32   = schema.Int32
+	Int64   = schema.Int64
+	Float32 = schema.Float32
+	Float64 = schema.Float64
+	Bytes   = schema.Bytes
+	Struct  = schema.Struct
+	Array   = schema.Array
+	Map     = schema.Map
 )
 
-var kindNames = [...]string{"any", "string", "bool", "int32", "int64", "float32", "float64", "bytes", "struct", "array", "map"}
-
-func (k Kind) String() string {
-	if int(k) < len(kindNames) {
-		return kindNames[k]
-	}
-	return "unknown"
-}
-
-// Schema describes the fields of a dataset's records, when the dataset
-// declares a schema. A nil *Schema means "unknown": expressions over it are
-// not type-checked and any field name is accepted.
-type Schema struct {
-	Fields []SchemaField
-}
-
-// SchemaField is one field of a Schema.
-type SchemaField struct {
-	Name     string
-	Kind     Kind
-	Nullable bool
-	Fields   *Schema // the nested fields, when Kind is Struct
-	Elem     Kind    // the element kind, when Kind is Array or Map
-}
-
-// Field returns the named field and whether it exists.
-func (s *Schema) Field(name string) (SchemaField, bool) {
-	if s == nil {
-		return SchemaField{}, false
-	}
-	for _, f := range s.Fields {
-		if f.Name == name {
-			return f, true
-		}
-	}
-	return SchemaField{}, false
-}
-
-// Names returns the field names in declaration order.
-func (s *Schema) Names() []string {
-	if s == nil {
-		return nil
-	}
-	out := make([]string, len(s.Fields))
-	for i, f := range s.Fields {
-		out[i] = f.Name
-	}
-	return out
-}
-
-// Clone returns a deep copy, so a pipe can derive its output schema from its
-// input without changing the input.
-func (s *Schema) Clone() *Schema {
-	if s == nil {
-		return nil
-	}
-	out := &Schema{Fields: make([]SchemaField, len(s.Fields))}
-	for i, f := range s.Fields {
-		f.Fields = f.Fields.Clone()
-		out.Fields[i] = f
-	}
-	return out
-}
-
-// Set adds or replaces a field.
-func (s *Schema) Set(f SchemaField) {
-	for i := range s.Fields {
-		if s.Fields[i].Name == f.Name {
-			s.Fields[i] = f
-			return
-		}
-	}
-	s.Fields = append(s.Fields, f)
-}
-
-// Delete removes a field if present.
-func (s *Schema) Delete(name string) {
-	for i := range s.Fields {
-		if s.Fields[i].Name == name {
-			s.Fields = append(s.Fields[:i], s.Fields[i+1:]...)
-			return
-		}
-	}
-}
+// KindOf returns the Kind of a runtime value (see schema.KindOf).
+func KindOf(v any) Kind { return schema.KindOf(v) }
 
 // exprType converts a schema to the expression checker's type description:
 // a strict map, so that a misspelled field is a compile error.
-func (s *Schema) exprType() types.Map {
+func exprType(s *Schema) types.Map {
 	m := types.Map{}
 	for _, f := range s.Fields {
-		m[f.Name] = f.exprType()
+		m[f.Name] = fieldExprType(f)
 	}
 	return m
 }
 
 // A nullable field keeps its type: the checker still catches "name * 2" on a
 // string, and "x == nil" or "x ?? 0" are allowed on any type.
-func (f SchemaField) exprType() types.Type {
+func fieldExprType(f SchemaField) types.Type {
 	switch f.Kind {
 	case Struct:
 		if f.Fields != nil {
-			return f.Fields.exprType()
+			return exprType(f.Fields)
 		}
 		return types.TypeOf(map[string]any{})
 	case Array:
@@ -154,29 +81,4 @@ func kindType(k Kind) types.Type {
 		return types.TypeOf([]byte(nil))
 	}
 	return types.Any
-}
-
-// KindOf returns the Kind of a runtime value.
-func KindOf(v any) Kind {
-	switch v.(type) {
-	case string:
-		return String
-	case bool:
-		return Bool
-	case int32:
-		return Int32
-	case int, int64:
-		return Int64
-	case float32:
-		return Float32
-	case float64:
-		return Float64
-	case []byte:
-		return Bytes
-	case map[string]any:
-		return Struct
-	case []any:
-		return Array
-	}
-	return Any
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/linkedin/goavro/v2"
 
-	"github.com/streamerio/streamer/pipes"
+	"github.com/streamerio/streamer/schema"
 )
 
 // avroCodec encodes Avro binary with goavro. goavro represents a non-null
@@ -18,7 +18,7 @@ import (
 type avroCodec struct {
 	codec  *goavro.Codec
 	root   *avroType
-	schema *pipes.Schema
+	schema *schema.Schema
 }
 
 // avroType is the part of an Avro schema the union conversion needs.
@@ -210,8 +210,8 @@ func (t *avroType) branchName() string {
 	return t.kind
 }
 
-func (t *avroType) pipesSchema() *pipes.Schema {
-	s := &pipes.Schema{}
+func (t *avroType) pipesSchema() *schema.Schema {
+	s := &schema.Schema{}
 	for _, f := range t.fields {
 		sf := f.t.field(f.name)
 		s.Fields = append(s.Fields, sf)
@@ -219,8 +219,8 @@ func (t *avroType) pipesSchema() *pipes.Schema {
 	return s
 }
 
-func (t *avroType) field(name string) pipes.SchemaField {
-	f := pipes.SchemaField{Name: name}
+func (t *avroType) field(name string) schema.SchemaField {
+	f := schema.SchemaField{Name: name}
 	if t.kind == "union" {
 		var nonNull []*avroType
 		for _, b := range t.union {
@@ -231,7 +231,7 @@ func (t *avroType) field(name string) pipes.SchemaField {
 			}
 		}
 		if len(nonNull) != 1 {
-			f.Kind, f.Nullable = pipes.Any, true
+			f.Kind, f.Nullable = schema.Any, true
 			return f
 		}
 		inner := nonNull[0].field(name)
@@ -239,7 +239,7 @@ func (t *avroType) field(name string) pipes.SchemaField {
 		return inner
 	}
 	if t.logical != "" {
-		f.Kind, f.Nullable = pipes.Any, true
+		f.Kind, f.Nullable = schema.Any, true
 		return f
 	}
 	f.Kind = t.pipesKind()
@@ -252,30 +252,30 @@ func (t *avroType) field(name string) pipes.SchemaField {
 	return f
 }
 
-func (t *avroType) pipesKind() pipes.Kind {
+func (t *avroType) pipesKind() schema.Kind {
 	switch t.kind {
 	case "string", "enum":
-		return pipes.String
+		return schema.String
 	case "boolean":
-		return pipes.Bool
+		return schema.Bool
 	case "int":
-		return pipes.Int32
+		return schema.Int32
 	case "long":
-		return pipes.Int64
+		return schema.Int64
 	case "float":
-		return pipes.Float32
+		return schema.Float32
 	case "double":
-		return pipes.Float64
+		return schema.Float64
 	case "bytes", "fixed":
-		return pipes.Bytes
+		return schema.Bytes
 	case "record":
-		return pipes.Struct
+		return schema.Struct
 	case "array":
-		return pipes.Array
+		return schema.Array
 	case "map":
-		return pipes.Map
+		return schema.Map
 	}
-	return pipes.Any
+	return schema.Any
 }
 
 func (c *avroCodec) Decode(b []byte) (any, error) {
@@ -301,7 +301,7 @@ func (c *avroCodec) AppendEncode(dst []byte, v any) ([]byte, error) {
 	return out, nil
 }
 
-func (c *avroCodec) Schema() *pipes.Schema { return c.schema }
+func (c *avroCodec) Schema() *schema.Schema { return c.schema }
 
 // unwrap turns goavro's native form into plain values, in place for maps.
 func unwrap(t *avroType, v any) any {

@@ -10,12 +10,12 @@ import (
 
 	gojson "github.com/goccy/go-json"
 
-	"github.com/streamerio/streamer/pipes"
+	"github.com/streamerio/streamer/schema"
 )
 
 // jsonCodec uses goccy/go-json, a drop-in for encoding/json that decodes and
 // encodes map[string]any several times faster (see bench/RESULTS.md).
-type jsonCodec struct{ schema *pipes.Schema }
+type jsonCodec struct{ schema *schema.Schema }
 
 func newJSON(schema []byte) (Codec, error) {
 	c := &jsonCodec{}
@@ -112,12 +112,12 @@ func (e *encoder) encode(v any) ([]byte, error) {
 	return b[:len(b)-1], nil // without Encode's newline
 }
 
-func (c *jsonCodec) Schema() *pipes.Schema { return c.schema }
+func (c *jsonCodec) Schema() *schema.Schema { return c.schema }
 
 // jsonSchemaFields reads the top-level properties of a JSON Schema document.
 // An integer is Int64; a number is Float64 (a whole one decodes as int64,
 // which expressions mix freely with float64).
-func jsonSchemaFields(doc []byte) (*pipes.Schema, error) {
+func jsonSchemaFields(doc []byte) (*schema.Schema, error) {
 	var root map[string]any
 	d := json.NewDecoder(bytes.NewReader(doc))
 	if err := d.Decode(&root); err != nil {
@@ -130,7 +130,7 @@ func jsonSchemaFields(doc []byte) (*pipes.Schema, error) {
 	return s, nil
 }
 
-func jsonObject(node map[string]any) *pipes.Schema {
+func jsonObject(node map[string]any) *schema.Schema {
 	props, ok := node["properties"].(map[string]any)
 	if !ok {
 		return nil
@@ -148,10 +148,10 @@ func jsonObject(node map[string]any) *pipes.Schema {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	s := &pipes.Schema{}
+	s := &schema.Schema{}
 	for _, name := range names {
 		p, _ := props[name].(map[string]any)
-		f := pipes.SchemaField{Name: name, Nullable: !required[name]}
+		f := schema.SchemaField{Name: name, Nullable: !required[name]}
 		typ := p["type"]
 		if list, ok := typ.([]any); ok { // ["string", "null"]
 			typ = nil
@@ -167,21 +167,21 @@ func jsonObject(node map[string]any) *pipes.Schema {
 		}
 		switch typ {
 		case "string":
-			f.Kind = pipes.String
+			f.Kind = schema.String
 		case "integer":
-			f.Kind = pipes.Int64
+			f.Kind = schema.Int64
 		case "number":
-			f.Kind = pipes.Float64
+			f.Kind = schema.Float64
 		case "boolean":
-			f.Kind = pipes.Bool
+			f.Kind = schema.Bool
 		case "object":
-			f.Kind = pipes.Struct
+			f.Kind = schema.Struct
 			f.Fields = jsonObject(p)
 		case "array":
-			f.Kind = pipes.Array
-			f.Elem = pipes.Any
+			f.Kind = schema.Array
+			f.Elem = schema.Any
 		default:
-			f.Kind = pipes.Any
+			f.Kind = schema.Any
 			f.Nullable = true
 		}
 		s.Fields = append(s.Fields, f)

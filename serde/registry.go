@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/streamerio/streamer/pipes"
+	"github.com/streamerio/streamer/schema"
 )
 
 // ErrUnavailable marks failures that are not the record's fault, such as an
@@ -222,7 +223,7 @@ func NewRegistryAvro(reg *Registry, subject, schema string, register bool) (*Reg
 }
 
 // Schema returns the reader schema's fields.
-func (c *RegistryAvro) Schema() *pipes.Schema { return c.reader.schema }
+func (c *RegistryAvro) Schema() *schema.Schema { return c.reader.schema }
 
 // Decode reads the header, decodes with the writer's schema and resolves
 // into the reader schema.
@@ -311,13 +312,13 @@ func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
 // NeedsRegistry returns a codec for a registry-backed dataset compiled
 // without a registry (as `streamer validate` may be): it knows the schema
 // for type checks, and fails every use with ErrUnavailable.
-func NeedsRegistry(dataset string, schema *pipes.Schema) Codec {
+func NeedsRegistry(dataset string, schema *schema.Schema) Codec {
 	return unconnected{dataset: dataset, schema: schema}
 }
 
 type unconnected struct {
 	dataset string
-	schema  *pipes.Schema
+	schema  *schema.Schema
 }
 
 func (u unconnected) err() error {
@@ -325,4 +326,4 @@ func (u unconnected) err() error {
 }
 func (u unconnected) Decode([]byte) (any, error)                     { return nil, u.err() }
 func (u unconnected) AppendEncode(dst []byte, _ any) ([]byte, error) { return dst, u.err() }
-func (u unconnected) Schema() *pipes.Schema                          { return u.schema }
+func (u unconnected) Schema() *schema.Schema                         { return u.schema }

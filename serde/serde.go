@@ -13,7 +13,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/streamerio/streamer/pipes"
+	"github.com/streamerio/streamer/schema"
 )
 
 // Formats lists the value formats a dataset may declare.
@@ -30,7 +30,7 @@ type Codec interface {
 	// AppendEncode appends the encoding of v to dst.
 	AppendEncode(dst []byte, v any) ([]byte, error)
 	// Schema returns the schema of the values, or nil when unknown.
-	Schema() *pipes.Schema
+	Schema() *schema.Schema
 }
 
 // New returns the codec of a format. schemaFile may be empty, except for
@@ -78,7 +78,7 @@ func (stringCodec) AppendEncode(dst []byte, v any) ([]byte, error) {
 	}
 	return dst, fmt.Errorf("string format: cannot encode %T", v)
 }
-func (stringCodec) Schema() *pipes.Schema { return nil }
+func (stringCodec) Schema() *schema.Schema { return nil }
 
 type bytesCodec struct{}
 
@@ -86,4 +86,4 @@ func (bytesCodec) Decode(b []byte) (any, error) { return append([]byte(nil), b..
 func (bytesCodec) AppendEncode(dst []byte, v any) ([]byte, error) {
 	return stringCodec{}.AppendEncode(dst, v)
 }
-func (bytesCodec) Schema() *pipes.Schema { return nil }
+func (bytesCodec) Schema() *schema.Schema { return nil }

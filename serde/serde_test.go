@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/streamerio/streamer/pipes"
+	"github.com/streamerio/streamer/schema"
 	"github.com/streamerio/streamer/serde"
 )
 
@@ -73,8 +73,8 @@ func TestAvroFromJSONNumbers(t *testing.T) {
 
 func TestAvroSchema(t *testing.T) {
 	s := avroCodec(t).Schema()
-	want := map[string]pipes.Kind{"order_id": pipes.String, "amount": pipes.Float64, "qty": pipes.Int64,
-		"note": pipes.String, "status": pipes.String, "address": pipes.Struct, "tags": pipes.Array, "attrs": pipes.Map}
+	want := map[string]schema.Kind{"order_id": schema.String, "amount": schema.Float64, "qty": schema.Int64,
+		"note": schema.String, "status": schema.String, "address": schema.Struct, "tags": schema.Array, "attrs": schema.Map}
 	for _, f := range s.Fields {
 		if want[f.Name] != f.Kind {
 			t.Errorf("field %s kind %v, want %v", f.Name, f.Kind, want[f.Name])
@@ -140,10 +140,10 @@ func TestJSONSchemaFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := c.Schema()
-	if f, ok := s.Field("amount"); !ok || f.Kind != pipes.Float64 || f.Nullable {
+	if f, ok := s.Field("amount"); !ok || f.Kind != schema.Float64 || f.Nullable {
 		t.Errorf("amount: %+v", f)
 	}
-	if f, ok := s.Field("debug"); !ok || !f.Nullable || f.Kind != pipes.String {
+	if f, ok := s.Field("debug"); !ok || !f.Nullable || f.Kind != schema.String {
 		t.Errorf("debug: %+v", f)
 	}
 }

@@ -113,8 +113,10 @@ func New(top *topology.Topology) *Driver {
 // then come from files. Encrypted datasets use in-memory test keys
 // (topology.WithTestKeys): no KMS; inputs and outputs are plaintext, and
 // the records between them are encrypted as on a broker. Close stops it.
-func Load(file string) (*Driver, error) {
-	top, stop, err := compile(file)
+// opts are added to the compiler's; topology.WithPipes compiles against an
+// isolated set of pipe types.
+func Load(file string, opts ...topology.Option) (*Driver, error) {
+	top, stop, err := compile(file, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -124,14 +126,15 @@ func Load(file string) (*Driver, error) {
 }
 
 // compile loads a topology with an in-memory schema registry.
-func compile(file string) (*topology.Topology, func(), error) {
+func compile(file string, opts ...topology.Option) (*topology.Topology, func(), error) {
 	fake := srfake.New()
 	reg, err := serde.NewRegistry(fake.URL())
 	if err != nil {
 		fake.Close()
 		return nil, nil, err
 	}
-	top, err := topology.Load(file, topology.WithRegistry(reg), topology.WithTestKeys())
+	opts = append([]topology.Option{topology.WithRegistry(reg), topology.WithTestKeys()}, opts...)
+	top, err := topology.Load(file, opts...)
 	if err != nil {
 		fake.Close()
 		return nil, nil, err

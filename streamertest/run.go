@@ -29,6 +29,9 @@ type Options struct {
 	Update bool
 	// Run, when set, runs only the cases whose name matches.
 	Run *regexp.Regexp
+	// Pipes are the pipe types the topologies may use, and that requires:
+	// is checked against. The default, nil, is pipes.DefaultEnvironment().
+	Pipes *pipes.Environment
 }
 
 // FileResult is the outcome of one test file.
@@ -119,7 +122,7 @@ func RunFile(file string, o Options) FileResult {
 		res.Err = &FileError{File: file, Errs: errs}
 		return res
 	}
-	if missing := lacking(f.Requires); len(missing) > 0 {
+	if missing := lacking(o.Pipes, f.Requires); len(missing) > 0 {
 		res.Skipped = fmt.Sprintf("needs pipe type%s %s, which this binary lacks: run it with a binary that registers %s",
 			plural(len(missing)), strings.Join(missing, ", "), map[bool]string{true: "it", false: "them"}[len(missing) == 1])
 		for _, c := range f.Cases {
@@ -133,7 +136,7 @@ func RunFile(file string, o Options) FileResult {
 	if !filepath.IsAbs(topFile) {
 		topFile = filepath.Join(filepath.Dir(file), topFile)
 	}
-	top, stop, err := compile(topFile)
+	top, stop, err := compile(topFile, topology.WithPipes(o.Pipes))
 	if err != nil {
 		res.Err = err
 		return res
@@ -168,12 +171,15 @@ func RunFile(file string, o Options) FileResult {
 	return res
 }
 
-// lacking returns the pipe types of requires that this binary has not
-// registered.
-func lacking(requires []string) []string {
+// lacking returns the pipe types of requires that env (nil: the default)
+// lacks.
+func lacking(env *pipes.Environment, requires []string) []string {
+	if env == nil {
+		env = pipes.DefaultEnvironment()
+	}
 	var out []string
 	for _, name := range requires {
-		if _, ok := pipes.Lookup(name); !ok {
+		if _, ok := env.Lookup(name); !ok {
 			out = append(out, name)
 		}
 	}

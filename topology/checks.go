@@ -6,7 +6,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/streamerio/streamer/internal/spec"
-	"github.com/streamerio/streamer/pipes"
 )
 
 // processing applies the defaults of the processing block's settings that
@@ -58,8 +57,8 @@ func (c *compiler) ownError(p *Pipe, pos spec.Pos) bool {
 // keepSchema gives the outputs of a pipe that failed to build the schema
 // of its input, when its type keeps it (pipes.Spec.KeepsSchema), so that
 // the pipes downstream are still checked.
-func keepSchema(p *Pipe) {
-	typ, ok := pipes.Lookup(p.Type)
+func (c *compiler) keepSchema(p *Pipe) {
+	typ, ok := c.types.Lookup(p.Type)
 	if !ok || !typ.Spec.KeepsSchema || len(p.Inputs) != 1 || p.Inputs[0].Schema == nil {
 		return
 	}

@@ -35,6 +35,11 @@ func WithRegistry(r *serde.Registry) Option { return func(c *compiler) { c.regis
 // with the job.
 func WithGroup(group string) Option { return func(c *compiler) { c.group = group } }
 
+// WithPipes sets the pipe types a topology may use, in place of
+// pipes.DefaultEnvironment(): a test can compile against an isolated set.
+// A nil env means the default.
+func WithPipes(env *pipes.Environment) Option { return func(c *compiler) { c.types = env } }
+
 // Load reads and compiles a topology file. Schema files are resolved relative
 // to the file's directory. A returned *Error lists every problem.
 func Load(file string, opts ...Option) (*Topology, error) {
@@ -52,6 +57,9 @@ func Compile(name string, src []byte, fsys fs.FS, opts ...Option) (*Topology, er
 	for _, o := range opts {
 		o(c)
 	}
+	if c.types == nil {
+		c.types = pipes.DefaultEnvironment()
+	}
 	t := c.compile(src)
 	if c.d.failed() {
 		return nil, &Error{Diagnostics: c.d.sorted()}
@@ -65,8 +73,9 @@ type compiler struct {
 	d        diags
 	fsys     fs.FS
 	registry *serde.Registry
-	group    string // WithGroup
-	cyclic   bool   // the pipes form a cycle: no plan to insert topics into
+	group    string             // WithGroup
+	types    *pipes.Environment // WithPipes, else pipes.DefaultEnvironment()
+	cyclic   bool               // the pipes form a cycle: no plan to insert topics into
 	// testKeys (WithTestKeys) and the keyset it uses
 	testKeys   bool
 	testKeyset []byte
@@ -364,9 +373,9 @@ func (c *compiler) pipes(t *Topology, n *yaml.Node) []*pipeDecl {
 				env.Content = append(env.Content, kk, vv)
 				continue
 			}
-			if _, ok := pipes.Lookup(kk.Value); !ok {
+			if _, ok := c.types.Lookup(kk.Value); !ok {
 				c.d.add(spec.PosOf(kk), "pipe %q: unknown field or pipe type %q%s", k.Value, kk.Value,
-					spec.DidYouMean(kk.Value, append(envelope, pipes.TypeNames()...)))
+					spec.DidYouMean(kk.Value, append(envelope, c.types.TypeNames()...)))
 				continue
 			}
 			if typeKey != nil {
@@ -381,10 +390,10 @@ func (c *compiler) pipes(t *Topology, n *yaml.Node) []*pipeDecl {
 		p.OnError = OnError(ps.OnError)
 		p.from, p.to = ps.From, ps.To
 		if typeKey == nil {
-			c.d.add(spec.PosOf(k), "pipe %q has no type: add one of %s", k.Value, strings.Join(pipes.TypeNames(), ", "))
+			c.d.add(spec.PosOf(k), "pipe %q has no type: add one of %s", k.Value, strings.Join(c.types.TypeNames(), ", "))
 			continue
 		}
-		typ, _ := pipes.Lookup(typeKey.Value)
+		typ, _ := c.types.Lookup(typeKey.Value)
 		p.Type = typ.Name
 		p.typ = typ
 		cfg, errs := typ.Decode(typeVal)
@@ -646,7 +655,7 @@ func (c *compiler) build(t *Topology, order []*Pipe, defaultOnError string) {
 					c.d.add(e.Pos, "pipe %q: %s", p.Name, e.Msg)
 				}
 			}
-			keepSchema(p)
+			c.keepSchema(p)
 			continue
 		}
 		if kc, ok := pipe.(pipes.KeyChanger); ok {

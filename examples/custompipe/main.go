@@ -1,8 +1,10 @@
 // Command custompipe is streamer with one extra pipe type, redact: the way a
-// team ships its own pipes. It has every streamer command:
+// team ships its own pipes, from a module of its own (see go.mod). It has
+// every streamer command; from this directory:
 //
-//	go run ./examples/custompipe validate examples/custompipe/topology.yaml
-//	go run ./examples/custompipe pipes redact
+//	go run . validate topology.yaml
+//	go run . test .
+//	go run . pipes redact
 package main
 
 import (
@@ -10,7 +12,7 @@ import (
 
 	"github.com/streamerio/streamer/cli"
 
-	_ "github.com/streamerio/streamer/examples/custompipe/redact" // registers "redact"
+	_ "example.com/custompipe/redact" // registers "redact"
 )
 
 func main() { os.Exit(cli.Main(os.Args[1:])) }

@@ -24,12 +24,16 @@ type Config struct {
 	Salt   string        `yaml:"salt" doc:"Secret mixed into hashes, so they cannot be reversed by guessing."`
 }
 
-func init() {
-	pipes.MustRegister("redact", pipes.Spec{
-		Summary: "Replaces personal data in fields with a salted hash or a mask.",
-		Example: "fields: [email, address.street]\nmode: hash\nsalt: s3cret",
-	}, New)
-}
+// Type is the redact pipe type, for registering into an environment of
+// one's own (a test's, say): env.MustRegister(redact.Type).
+var Type = pipes.MustNewType("redact", pipes.Spec{
+	Summary: "Replaces personal data in fields with a salted hash or a mask.",
+	Example: "fields: [email, address.street]\nmode: hash\nsalt: s3cret",
+}, New)
+
+// init registers the type into the process-wide environment, so a binary
+// that imports this package has the pipe in every command.
+func init() { pipes.DefaultEnvironment().MustRegister(Type) }
 
 type redact struct {
 	fields []string

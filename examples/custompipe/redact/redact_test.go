@@ -8,8 +8,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"example.com/custompipe/redact"
 	"github.com/streamerio/streamer/engine"
-	_ "github.com/streamerio/streamer/examples/custompipe/redact"
+	"github.com/streamerio/streamer/pipes"
 	"github.com/streamerio/streamer/streamertest"
 	"github.com/streamerio/streamer/topology"
 )
@@ -109,5 +110,33 @@ func TestTopologyTests(t *testing.T) {
 	}
 	if len(r.Cases) == 0 {
 		t.Fatal("no cases ran")
+	}
+}
+
+// TestIsolatedEnvironment runs the declarative cases against an environment
+// of the test's own: two built-ins and redact.Type, nothing registered by
+// other packages' init functions.
+func TestIsolatedEnvironment(t *testing.T) {
+	env := pipes.NewEnvironment()
+	for _, name := range []string{"filter", "map"} {
+		typ, ok := pipes.Lookup(name)
+		if !ok {
+			t.Fatalf("no built-in %s", name)
+		}
+		env.MustRegister(typ)
+	}
+	env.MustRegister(redact.Type)
+	r := streamertest.RunFile("../topology.test.yaml", streamertest.Options{Pipes: env})
+	if r.Err != nil || r.Skipped != "" || len(r.Cases) == 0 {
+		t.Fatalf("err %v, skipped %q, %d cases", r.Err, r.Skipped, len(r.Cases))
+	}
+	for _, c := range r.Cases {
+		if !c.Passed() {
+			t.Errorf("%s: %v", c.Name, c.Failures)
+		}
+	}
+	if _, err := streamertest.Load("../topology.yaml", topology.WithPipes(pipes.NewEnvironment())); err == nil ||
+		!strings.Contains(err.Error(), `unknown field or pipe type "redact"`) {
+		t.Errorf("an empty environment compiled the topology: %v", err)
 	}
 }
