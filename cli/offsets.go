@@ -76,6 +76,7 @@ how far in time the group has come.`,
 func offsetsResetCmd(g *globals) *cobra.Command {
 	var brokers, to string
 	var execute bool
+	var memberWait time.Duration
 	c := &cobra.Command{
 		Use:   "reset FILE --to POSITION",
 		Short: "Move the group's offsets on its source topics (a dry run unless --execute)",
@@ -102,6 +103,13 @@ the group has members.`,
 			}
 			ctx, cancel := cmdContext(time.Minute)
 			defer cancel()
+			if execute {
+				// Replicas stopped a moment ago stay static members until
+				// their session times out; as reset does, wait for them.
+				if err := waitMembersGone(ctx, g, engine.ResetOptions{Brokers: splitList(brokers)}, t.Group, memberWait); err != nil {
+					return &exitError{code: ExitFailure, err: err}
+				}
+			}
 			rep, err := engine.ResetOffsets(ctx, t, engine.OffsetsResetOptions{Brokers: splitList(brokers), To: target, Execute: execute})
 			if rep != nil {
 				verb := "would move"
@@ -135,6 +143,7 @@ the group has members.`,
 	brokersFlag(c, &brokers)
 	c.Flags().StringVar(&to, "to", "", "where the group is to start: earliest, latest, now, an RFC 3339 time, a duration ago (24h), or topic:partition:offset,...")
 	c.Flags().BoolVar(&execute, "execute", false, "commit the new offsets (default: print them only)")
+	c.Flags().DurationVar(&memberWait, "wait", 15*time.Second, "with --execute, how long to wait for the members of replicas just stopped to expire (their --session-timeout, 10s by default) before refusing")
 	_ = c.MarkFlagRequired("to")
 	return c
 }
