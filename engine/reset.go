@@ -158,6 +158,9 @@ func Reset(ctx context.Context, t *topology.Topology, o ResetOptions) (*ResetRep
 		// A replica of the group running on this state directory holds
 		// its lock (materialiser): its stores are not to be removed.
 		lk, err := lockGroupDir(dir)
+		if errors.Is(err, errLocked) {
+			return rep, fmt.Errorf("engine: reset: %w: a replica of group %s runs on this machine (it holds %s); stop them first", ErrGroupActive, t.Group, dir)
+		}
 		if err != nil {
 			return rep, fmt.Errorf("engine: reset: %w", err)
 		}
