@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -33,6 +34,7 @@ func cmdContext(timeout time.Duration) (context.Context, func()) {
 
 func offsetsShowCmd(g *globals) *cobra.Command {
 	var brokers string
+	var kf kafkaFlags
 	c := &cobra.Command{
 		Use:   "show FILE",
 		Short: "Per source partition: the group's committed offset, the end offset, the lag and the time of the next record",
@@ -49,7 +51,16 @@ how far in time the group has come.`,
 			}
 			ctx, cancel := cmdContext(time.Minute)
 			defer cancel()
-			offs, err := engine.ShowOffsets(ctx, t, splitList(brokers), nil)
+			log, err := g.logger(slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			bs := splitList(brokers)
+			opts, err := kf.connect(ctx, bs, log)
+			if err != nil {
+				return err
+			}
+			offs, err := engine.ShowOffsets(ctx, t, bs, opts)
 			if err != nil {
 				return &exitError{code: ExitFailure, err: err}
 			}
@@ -70,12 +81,14 @@ how far in time the group has come.`,
 		},
 	}
 	brokersFlag(c, &brokers)
+	kf.register(c.Flags())
 	return c
 }
 
 func offsetsResetCmd(g *globals) *cobra.Command {
 	var brokers, to string
 	var execute bool
+	var kf kafkaFlags
 	c := &cobra.Command{
 		Use:   "reset FILE --to POSITION",
 		Short: "Move the group's offsets on its source topics (a dry run unless --execute)",
@@ -102,7 +115,15 @@ the group has members.`,
 			}
 			ctx, cancel := cmdContext(time.Minute)
 			defer cancel()
-			rep, err := engine.ResetOffsets(ctx, t, engine.OffsetsResetOptions{Brokers: splitList(brokers), To: target, Execute: execute})
+			log, err := g.logger(slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			o := engine.OffsetsResetOptions{Brokers: splitList(brokers), To: target, Execute: execute}
+			if o.ClientOpts, err = kf.connect(ctx, o.Brokers, log); err != nil {
+				return err
+			}
+			rep, err := engine.ResetOffsets(ctx, t, o)
 			if rep != nil {
 				verb := "would move"
 				if rep.Executed {
@@ -133,14 +154,15 @@ the group has members.`,
 		},
 	}
 	brokersFlag(c, &brokers)
+	kf.register(c.Flags())
 	c.Flags().StringVar(&to, "to", "", "where the group is to start: earliest, latest, now, an RFC 3339 time, a duration ago (24h), or topic:partition:offset,...")
 	c.Flags().BoolVar(&execute, "execute", false, "commit the new offsets (default: print them only)")
 	_ = c.MarkFlagRequired("to")
 	return c
 }
 
-// brokersFlag adds --brokers as run and reset have it. The Kafka client
-// settings (TLS, SASL) are meant to be shared flags added next to it.
+// brokersFlag adds --brokers as run and reset have it; kafkaFlags adds the
+// client settings (TLS, SASL) next to it.
 func brokersFlag(c *cobra.Command, brokers *string) {
 	c.Flags().StringVar(brokers, "brokers", env("STREAMER_BROKERS", "127.0.0.1:9092"), "seed brokers, host:port,... (env STREAMER_BROKERS)")
 }
