@@ -262,6 +262,9 @@ func backfill(g *globals, file string, f backfillFlags) error {
 	if err != nil {
 		return usageError{err}
 	}
+	if err := lockState(e); err != nil {
+		return err
+	}
 	if m != nil {
 		registerProgress(m.Registry(), e)
 		m.SetReadiness(e.Ready)

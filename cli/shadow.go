@@ -148,6 +148,9 @@ func shadowRun(g *globals, newFile string, f backfillFlags) error {
 		if v.e, _, err = newBoundedEngine(v.bt, v.plan, f, log.With("backfill", id+"-"+v.name), o.Brokers, o.ClientOpts, nil, nil); err != nil {
 			return usageError{err}
 		}
+		if err := lockState(v.e); err != nil {
+			return err
+		}
 	}
 	var wg sync.WaitGroup
 	for _, v := range vs {
