@@ -139,8 +139,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		return nil // stopped before it started
 	}
 	// A second process of the group on the same state directory is
-	// refused before it touches anything.
-	if err := e.LockStateDir(); err != nil {
+	// refused before it touches anything (a topology with stores or
+	// tables; LockStateDir locks a stateless one too).
+	if err := e.local.start(); err != nil {
 		return err
 	}
 	if err := EnsureTopics(ctx, e.top, e.opts.Brokers, e.opts.ClientOpts, log); err != nil {
