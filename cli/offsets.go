@@ -88,6 +88,7 @@ how far in time the group has come.`,
 func offsetsResetCmd(g *globals) *cobra.Command {
 	var brokers, to string
 	var execute bool
+	var memberWait time.Duration
 	var kf kafkaFlags
 	c := &cobra.Command{
 		Use:   "reset FILE --to POSITION",
@@ -102,7 +103,9 @@ topic:partition:offset,... (partitions not listed keep their offsets).
 
 Without --execute it prints the moves and changes nothing. With it, every
 replica must be stopped: the group coordinator refuses the new offsets while
-the group has members.`,
+the group has members. A replica stopped a moment ago stays a member until
+its session times out (static membership): it waits up to --wait for such
+members to expire.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, err := engine.ParseTarget(to, time.Now())
@@ -122,6 +125,13 @@ the group has members.`,
 			o := engine.OffsetsResetOptions{Brokers: splitList(brokers), To: target, Execute: execute}
 			if o.ClientOpts, err = kf.connect(ctx, o.Brokers, log); err != nil {
 				return err
+			}
+			if execute {
+				// As reset: a replica stopped a moment ago stays a member
+				// (static membership) until its session times out.
+				if err := waitMembersGone(ctx, g, engine.ResetOptions{Brokers: o.Brokers, ClientOpts: o.ClientOpts}, t.Group, memberWait); err != nil {
+					return &exitError{code: ExitFailure, err: err}
+				}
 			}
 			rep, err := engine.ResetOffsets(ctx, t, o)
 			if rep != nil {
@@ -157,6 +167,7 @@ the group has members.`,
 	kf.register(c.Flags())
 	c.Flags().StringVar(&to, "to", "", "where the group is to start: earliest, latest, now, an RFC 3339 time, a duration ago (24h), or topic:partition:offset,...")
 	c.Flags().BoolVar(&execute, "execute", false, "commit the new offsets (default: print them only)")
+	c.Flags().DurationVar(&memberWait, "wait", 15*time.Second, "with --execute, how long to wait for the members of replicas just stopped to expire (their --session-timeout, 10s by default) before refusing")
 	_ = c.MarkFlagRequired("to")
 	return c
 }
