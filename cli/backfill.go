@@ -34,6 +34,7 @@ type backfillFlags struct {
 	rate                                                                            float64
 	commit, progressEvery, checkEvery                                               time.Duration
 	http                                                                            httpFlags
+	kafka                                                                           kafkaFlags
 }
 
 func backfillCmd(g *globals) *cobra.Command {
@@ -96,6 +97,7 @@ few samples of each. It exits 1 when they differ.`,
 	fl.DurationVar(&f.commit, "commit-interval", 0, "longest a transaction stays open (default the topology's)")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "off", "serve the topology page, /metrics (with streamer_backfill_* progress), /healthz and /readyz here; off disables")
 	f.http.register(fl)
+	f.kafka.register(fl)
 	fl.DurationVar(&f.progressEvery, "progress-interval", 10*time.Second, "how often to log the progress")
 	fl.DurationVar(&f.checkEvery, "done-check-interval", time.Second, "how often to read the group's offsets to learn whether the backfill is done")
 	_ = fl.MarkHidden("done-check-interval")
@@ -119,7 +121,15 @@ func backfillCleanup(g *globals, file string, f backfillFlags) error {
 	}
 	ctx, cancel := cmdContext(2 * time.Minute)
 	defer cancel()
-	rep, err := engine.CleanupBackfill(ctx, bt, engine.ResetOptions{Brokers: splitList(f.brokers), StateDir: f.stateDir, DryRun: f.dryRun})
+	log, err := g.logger(slog.LevelWarn)
+	if err != nil {
+		return err
+	}
+	o := engine.ResetOptions{Brokers: splitList(f.brokers), StateDir: f.stateDir, DryRun: f.dryRun}
+	if o.ClientOpts, err = f.kafka.connect(ctx, o.Brokers, log); err != nil {
+		return err
+	}
+	rep, err := engine.CleanupBackfill(ctx, bt, o)
 	if rep != nil {
 		verb := map[bool]string{false: "", true: "would be "}[f.dryRun]
 		fmt.Fprintf(g.stdout, "backfill %s: group %s %sdeleted\n", f.cleanup, group, verb)
@@ -206,6 +216,9 @@ func backfill(g *globals, file string, f backfillFlags) error {
 	o := engine.BackfillOptions{Brokers: splitList(f.brokers), From: from, To: to}
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	if o.ClientOpts, err = f.kafka.connect(pctx, o.Brokers, log); err != nil {
+		return err
+	}
 	plan, err := engine.PlanBackfill(pctx, live, o)
 	if err != nil {
 		return &exitError{code: ExitFailure, err: err}
@@ -245,9 +258,12 @@ func backfill(g *globals, file string, f backfillFlags) error {
 		m = metrics.New(bt, f.replica, version())
 		hooks, clientHooks = []engine.Hook{m}, []kgo.Hook{m.ClientHook()}
 	}
-	e, outs, err := newBoundedEngine(bt, plan, f, log.With("backfill", id), o.Brokers, hooks, clientHooks)
+	e, outs, err := newBoundedEngine(bt, plan, f, log.With("backfill", id), o.Brokers, o.ClientOpts, hooks, clientHooks)
 	if err != nil {
 		return usageError{err}
+	}
+	if err := lockState(e); err != nil {
+		return err
 	}
 	if m != nil {
 		registerProgress(m.Registry(), e)
@@ -288,7 +304,7 @@ func backfill(g *globals, file string, f backfillFlags) error {
 
 // newBoundedEngine returns an engine running bt over plan's ranges, and
 // the counter of its outputs per sink.
-func newBoundedEngine(bt *topology.Topology, plan *engine.BackfillPlan, f backfillFlags, log *slog.Logger, brokers []string, hooks []engine.Hook, clientHooks []kgo.Hook) (*engine.Engine, *sinkCounts, error) {
+func newBoundedEngine(bt *topology.Topology, plan *engine.BackfillPlan, f backfillFlags, log *slog.Logger, brokers []string, clientOpts []kgo.Opt, hooks []engine.Hook, clientHooks []kgo.Hook) (*engine.Engine, *sinkCounts, error) {
 	outs := &sinkCounts{n: map[string]int64{}}
 	bounds := plan.Bounds()
 	bounds.Rate, bounds.CheckInterval = f.rate, f.checkEvery
@@ -299,6 +315,7 @@ func newBoundedEngine(bt *topology.Topology, plan *engine.BackfillPlan, f backfi
 	}
 	e, err := engine.New(bt, engine.Options{
 		Brokers:        brokers,
+		ClientOpts:     clientOpts,
 		ReplicaID:      f.replica,
 		CommitInterval: f.commit,
 		Logger:         log,

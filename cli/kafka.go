@@ -12,7 +12,7 @@ import (
 )
 
 // kafkaFlags are the connection settings of the commands that talk to
-// Kafka (run, reset): flags, whose defaults come from STREAMER_* variables,
+// Kafka (run, reset, offsets, backfill and its shadow runs): flags, whose defaults come from STREAMER_* variables,
 // over the client properties file of --kafka-config.
 type kafkaFlags struct{ s kafkaconf.Settings }
 

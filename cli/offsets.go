@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -33,6 +34,7 @@ func cmdContext(timeout time.Duration) (context.Context, func()) {
 
 func offsetsShowCmd(g *globals) *cobra.Command {
 	var brokers string
+	var kf kafkaFlags
 	c := &cobra.Command{
 		Use:   "show FILE",
 		Short: "Per source partition: the group's committed offset, the end offset, the lag and the time of the next record",
@@ -49,7 +51,16 @@ how far in time the group has come.`,
 			}
 			ctx, cancel := cmdContext(time.Minute)
 			defer cancel()
-			offs, err := engine.ShowOffsets(ctx, t, splitList(brokers), nil)
+			log, err := g.logger(slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			bs := splitList(brokers)
+			opts, err := kf.connect(ctx, bs, log)
+			if err != nil {
+				return err
+			}
+			offs, err := engine.ShowOffsets(ctx, t, bs, opts)
 			if err != nil {
 				return &exitError{code: ExitFailure, err: err}
 			}
@@ -70,6 +81,7 @@ how far in time the group has come.`,
 		},
 	}
 	brokersFlag(c, &brokers)
+	kf.register(c.Flags())
 	return c
 }
 
@@ -77,6 +89,7 @@ func offsetsResetCmd(g *globals) *cobra.Command {
 	var brokers, to string
 	var execute bool
 	var memberWait time.Duration
+	var kf kafkaFlags
 	c := &cobra.Command{
 		Use:   "reset FILE --to POSITION",
 		Short: "Move the group's offsets on its source topics (a dry run unless --execute)",
@@ -90,7 +103,9 @@ topic:partition:offset,... (partitions not listed keep their offsets).
 
 Without --execute it prints the moves and changes nothing. With it, every
 replica must be stopped: the group coordinator refuses the new offsets while
-the group has members.`,
+the group has members. A replica stopped a moment ago stays a member until
+its session times out (static membership): it waits up to --wait for such
+members to expire.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, err := engine.ParseTarget(to, time.Now())
@@ -103,14 +118,22 @@ the group has members.`,
 			}
 			ctx, cancel := cmdContext(time.Minute)
 			defer cancel()
+			log, err := g.logger(slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			o := engine.OffsetsResetOptions{Brokers: splitList(brokers), To: target, Execute: execute}
+			if o.ClientOpts, err = kf.connect(ctx, o.Brokers, log); err != nil {
+				return err
+			}
 			if execute {
-				// Replicas stopped a moment ago stay static members until
-				// their session times out; as reset does, wait for them.
-				if err := waitMembersGone(ctx, g, engine.ResetOptions{Brokers: splitList(brokers)}, t.Group, memberWait); err != nil {
+				// As reset: a replica stopped a moment ago stays a member
+				// (static membership) until its session times out.
+				if err := waitMembersGone(ctx, g, engine.ResetOptions{Brokers: o.Brokers, ClientOpts: o.ClientOpts}, t.Group, memberWait); err != nil {
 					return &exitError{code: ExitFailure, err: err}
 				}
 			}
-			rep, err := engine.ResetOffsets(ctx, t, engine.OffsetsResetOptions{Brokers: splitList(brokers), To: target, Execute: execute})
+			rep, err := engine.ResetOffsets(ctx, t, o)
 			if rep != nil {
 				verb := "would move"
 				if rep.Executed {
@@ -141,6 +164,7 @@ the group has members.`,
 		},
 	}
 	brokersFlag(c, &brokers)
+	kf.register(c.Flags())
 	c.Flags().StringVar(&to, "to", "", "where the group is to start: earliest, latest, now, an RFC 3339 time, a duration ago (24h), or topic:partition:offset,...")
 	c.Flags().BoolVar(&execute, "execute", false, "commit the new offsets (default: print them only)")
 	c.Flags().DurationVar(&memberWait, "wait", 15*time.Second, "with --execute, how long to wait for the members of replicas just stopped to expire (their --session-timeout, 10s by default) before refusing")
@@ -148,8 +172,8 @@ the group has members.`,
 	return c
 }
 
-// brokersFlag adds --brokers as run and reset have it. The Kafka client
-// settings (TLS, SASL) are meant to be shared flags added next to it.
+// brokersFlag adds --brokers as run and reset have it; kafkaFlags adds the
+// client settings (TLS, SASL) next to it.
 func brokersFlag(c *cobra.Command, brokers *string) {
 	c.Flags().StringVar(brokers, "brokers", env("STREAMER_BROKERS", "127.0.0.1:9092"), "seed brokers, host:port,... (env STREAMER_BROKERS)")
 }

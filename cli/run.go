@@ -93,11 +93,6 @@ Go heap.`,
 			if err != nil {
 				return fmt.Errorf("encryption: %w", err)
 			}
-			release, err := lockStateDir(stateDir)
-			if err != nil {
-				return &exitError{code: ExitFailure, err: err}
-			}
-			defer release()
 			if replica == "" {
 				replica = engine.DefaultReplicaID()
 			}
@@ -146,6 +141,9 @@ Go heap.`,
 			})
 			if err != nil {
 				return usageError{err}
+			}
+			if err := lockState(e); err != nil {
+				return err
 			}
 			if err := kf.check(ctx, bs, kc, clientOpts); err != nil {
 				if ctx.Err() != nil {
@@ -222,6 +220,23 @@ func envDuration(name string, def time.Duration) time.Duration {
 
 // explainRunErr says what a fencing error means for the operator: another
 // live replica took this replica's id.
+// lockState takes the engine's lock of the group's state directory before
+// the connection check and the ops server, so that a second replica of the
+// topology on this machine (by default both use ./streamer-state and the
+// hostname as replica id) is refused at start with the flags to set,
+// rather than fencing the first. Topologies of other groups share a state
+// directory freely.
+func lockState(e *engine.Engine) error {
+	err := e.LockStateDir()
+	if errors.Is(err, engine.ErrStateDirInUse) {
+		err = fmt.Errorf("%w; give each replica on one machine its own --state-dir, --replica-id and --metrics-addr (env STREAMER_STATE_DIR, STREAMER_REPLICA_ID, STREAMER_METRICS_ADDR)", err)
+	}
+	if err != nil {
+		return &exitError{code: ExitFailure, err: err}
+	}
+	return nil
+}
+
 func explainRunErr(err error, replica string) error {
 	switch {
 	case errors.Is(err, kerr.FencedInstanceID):

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -16,7 +18,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
+
+	"github.com/streamerio/streamer/engine"
+	"github.com/streamerio/streamer/topology"
 )
 
 // get asks path with optional credentials and returns the status.
@@ -147,22 +153,43 @@ func TestOpsAddrInUse(t *testing.T) {
 	}
 }
 
-// TestStateDirLock: a second replica with the same state directory is
-// refused, naming the flags to set; the lock goes with the first.
+// TestStateDirLock: a second replica of a topology with the same state
+// directory is refused (the engine's lock), naming the flags to set and the
+// holder's pid; the lock goes with the first. A topology of another group
+// shares the state directory. Both topologies are stateless, which the
+// engine locks too: two of them with one replica id fence each other.
 func TestStateDirLock(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "state")
-	release, err := lockStateDir(dir)
-	if err != nil {
+	dir := t.TempDir()
+	stateDir := filepath.Join(dir, "state")
+	newEngine := func(name string) *engine.Engine {
+		t.Helper()
+		src := "name: " + name + "\ndatasets:\n  in: {topic: in}\n  out: {topic: out}\npipes:\n  keep: {from: in, to: out, filter: {when: \"true\"}}\n"
+		top, err := topology.Compile(name+".yaml", []byte(src), fstest.MapFS{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := engine.New(top, engine.Options{Brokers: []string{"127.0.0.1:1"}, StateDir: stateDir, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	first := newEngine("a")
+	if err := lockState(first); err != nil {
 		t.Fatal(err)
 	}
-	_, err = lockStateDir(dir)
-	if err == nil || !strings.Contains(err.Error(), "own --state-dir, --replica-id and --metrics-addr") || !strings.Contains(err.Error(), "pid") {
-		t.Errorf("second lock: %v", err)
+	err := lockState(newEngine("a"))
+	if err == nil || !strings.Contains(err.Error(), "state directory in use") || !strings.Contains(err.Error(), "own --state-dir, --replica-id and --metrics-addr") || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("second replica: %v", err)
 	}
-	release()
-	release, err = lockStateDir(dir)
-	if err != nil {
-		t.Fatalf("after release: %v", err)
+	if err := lockState(newEngine("b")); err != nil {
+		t.Errorf("another topology on the same state directory: %v", err)
 	}
-	release()
+	// Run lets go of the lock when it returns (here at once: canceled).
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = first.Run(ctx)
+	if err := lockState(newEngine("a")); err != nil {
+		t.Errorf("after the first stopped: %v", err)
+	}
 }

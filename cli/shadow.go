@@ -86,6 +86,9 @@ func shadowRun(g *globals, newFile string, f backfillFlags) error {
 	o := engine.BackfillOptions{Brokers: splitList(f.brokers), From: from, To: to}
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	if o.ClientOpts, err = f.kafka.connect(pctx, o.Brokers, log); err != nil {
+		return err
+	}
 	plan, err := engine.PlanBackfill(pctx, vs[1].live, o)
 	if err != nil {
 		return &exitError{code: ExitFailure, err: err}
@@ -131,8 +134,11 @@ func shadowRun(g *globals, newFile string, f backfillFlags) error {
 
 	start := time.Now()
 	for _, v := range vs {
-		if v.e, _, err = newBoundedEngine(v.bt, v.plan, f, log.With("backfill", id+"-"+v.name), o.Brokers, nil, nil); err != nil {
+		if v.e, _, err = newBoundedEngine(v.bt, v.plan, f, log.With("backfill", id+"-"+v.name), o.Brokers, o.ClientOpts, nil, nil); err != nil {
 			return usageError{err}
+		}
+		if err := lockState(v.e); err != nil {
+			return err
 		}
 	}
 	var wg sync.WaitGroup
@@ -176,7 +182,7 @@ func shadowRun(g *globals, newFile string, f backfillFlags) error {
 	}
 	rctx, rcancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer rcancel()
-	diffs, err := shadow.Compare(rctx, o.Brokers, pairs, 3*time.Second)
+	diffs, err := shadow.Compare(rctx, o.Brokers, o.ClientOpts, pairs, 3*time.Second)
 	if err != nil {
 		return &exitError{code: ExitFailure, err: err}
 	}

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,7 @@ type Engine struct {
 
 	hooks      *hooks
 	local      *localState  // stores and tables (local.go), nil without either
+	dirLock    *os.File     // the state directory's lock when local is nil (LockStateDir)
 	state      StateOpener  // local's, nil without stores
 	tables     *tableSyncer // local's: the tables joins look records up in, or nil
 	pebble     *pebbleState // local's store restorer, nil without stores
@@ -129,15 +131,19 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		return errors.New("engine: Run called twice")
 	}
 	log := e.opts.Logger
+	// The state directory's lock goes, even if LockStateDir took it and
+	// Run stops before it starts.
+	defer e.unlockStateDir()
+	defer e.local.close()
 	if ctx.Err() != nil {
 		return nil // stopped before it started
 	}
 	// A second process of the group on the same state directory is
-	// refused before it touches anything.
+	// refused before it touches anything (a topology with stores or
+	// tables; LockStateDir locks a stateless one too).
 	if err := e.local.start(); err != nil {
 		return err
 	}
-	defer e.local.close()
 	if err := EnsureTopics(ctx, e.top, e.opts.Brokers, e.opts.ClientOpts, log); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting

@@ -125,7 +125,7 @@ pipes:
 	o := Options{Brokers: brokers, StateDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Faults: faults}
 	m := newMaterialiser(top, &o)
 	defer m.close()
-	s := newTableSyncer(top, &o, m)
+	s := newTableSyncer(top, &o, m, &hooks{})
 	defer s.stop()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("orders"))
 	if err != nil {

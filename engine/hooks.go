@@ -101,6 +101,34 @@ type OpenTxn struct {
 	Age time.Duration
 }
 
+// TableHook observes how fresh each open table partition is: when the
+// replica opens it (caught up, as far as anyone waits for it), each time a
+// poll's records start or stop waiting for it to catch up, and when the
+// replica closes it. See TableFreshness for what an idle stream reports.
+type TableHook interface {
+	OnTableFreshness(TableFreshness)
+}
+
+// TableFreshness describes one table partition's freshness.
+type TableFreshness struct {
+	Table     string
+	Partition int32
+	// BehindSince is zero while no records wait for the partition: it was
+	// caught up to its topic's last stable offset at the last catch-up that
+	// records needed (each poll with records that join it, and the load
+	// on assignment). Otherwise records wait for it (a catch-up ran out of
+	// its budget, or Kafka is away, and the engine pauses and retries),
+	// and it is when the partition was last caught up, or opened if never:
+	// the staleness is now minus it. A stream with no records makes no
+	// catch-up, so an idle stream reports the state of its last one (zero,
+	// usually): its table falls behind unseen, and is caught up before
+	// the next record that needs it is processed.
+	BehindSince time.Time
+	// Closed: the replica closed the partition; it reports nothing more
+	// until it opens it again.
+	Closed bool
+}
+
 // PauseHook is told when a dependency (a model server, the schema
 // registry) is unavailable: the engine aborted the transaction and waits
 // before processing the same records again.
@@ -152,6 +180,7 @@ type hooks struct {
 	state     []StateHook
 	pause     []PauseHook
 	purge     []PurgeHook
+	table     []TableHook
 }
 
 func sortHooks(hs []Hook) *hooks {
@@ -186,6 +215,9 @@ func sortHooks(hs []Hook) *hooks {
 		}
 		if x, ok := h.(PurgeHook); ok {
 			out.purge = append(out.purge, x)
+		}
+		if x, ok := h.(TableHook); ok {
+			out.table = append(out.table, x)
 		}
 	}
 	return out

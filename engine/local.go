@@ -40,7 +40,7 @@ func newLocalState(t *topology.Topology, o *Options, hs *hooks) *localState {
 		return nil
 	}
 	l := &localState{m: newMaterialiser(t, o), holds: newHolds()}
-	l.tables = newTableSyncer(t, o, l.m)
+	l.tables = newTableSyncer(t, o, l.m, hs)
 	if len(t.Stores()) > 0 {
 		l.stores = newPebbleState(t, o, hs, l.holds, l.m)
 	}

@@ -119,11 +119,17 @@ func (m *materialiser) start() error {
 	return nil
 }
 
-// errLocked: another process uses the group's state directory.
-var errLocked = errors.New("engine: state directory in use")
+// ErrStateDirInUse: another process of the group holds the lock of its
+// state directory, <StateDir>/<group>: a second replica of the group on
+// this machine with the same StateDir (Run, LockStateDir).
+var ErrStateDirInUse = errors.New("engine: state directory in use")
+
+// errLocked is ErrStateDirInUse, as flock returns it.
+var errLocked = ErrStateDirInUse
 
 // lockGroupDir takes an exclusive, non-blocking lock of dir/STREAMER-LOCK,
-// held until the returned file is closed (or the process ends).
+// held until the returned file is closed (or the process ends), and writes
+// the process id into it, which a refusal names.
 func lockGroupDir(dir string) (*os.File, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: state directory: %w", err)
@@ -133,12 +139,20 @@ func lockGroupDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("engine: state directory: %w", err)
 	}
 	if err := flock(f); err != nil {
+		b := make([]byte, 32)
+		n, _ := f.ReadAt(b, 0)
 		f.Close()
 		if errors.Is(err, errLocked) {
-			return nil, fmt.Errorf("%w: %s is used by another process of group %s: each replica on a machine needs its own state directory (--state-dir, Options.StateDir)", errLocked, dir, filepath.Base(dir))
+			who := "another process"
+			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b[:n]))); perr == nil {
+				who = fmt.Sprintf("another process (pid %d)", pid)
+			}
+			return nil, fmt.Errorf("%w: %s is used by %s of group %s: each replica on a machine needs its own state directory (--state-dir, Options.StateDir)", errLocked, dir, who, filepath.Base(dir))
 		}
 		return nil, fmt.Errorf("engine: locking state directory %s: %w", dir, err)
 	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return f, nil
 }
 

@@ -62,7 +62,7 @@ func TestSecondProcessRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = second.Run(ctx)
-	if !errors.Is(err, errLocked) || !strings.Contains(err.Error(), "--state-dir") || !strings.Contains(err.Error(), filepath.Join(dir, top.Group)) {
+	if !errors.Is(err, ErrStateDirInUse) || !strings.Contains(err.Error(), fmt.Sprintf("(pid %d)", os.Getpid())) || !strings.Contains(err.Error(), "--state-dir") || !strings.Contains(err.Error(), filepath.Join(dir, top.Group)) {
 		t.Fatalf("second replica on the same state directory: %v; want a refusal naming --state-dir and %s", err, filepath.Join(dir, top.Group))
 	}
 	// Once the first lets go, the directory can be taken.

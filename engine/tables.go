@@ -56,6 +56,7 @@ type tableSyncer struct {
 	top      *topology.Topology
 	m        *materialiser // opens, admits and reads the table stores
 	faults   *Options      // Options.Faults, through reach
+	hooks    []TableHook
 	log      *slog.Logger
 	bySource map[string][]*topology.Dataset // source topic → the tables its tasks use
 
@@ -104,6 +105,10 @@ type tablePart struct {
 	// end.
 	admitted, synced bool
 	markedAt         time.Time // when synced was last recorded on disk
+	// Freshness (tables_freshness.go): when it was opened and last caught
+	// up, and whether records wait for it, as last reported.
+	openedAt, caughtUpAt time.Time
+	behind               bool
 }
 
 // syncBudget bounds one sync. The sync runs inside the poll's transaction,
@@ -133,12 +138,12 @@ const bigCatchUp = 10_000
 
 // newTableSyncer returns the syncer of t's tables, or nil when t joins no
 // table.
-func newTableSyncer(t *topology.Topology, o *Options, m *materialiser) *tableSyncer {
+func newTableSyncer(t *topology.Topology, o *Options, m *materialiser, hs *hooks) *tableSyncer {
 	tables := t.Tables()
 	if len(tables) == 0 {
 		return nil
 	}
-	s := &tableSyncer{top: t, m: m, faults: o, log: o.Logger,
+	s := &tableSyncer{top: t, m: m, faults: o, hooks: hs.table, log: o.Logger,
 		bySource: map[string][]*topology.Dataset{}, parts: map[tableKey]*tablePart{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, d := range tables {
@@ -233,8 +238,9 @@ func (s *tableSyncer) acquire(d *topology.Dataset, partition int32) (*tablePart,
 	if fresh {
 		pos = 0
 	}
-	tp := &tablePart{ds: d, key: k, part: pt, st: st, pos: pos, fresh: fresh, users: 1}
+	tp := &tablePart{ds: d, key: k, part: pt, st: st, pos: pos, fresh: fresh, users: 1, openedAt: time.Now()}
 	s.parts[k] = tp
+	s.report(tp, time.Time{}, false)
 	return tp, nil
 }
 
@@ -250,6 +256,7 @@ func (s *tableSyncer) release(tp *tablePart) error {
 	err := tp.st.Close()
 	s.m.closed(tp.part, tp.synced && err == nil)
 	tp.mu.Unlock()
+	s.report(tp, time.Time{}, true)
 	return err
 }
 
@@ -411,6 +418,7 @@ func (s *tableSyncer) stop() {
 // is admitted first (materialiser.admit: topic ID, age, high watermark),
 // and rebuilt if the materialiser says so.
 func (s *tableSyncer) catchUp(ctx context.Context, need map[*tablePart]bool, budget time.Duration) error {
+	defer s.noteFreshness(need, time.Now())
 	want := map[string][]int32{}
 	for tp := range need {
 		want[tp.ds.Topic] = append(want[tp.ds.Topic], tp.key.partition)
@@ -505,7 +513,7 @@ func (s *tableSyncer) markSynced(tp *tablePart) {
 	now := time.Now()
 	tp.mu.Lock()
 	due := now.Sub(tp.markedAt) >= markOwnedEvery
-	tp.synced = true
+	tp.synced, tp.caughtUpAt = true, now
 	if due {
 		tp.markedAt = now
 	}

@@ -371,7 +371,7 @@ func TestOffsetsShowAndReset(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "dry run: nothing changed") || !strings.Contains(out, "1 replicas are running") {
 		t.Errorf("dry run: exit %d:\n%s", code, out)
 	}
-	out, code = reset("--execute")
+	out, code = reset("--execute", "--wait", "1s")
 	if code != 1 || !strings.Contains(out, "the group has active members") {
 		t.Errorf("--execute while a replica runs: exit %d:\n%s", code, out)
 	}

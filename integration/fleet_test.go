@@ -107,7 +107,8 @@ func TestRollingRestart(t *testing.T) {
 
 // TestDuplicateReplicaID: two replicas on one machine with every default
 // (the replica id is the hostname, the state directory ./streamer-state):
-// the second is refused at start with the flags to set. Given their own
+// the second is refused at start with the flags to set. A replica of
+// another topology with the same defaults runs beside the first. Given their own
 // state directories and metrics addresses but still the same id, the broker
 // fences one of them, which stops with exit 1 and says why.
 func TestDuplicateReplicaID(t *testing.T) {
@@ -117,7 +118,7 @@ func TestDuplicateReplicaID(t *testing.T) {
 	e.produce("in", inputRecords(0, 1000))
 	group := "streamer-" + e.id
 	work := t.TempDir()
-	run := func(extra ...string) *replica {
+	run := func(file string, extra ...string) *replica {
 		args := append([]string{"run", file, "--brokers", strings.Join(brokers, ",")}, extra...)
 		cmd := exec.Command(binary, args...)
 		cmd.Dir = work
@@ -137,9 +138,9 @@ func TestDuplicateReplicaID(t *testing.T) {
 		})
 		return r
 	}
-	a := run("--metrics-addr", "127.0.0.1:0")
+	a := run(file, "--metrics-addr", "127.0.0.1:0")
 	e.waitConsumed(group, "in", []*replica{a}, time.Minute)
-	b := run("--metrics-addr", "127.0.0.1:0")
+	b := run(file, "--metrics-addr", "127.0.0.1:0")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	select {
@@ -154,8 +155,29 @@ func TestDuplicateReplicaID(t *testing.T) {
 		t.Fatalf("the first replica stopped:\n%s", a.logText())
 	}
 
+	// Another topology (another group) shares the default state directory
+	// and replica id: it runs beside the first.
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherSrc := strings.Replace(strings.Replace(string(src), "name: "+e.id+"\n", "name: "+e.id+"-other\n", 1), e.topic("out"), e.topic("out2"), 1)
+	otherFile := filepath.Join(e.dir, "other.yaml")
+	if err := os.WriteFile(otherFile, []byte(otherSrc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := run(otherFile, "--metrics-addr", "127.0.0.1:0")
+	e.waitConsumed(group+"-other", "in", []*replica{d}, time.Minute)
+	if _, code := d.stop(t); code != 0 {
+		t.Errorf("the other topology's replica: exit %d:\n%s", code, d.logText())
+	}
+	checkExactlyOnce(t, readOutput(t, e.topic("out2")), 1000)
+	if a.exited() {
+		t.Fatalf("the first replica stopped:\n%s", a.logText())
+	}
+
 	// Same id, own state directories: one is fenced.
-	c := run("--metrics-addr", "127.0.0.1:0", "--state-dir", filepath.Join(work, "other"))
+	c := run(file, "--metrics-addr", "127.0.0.1:0", "--state-dir", filepath.Join(work, "other"))
 	var fenced, other *replica
 	select {
 	case <-a.done:

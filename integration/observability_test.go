@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -36,7 +37,15 @@ func TestDashboardAndRulesAgainstPrometheus(t *testing.T) {
 	e.createTopic("in", 3)
 	// filterMap plus a stateful branch and a model, so the state and model
 	// panels have data.
-	withState := strings.Replace(filterMap, "  dlq:\n", "  stats:\n    topic: {{topic \"stats\"}}\n    create: {partitions: 3}\n  scored:\n    topic: {{topic \"scored\"}}\n    create: {partitions: 3}\n  dlq:\n", 1)
+	withState := strings.Replace(filterMap, "  dlq:\n", "  stats:\n    topic: {{topic \"stats\"}}\n    create: {partitions: 3}\n  scored:\n    topic: {{topic \"scored\"}}\n    create: {partitions: 3}\n"+
+		"  customers:\n    topic: {{topic \"customers\"}}\n    table: partitioned\n  joined:\n    topic: {{topic \"joined\"}}\n    create: {partitions: 3}\n  dlq:\n", 1)
+	// ... and a table join, so the table panel has data.
+	e.createTopic("customers", 3)
+	var rows []*kgo.Record
+	for k := range 97 {
+		rows = append(rows, &kgo.Record{Key: []byte("k" + strconv.Itoa(k)), Value: []byte(`{"name":"c` + strconv.Itoa(k) + `"}`)})
+	}
+	e.produceQuiet("customers", rows)
 	model, err := os.ReadFile("../ml/testdata/xgb-binary.json")
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +64,10 @@ func TestDashboardAndRulesAgainstPrometheus(t *testing.T) {
       model: {type: xgboost, path: model.json}
       features: [{expr: id}, {expr: n % 7}, {expr: n % 3}, {expr: id / 1000.0}, {expr: 1}, {expr: n % 2 == 0}]
       output: [score]
+  enrich:
+    from: kept
+    to: joined
+    join: {table: customers, fields: {name: name}}
 `, map[string]string{"model.json": string(model)})
 	metricsPort, promPort := freePort(t), freePort(t)
 	r := e.startArgs(file, "r1", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", metricsPort))

@@ -172,3 +172,62 @@ func writeOtherCA(t *testing.T, dir string) string {
 	}
 	return f
 }
+
+// TestSASLSSLCommands: the commands other than run that talk to Kafka take
+// the same connection settings: offsets show and reset, a backfill, its
+// shadow run (whose comparison reads the sinks back) and its cleanup all
+// work over SASL_SSL with a client properties file, and a wrong CA stops
+// offsets show within 10 s with the clear TLS error.
+func TestSASLSSLCommands(t *testing.T) {
+	requireIntegration(t)
+	broker, ca := saslSSL(t)
+	e := newEnv(t)
+	const password = "it-Cmd-Pa55word-4e1b"
+	user := "u-" + e.id
+	e.scramUser(user, password)
+	t.Setenv("IT_KAFKA_PASSWORD", password)
+	props := e.writeClientProps(user, "IT_KAFKA_PASSWORD", ca)
+	e.createTopic("in", 3)
+	file := e.writeTopology(filterMap, nil)
+	const n = 2_000
+	e.produce("in", inputRecords(0, n))
+	conn := []string{"--brokers", broker, "--kafka-config", props}
+	stateDir := filepath.Join(e.dir, "bf")
+	steps := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"offsets show", []string{"offsets", "show", file}, []string{"group streamer-" + e.id, e.topic("in") + "  0"}},
+		{"offsets reset", []string{"offsets", "reset", file, "--to", "earliest"}, []string{"dry run: nothing changed"}},
+		{"backfill", []string{"backfill", file, "--from", "earliest", "--to", "now", "--id", "s", "--sink-suffix", "-bf", "--state-dir", stateDir},
+			[]string{"backfill s finished"}},
+		{"shadow run", []string{"backfill", file, "--compare", file, "--from", "earliest", "--to", "now", "--id", "c", "--state-dir", stateDir},
+			[]string{"shadow run c: no differences"}},
+		{"cleanup", []string{"backfill", file, "--cleanup", "s", "--state-dir", stateDir}, []string{"group streamer-" + e.id + "-backfill-s deleted"}},
+	}
+	for _, s := range steps {
+		out, code := e.cmd(3*time.Minute, append(s.args, conn...)...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d:\n%s", s.name, code, out)
+		}
+		for _, w := range s.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: the output lacks %q:\n%s", s.name, w, out)
+			}
+		}
+		if strings.Contains(out, password) {
+			t.Errorf("%s: the output shows the password", s.name)
+		}
+	}
+	checkExactlyOnce(t, readOutput(t, e.topic("out")+"-bf"), n)
+
+	otherCA := writeOtherCA(t, e.dir)
+	began := time.Now()
+	out, code := e.cmd(time.Minute, "offsets", "show", file, "--brokers", broker, "--security-protocol", "SASL_SSL", "--sasl-mechanism", "SCRAM-SHA-512",
+		"--sasl-username", user, "--sasl-password", "${env:IT_KAFKA_PASSWORD}", "--tls-ca", otherCA)
+	took := time.Since(began)
+	if code != 1 || took > 10*time.Second || !strings.Contains(out, "the broker's certificate is not signed by a CA in the CA bundle") {
+		t.Errorf("offsets show with a wrong CA: exit %d after %v, want 1 within 10s with the TLS error:\n%s", code, took, out)
+	}
+}

@@ -56,6 +56,7 @@ type Metrics struct {
 	modelCallRows                *prometheus.HistogramVec
 	modelSeconds, modelWait      *prometheus.HistogramVec
 	modelBreaker                 *prometheus.GaugeVec
+	tableStale                   *tableStaleness
 }
 
 var (
@@ -70,6 +71,7 @@ var (
 	_ engine.PauseHook     = (*Metrics)(nil)
 	_ engine.PurgeHook     = (*Metrics)(nil)
 	_ engine.RestoreHook   = (*Metrics)(nil)
+	_ engine.TableHook     = (*Metrics)(nil)
 	_ ml.BatchHook         = (*Metrics)(nil)
 )
 
@@ -136,6 +138,8 @@ func New(top *topology.Topology, replica, version string) *Metrics {
 	m.modelWait = hist("streamer_model_batch_wait_seconds", "Time rows waited for their micro-batch to fill and for a free call slot.", secs, "model")
 	m.modelBreaker = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_model_breaker_open", Help: "1 while a model's circuit breaker is open."}, []string{"model"})
 	f(m.modelBreaker)
+	m.tableStale = newTableStaleness()
+	f(m.tableStale)
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_info", Help: "The replica's topology, consumer group, replica id and version."}, []string{"topology", "group", "replica", "version"})
 	f(m.assigned)
 	f(m.lag)

@@ -135,3 +135,47 @@ func TestConventions(t *testing.T) {
 		}
 	}
 }
+
+// TestTableStaleness: 0 while a table partition is caught up; while
+// records wait for it, the time since it last was, growing between
+// scrapes; gone once it closes.
+func TestTableStaleness(t *testing.T) {
+	tp, err := topology.Compile("t.yaml", []byte(top), fstest.MapFS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(tp, "r", "v")
+	value := func() (float64, bool) {
+		t.Helper()
+		mfs, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "streamer_table_staleness_seconds" {
+				for _, s := range mf.GetMetric() {
+					ok := len(s.GetLabel()) == 2 && s.GetLabel()[0].GetValue() == "7" && s.GetLabel()[1].GetValue() == "customers"
+					if ok {
+						return s.GetGauge().GetValue(), true
+					}
+				}
+			}
+		}
+		return 0, false
+	}
+	m.OnTableFreshness(engine.TableFreshness{Table: "customers", Partition: 7})
+	if v, ok := value(); !ok || v != 0 {
+		t.Fatalf("caught up: %v %v, want 0", v, ok)
+	}
+	m.OnTableFreshness(engine.TableFreshness{Table: "customers", Partition: 7, BehindSince: time.Now().Add(-90 * time.Second)})
+	v1, _ := value()
+	time.Sleep(20 * time.Millisecond)
+	v2, _ := value()
+	if v1 < 90 || v1 > 95 || v2 <= v1 {
+		t.Fatalf("behind for 90 s: %v then %v, want about 90 and growing", v1, v2)
+	}
+	m.OnTableFreshness(engine.TableFreshness{Table: "customers", Partition: 7, Closed: true})
+	if v, ok := value(); ok {
+		t.Fatalf("closed: still %v", v)
+	}
+}

@@ -75,16 +75,17 @@ type Sample struct {
 const SamplesPerKind = 3
 
 // Compare reads both topics of every pair and compares them. idle is how
-// long a read waits for more records once none come (topicread.All).
-func Compare(ctx context.Context, brokers []string, pairs []Pair, idle time.Duration) ([]*Diff, error) {
+// long a read waits for more records once none come (topicread.All);
+// clientOpts are the connection's TLS and SASL options.
+func Compare(ctx context.Context, brokers []string, clientOpts []kgo.Opt, pairs []Pair, idle time.Duration) ([]*Diff, error) {
 	var out []*Diff
 	for _, p := range pairs {
 		d := &Diff{Pair: p}
-		old, err := read(ctx, brokers, p.OldTopic, p.OldDecode, idle, &d.Old)
+		old, err := read(ctx, brokers, clientOpts, p.OldTopic, p.OldDecode, idle, &d.Old)
 		if err != nil {
 			return nil, err
 		}
-		nw, err := read(ctx, brokers, p.NewTopic, p.NewDecode, idle, &d.New)
+		nw, err := read(ctx, brokers, clientOpts, p.NewTopic, p.NewDecode, idle, &d.New)
 		if err != nil {
 			return nil, err
 		}
@@ -100,10 +101,10 @@ type value struct {
 }
 
 // read returns a topic's values by key, in the order of their partition.
-func read(ctx context.Context, brokers []string, topic string, decode func([]byte) (any, error), idle time.Duration, n *int) (map[string][]value, error) {
+func read(ctx context.Context, brokers []string, clientOpts []kgo.Opt, topic string, decode func([]byte) (any, error), idle time.Duration, n *int) (map[string][]value, error) {
 	out := map[string][]value{}
 	var derr error
-	err := topicread.All(ctx, brokers, idle, func(r *kgo.Record) {
+	err := topicread.AllOpts(ctx, brokers, clientOpts, idle, func(r *kgo.Record) {
 		*n++
 		v := value{v: string(r.Value), text: string(r.Value)}
 		if decode != nil {

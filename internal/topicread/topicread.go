@@ -12,18 +12,25 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// All returns every committed record of the topics, calling fn for each.
+// All is AllOpts with no client options: a plaintext connection.
+func All(ctx context.Context, brokers []string, idle time.Duration, fn func(*kgo.Record), topics ...string) error {
+	return AllOpts(ctx, brokers, nil, idle, fn, topics...)
+}
+
+// AllOpts returns every committed record of the topics, calling fn for each.
 // It reads from the start to the end offsets the topics have when it is
 // called. Transaction markers and aborted records take offsets but are never
 // returned, so it stops at the end offsets or after idle of silence, whichever
-// is first.
-func All(ctx context.Context, brokers []string, idle time.Duration, fn func(*kgo.Record), topics ...string) error {
-	cl, err := kgo.NewClient(
+// is first. clientOpts are appended to the client's options: the
+// connection's TLS and SASL settings (kafkaconf.Config.Options).
+func AllOpts(ctx context.Context, brokers []string, clientOpts []kgo.Opt, idle time.Duration, fn func(*kgo.Record), topics ...string) error {
+	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
+	}, clientOpts...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
 	}
