@@ -27,6 +27,7 @@ func runCmd(g *globals) *cobra.Command {
 	var brokers, replica, metricsAddr, stateDir, gcHeadroom string
 	var commit, txnTimeout, sessionTimeout time.Duration
 	var purge string
+	var bulkOffsets int64
 	var kf kafkaFlags
 	var hf httpFlags
 	c := &cobra.Command{
@@ -133,6 +134,7 @@ Go heap.`,
 				SessionTimeout:     sessionTimeout,
 				ClientOpts:         clientOpts,
 				PurgeInterval:      purgeEvery,
+				BulkRestoreOffsets: bulkOffsets,
 				Logger:             log,
 				StateDir:           stateDir,
 				Hooks:              hooks,
@@ -186,6 +188,7 @@ Go heap.`,
 	c.Flags().DurationVar(&commit, "commit-interval", envDuration("STREAMER_COMMIT_INTERVAL", 0), "longest a transaction stays open (env STREAMER_COMMIT_INTERVAL; default the topology's, 100ms)")
 	c.Flags().DurationVar(&txnTimeout, "transaction-timeout", envDuration("STREAMER_TRANSACTION_TIMEOUT", 0), "broker-side timeout of an open transaction; above --session-timeout (env STREAMER_TRANSACTION_TIMEOUT; default --session-timeout + 10s)")
 	c.Flags().DurationVar(&sessionTimeout, "session-timeout", envDuration("STREAMER_SESSION_TIMEOUT", 0), "how long the group waits for a silent replica before moving its partitions; a replica restarted within it gets its partitions back without a rebalance (env STREAMER_SESSION_TIMEOUT; default 10s; the broker bounds it with group.min/max.session.timeout.ms)")
+	c.Flags().Int64Var(&bulkOffsets, "bulk-restore-offsets", 100_000, "a store at least this many changelog offsets behind is restored in bulk mode (no write-ahead log, one compaction at the end)")
 	c.Flags().StringVar(&purge, "purge-interval", env("STREAMER_PURGE_INTERVAL", "30s"), "how often to delete the records of repartition and merge topics that the group has committed; off keeps them all (the topics have retention.ms -1) (env STREAMER_PURGE_INTERVAL)")
 	c.Flags().StringVar(&stateDir, "state-dir", env("STREAMER_STATE_DIR", "streamer-state"), "where stateful pipes keep local stores; one per replica (env STREAMER_STATE_DIR)")
 	c.Flags().StringVar(&gcHeadroom, "gc-headroom", env(tuning.HeadroomEnv, tuning.FormatSize(tuning.DefaultHeadroom)), "how far the heap may grow above the live heap before a collection, e.g. 192MiB: less uses less memory and more CPU; off leaves GOGC alone (env "+tuning.HeadroomEnv+"; ignored when GOGC is set)")

@@ -101,6 +101,12 @@ type Options struct {
 	// 10m. Negative: never.
 	StateCleanupDelay time.Duration
 
+	// BulkRestoreOffsets is how far behind its changelog a store must be
+	// to be restored in bulk mode (no write-ahead log, larger memtables,
+	// one compaction at the end). Below it, reopening the store costs more
+	// than the log it saves. Default: 100,000 offsets.
+	BulkRestoreOffsets int64
+
 	// StateSync makes every commit of a local store wait for the disk.
 	// Default false: a commit returns once Pebble has its batch, and the
 	// changelog is the source of truth. A crash (of the process: Pebble
@@ -163,6 +169,9 @@ func (o *Options) setDefaults(commitInterval time.Duration) error {
 	}
 	if o.TransactionTimeout <= o.SessionTimeout {
 		errs = append(errs, fmt.Errorf("engine: transaction timeout %v must exceed the session timeout %v: a commit may wait for a rebalance that waits for a crashed replica's session to expire", o.TransactionTimeout, o.SessionTimeout))
+	}
+	if o.BulkRestoreOffsets <= 0 {
+		o.BulkRestoreOffsets = 100_000
 	}
 	if o.LivenessTimeout <= 0 {
 		o.LivenessTimeout = 2 * o.TransactionTimeout

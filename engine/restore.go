@@ -27,10 +27,6 @@ const (
 	// commits. Each commit records the offset reached, so a replica that
 	// dies mid-restore resumes near where it stopped.
 	flushBytes = 4 << 20
-	// bulkOffsets: a store this far behind its changelog is restored in
-	// bulk mode (see restoreFrom). Below it, reopening costs more than the
-	// log it saves.
-	bulkOffsets = 100_000
 )
 
 // storeKey names one local store: a store of the topology and a partition.
@@ -52,12 +48,13 @@ type storeKey struct {
 // OpenState, called as a task is built, takes the restored store and
 // catches it up to the changelog's end, usually with nothing left to read.
 type pebbleState struct {
-	top      *topology.Topology
-	m        *materialiser // opens, admits and reads the stores
-	faults   *Options      // Options.Faults, through reach
-	log      *slog.Logger
-	hooks    []StateHook
-	progress []RestoreHook
+	bulkOffsets int64 // Options.BulkRestoreOffsets
+	top         *topology.Topology
+	m           *materialiser // opens, admits and reads the stores
+	faults      *Options      // Options.Faults, through reach
+	log         *slog.Logger
+	hooks       []StateHook
+	progress    []RestoreHook
 	// display is set when a hook draws progress itself: no periodic lines.
 	display bool
 	// bySource lists, per source topic, the stores its tasks open.
@@ -102,7 +99,8 @@ func newPebbleState(t *topology.Topology, o *Options, hs *hooks, held *holds, m 
 		ctx: ctx, cancel: cancel,
 		tokens: map[storeKey]chan struct{}{}, restored: map[storeKey]*heldStore{},
 		parts: map[partitionKey]*partRestore{}, active: map[*restoreRun]struct{}{},
-		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
+		slots:       make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
+		bulkOffsets: o.BulkRestoreOffsets,
 	}
 	for _, h := range o.Hooks {
 		if x, ok := h.(RestoreHook); ok {
@@ -421,7 +419,7 @@ func (p *pebbleState) openHeld(ctx context.Context, k storeKey, run *restoreRun)
 
 // restoreFrom brings the open store pb of pt up to the changelog's end
 // from offset from, and returns it open, or nil with an error. Far behind
-// (bulkOffsets or more to read), it restores through the store reopened
+// (Options.BulkRestoreOffsets or more to read), it restores through the store reopened
 // for a bulk load (state.OpenPebbleBulk: no write-ahead log, larger
 // memtables), then reopens it as usual.
 func (p *pebbleState) restoreFrom(ctx context.Context, pb *state.Pebble, pt part, k storeKey, from int64, fresh bool, run *restoreRun) (*state.Pebble, error) {
@@ -440,7 +438,7 @@ func (p *pebbleState) restoreFrom(ctx context.Context, pb *state.Pebble, pt part
 	run.p.Started = time.Now()
 	run.lastLog, run.lastHook = run.p.Started, run.p.Started
 	run.mu.Unlock()
-	if end-from < bulkOffsets {
+	if end-from < p.bulkOffsets {
 		return pb, p.apply(ctx, pb, false, k, from, end, fresh, run)
 	}
 	err = pb.Close()

@@ -22,6 +22,9 @@ import (
 // stores and compares each store with the changelog's last value per key:
 // overwrites, tombstones, an aborted transaction at the end, and sizes on
 // both sides of the bulk-load threshold.
+// bulkOffsets is Options.BulkRestoreOffsets' default.
+const bulkOffsets = 100_000
+
 func TestRestoreContents(t *testing.T) {
 	top, err := topology.Compile("t.yaml", []byte(`
 name: counts

@@ -82,6 +82,7 @@ type faultRun struct {
 	file  string
 	group string
 	sent  int
+	flags []string // more flags for every replica
 }
 
 func newFaultRun(t *testing.T) *faultRun {
@@ -113,7 +114,8 @@ func (f *faultRun) dir(id string) string { return filepath.Join(f.e.dir, "state-
 // startEnv is start with extra environment variables.
 func (f *faultRun) startEnv(id string, env ...string) *replica {
 	f.e.t.Helper()
-	return f.e.startWith(env, f.file, id, "--metrics-addr", "off", "--state-dir", f.dir(id), "--commit-interval", "50ms")
+	args := append([]string{"--metrics-addr", "off", "--state-dir", f.dir(id), "--commit-interval", "50ms"}, f.flags...)
+	return f.e.startWith(env, f.file, id, args...)
 }
 
 // awaitKilled waits for a replica to die of its injected fault, sending
@@ -228,13 +230,18 @@ func TestFaultAtEachCommitPhase(t *testing.T) {
 }
 
 // TestFaultMidRestore kills a replica while it restores its store from the
-// changelog, and while it loads the table, on a fresh state directory:
-// the next start must not trust the half-built store or table.
+// changelog, while it loads the table, and while a bulk restore (no
+// write-ahead log; the threshold lowered to 1,000 offsets so that a few
+// thousand records make one) flushes, on a fresh state directory: the next
+// start must not trust the half-built store or table.
 func TestFaultMidRestore(t *testing.T) {
 	requireIntegration(t)
-	for _, phase := range []string{"mid-restore", "mid-table-load"} {
+	for _, phase := range []string{"mid-restore", "mid-table-load", "mid-bulk-flush"} {
 		t.Run(phase, func(t *testing.T) {
 			f := newFaultRun(t)
+			if phase == "mid-bulk-flush" {
+				f.flags = []string{"--bulk-restore-offsets", "1000"}
+			}
 			f.send(10_000)
 			first := f.startEnv("r1")
 			f.e.waitConsumed(f.group, "orders", []*replica{first}, 3*time.Minute)
