@@ -119,13 +119,31 @@ func chart(c config, ss []summary) error {
 		p.Add(bars)
 		p.NominalX(names...)
 		p.Y.Min = 0
+		p.Y.Max = 1.12 * slices.Max(vs)
+		labels := make([]string, len(vs))
+		for i, v := range vs {
+			labels[i] = fmt.Sprintf("%.3g", v)
+		}
+		xys := make(plotter.XYs, len(vs))
+		for i, v := range vs {
+			xys[i] = plotter.XY{X: float64(i), Y: v}
+		}
+		l, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: labels})
+		if err != nil {
+			return nil, err
+		}
+		for i := range l.TextStyle {
+			l.TextStyle[i].XAlign = draw.XCenter
+			l.TextStyle[i].YAlign = draw.YBottom
+		}
+		p.Add(l)
 		return p, nil
 	}
 	specs := []struct {
 		title, y string
 		f        func(summary) float64
 	}{
-		{c.workload + ": throughput", "records/s", func(s summary) float64 { return s.rate }},
+		{c.workload + ": throughput (medians of the rounds; kstreams without round 1)", "records/s", func(s summary) float64 { return s.rate }},
 		{"CPU per record", "µs (process CPU time)", func(s summary) float64 { return s.cpuUs }},
 		{"peak RSS", "MiB", func(s summary) float64 { return s.rssMiB }},
 	}
