@@ -33,7 +33,6 @@ func transactSession(j job, extra ...kgo.Opt) (*kgo.GroupTransactSession, error)
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.TransactionalID(j.group + "-txn"),
-		kgo.RequireStableFetchOffsets(),
 	}, extra...)
 	return kgo.NewGroupTransactSession(opts...)
 }
