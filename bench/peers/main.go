@@ -15,7 +15,9 @@
 //   - careful: hand-written franz-go, a transaction per poll, asynchronous
 //     produce (handwritten.go);
 //   - kstreams: Kafka Streams 4.4 with exactly_once_v2 (bench/peers/kstreams,
-//     built with Maven), several rounds in one JVM.
+//     built with Maven), several rounds in one JVM;
+//   - quix (only when named in -systems): Quix Streams, exactly once
+//     (bench/peers/quix/filtermap.py), a fresh Python process per round.
 //
 // Every Go system runs as a child process of this command (the same binary
 // with -worker), so that each one's peak RSS is its own. A child times itself
@@ -57,6 +59,7 @@ type config struct {
 	systems    []string
 	topology   string
 	jar        string
+	python     string
 	chart      string
 	markdown   string
 	timeout    time.Duration
@@ -79,6 +82,7 @@ func main() {
 	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams", "systems to run, comma separated")
 	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run")
 	flag.StringVar(&c.jar, "kstreams-jar", "bench/peers/kstreams/target/peers-kstreams.jar", "the Kafka Streams app (mvn -q -B -f bench/peers/kstreams package)")
+	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py)")
 	flag.StringVar(&c.chart, "chart", "", "write the chart (PNG) here (default: bench/peers/<workload>.png)")
 	flag.StringVar(&c.markdown, "markdown", "", "also write the table as Markdown here")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up on a system's run after this long")
@@ -186,6 +190,10 @@ func run(ctx context.Context, c config) error {
 				"-brokers", strings.Join(c.brokers, ","), "-records", fmt.Sprint(c.in.Records),
 				"-partitions", fmt.Sprint(c.partitions), "-topology", c.topology, "-timeout", c.timeout.String()}
 			cmd := exec.CommandContext(ctx, self, args...)
+			if sys == "quix" {
+				cmd = exec.CommandContext(ctx, c.python, "-u", filepath.Join("bench", "peers", "quix", "filtermap.py"),
+					strings.Join(c.brokers, ","), input, output, name, fmt.Sprint(c.in.Records))
+			}
 			o := outcome{system: sys, round: round, n: int64(c.in.Records)}
 			lines, err := runChild(cmd, &o)
 			if err != nil {
