@@ -27,6 +27,9 @@
 // read back with read_committed and compared with the oracle (shape.go,
 // from the generator's own fields); a system whose output differs is
 // reported as MISMATCH and left out of the figures.
+//
+// PEERS_TIMELINE=1 makes the streamer child print its counters (records in,
+// out, committed, commits) to stderr every 250 ms.
 package main
 
 import (
