@@ -12,7 +12,7 @@ KAFKA_SASL_SSL_PORT ?= 9094
 KAFKA_DATA ?= $(or $(TMPDIR),/tmp)/streamer-kafka
 export KAFKA_SASL_SSL_PORT KAFKA_DATA
 
-.PHONY: test unit integration lint build demo bench schema examples-test ml-testdata onnx-testdata bench-ml image image-language deploy-test tink-interop
+.PHONY: test unit integration lint build demo bench schema examples-test ml-testdata onnx-testdata bench-ml image image-language deploy-test tink-interop bench-peers bench-peers-jar
 
 test: lint unit deploy-test examples-test integration
 
@@ -98,3 +98,15 @@ bench-ml:
 
 bench:
 	scripts/with-kafka.sh $(GO) run ./bench -brokers $(BROKERS)
+
+# streamer side by side with its peers (issue 16, bench/peers): the short
+# form of W1 on a broker it starts. Builds the Kafka Streams app with Maven
+# (kafka-streams from Maven Central) first. Not part of `make test`: it is
+# a benchmark. The long form and its figures are in bench/RESULTS.md.
+PEERS_FLAGS ?= -records 50000 -rounds 1 -kstreams-rounds 2 -chart bin/peers-W1.png
+bench-peers-jar:
+	mvn -q -B -f bench/peers/kstreams/pom.xml package
+
+bench-peers: bench-peers-jar
+	mkdir -p bin
+	scripts/with-kafka.sh $(GO) run ./bench/peers -workload W1 -brokers $(BROKERS) $(PEERS_FLAGS)

@@ -46,7 +46,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -54,8 +53,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamerio/streamer/bench/internal/benchkit"
 	"github.com/streamerio/streamer/engine"
-	"github.com/streamerio/streamer/internal/gen"
 	"github.com/streamerio/streamer/internal/topicread"
 	"github.com/streamerio/streamer/internal/tuning"
 	"github.com/streamerio/streamer/topology"
@@ -234,13 +233,7 @@ func (r *result) set(from, to meter) {
 	r.gcs = to.ms.NumGC - from.ms.NumGC
 }
 
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func processCPU() time.Duration { return benchkit.ProcessCPU() }
 
 // brokerCPU reads utime+stime of a process from /proc/<pid>/stat. Linux
 // reports them in clock ticks of 1/100 s (USER_HZ).
@@ -419,45 +412,9 @@ func deleteTopics(adm *kadm.Client, topics ...string) {
 	}
 }
 
-// fill produces the input: fast, non-transactional, big batches.
+// fill produces the input (benchkit.Fill).
 func fill(ctx context.Context, c config, topic string) (int64, error) {
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(c.brokers...),
-		kgo.ProducerLinger(20*time.Millisecond),
-		kgo.ProducerBatchMaxBytes(1<<20),
-		kgo.MaxBufferedRecords(1<<16),
-	)
-	if err != nil {
-		return 0, err
-	}
-	defer cl.Close()
-	g := gen.NewOrders(42)
-	g.Pad = c.size
-	g.Wide = c.wide
-	g.BadEvery = 0
-	var (
-		mu       sync.Mutex
-		firstErr error
-		bytes    int64
-	)
-	promise := func(_ *kgo.Record, err error) {
-		if err != nil {
-			mu.Lock()
-			if firstErr == nil {
-				firstErr = err
-			}
-			mu.Unlock()
-		}
-	}
-	for i := 0; i < c.records; i++ {
-		o := g.Next()
-		bytes += int64(len(o.Value))
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: o.Key, Value: o.Value}, promise)
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return 0, err
-	}
-	return bytes, firstErr
+	return benchkit.Fill(ctx, c.brokers, topic, benchkit.Input{Records: c.records, Size: c.size, Wide: c.wide})
 }
 
 // passthrough consumes the input with a plain group client and produces
@@ -474,74 +431,36 @@ func passthrough(ctx context.Context, c config, adm *kadm.Client, input, name, p
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
-	cl, err := kgo.NewClient(
+	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
 		kgo.ConsumerGroup(name),
 		kgo.ConsumeTopics(input),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.MaxBufferedRecords(1<<16),
-		kgo.ProducerBatchMaxBytes(1<<20),
 		kgo.WithHooks(res.requests),
-	)
+	}, benchkit.PassthroughOpts()...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return res, err
 	}
 	defer cl.Close()
 
-	var (
-		produced atomic.Int64
-		prodErr  atomic.Pointer[error]
-	)
-	promise := func(_ *kgo.Record, err error) {
-		if err != nil {
-			prodErr.CompareAndSwap(nil, &err)
-			return
-		}
-		produced.Add(1)
-	}
 	var from meter
-	consumed := 0
-	for consumed < c.records {
-		fs := cl.PollRecords(ctx, 10000)
-		if ctx.Err() != nil {
-			return res, fmt.Errorf("consumed %d of %d: %w", consumed, c.records, ctx.Err())
+	stopProfile := func() {}
+	defer func() { stopProfile() }()
+	err = benchkit.Passthrough(ctx, cl, output, c.records, func() error {
+		from = sample(c.brokerPID)
+		res.requests.start()
+		if profile != "" {
+			var err error
+			stopProfile, err = startProfile(profile)
+			return err
 		}
-		var ferr error
-		fs.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("fetching %s[%d]: %w", t, p, err) })
-		if ferr != nil {
-			return res, ferr
-		}
-		n := fs.NumRecords()
-		if n == 0 {
-			continue
-		}
-		if consumed == 0 {
-			from = sample(c.brokerPID)
-			res.requests.start()
-			if profile != "" {
-				stop, err := startProfile(profile)
-				if err != nil {
-					return res, err
-				}
-				defer stop()
-			}
-		}
-		consumed += n
-		fs.EachRecord(func(r *kgo.Record) {
-			cl.Produce(ctx, &kgo.Record{Topic: output, Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: r.Timestamp}, promise)
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
+		return nil
+	})
+	if err != nil {
 		return res, err
 	}
 	res.set(from, sample(c.brokerPID))
 	res.requests.stop()
-	if p := prodErr.Load(); p != nil {
-		return res, fmt.Errorf("producing: %w", *p)
-	}
-	if consumed != c.records || produced.Load() != int64(c.records) {
-		return res, fmt.Errorf("consumed %d and produced %d records, want %d", consumed, produced.Load(), c.records)
-	}
 	return res, nil
 }
 

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// The hand-written peers: what a Go team writes with franz-go alone, exactly
+// once, in the way kgo documents it (a GroupTransactSession: consume,
+// produce in a transaction, commit the consumed offsets in it).
+//
+// naive does the work one record at a time: it polls what the client has
+// buffered, and for each record produces the output synchronously
+// (ProduceSync waits for the broker's ack before the next record), in one
+// transaction per poll that commits the poll's offsets. It is the
+// "non-framework implementation" of the seed paper: the first program that
+// is correct. (A transaction per record was measured too, once: 58
+// records/s, too slow to run over the whole input; see bench/RESULTS.md.)
+//
+// careful takes a whole poll (up to 10,000 records), produces every output
+// asynchronously into one transaction and commits it once per poll: the
+// honest upper anchor of hand-written exactly-once code. Both read
+// read_committed and start at the earliest offset.
+
+func transactSession(j job, extra ...kgo.Opt) (*kgo.GroupTransactSession, error) {
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(j.brokers...),
+		kgo.ConsumerGroup(j.group),
+		kgo.ConsumeTopics(j.input),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.TransactionalID(j.group + "-txn"),
+	}, extra...)
+	return kgo.NewGroupTransactSession(opts...)
+}
+
+func runNaive(ctx context.Context, j job, t *timing) error {
+	s, err := transactSession(j, kgo.MaxBufferedRecords(1<<16), kgo.ProducerBatchMaxBytes(1<<20))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	done := 0
+	for done < j.records {
+		fs := s.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return fmt.Errorf("committed %d of %d: %w", done, j.records, ctx.Err())
+		}
+		var ferr error
+		fs.EachError(func(tp string, p int32, err error) { ferr = fmt.Errorf("fetching %s[%d]: %w", tp, p, err) })
+		if ferr != nil {
+			return ferr
+		}
+		recs := fs.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		if done == 0 {
+			t.start()
+		}
+		if err := s.Begin(); err != nil {
+			return err
+		}
+		for _, r := range recs {
+			out, keep, err := shape(r.Value)
+			if err != nil {
+				return err
+			}
+			if keep {
+				if err := s.ProduceSync(ctx, &kgo.Record{Topic: j.output, Key: r.Key, Value: out}).FirstErr(); err != nil {
+					return err
+				}
+			}
+		}
+		committed, err := s.End(ctx, kgo.TryCommit)
+		if err != nil {
+			return err
+		}
+		if !committed {
+			return fmt.Errorf("transaction aborted after %d records (a rebalance: the bench runs one member)", done)
+		}
+		done += len(recs)
+	}
+	t.stop()
+	return nil
+}
+
+func runCareful(ctx context.Context, j job, t *timing) error {
+	s, err := transactSession(j, kgo.MaxBufferedRecords(1<<16), kgo.ProducerBatchMaxBytes(1<<20))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	var (
+		mu       sync.Mutex
+		firstErr error
+	)
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			mu.Lock()
+			if firstErr == nil {
+				firstErr = err
+			}
+			mu.Unlock()
+		}
+	}
+	done := 0
+	for done < j.records {
+		fs := s.PollRecords(ctx, 10000)
+		if ctx.Err() != nil {
+			return fmt.Errorf("committed %d of %d: %w", done, j.records, ctx.Err())
+		}
+		var ferr error
+		fs.EachError(func(tp string, p int32, err error) { ferr = fmt.Errorf("fetching %s[%d]: %w", tp, p, err) })
+		if ferr != nil {
+			return ferr
+		}
+		n := fs.NumRecords()
+		if n == 0 {
+			continue
+		}
+		if done == 0 {
+			t.start()
+		}
+		if err := s.Begin(); err != nil {
+			return err
+		}
+		var serr error
+		fs.EachRecord(func(r *kgo.Record) {
+			if serr != nil {
+				return
+			}
+			out, keep, err := shape(r.Value)
+			if err != nil {
+				serr = err
+				return
+			}
+			if keep {
+				s.Produce(ctx, &kgo.Record{Topic: j.output, Key: r.Key, Value: out}, promise)
+			}
+		})
+		if serr != nil {
+			return serr
+		}
+		// End flushes the produced records before it commits.
+		committed, err := s.End(ctx, kgo.TryCommit)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		perr := firstErr
+		mu.Unlock()
+		if perr != nil {
+			return perr
+		}
+		if !committed {
+			return fmt.Errorf("transaction aborted after %d records (a rebalance: the bench runs one member)", done)
+		}
+		done += n
+	}
+	t.stop()
+	return nil
+}

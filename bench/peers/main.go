@@ -1,0 +1,327 @@
+// Command peers runs streamer side by side with what users would pick
+// instead (issue 16), on the same broker, the same deterministic input
+// topic and the same machine, one system at a time:
+//
+//	go run ./bench/peers -workload W1 -brokers 127.0.0.1:9092 -records 200000
+//
+// W1 is bench/topology.yaml: a stateless filter + map of ~1 KB JSON orders,
+// exactly once. The systems:
+//
+//   - streamer: the topology through the engine, as `streamer run` runs it;
+//   - passthrough: bench's raw franz-go consume-and-produce loop (no
+//     transactions, no work): the limit;
+//   - naive: hand-written franz-go, one record at a time, a transaction per
+//     record with a synchronous produce (handwritten.go);
+//   - careful: hand-written franz-go, a transaction per poll, asynchronous
+//     produce (handwritten.go);
+//   - kstreams: Kafka Streams 4.4 with exactly_once_v2 (bench/peers/kstreams,
+//     built with Maven), several rounds in one JVM;
+//   - quix (only when named in -systems): Quix Streams, exactly once
+//     (bench/peers/quix/filtermap.py), a fresh Python process per round.
+//
+// Every Go system runs as a child process of this command (the same binary
+// with -worker), so that each one's peak RSS is its own. A child times itself
+// from the first record it consumes until its last output is committed and
+// reports wall and process CPU time (getrusage) over that interval; the
+// parent takes peak RSS from the child's rusage. Each system's output is then
+// read back with read_committed and compared with the oracle (shape.go,
+// from the generator's own fields); a system whose output differs is
+// reported as MISMATCH and left out of the figures.
+//
+// PEERS_TIMELINE=1 makes the streamer child print its counters (records in,
+// out, committed, commits) to stderr every 250 ms.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamerio/streamer/bench/internal/benchkit"
+	"github.com/streamerio/streamer/internal/topicread"
+)
+
+type config struct {
+	brokers    []string
+	workload   string
+	in         benchkit.Input
+	partitions int
+	rounds     int
+	ksRounds   int
+	systems    []string
+	topology   string
+	jar        string
+	python     string
+	chart      string
+	markdown   string
+	timeout    time.Duration
+}
+
+func main() {
+	var c config
+	var j job
+	defBrokers := os.Getenv("STREAMER_BROKERS")
+	if defBrokers == "" {
+		defBrokers = "127.0.0.1:9092"
+	}
+	brokers := flag.String("brokers", defBrokers, "seed brokers, comma separated (default $STREAMER_BROKERS or 127.0.0.1:9092)")
+	flag.StringVar(&c.workload, "workload", "W1", "workload; only W1 (bench/topology.yaml) so far")
+	flag.IntVar(&c.in.Records, "records", 200000, "records in the input topic")
+	flag.IntVar(&c.in.Size, "size", 1024, "approximate record value size in bytes (internal/gen Pad)")
+	flag.IntVar(&c.partitions, "partitions", 6, "partitions of the input and output topics")
+	flag.IntVar(&c.rounds, "rounds", 2, "rounds of each Go system (a fresh process each), alternating the order")
+	flag.IntVar(&c.ksRounds, "kstreams-rounds", 3, "rounds of Kafka Streams in one JVM (the first warms the JIT up)")
+	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams", "systems to run, comma separated")
+	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run")
+	flag.StringVar(&c.jar, "kstreams-jar", "bench/peers/kstreams/target/peers-kstreams.jar", "the Kafka Streams app (mvn -q -B -f bench/peers/kstreams package)")
+	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py)")
+	flag.StringVar(&c.chart, "chart", "", "write the chart (PNG) here (default: bench/peers/<workload>.png)")
+	flag.StringVar(&c.markdown, "markdown", "", "also write the table as Markdown here")
+	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up on a system's run after this long")
+	// Worker mode: the parent runs each Go system as a child with these.
+	flag.StringVar(&j.system, "worker", "", "internal: run this system in this process")
+	flag.StringVar(&j.input, "worker-input", "", "internal")
+	flag.StringVar(&j.output, "worker-output", "", "internal")
+	flag.StringVar(&j.group, "worker-group", "", "internal")
+	flag.Parse()
+	for _, b := range strings.Split(*brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.brokers = append(c.brokers, b)
+		}
+	}
+	if j.system != "" {
+		j.brokers, j.records, j.parts, j.topology, j.timeout = c.brokers, c.in.Records, c.partitions, c.topology, c.timeout
+		if err := runWorker(context.Background(), j); err != nil {
+			fmt.Fprintln(os.Stderr, "peers worker:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if c.workload != "W1" {
+		fmt.Fprintf(os.Stderr, "peers: workload %s is not written yet (only W1; see issue 16)\n", c.workload)
+		os.Exit(2)
+	}
+	for _, s := range strings.Split(*systems, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.systems = append(c.systems, s)
+		}
+	}
+	if c.chart == "" {
+		c.chart = filepath.Join("bench", "peers", c.workload+".png")
+	}
+	if err := run(context.Background(), c); err != nil {
+		fmt.Fprintln(os.Stderr, "peers:", err)
+		os.Exit(1)
+	}
+}
+
+// outcome is one run of one system.
+type outcome struct {
+	system  string
+	round   int
+	n       int64 // input records
+	seconds float64
+	cpu     float64 // process CPU seconds over the timed interval
+	rssKB   int64   // peak RSS of the process (for kstreams: of the JVM over all its rounds)
+	ok      bool
+	note    string
+}
+
+func (o outcome) rate() float64      { return float64(o.n) / o.seconds }
+func (o outcome) cpuMicros() float64 { return o.cpu * 1e6 / float64(o.n) }
+
+func run(ctx context.Context, c config) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	stamp := time.Now().Format("150405")
+	input := "peers-in-" + stamp
+	if err := createTopic(ctx, adm, input, c.partitions); err != nil {
+		return err
+	}
+	created := []string{input}
+	defer func() { deleteTopics(adm, created...) }()
+	t0 := time.Now()
+	bytes, err := benchkit.Fill(ctx, c.brokers, input, c.in)
+	if err != nil {
+		return fmt.Errorf("filling %s: %w", input, err)
+	}
+	want, identity := expected(c.in), inputDigest(c.in)
+	fmt.Printf("peers: %s on %v: %d records (%.1f MB of values) in %s, %d partitions, filled in %v; expected output: %v\n",
+		c.workload, c.brokers, c.in.Records, float64(bytes)/1e6, input, c.partitions, time.Since(t0).Round(time.Millisecond), want)
+
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var outs []outcome
+	var goSystems []string
+	for _, s := range c.systems {
+		if s != "kstreams" {
+			goSystems = append(goSystems, s)
+		}
+	}
+	for round := 1; round <= c.rounds; round++ {
+		order := append([]string(nil), goSystems...)
+		if round%2 == 0 {
+			for i, k := 0, len(order)-1; i < k; i, k = i+1, k-1 {
+				order[i], order[k] = order[k], order[i]
+			}
+		}
+		for _, sys := range order {
+			name := fmt.Sprintf("peers-%s-%s-r%d", sys, stamp, round)
+			output := name + "-out"
+			if err := createTopic(ctx, adm, output, c.partitions); err != nil {
+				return err
+			}
+			created = append(created, output)
+			args := []string{"-worker", sys, "-worker-input", input, "-worker-output", output, "-worker-group", name,
+				"-brokers", strings.Join(c.brokers, ","), "-records", fmt.Sprint(c.in.Records),
+				"-partitions", fmt.Sprint(c.partitions), "-topology", c.topology, "-timeout", c.timeout.String()}
+			cmd := exec.CommandContext(ctx, self, args...)
+			if sys == "quix" {
+				cmd = exec.CommandContext(ctx, c.python, "-u", filepath.Join("bench", "peers", "quix", "filtermap.py"),
+					strings.Join(c.brokers, ","), input, output, name, fmt.Sprint(c.in.Records))
+			}
+			o := outcome{system: sys, round: round, n: int64(c.in.Records)}
+			lines, err := runChild(cmd, &o)
+			if err != nil {
+				return fmt.Errorf("%s round %d: %w", sys, round, err)
+			}
+			if len(lines) != 1 {
+				return fmt.Errorf("%s round %d: want one result line, got %q", sys, round, lines)
+			}
+			if _, err := fmt.Sscanf(lines[0], "result seconds %g cpu_seconds %g", &o.seconds, &o.cpu); err != nil {
+				return fmt.Errorf("%s round %d: %q: %w", sys, round, lines[0], err)
+			}
+			w := want
+			if sys == "passthrough" {
+				w = identity // it copies the input: its check is that nothing is lost or doubled
+			}
+			if err := verify(ctx, c, output, w, &o); err != nil {
+				return err
+			}
+			outs = append(outs, o)
+			printOutcome(o)
+		}
+	}
+	if contains(c.systems, "kstreams") {
+		prefix := "peers-kstreams-" + stamp
+		cmd := exec.CommandContext(ctx, "java", "-jar", c.jar, strings.Join(c.brokers, ","), input, prefix,
+			fmt.Sprint(c.ksRounds), fmt.Sprint(c.partitions))
+		var o outcome
+		lines, err := runChild(cmd, &o)
+		for r := 1; r <= c.ksRounds; r++ {
+			created = append(created, fmt.Sprintf("%s-r%d-out", prefix, r))
+		}
+		if err != nil {
+			return fmt.Errorf("kstreams: %w", err)
+		}
+		for _, l := range lines {
+			ko := outcome{system: "kstreams", rssKB: o.rssKB}
+			var output string
+			if _, err := fmt.Sscanf(l, "round %d records %d seconds %g cpu_seconds %g output %s", &ko.round, &ko.n, &ko.seconds, &ko.cpu, &output); err != nil {
+				return fmt.Errorf("kstreams: %q: %w", l, err)
+			}
+			if err := verify(ctx, c, output, want, &ko); err != nil {
+				return err
+			}
+			outs = append(outs, ko)
+			printOutcome(ko)
+		}
+	}
+	return report(c, outs)
+}
+
+// runChild runs cmd with its stderr passed through, returns the lines of its
+// stdout and sets o.rssKB from its rusage.
+func runChild(cmd *exec.Cmd, o *outcome) ([]string, error) {
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	var lines []string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	_, _ = io.Copy(io.Discard, out)
+	err = cmd.Wait()
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		o.rssKB = ru.Maxrss // KiB on Linux
+	}
+	return lines, err
+}
+
+// verify reads output back with read_committed and compares it with the
+// oracle.
+func verify(ctx context.Context, c config, output string, want fingerprint, o *outcome) error {
+	var got fingerprint
+	vctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := topicread.All(vctx, c.brokers, 1500*time.Millisecond, func(r *kgo.Record) { got.add(r.Key, r.Value) }, output); err != nil {
+		return fmt.Errorf("reading %s back: %w", output, err)
+	}
+	got.input = want.input
+	o.ok = got == want
+	if o.ok {
+		o.note = "read back read_committed: matches the oracle"
+		if want.input {
+			o.note = "read back: a copy of the input (passthrough, no work)"
+		}
+	} else {
+		o.note = fmt.Sprintf("MISMATCH: read back %v, want %v", got, want)
+	}
+	return nil
+}
+
+func printOutcome(o outcome) {
+	fmt.Printf("%-11s round %d  %9.0f records/s  %7.2f s  %6.1f µs CPU/record  peak RSS %5.0f MiB  %s\n",
+		o.system, o.round, o.rate(), o.seconds, o.cpuMicros(), float64(o.rssKB)/1024, o.note)
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func createTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int) error {
+	resp, err := adm.CreateTopic(ctx, int32(partitions), 1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		return fmt.Errorf("creating topic %s: %w", topic, err)
+	}
+	return nil
+}
+
+func deleteTopics(adm *kadm.Client, topics ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := adm.DeleteTopics(ctx, topics...); err != nil {
+		fmt.Fprintf(os.Stderr, "peers: deleting %v: %v\n", topics, err)
+	}
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// summary is a system's figures over its rounds that matched the oracle:
+// medians, leaving out Kafka Streams' first round (JIT warm-up) when it had
+// more than one.
+type summary struct {
+	system      string
+	rounds      int
+	rate, cpuUs float64
+	rssMiB      float64
+}
+
+func summarize(c config, outs []outcome) []summary {
+	var ss []summary
+	for _, sys := range c.systems {
+		var rates, cpus, rss []float64
+		for _, o := range outs {
+			if o.system != sys || !o.ok {
+				continue
+			}
+			if sys == "kstreams" && o.round == 1 && c.ksRounds > 1 {
+				continue
+			}
+			rates = append(rates, o.rate())
+			cpus = append(cpus, o.cpuMicros())
+			rss = append(rss, float64(o.rssKB)/1024)
+		}
+		if len(rates) == 0 {
+			continue
+		}
+		ss = append(ss, summary{system: sys, rounds: len(rates), rate: median(rates), cpuUs: median(cpus), rssMiB: median(rss)})
+	}
+	return ss
+}
+
+func report(c config, outs []outcome) error {
+	fmt.Println()
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "system\tround\trecords/s\tseconds\tCPU µs/record\tCPU cores\tpeak RSS MiB\toutput\t")
+	var md strings.Builder
+	md.WriteString("| system | round | records/s | seconds | CPU µs/record | CPU (cores) | peak RSS MiB | output |\n|---|---|---|---|---|---|---|---|\n")
+	for _, o := range outs {
+		verdict := "matches the oracle"
+		if o.system == "passthrough" {
+			verdict = "a copy of the input (no work, no transactions)"
+		}
+		rate, cpu, cores := fmt.Sprintf("%.0f", o.rate()), fmt.Sprintf("%.1f", o.cpuMicros()), fmt.Sprintf("%.2f", o.cpu/o.seconds)
+		if !o.ok {
+			verdict, rate, cpu, cores = o.note, "not timed", "-", "-"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%.2f\t%s\t%s\t%.0f\t%s\t\n", o.system, o.round, rate, o.seconds, cpu, cores, float64(o.rssKB)/1024, verdict)
+		fmt.Fprintf(&md, "| %s | %d | %s | %.2f | %s | %s | %.0f | %s |\n", o.system, o.round, rate, o.seconds, cpu, cores, float64(o.rssKB)/1024, verdict)
+	}
+	w.Flush()
+	ss := summarize(c, outs)
+	fmt.Println("\nmedians (kstreams without its first, JIT warm-up round):")
+	md.WriteString("\n| system | rounds | median records/s | CPU µs/record | peak RSS MiB | streamer ÷ system (records/s) |\n|---|---|---|---|---|---|\n")
+	var streamerRate float64
+	for _, s := range ss {
+		if s.system == "streamer" {
+			streamerRate = s.rate
+		}
+	}
+	for _, s := range ss {
+		ratio := "-"
+		if streamerRate > 0 && s.system != "streamer" {
+			ratio = fmt.Sprintf("%.2f", streamerRate/s.rate)
+		}
+		fmt.Printf("  %-11s %d rounds %9.0f records/s %6.1f µs CPU/record %5.0f MiB  streamer/this %s\n", s.system, s.rounds, s.rate, s.cpuUs, s.rssMiB, ratio)
+		fmt.Fprintf(&md, "| %s | %d | %.0f | %.1f | %.0f | %s |\n", s.system, s.rounds, s.rate, s.cpuUs, s.rssMiB, ratio)
+	}
+	if c.markdown != "" {
+		if err := os.WriteFile(c.markdown, []byte(md.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	if len(ss) == 0 {
+		return nil
+	}
+	if err := chart(c, ss); err != nil {
+		return fmt.Errorf("chart: %w", err)
+	}
+	fmt.Println("chart:", c.chart)
+	return nil
+}
+
+// chart draws one bar panel per figure, side by side, into c.chart.
+func chart(c config, ss []summary) error {
+	names := make([]string, len(ss))
+	for i, s := range ss {
+		names[i] = s.system
+	}
+	panel := func(title, ylabel string, f func(summary) float64) (*plot.Plot, error) {
+		p := plot.New()
+		p.Title.Text = title
+		p.Y.Label.Text = ylabel
+		vs := make(plotter.Values, len(ss))
+		for i, s := range ss {
+			vs[i] = f(s)
+		}
+		bars, err := plotter.NewBarChart(vs, vg.Points(28))
+		if err != nil {
+			return nil, err
+		}
+		p.Add(bars)
+		p.NominalX(names...)
+		p.Y.Min = 0
+		p.Y.Max = 1.12 * slices.Max(vs)
+		labels := make([]string, len(vs))
+		for i, v := range vs {
+			labels[i] = fmt.Sprintf("%.3g", v)
+		}
+		xys := make(plotter.XYs, len(vs))
+		for i, v := range vs {
+			xys[i] = plotter.XY{X: float64(i), Y: v}
+		}
+		l, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: labels})
+		if err != nil {
+			return nil, err
+		}
+		for i := range l.TextStyle {
+			l.TextStyle[i].XAlign = draw.XCenter
+			l.TextStyle[i].YAlign = draw.YBottom
+		}
+		p.Add(l)
+		return p, nil
+	}
+	specs := []struct {
+		title, y string
+		f        func(summary) float64
+	}{
+		{c.workload + ": throughput (medians of the rounds; kstreams without round 1)", "records/s", func(s summary) float64 { return s.rate }},
+		{"CPU per record", "µs (process CPU time)", func(s summary) float64 { return s.cpuUs }},
+		{"peak RSS", "MiB", func(s summary) float64 { return s.rssMiB }},
+	}
+	plots := make([][]*plot.Plot, 1)
+	for _, sp := range specs {
+		p, err := panel(sp.title, sp.y, sp.f)
+		if err != nil {
+			return err
+		}
+		plots[0] = append(plots[0], p)
+	}
+	img := vgimg.New(vg.Points(1050), vg.Points(330))
+	dc := draw.New(img)
+	t := draw.Tiles{Rows: 1, Cols: len(plots[0]), PadX: vg.Points(12), PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(6)}
+	cs := plot.Align(plots, t, dc)
+	for i, p := range plots[0] {
+		p.Draw(cs[0][i])
+	}
+	f, err := os.Create(c.chart)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[n/2]
+}
