@@ -310,12 +310,12 @@ func run(ctx context.Context, c config) error {
 
 	stamp := time.Now().Format("150405")
 	input := "bench-in-" + stamp
-	if err := createTopic(ctx, adm, input, c.partitions); err != nil {
+	if err := benchkit.CreateTopic(ctx, adm, input, c.partitions); err != nil {
 		return err
 	}
 	created := []string{input}
 	if !c.keep {
-		defer func() { deleteTopics(adm, created...) }()
+		defer func() { benchkit.DeleteTopics(adm, "bench", created...) }()
 	}
 	fmt.Printf("bench: brokers %v, %d records of ~%d B, %d partitions, %d rounds, GOMAXPROCS %d, NumCPU %d\n",
 		c.brokers, c.records, c.size, c.partitions, c.rounds, runtime.GOMAXPROCS(0), runtime.NumCPU())
@@ -393,25 +393,6 @@ func perRecordMicros(d time.Duration, n int64) float64 {
 	return float64(d.Microseconds()) / float64(n)
 }
 
-func createTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int) error {
-	resp, err := adm.CreateTopic(ctx, int32(partitions), 1, nil, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		return fmt.Errorf("creating topic %s: %w", topic, err)
-	}
-	return nil
-}
-
-func deleteTopics(adm *kadm.Client, topics ...string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := adm.DeleteTopics(ctx, topics...); err != nil {
-		fmt.Fprintf(os.Stderr, "bench: deleting %v: %v\n", topics, err)
-	}
-}
-
 // fill produces the input (benchkit.Fill).
 func fill(ctx context.Context, c config, topic string) (int64, error) {
 	return benchkit.Fill(ctx, c.brokers, topic, benchkit.Input{Records: c.records, Size: c.size, Wide: c.wide})
@@ -425,7 +406,7 @@ func fill(ctx context.Context, c config, topic string) (int64, error) {
 func passthrough(ctx context.Context, c config, adm *kadm.Client, input, name, profile string) (result, error) {
 	res := result{mode: "passthrough", records: int64(c.records), requests: newRequestStats()}
 	output := name + "-out"
-	if err := createTopic(ctx, adm, output, c.partitions); err != nil {
+	if err := benchkit.CreateTopic(ctx, adm, output, c.partitions); err != nil {
 		return res, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -499,7 +480,7 @@ func streamer(ctx context.Context, c config, adm *kadm.Client, input, name, prof
 	if sinks[0].Create != nil {
 		sinks[0].Create.Partitions = c.partitions
 	}
-	if err := createTopic(ctx, adm, output, c.partitions); err != nil {
+	if err := benchkit.CreateTopic(ctx, adm, output, c.partitions); err != nil {
 		return res, err
 	}
 

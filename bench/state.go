@@ -38,6 +38,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamerio/streamer/bench/internal/benchkit"
 	"github.com/streamerio/streamer/engine"
 	"github.com/streamerio/streamer/internal/gen"
 	"github.com/streamerio/streamer/state"
@@ -94,7 +95,7 @@ func runRestore(ctx context.Context, c config) error {
 		return err
 	}
 	// The input stays empty: the replica has only its state to restore.
-	if err := createTopic(ctx, adm, name+"-in", c.partitions); err != nil {
+	if err := benchkit.CreateTopic(ctx, adm, name+"-in", c.partitions); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -103,7 +104,7 @@ func runRestore(ctx context.Context, c config) error {
 	}
 	changelog := top.ChangelogTopic("totals")
 	if !c.keep {
-		defer deleteTopics(adm, name+"-in", name+"-out", changelog)
+		defer benchkit.DeleteTopics(adm, "bench", name+"-in", name+"-out", changelog)
 	}
 	if c.keys%1_000_003 == 0 {
 		return errors.New("-keys must not be a multiple of 1000003")
@@ -469,7 +470,7 @@ func runAggregate(ctx context.Context, c config) error {
 	stamp := time.Now().Format("150405")
 	name := "bench-agg-" + stamp
 	input := name + "-in"
-	if err := createTopic(ctx, adm, input, c.partitions); err != nil {
+	if err := benchkit.CreateTopic(ctx, adm, input, c.partitions); err != nil {
 		return err
 	}
 	file := filepath.Join(tmp, "aggregate.yaml")
@@ -478,7 +479,7 @@ func runAggregate(ctx context.Context, c config) error {
 	}
 	group := "streamer-" + name
 	if !c.keep {
-		defer deleteTopics(adm, input, name+"-out", group+"-totals-changelog")
+		defer benchkit.DeleteTopics(adm, "bench", input, name+"-out", group+"-totals-changelog")
 	}
 	fmt.Printf("bench: aggregate over %d distinct keys, %d partitions, binary %s, GOGC=%q GOMEMLIMIT=%q\n", c.keys, c.partitions, bin, os.Getenv("GOGC"), os.Getenv("GOMEMLIMIT"))
 	start := time.Now()

@@ -150,11 +150,11 @@ func run(ctx context.Context, c config) error {
 	adm := kadm.NewClient(cl)
 	stamp := time.Now().Format("150405")
 	input := "peers-in-" + stamp
-	if err := createTopic(ctx, adm, input, c.partitions); err != nil {
+	if err := benchkit.CreateTopic(ctx, adm, input, c.partitions); err != nil {
 		return err
 	}
 	created := []string{input}
-	defer func() { deleteTopics(adm, created...) }()
+	defer func() { benchkit.DeleteTopics(adm, "peers", created...) }()
 	t0 := time.Now()
 	bytes, err := benchkit.Fill(ctx, c.brokers, input, c.in)
 	if err != nil {
@@ -185,7 +185,7 @@ func run(ctx context.Context, c config) error {
 		for _, sys := range order {
 			name := fmt.Sprintf("peers-%s-%s-r%d", sys, stamp, round)
 			output := name + "-out"
-			if err := createTopic(ctx, adm, output, c.partitions); err != nil {
+			if err := benchkit.CreateTopic(ctx, adm, output, c.partitions); err != nil {
 				return err
 			}
 			created = append(created, output)
@@ -305,23 +305,4 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
-}
-
-func createTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int) error {
-	resp, err := adm.CreateTopic(ctx, int32(partitions), 1, nil, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		return fmt.Errorf("creating topic %s: %w", topic, err)
-	}
-	return nil
-}
-
-func deleteTopics(adm *kadm.Client, topics ...string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := adm.DeleteTopics(ctx, topics...); err != nil {
-		fmt.Fprintf(os.Stderr, "peers: deleting %v: %v\n", topics, err)
-	}
 }

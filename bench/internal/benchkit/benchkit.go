@@ -8,11 +8,13 @@ package benchkit
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamerio/streamer/internal/gen"
@@ -149,4 +151,26 @@ func ProcessCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// CreateTopic creates topic with partitions partitions and one replica.
+func CreateTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int) error {
+	resp, err := adm.CreateTopic(ctx, int32(partitions), 1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		return fmt.Errorf("creating topic %s: %w", topic, err)
+	}
+	return nil
+}
+
+// DeleteTopics deletes topics within 30 s; a failure is only reported on
+// standard error, prefixed by who, since the run's figures stand.
+func DeleteTopics(adm *kadm.Client, who string, topics ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := adm.DeleteTopics(ctx, topics...); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: deleting %v: %v\n", who, topics, err)
+	}
 }
