@@ -267,55 +267,44 @@ const maxCached = 1024
 
 // readAEAD returns the AEAD of a wrapped data keyset from a header.
 func (e *Envelope) readAEAD(wrapped []byte) (tink.AEAD, error) {
-	e.mu.Lock()
-	a, ok := e.aeads[string(wrapped)]
-	e.mu.Unlock()
-	if ok {
-		return a, nil
-	}
-	kek, err := e.kekNow()
-	if err != nil {
-		return nil, err
-	}
-	a, err = unwrapAEAD(kek, wrapped)
-	if err != nil {
-		return nil, err
-	}
-	e.mu.Lock()
-	if len(e.aeads) >= maxCached {
-		clear(e.aeads)
-	}
-	e.aeads[string(wrapped)] = a
-	e.mu.Unlock()
-	return a, nil
+	return cachedUnwrap(e, e.aeads, wrapped, unwrapAEAD)
 }
 
 // readDAEAD returns the deterministic AEAD of a wrapped data keyset.
 func (e *Envelope) readDAEAD(wrapped []byte) (tink.DeterministicAEAD, error) {
+	return cachedUnwrap(e, e.daeads, wrapped, func(kek KEK, wrapped []byte) (tink.DeterministicAEAD, error) {
+		h, err := unwrap(kek, wrapped)
+		if err != nil {
+			return nil, err
+		}
+		return daead.New(h)
+	})
+}
+
+// cachedUnwrap returns the primitive of a wrapped data keyset from cache
+// (under e.mu), or unwraps it with the current key-encryption key and
+// caches it, starting the cache again past maxCached entries.
+func cachedUnwrap[P any](e *Envelope, cache map[string]P, wrapped []byte, open func(kek KEK, wrapped []byte) (P, error)) (P, error) {
 	e.mu.Lock()
-	a, ok := e.daeads[string(wrapped)]
+	p, ok := cache[string(wrapped)]
 	e.mu.Unlock()
 	if ok {
-		return a, nil
+		return p, nil
 	}
 	kek, err := e.kekNow()
 	if err != nil {
-		return nil, err
+		return p, err
 	}
-	h, err := unwrap(kek, wrapped)
-	if err != nil {
-		return nil, err
-	}
-	if a, err = daead.New(h); err != nil {
-		return nil, err
+	if p, err = open(kek, wrapped); err != nil {
+		return p, err
 	}
 	e.mu.Lock()
-	if len(e.daeads) >= maxCached {
-		clear(e.daeads)
+	if len(cache) >= maxCached {
+		clear(cache)
 	}
-	e.daeads[string(wrapped)] = a
+	cache[string(wrapped)] = p
 	e.mu.Unlock()
-	return a, nil
+	return p, nil
 }
 
 // NewDeterministicKeyset returns a new deterministic data keyset (one
