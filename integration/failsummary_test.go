@@ -20,8 +20,18 @@ var failures sync.Map // *testing.T → string
 func fatalf(t *testing.T, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
-	first, _, _ := strings.Cut(msg, "\n")
-	failures.LoadOrStore(t, first)
+	// The first line says what failed; the last lines of a long message
+	// (a script's output, a log) usually say why.
+	lines := strings.Split(strings.TrimSpace(msg), "\n")
+	short := lines[0]
+	if len(lines) > 1 {
+		tail := lines[max(1, len(lines)-10):]
+		if len(tail) < len(lines)-1 {
+			short += "\n  [...]"
+		}
+		short += "\n" + strings.Join(tail, "\n")
+	}
+	failures.LoadOrStore(t, short)
 	t.Fatal(msg)
 }
 
