@@ -26,7 +26,9 @@ func brokerControl(t *testing.T) func(action string) {
 	return func(action string) {
 		t.Helper()
 		cmd := exec.Command(script, action)
-		cmd.Env = append(os.Environ(), "KAFKA_KEEP_DATA=1")
+		// A restart of a broker that holds many topics, on a loaded machine,
+		// has taken 47 s here: give it more than kafka.sh's default 90 s.
+		cmd.Env = append(os.Environ(), "KAFKA_KEEP_DATA=1", "KAFKA_START_TIMEOUT=240")
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
