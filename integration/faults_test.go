@@ -151,7 +151,9 @@ wait:
 func (f *faultRun) finish(rs ...*replica) {
 	t := f.e.t
 	t.Helper()
-	f.e.waitConsumed(f.group, "orders", rs, 3*time.Minute)
+	// 3 minutes, and more for the long chaos run's million orders (about
+	// 2,000/s get through its kills on a loaded 2-core machine).
+	f.e.waitConsumed(f.group, "orders", rs, 3*time.Minute+time.Duration(f.sent/2000)*time.Second)
 	// The orders are consumed; their re-keyed copies may still wait in
 	// the repartition topic: one count comes out per order.
 	out := f.e.topic("out")
