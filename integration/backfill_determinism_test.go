@@ -18,17 +18,13 @@ import (
 	"github.com/streamerio/streamer/internal/topicread"
 )
 
-// statefulTopology: events joined with a co-partitioned users table, then
-// a tumbling and a session window (emit: close, late records to the dead
-// letters) and a running aggregate per user, all on the events' own
-// partitions (no repartition topic).
-const statefulTopology = `
-name: {{.ID}}
-dead_letter: dlq
-processing:
-  commit_interval: 100ms
-datasets:
-  events:
+// statefulTopology is windowTopology's tumbling and session windows (emit:
+// close, late records to the dead letters) fed with the events joined with
+// a co-partitioned users table (their weight, summed as w), and a running
+// aggregate per user beside them: all on the events' own partitions, with
+// no repartition topic.
+var statefulTopology = strings.NewReplacer(
+	"  events:\n    topic: {{topic \"in\"}}\n", `  events:
     topic: {{topic "in"}}
     partitions: 4
   users:
@@ -36,43 +32,17 @@ datasets:
     table: partitioned
     partitions: 4
   enriched: {}
-  tumbling:
-    topic: {{topic "tumbling"}}
-    create: {partitions: 4}
-  sessions:
-    topic: {{topic "sessions"}}
-    create: {partitions: 4}
   totals:
     topic: {{topic "totals"}}
     create: {partitions: 4}
-  dlq:
-    topic: {{topic "dlq"}}
-    value: bytes
-    create: {partitions: 1}
-pipes:
-  enrich:
+`,
+	"from: events", "from: enriched",
+	"        last: {op: last, of: amount}\n", "        last: {op: last, of: amount}\n        w: {op: sum, of: weight}\n",
+).Replace(windowTopology) + `  enrich:
     from: events
     to: enriched
     on_error: fail
     join: {table: users, type: left, fields: {weight: weight}}
-  tumbling:
-    from: enriched
-    to: tumbling
-    window:
-      type: tumbling
-      size: 10s
-      grace: 3s
-      emit: close
-      late: dlq
-      fields: &aggs
-        n: {op: count}
-        sum: {op: sum, of: amount}
-        w: {op: sum, of: weight}
-        last: {op: last, of: amount}
-  sessions:
-    from: enriched
-    to: sessions
-    window: {type: session, gap: 5s, grace: 2s, emit: close, late: dlq, fields: *aggs}
   totals:
     from: enriched
     to: totals
@@ -118,7 +88,8 @@ func TestBackfillStatefulMatchesLive(t *testing.T) {
 			ts = clock - 3000 - rng.Int64N(20_000) // often late
 		}
 		j := min(int(rng.ExpFloat64()*3), users-1) // u0 often, u11 rarely: sessions end
-		events[i] = &kgo.Record{Key: fmt.Appendf(nil, "u%d", j), Value: fmt.Appendf(nil, `{"id":%d,"amount":%d}`, i, 1+rng.IntN(100)), Timestamp: time.UnixMilli(ts)}
+		events[i] = &kgo.Record{Key: fmt.Appendf(nil, "u%d", j), Timestamp: time.UnixMilli(ts),
+			Value: fmt.Appendf(nil, `{"id":%d,"ts":%q,"amount":%d}`, i, time.UnixMilli(ts).UTC().Format("2006-01-02T15:04:05.000Z07:00"), 1+rng.IntN(100))}
 	}
 
 	e.produce("in", events[:n/2])
@@ -135,16 +106,9 @@ func TestBackfillStatefulMatchesLive(t *testing.T) {
 		bs = append(bs, e.startCmd("backfill "+id, nil, "backfill", file, "--brokers", strings.Join(brokers, ","), "--from", "earliest", "--to", "now", "--id", "d",
 			"--sink-suffix", "-bf", "--replica-id", id, "--state-dir", filepath.Join(e.dir, "bf-"+id), "--done-check-interval", "100ms"))
 	}
+	waitBackfill(t, "d", bs...)
 	for _, b := range bs {
-		select {
-		case <-b.done:
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("a replica of the backfill did not stop by itself:\n%s", b.logText())
-		}
-		if code := b.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(b.logText(), "backfill d finished") {
-			t.Fatalf("exit %d:\n%s", code, b.logText())
-		}
-		if l := b.logText(); !strings.Contains(l, "\nstarting at START: nothing of the range is committed yet\n") || strings.Contains(l, "\nresuming: ") {
+		if l := b.logText(); !startsFresh(l) {
 			t.Errorf("a replica of a fresh start does not say it starts, or says it resumes:\n%s", l)
 		}
 	}

@@ -235,7 +235,7 @@ func TestBackfillKillAndResume(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	if l := r1.logText(); !strings.Contains(l, "\nstarting at START: nothing of the range is committed yet\n") || strings.Contains(l, "\nresuming: ") {
+	if l := r1.logText(); !startsFresh(l) {
 		t.Errorf("the first start does not say it starts:\n%s", l)
 	}
 	r1.kill()
@@ -245,22 +245,35 @@ func TestBackfillKillAndResume(t *testing.T) {
 
 	r1 = start("b1", args("b1"))
 	r2 := start("b2", args("b2"))
-	for _, r := range []*replica{r1, r2} {
-		select {
-		case <-r.done:
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("a replica of the resumed backfill did not stop by itself:\n%s", r.logText())
-		}
-		if code := r.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(r.logText(), "backfill k finished") {
-			t.Fatalf("exit %d:\n%s", code, r.logText())
-		}
-	}
+	waitBackfill(t, "k", r1, r2)
 	for _, want := range []string{"\nresuming: the group has committed offsets past the start (COMMITTED)", "the ranges are those fixed by the backfill's first start"} {
 		if !strings.Contains(r1.logText(), want) || !strings.Contains(r2.logText(), want) {
 			t.Errorf("a replica of the second run did not say %q", want)
 		}
 	}
 	checkExactlyOnce(t, readOutput(t, e.topic("out")+"-bf"), n)
+}
+
+// waitBackfill waits, two minutes at most, for each replica of backfill id
+// to stop by itself, exit 0 and say it finished.
+func waitBackfill(t *testing.T, id string, rs ...*replica) {
+	t.Helper()
+	for _, r := range rs {
+		select {
+		case <-r.done:
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("a replica of backfill %s did not stop by itself:\n%s", id, r.logText())
+		}
+		if code := r.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(r.logText(), "backfill "+id+" finished") {
+			t.Fatalf("exit %d:\n%s", code, r.logText())
+		}
+	}
+}
+
+// startsFresh reports whether a backfill's output says that it starts,
+// not that it resumes.
+func startsFresh(out string) bool {
+	return strings.Contains(out, "\nstarting at START: nothing of the range is committed yet\n") && !strings.Contains(out, "\nresuming: ")
 }
 
 // TestBackfillRefusals: a backfill into a live sink is refused unless
