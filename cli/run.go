@@ -125,7 +125,7 @@ Go heap.`,
 			ctx, cancelRun := context.WithCancel(ctx)
 			defer cancelRun()
 			fence := &fenceHook{cancel: cancelRun}
-			e, err := engine.New(t, engine.Options{
+			opts := engine.Options{
 				Faults:             faults,
 				Brokers:            bs,
 				ReplicaID:          replica,
@@ -140,7 +140,8 @@ Go heap.`,
 				Hooks:              hooks,
 				Stats:              stats,
 				ClientHooks:        []kgo.Hook{m.ClientHook(), fence},
-			})
+			}
+			e, err := engine.New(t, opts)
 			if err != nil {
 				return usageError{err}
 			}
@@ -153,10 +154,12 @@ Go heap.`,
 				}
 				return err
 			}
-			ready = e.Ready
-			m.SetReadiness(e.Ready)
+			cur := &currentEngine{}
+			cur.set(e)
+			ready = cur.Ready
+			m.SetReadiness(cur.Ready)
 			if metricsAddr != "" && metricsAddr != "off" {
-				ops, err := serveOps(metricsAddr, hf, m.Handler(), e, page, log)
+				ops, err := serveOps(metricsAddr, hf, m.Handler(), cur, page, log)
 				var ue usageError
 				if errors.As(err, &ue) {
 					return err
@@ -173,7 +176,17 @@ Go heap.`,
 			gogc := tuning.GC()
 			_, tuned := tuning.TuneGC(ctx, headroom, log)
 			log.Debug("runtime", "gogc", gogc, "tuning", tuned)
-			err = e.Run(ctx)
+			err = runRejoining(ctx, e, func() (*engine.Engine, error) {
+				e, err := engine.New(t, opts)
+				if err != nil {
+					return nil, err
+				}
+				if err := lockState(e); err != nil {
+					return nil, err
+				}
+				cur.set(e)
+				return e, nil
+			}, log)
 			if ferr := fence.fenced(); ferr != nil {
 				err = errors.Join(ferr, err)
 			}

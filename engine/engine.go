@@ -148,7 +148,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
-		return err
+		return outage(err) // the brokers were checked before Run: a dial error now is an outage
 	}
 	sess, err := kgo.NewGroupTransactSession(e.clientOpts()...)
 	if err != nil {

@@ -101,7 +101,7 @@ func (t *txn) finish(ctx context.Context, try kgo.TransactionEndTry) error {
 		// Flush first so a failed produce turns the commit into an abort.
 		if err := t.sess.Client().Flush(ctx); err != nil {
 			t.open = false
-			return fmt.Errorf("engine: the brokers did not take the transaction's records in time (within the transaction timeout %v, or the shutdown timeout %v after a stop signal); the transaction is left to the broker to abort: %w", e.opts.TransactionTimeout, e.opts.ShutdownTimeout, err)
+			return outage(fmt.Errorf("engine: the brokers did not take the transaction's records in time (within the transaction timeout %v, or the shutdown timeout %v after a stop signal); the transaction is left to the broker to abort: %w", e.opts.TransactionTimeout, e.opts.ShutdownTimeout, err))
 		}
 		if p := e.produceErr.Load(); p != nil {
 			try = kgo.TryAbort
@@ -112,7 +112,7 @@ func (t *txn) finish(ctx context.Context, try kgo.TransactionEndTry) error {
 	committed, err := t.sess.End(ctx, try)
 	t.open = false
 	if err != nil {
-		return fmt.Errorf("engine: ending transaction: %w", err)
+		return outage(fmt.Errorf("engine: ending transaction: %w", err))
 	}
 	if committed {
 		e.opts.reach(PhaseAfterEndTxn)

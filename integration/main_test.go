@@ -75,11 +75,14 @@ type env struct {
 	dir    string
 	admin  *kadm.Client
 	client *kgo.Client
+	sum    *summary
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	requireIntegration(t)
+	sum := &summary{}
+	sum.printOnFailure(t)
 	name := strings.NewReplacer("/", ".").Replace(strings.ToLower(t.Name())) // subtests: a/b
 	id := fmt.Sprintf("%s-%d", name, time.Now().UnixNano()%1_000_000_000)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond))
@@ -87,7 +90,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	return &env{t: t, id: id, dir: t.TempDir(), admin: kadm.NewClient(cl), client: cl}
+	return &env{t: t, id: id, dir: t.TempDir(), admin: kadm.NewClient(cl), client: cl, sum: sum}
 }
 
 // topic returns this test's name for a topic.
@@ -154,6 +157,8 @@ type replica struct {
 	lw   *lockedWriter
 	done chan struct{}
 	err  error
+	// killedByCleanup: the test's cleanup killed it (it was still running).
+	killedByCleanup bool
 }
 
 // logText returns what the replica logged so far.
@@ -199,8 +204,10 @@ func (e *env) startCmd(name string, environ []string, args ...string) *replica {
 	}
 	r := &replica{cmd: cmd, log: &log, lw: lw, done: make(chan struct{})}
 	go func() { r.err = cmd.Wait(); close(r.done) }()
+	e.sum.add(replicaID, r)
 	e.t.Cleanup(func() {
 		if r.cmd.ProcessState == nil {
+			r.killedByCleanup = true
 			_ = r.cmd.Process.Kill()
 			<-r.done
 		}
@@ -233,7 +240,7 @@ func (r *replica) stop(t *testing.T) (time.Duration, int) {
 	case <-time.After(30 * time.Second):
 		_ = r.cmd.Process.Kill()
 		<-r.done
-		t.Fatalf("replica did not exit within 30s of SIGTERM")
+		fatalf(t, "replica did not exit within 30s of SIGTERM")
 	}
 	return time.Since(start), r.cmd.ProcessState.ExitCode()
 }
@@ -265,11 +272,11 @@ func (e *env) waitConsumed(group, input string, replicas []*replica, timeout tim
 		}
 		for _, r := range replicas {
 			if r.exited() {
-				e.t.Fatalf("a replica exited early (%v):\n%s", r.err, r.log.String())
+				fatalf(e.t, "a replica exited early (%v):\n%s", r.err, r.log.String())
 			}
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("group %s still has lag %d on %s after %v (err %v)", group, lag, input, timeout, err)
+			fatalf(e.t, "group %s still has lag %d on %s after %v (err %v)", group, lag, input, timeout, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -303,7 +310,7 @@ func (e *env) waitSettled(timeout time.Duration, topics ...string) {
 			}
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("%d partitions of %v still have open transactions after %v (err %v)", open, topics, timeout, err)
+			fatalf(e.t, "%d partitions of %v still have open transactions after %v (err %v)", open, topics, timeout, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -344,7 +351,7 @@ func (e *env) waitLagBelow(group, input string, max int64, replicas ...*replica)
 			for _, r := range replicas {
 				logs = append(logs, r.logText())
 			}
-			e.t.Fatalf("no progress: lag %d (%v)\n%s", lag, err, strings.Join(logs, "\n"))
+			fatalf(e.t, "no progress: lag %d (%v)\n%s", lag, err, strings.Join(logs, "\n"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

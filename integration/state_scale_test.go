@@ -187,11 +187,11 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, rs []*replica, 
 	for !cond() {
 		for _, r := range rs {
 			if r.exited() {
-				t.Fatalf("waiting for %s: a replica exited (%v):\n%s", what, r.err, r.logText())
+				fatalf(t, "waiting for %s: a replica exited (%v):\n%s", what, r.err, r.logText())
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			fatalf(t, "timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
