@@ -262,10 +262,10 @@ func waitBackfill(t *testing.T, id string, rs ...*replica) {
 		select {
 		case <-r.done:
 		case <-time.After(2 * time.Minute):
-			t.Fatalf("a replica of backfill %s did not stop by itself:\n%s", id, r.logText())
+			fatalf(t, "a replica of backfill %s did not stop by itself:\n%s", id, r.logText())
 		}
 		if code := r.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(r.logText(), "backfill "+id+" finished") {
-			t.Fatalf("exit %d:\n%s", code, r.logText())
+			fatalf(t, "a replica of backfill %s: exit %d:\n%s", id, code, r.logText())
 		}
 	}
 }
