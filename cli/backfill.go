@@ -362,10 +362,18 @@ func printPlan(w io.Writer, id string, bt *topology.Topology, plan *engine.Backf
 	if plan.Fixed {
 		fmt.Fprintf(w, "the ranges are those fixed by the backfill's first start (in %s), not those --from and --to resolve to now\n", engine.PlanTopic(bt.Group))
 	}
-	if plan.Resumed {
-		fmt.Fprintln(w, "resuming: the group has committed offsets (COMMITTED); it goes on from them")
-	} else if resumable {
-		fmt.Fprintf(w, "to resume it after a stop, run it again with --id %s\n", id)
+	switch {
+	case plan.Resumed && f.dryRun:
+		fmt.Fprintln(w, "a run would resume: the group has committed offsets past the start (COMMITTED)")
+	case plan.Resumed:
+		fmt.Fprintln(w, "resuming: the group has committed offsets past the start (COMMITTED); it goes on from them")
+	case f.dryRun:
+		fmt.Fprintln(w, "a run would start at START: nothing of the range is committed yet")
+	default:
+		fmt.Fprintln(w, "starting at START: nothing of the range is committed yet")
+		if resumable {
+			fmt.Fprintf(w, "to resume it after a stop, run it again with --id %s\n", id)
+		}
 	}
 }
 

@@ -61,8 +61,12 @@ type BackfillPlan struct {
 	// Offsets is the sum of End-Start: the records to process, plus the
 	// transaction markers among them.
 	Offsets int64
-	// Resumed is set when the backfill group already has committed
-	// offsets: the run goes on from them, not from Start.
+	// Resumed is set when the backfill group has committed an offset
+	// past a range's Start: an earlier run (or a replica started before
+	// this one) has processed part of the range, and the run goes on from
+	// the committed offsets. Committed offsets that are all the starts
+	// (set by another replica of the same first start, or by a start
+	// stopped before its first commit) are a fresh start.
 	Resumed bool
 	// Fixed is set when the ranges are those an earlier start of the
 	// backfill wrote to its plan topic, not those just resolved.
@@ -144,9 +148,10 @@ func PlanBackfill(ctx context.Context, t *topology.Topology, o BackfillOptions) 
 // StartBackfill readies the group of bt (the topology compiled under the
 // backfill's group) for plan. The first start of a backfill keeps plan's
 // ranges in the backfill's plan topic (PlanTopic); a later one (a resume,
-// another replica) replaces plan's with them (plan.Fixed). Then, when the group has no committed offsets on
-// its sources, it commits each range's start; when it has some, the
-// backfill goes on from them (plan.Resumed, and the ranges' Committed).
+// another replica) replaces plan's with them (plan.Fixed). Then, when the
+// group has no committed offsets on its sources, it commits each range's
+// start; when it has some, the backfill goes on from them (the ranges'
+// Committed), and plan.Resumed is set if one is past its range's start.
 // With dryRun it only looks. A replica of the same backfill that started
 // first has set them already: the coordinator refuses the commit, and
 // StartBackfill reads them again.
@@ -174,14 +179,16 @@ func StartBackfill(ctx context.Context, bt *topology.Topology, plan *BackfillPla
 			return fmt.Errorf("engine: backfill: fetching the offsets of group %s: %w", bt.Group, err)
 		}
 		plan.Resumed = false
+		started := false // the starts are committed, by this start or another replica's
 		for i, r := range plan.Ranges {
 			plan.Ranges[i].Committed = -1
 			if c, ok := committed.Lookup(r.Topic, r.Partition); ok && c.Err == nil && c.At >= 0 {
 				plan.Ranges[i].Committed = c.At
-				plan.Resumed = true
+				started = true
+				plan.Resumed = plan.Resumed || c.At != r.Start
 			}
 		}
-		if plan.Resumed || dryRun {
+		if started || dryRun {
 			return nil
 		}
 		starts := kadm.Offsets{}

@@ -75,6 +75,11 @@ type bounded struct {
 	finished atomic.Bool
 	progress atomic.Pointer[BoundedProgress]
 	in       atomic.Int64 // records of the source ranges kept by filter
+
+	mu sync.Mutex
+	// pending are the partitions filter paused in the open transaction:
+	// their end is reached only once it commits.
+	pending map[partitionKey]bool
 }
 
 func newBounded(t *topology.Topology, o Options) *bounded {
@@ -118,7 +123,8 @@ func (b *bounded) clientOpts() []kgo.Opt {
 // It reports whether it dropped any: the consumed positions then moved
 // without records to process, and the offsets must still be committed
 // (the loop opens a transaction even if nothing is left). With Rate set,
-// it waits for the records kept. It must not be called concurrently.
+// it waits for the records kept. It must not be called concurrently with
+// itself or ended.
 func (b *bounded) filter(ctx context.Context, fetches kgo.Fetches, cl *kgo.Client) (dropped bool) {
 	if b == nil {
 		return false
@@ -163,6 +169,16 @@ func (b *bounded) filter(ctx context.Context, fetches kgo.Fetches, cl *kgo.Clien
 	}
 	if pause != nil {
 		cl.PauseFetchPartitions(pause)
+		b.mu.Lock()
+		if b.pending == nil {
+			b.pending = map[partitionKey]bool{}
+		}
+		for topic, ps := range pause {
+			for _, p := range ps {
+				b.pending[partitionKey{topic, p}] = true
+			}
+		}
+		b.mu.Unlock()
 	}
 	if b.limiter != nil {
 		for kept > 0 && ctx.Err() == nil {
@@ -172,6 +188,44 @@ func (b *bounded) filter(ctx context.Context, fetches kgo.Fetches, cl *kgo.Clien
 		}
 	}
 	return dropped
+}
+
+// ended is called when a transaction ends. A commit makes the pauses of
+// filter for good: the partitions' committed offsets are at their ends.
+// An abort rewinds the partitions to their committed offsets, before
+// their ends: the pauses filter made in the transaction are lifted, or
+// the partitions would never be read again, and the run never end.
+func (b *bounded) ended(committed bool, cl *kgo.Client) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !committed && len(b.pending) > 0 {
+		resume := map[string][]int32{}
+		for pk := range b.pending {
+			resume[pk.topic] = append(resume[pk.topic], pk.partition)
+		}
+		cl.ResumeFetchPartitions(resume)
+	}
+	clear(b.pending)
+}
+
+// revoked forgets the pauses of revoked partitions: the engine resumes
+// them (Engine.drop), and a partition assigned back may be held paused
+// (holds) when the transaction ends, which ended must not undo. It may be
+// called concurrently with filter and ended.
+func (b *bounded) revoked(m map[string][]int32) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for topic, ps := range m {
+		for _, p := range ps {
+			delete(b.pending, partitionKey{topic, p})
+		}
+	}
 }
 
 // watch returns a context that is canceled when the whole group is done

@@ -66,3 +66,42 @@ func TestBoundedFilter(t *testing.T) {
 		t.Errorf("paused %v, want in: [0 2]", paused)
 	}
 }
+
+// TestBoundedAbortLiftsPauses: the partitions filter paused in a
+// transaction that aborts are resumed (the abort rewinds them to before
+// their ends: paused, they would never be read again and the run would
+// not end), those of a committed one stay paused, and those revoked
+// meanwhile are left alone (the engine resumed them, and a restore may
+// hold them paused again).
+func TestBoundedAbortLiftsPauses(t *testing.T) {
+	top := &topology.Topology{Group: "g", Datasets: map[string]*topology.Dataset{}}
+	b := newBounded(top, Options{Logger: slog.Default(), Bounds: &Bounds{End: map[string]map[int32]int64{"in": {0: 10, 1: 10, 2: 10}}}})
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	poll := func(ps ...int32) {
+		var fps []kgo.FetchPartition
+		for _, p := range ps {
+			fps = append(fps, kgo.FetchPartition{Partition: p, Records: recs("in", p, 5, 12)})
+		}
+		b.filter(context.Background(), kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "in", Partitions: fps}}}}, cl)
+	}
+	paused := func() []int32 {
+		ps := cl.PauseFetchPartitions(nil)["in"]
+		slices.Sort(ps)
+		return ps
+	}
+	poll(0)
+	b.ended(true, cl)
+	poll(1, 2)
+	if got := paused(); !slices.Equal(got, []int32{0, 1, 2}) {
+		t.Fatalf("paused %v before the abort, want [0 1 2]", got)
+	}
+	b.revoked(map[string][]int32{"in": {2}})
+	b.ended(false, cl)
+	if got := paused(); !slices.Equal(got, []int32{0, 2}) {
+		t.Errorf("paused %v after the abort, want [0 2]: 0 committed, 1 resumed, 2 revoked", got)
+	}
+}

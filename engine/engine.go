@@ -325,6 +325,7 @@ func (e *Engine) countAssigned(m map[string][]int32, sign int64) {
 func (e *Engine) drop(cl *kgo.Client, m map[string][]int32) {
 	e.countAssigned(m, -1)
 	e.local.Release(cl, m)
+	e.bounds.revoked(m)
 	if cl != nil && len(m) > 0 {
 		// A pause outlives an assignment, and the partitions may come back.
 		cl.ResumeFetchPartitions(m)

@@ -121,6 +121,7 @@ func (t *txn) finish(ctx context.Context, try kgo.TransactionEndTry) error {
 		h.OnTxnEnd(TxnEnd{Committed: committed, Duration: time.Since(endStart), Records: t.records})
 	}
 	e.purge.ended(committed)
+	e.bounds.ended(committed, t.sess.Client())
 	if err := e.settleState(committed); err != nil {
 		return err
 	}

@@ -182,9 +182,10 @@ func TestBackfillMatchesLive(t *testing.T) {
 }
 
 // TestBackfillKillAndResume: a rate-limited backfill of 60k records (--to
-// now) is SIGKILLed once it has committed part of the range; more records
-// arrive; it is run again with the same id and --to now on two replicas:
-// both keep the first start's ranges, stop by themselves and exit 0, and
+// now), which says it starts, is SIGKILLed once it has committed part of
+// the range; more records arrive; it is run again with the same id and
+// --to now on two replicas: both say they resume and keep the first
+// start's ranges, stop by themselves and exit 0, and
 // the output holds every record of the range exactly once and nothing
 // after it.
 func TestBackfillKillAndResume(t *testing.T) {
@@ -198,26 +199,7 @@ func TestBackfillKillAndResume(t *testing.T) {
 		return append([]string{"backfill", file, "--brokers", strings.Join(brokers, ","), "--from", "earliest", "--to", "now", "--id", "k", "--sink-suffix", "-bf",
 			"--replica-id", replica, "--state-dir", filepath.Join(e.dir, "bf-"+replica), "--progress-interval", "1s"}, extra...)
 	}
-	start := func(name string, a []string) *replica {
-		c := exec.Command(binary, a...)
-		var log bytes.Buffer
-		lw := &lockedWriter{w: &log}
-		c.Stdout, c.Stderr = lw, lw
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		r := &replica{cmd: c, log: &log, lw: lw, done: make(chan struct{})}
-		go func() { r.err = c.Wait(); close(r.done) }()
-		t.Cleanup(func() {
-			if !r.exited() {
-				r.kill()
-			}
-			if t.Failed() {
-				t.Logf("%s log:\n%s", name, r.logText())
-			}
-		})
-		return r
-	}
+	start := func(name string, a []string) *replica { return e.startCmd(name, nil, a...) }
 	r1 := start("b1 (killed)", args("b1", "--rate", "8000", "--metrics-addr", "127.0.0.1:0"))
 	// Kill it once it has committed between a tenth and a half of the range.
 	deadline := time.Now().Add(time.Minute)
@@ -253,6 +235,9 @@ func TestBackfillKillAndResume(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	if l := r1.logText(); !startsFresh(l) {
+		t.Errorf("the first start does not say it starts:\n%s", l)
+	}
 	r1.kill()
 	lag, _ := e.lag(bgroup, "in")
 	t.Logf("killed with %d of %d offsets left", lag, n)
@@ -260,22 +245,35 @@ func TestBackfillKillAndResume(t *testing.T) {
 
 	r1 = start("b1", args("b1"))
 	r2 := start("b2", args("b2"))
-	for _, r := range []*replica{r1, r2} {
-		select {
-		case <-r.done:
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("a replica of the resumed backfill did not stop by itself:\n%s", r.logText())
-		}
-		if code := r.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(r.logText(), "backfill k finished") {
-			t.Fatalf("exit %d:\n%s", code, r.logText())
-		}
-	}
-	for _, want := range []string{"resuming: the group has committed offsets", "the ranges are those fixed by the backfill's first start"} {
+	waitBackfill(t, "k", r1, r2)
+	for _, want := range []string{"\nresuming: the group has committed offsets past the start (COMMITTED)", "the ranges are those fixed by the backfill's first start"} {
 		if !strings.Contains(r1.logText(), want) || !strings.Contains(r2.logText(), want) {
 			t.Errorf("a replica of the second run did not say %q", want)
 		}
 	}
 	checkExactlyOnce(t, readOutput(t, e.topic("out")+"-bf"), n)
+}
+
+// waitBackfill waits, two minutes at most, for each replica of backfill id
+// to stop by itself, exit 0 and say it finished.
+func waitBackfill(t *testing.T, id string, rs ...*replica) {
+	t.Helper()
+	for _, r := range rs {
+		select {
+		case <-r.done:
+		case <-time.After(2 * time.Minute):
+			fatalf(t, "a replica of backfill %s did not stop by itself:\n%s", id, r.logText())
+		}
+		if code := r.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(r.logText(), "backfill "+id+" finished") {
+			fatalf(t, "a replica of backfill %s: exit %d:\n%s", id, code, r.logText())
+		}
+	}
+}
+
+// startsFresh reports whether a backfill's output says that it starts,
+// not that it resumes.
+func startsFresh(out string) bool {
+	return strings.Contains(out, "\nstarting at START: nothing of the range is committed yet\n") && !strings.Contains(out, "\nresuming: ")
 }
 
 // TestBackfillRefusals: a backfill into a live sink is refused unless
@@ -529,20 +527,7 @@ func TestBackfillEndsPastAbortedTransaction(t *testing.T) {
 	if err := cl.ProduceSync(ctx, inputRecords(1_000, 1_100)...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	c := exec.Command(binary, "backfill", file, "--brokers", strings.Join(brokers, ","), "--from", "earliest", "--to", "now", "--id", "a", "--sink-suffix", "-bf", "--state-dir", filepath.Join(e.dir, "bf"))
-	var out bytes.Buffer
-	lw := &lockedWriter{w: &out}
-	c.Stdout, c.Stderr = lw, lw
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := &replica{cmd: c, log: &out, lw: lw, done: make(chan struct{})}
-	go func() { r.err = c.Wait(); close(r.done) }()
-	defer func() {
-		if !r.exited() {
-			r.kill()
-		}
-	}()
+	r := e.startCmd("backfill", nil, "backfill", file, "--brokers", strings.Join(brokers, ","), "--from", "earliest", "--to", "now", "--id", "a", "--sink-suffix", "-bf", "--state-dir", filepath.Join(e.dir, "bf"))
 	// Let it process the committed records and wait at the open
 	// transaction, then abort it.
 	deadline := time.Now().Add(time.Minute)
@@ -561,7 +546,7 @@ func TestBackfillEndsPastAbortedTransaction(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatalf("the backfill did not stop within a minute of the abort:\n%s", r.logText())
 	}
-	if code := c.ProcessState.ExitCode(); code != 0 || !strings.Contains(r.logText(), "this replica: 1000 records in") {
+	if code := r.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(r.logText(), "this replica: 1000 records in") {
 		t.Fatalf("exit %d:\n%s", code, r.logText())
 	}
 	if got := readOutput(t, e.topic("out")+"-bf"); len(got) != 900 {

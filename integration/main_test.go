@@ -183,11 +183,19 @@ func (e *env) startArgs(file, replicaID string, extra ...string) *replica {
 func (e *env) startWith(environ []string, file, replicaID string, extra ...string) *replica {
 	e.t.Helper()
 	args := append([]string{"run", file, "--brokers", strings.Join(brokers, ","), "--replica-id", replicaID}, extra...)
-	cmd := exec.Command(binary, args...)
 	// Without --state-dir, a replica keeps its state in a directory of the
 	// test's own (the same one across restarts of the same replica id), not
 	// in the working directory.
-	cmd.Env = append(append(os.Environ(), "STREAMER_STATE_DIR="+filepath.Join(e.dir, "state", replicaID)), environ...)
+	return e.startCmd(replicaID, append([]string{"STREAMER_STATE_DIR=" + filepath.Join(e.dir, "state", replicaID)}, environ...), args...)
+}
+
+// startCmd starts the streamer command args (run, backfill, ...) with
+// extra environment variables; id is what the test's log and failure
+// summary call it. It is killed at the end of the test if it still runs.
+func (e *env) startCmd(id string, environ []string, args ...string) *replica {
+	e.t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), environ...)
 	var log bytes.Buffer
 	lw := &lockedWriter{w: &log}
 	cmd.Stdout, cmd.Stderr = lw, lw
@@ -196,7 +204,7 @@ func (e *env) startWith(environ []string, file, replicaID string, extra ...strin
 	}
 	r := &replica{cmd: cmd, log: &log, lw: lw, done: make(chan struct{})}
 	go func() { r.err = cmd.Wait(); close(r.done) }()
-	e.sum.add(replicaID, r)
+	e.sum.add(id, r)
 	e.t.Cleanup(func() {
 		if r.cmd.ProcessState == nil {
 			r.killedByCleanup = true
@@ -204,7 +212,7 @@ func (e *env) startWith(environ []string, file, replicaID string, extra ...strin
 			<-r.done
 		}
 		if e.t.Failed() {
-			e.t.Logf("replica %s log:\n%s", replicaID, log.String())
+			e.t.Logf("replica %s log:\n%s", id, log.String())
 		}
 	})
 	return r
