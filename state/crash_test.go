@@ -55,20 +55,27 @@ func TestNoSyncCrashKeepsAConsistentPrefix(t *testing.T) {
 		if err != nil || !ok || at < flushedAt || at > commits {
 			t.Fatalf("seed %d: checkpoint %d (%v, %v), want one from %d to %d", seed, at, ok, err, flushedAt, commits)
 		}
-		for i := 1; i <= commits; i++ {
-			v, found, err := q.Get(fmt.Appendf(nil, "k%04d", i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := int64(i) <= at; found != want || (found && string(v) != string(value(i))) {
-				t.Fatalf("seed %d: checkpoint %d but key %d found=%v (%d bytes)", seed, at, i, found, len(v))
-			}
-		}
+		checkPrefix(t, q, seed, at, commits)
 		if v, _, _ := q.Get([]byte("last")); string(v) != fmt.Sprint(at) {
 			t.Fatalf("seed %d: checkpoint %d but last = %q", seed, at, v)
 		}
 		t.Logf("seed %d: came back at commit %d of %d", seed, at, commits)
 		q.Close()
+	}
+}
+
+// checkPrefix checks that q holds keys k0001.. of the written n exactly up
+// to its checkpoint at, with their values.
+func checkPrefix(t *testing.T, q *Pebble, seed uint64, at int64, n int) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		v, found, err := q.Get(fmt.Appendf(nil, "k%04d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := int64(i) <= at; found != want || (found && string(v) != string(value(i))) {
+			t.Fatalf("seed %d: checkpoint %d but key %d found=%v (%d bytes)", seed, at, i, found, len(v))
+		}
 	}
 }
 
@@ -130,15 +137,7 @@ func TestBulkLoadCrashKeepsAConsistentPrefix(t *testing.T) {
 		if !ok {
 			at = 0
 		}
-		for i := 1; i <= flushes; i++ {
-			v, found, err := q.Get(fmt.Appendf(nil, "k%04d", i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := int64(i) <= at; found != want || (found && string(v) != string(value(i))) {
-				t.Fatalf("seed %d: checkpoint %d but key %d found=%v (%d bytes)", seed, at, i, found, len(v))
-			}
-		}
+		checkPrefix(t, q, seed, at, flushes)
 		t.Logf("seed %d: crashed at flush %d of %d, came back at %d", seed, crashAt, flushes, at)
 		q.Close()
 	}
