@@ -43,11 +43,29 @@ datasets:
     encryption:
       fields: [cname, contact]
       key: {kms: local, uri: kek.json}
+  named: {}
+  stats:
+    topic: {{topic "stats"}}
+    create: {partitions: 2}
+    encryption:
+      fields: [last_name]
+      key: {kms: local, uri: kek.json}
 pipes:
   enrich:
     from: orders
     to: enriched
     join: {table: customers, type: left, fields: {cname: name, contact: email, tier: tier}}
+  name:
+    from: orders
+    to: named
+    join: {table: customers, fields: {cname: name}}
+  per-customer:
+    from: named
+    to: stats
+    aggregate:
+      fields:
+        orders: {op: count}
+        last_name: {op: last, of: cname}
 `
 
 const orderSchema = `{"type":"object","required":["order","customer"],"properties":{"order":{"type":"string"},"customer":{"type":"string"},"amount":{"type":"integer"}}}`
@@ -55,11 +73,12 @@ const orderSchema = `{"type":"object","required":["order","customer"],"propertie
 const customerTableSchema = `{"type":"object","required":["name","email"],"properties":{"name":{"type":"string"},"email":{"type":"string"},"tier":{"type":"string"}}}`
 
 // TestEncryptedTableJoin (issue 17): a join against a table whose dataset
-// is encrypted, on a real broker. The joined output decrypts to the
-// customers' plaintext; no topic of the job, and neither the table's
-// Pebble stores (read back) nor any file of the replica's state
-// directory, holds a plaintext of the encrypted fields; a table row that
-// does not decrypt is skipped (its orders join nothing), logged by offset.
+// is encrypted, and an aggregate of what it joined, on a real broker. The
+// outputs decrypt to the customers' plaintext; no topic of the job (the
+// aggregate's changelog included), and neither the table's and the
+// aggregate's Pebble stores (read back) nor any file of the replica's
+// state directory, holds a plaintext of the encrypted fields; a table row
+// that does not decrypt is skipped (its orders join nothing), logged.
 func TestEncryptedTableJoin(t *testing.T) {
 	requireIntegration(t)
 	e := newEnv(t)
@@ -112,6 +131,10 @@ func TestEncryptedTableJoin(t *testing.T) {
 		c, err := topicread.Count(ctx, brokers, e.topic("enriched"))
 		return err == nil && int(c[e.topic("enriched")]) >= len(orders)
 	})
+	waitFor(t, "the statistics", time.Minute, func() bool {
+		c, err := topicread.Count(ctx, brokers, e.topic("stats"))
+		return err == nil && int(c[e.topic("stats")]) >= len(orders)-1 // c-bad joins nothing
+	})
 	if _, code := r.stop(t); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, r.logText())
 	}
@@ -157,11 +180,101 @@ func TestEncryptedTableJoin(t *testing.T) {
 		faults = append(faults, fmt.Sprintf("%d distinct outputs, want %d", len(got), len(orders)))
 	}
 
+	// The statistics, decrypted: the last count of each customer, and its name.
+	statsReader := crypt.NewCodec(jsonc, crypt.NewEnvelope(key, crypt.Rotation{}, nil), crypt.Spec{Fields: []string{"last_name"}})
+	counts := map[string]float64{}
+	err = topicread.All(ctx, brokers, 3*time.Second, func(rec *kgo.Record) {
+		v, _, err := statsReader.DecodeRecord(rec.Value, rec.Headers)
+		if err != nil {
+			faults = append(faults, fmt.Sprintf("statistics do not decrypt: %v", err))
+			return
+		}
+		m := v.(map[string]any)
+		var i int
+		fmt.Sscanf(string(rec.Key), "c%d", &i)
+		if m["last_name"] != fmt.Sprintf("Customer Name%03d", i) {
+			faults = append(faults, fmt.Sprintf("statistics of %s: %v, not its customer's name", rec.Key, m))
+		}
+		var c float64
+		fmt.Sscan(fmt.Sprint(m["orders"]), &c) // int64 or float64, as json decodes it
+		counts[string(rec.Key)] = max(counts[string(rec.Key)], c)
+	}, e.topic("stats"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if want := float64(2 - i/(n-1)); counts[fmt.Sprintf("c%03d", i)] != want {
+			faults = append(faults, fmt.Sprintf("c%03d counted %v orders, want %v", i, counts[fmt.Sprintf("c%03d", i)], want))
+		}
+	}
+
+	// Every topic of the job, read raw: sources, sinks, the changelog.
+	topics, err := e.admin.ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine []string
+	for _, name := range topics.Names() {
+		if strings.Contains(name, e.id) {
+			mine = append(mine, name)
+		}
+	}
+	perTopic := map[string]int{}
+	err = topicread.All(ctx, brokers, 3*time.Second, func(rec *kgo.Record) {
+		perTopic[rec.Topic]++
+		raw := string(rec.Key) + string(rec.Value)
+		for _, h := range rec.Headers {
+			raw += string(h.Value)
+		}
+		for _, s := range secrets {
+			if strings.Contains(raw, s) {
+				faults = append(faults, fmt.Sprintf("%s[%d]@%d holds %q in clear", rec.Topic, rec.Partition, rec.Offset, s))
+			}
+		}
+	}, mine...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{e.topic("orders"), e.topic("customers"), e.topic("enriched"), e.topic("stats"), "streamer-" + e.id + "-per-customer-changelog"} {
+		if perTopic[name] == 0 {
+			faults = append(faults, fmt.Sprintf("topic %s has no records (per topic: %v): the check checked nothing there", name, perTopic))
+		}
+	}
+	t.Logf("records read raw per topic: %v", perTopic)
+
+	// The aggregate's stores, read back: values encrypted.
+	group := "streamer-" + e.id
+	aggValues := 0
+	for p := range int32(2) {
+		st, err := state.OpenPebble(state.Dir(filepath.Join(e.dir, "state", "r1"), group, "per-customer", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = st.Range(nil, nil, func(k, v []byte) bool {
+			aggValues++
+			for _, s := range secrets {
+				if bytes.Contains(v, []byte(s)) {
+					faults = append(faults, fmt.Sprintf("aggregate store %d key %q holds %q in clear", p, k, s))
+				}
+			}
+			return true
+		})
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if aggValues < n {
+		faults = append(faults, fmt.Sprintf("the aggregate's stores hold %d values, want at least %d", aggValues, n))
+	}
+
 	// The table's stores, read back: every row, still encrypted.
 	stateDir := filepath.Join(e.dir, "state", "r1")
 	stored := 0
 	for p := range int32(2) {
-		st, err := state.OpenPebble(state.Dir(stateDir, "streamer-"+e.id, "table-customers", p))
+		st, err := state.OpenPebble(state.Dir(stateDir, group, "table-customers", p))
 		if err != nil {
 			t.Fatal(err)
 		}

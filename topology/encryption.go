@@ -476,3 +476,56 @@ func (t *Topology) StartEncryption(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// StoreEnvelope returns the keys that encrypt the values of state store
+// name (crypt.Store), or nil when they are kept as the pipes write them.
+// A store is encrypted when a pipe using it is fed, through any chain of
+// pipes, by an encrypted dataset, or by a pipe joining an encrypted table;
+// it takes the keys of the first such dataset met. Stream join stores are
+// not: their pipes already store encrypted inputs framed (crypt.Codec).
+func (t *Topology) StoreEnvelope(name string) *crypt.Envelope {
+	for _, p := range t.Pipes {
+		if !slices.Contains(p.Stores, name) || p.Type == "stream_join" {
+			continue
+		}
+		if env := t.inputEnvelope(p); env != nil {
+			return env
+		}
+	}
+	return nil
+}
+
+// inputEnvelope returns the keys of an encrypted dataset whose records
+// or values reach pipe p, or nil.
+func (t *Topology) inputEnvelope(p *Pipe) *crypt.Envelope {
+	seen := map[*Pipe]bool{}
+	var walk func(p *Pipe) *crypt.Envelope
+	walk = func(p *Pipe) *crypt.Envelope {
+		if seen[p] {
+			return nil
+		}
+		seen[p] = true
+		for _, name := range p.Tables {
+			if cc, ok := t.Datasets[name].Codec.(*crypt.Codec); ok {
+				return cc.Envelope()
+			}
+		}
+		for _, in := range p.Inputs {
+			for _, d := range []*Dataset{in, in.MergeOf} {
+				if d == nil {
+					continue
+				}
+				if cc, ok := d.Codec.(*crypt.Codec); ok {
+					return cc.Envelope()
+				}
+			}
+			if in.Producer != nil {
+				if env := walk(in.Producer); env != nil {
+					return env
+				}
+			}
+		}
+		return nil
+	}
+	return walk(p)
+}
