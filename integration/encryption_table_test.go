@@ -78,7 +78,9 @@ const customerTableSchema = `{"type":"object","required":["name","email"],"prope
 // aggregate's changelog included), and neither the table's and the
 // aggregate's Pebble stores (read back) nor any file of the replica's
 // state directory, holds a plaintext of the encrypted fields; a table row
-// that does not decrypt is skipped (its orders join nothing), logged.
+// that does not decrypt is skipped (its orders join nothing), logged; a
+// replica with an empty state directory restores the encrypted aggregate
+// from its changelog and counts on.
 func TestEncryptedTableJoin(t *testing.T) {
 	requireIntegration(t)
 	e := newEnv(t)
@@ -328,6 +330,46 @@ func TestEncryptedTableJoin(t *testing.T) {
 		}
 	}
 	t.Logf("%d outputs, %d table rows stored, %d state files scanned", len(got), stored, files)
+	if len(faults) > 0 {
+		t.Fatalf("%d faults; the first:\n%s", len(faults), strings.Join(faults[:min(10, len(faults))], "\n"))
+	}
+
+	// Another replica with an empty state directory restores the
+	// aggregate from its changelog, data key included, and counts on.
+	var more []*kgo.Record
+	for i := range n {
+		c := fmt.Sprintf("c%03d", i)
+		more = append(more, &kgo.Record{Key: []byte(c), Value: []byte(fmt.Sprintf(`{"order":"p%d","customer":%q,"amount":1}`, i, c))})
+	}
+	e.produce("orders", more)
+	r2 := e.startArgs(file, "r2", "--metrics-addr", "off", "--purge-interval", "off")
+	waitFor(t, "the statistics after a restore", 2*time.Minute, func() bool {
+		c, err := topicread.Count(ctx, brokers, e.topic("stats"))
+		return err == nil && int(c[e.topic("stats")]) >= len(orders)-1+n
+	})
+	if _, code := r2.stop(t); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, r2.logText())
+	}
+	clear(counts)
+	err = topicread.All(ctx, brokers, 3*time.Second, func(rec *kgo.Record) {
+		v, _, err := statsReader.DecodeRecord(rec.Value, rec.Headers)
+		if err != nil {
+			faults = append(faults, fmt.Sprintf("statistics do not decrypt: %v", err))
+			return
+		}
+		m := v.(map[string]any)
+		var c float64
+		fmt.Sscan(fmt.Sprint(m["orders"]), &c)
+		counts[string(rec.Key)] = max(counts[string(rec.Key)], c)
+	}, e.topic("stats"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if want := float64(3 - i/(n-1)); counts[fmt.Sprintf("c%03d", i)] != want {
+			faults = append(faults, fmt.Sprintf("after a restore, c%03d counted %v orders, want %v", i, counts[fmt.Sprintf("c%03d", i)], want))
+		}
+	}
 	if len(faults) > 0 {
 		t.Fatalf("%d faults; the first:\n%s", len(faults), strings.Join(faults[:min(10, len(faults))], "\n"))
 	}
