@@ -60,4 +60,6 @@ func (c *tableStaleness) set(f engine.TableFreshness) {
 func (m *Metrics) OnTableFreshness(f engine.TableFreshness) { m.tableStale.set(f) }
 
 // OnTableRowSkipped implements engine.TableSkipHook.
-func (m *Metrics) OnTableRowSkipped(table string, _ int32) { m.tableSkipped.WithLabelValues(table).Inc() }
+func (m *Metrics) OnTableRowSkipped(table string, _ int32) {
+	m.tableSkipped.WithLabelValues(table).Inc()
+}

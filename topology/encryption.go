@@ -350,19 +350,6 @@ func joinedNames(jc *pipes.JoinConfig, secret []string) []string {
 	return out
 }
 
-// stringFields returns the fields among names that s holds as strings or
-// bytes: the ones encryption can carry (a pipe that turned one into a
-// number has already read it).
-func stringFields(s *pipes.Schema, names []string) []string {
-	var out []string
-	for _, f := range names {
-		if fd, ok := schemaPath(s, f); ok && (fd.Kind == pipes.String || fd.Kind == pipes.Bytes) {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 // schemaPath finds a dotted path in a schema.
 func schemaPath(s *pipes.Schema, p string) (pipes.SchemaField, bool) {
 	parts := strings.Split(p, ".")
