@@ -7,6 +7,7 @@ import (
 
 	"github.com/streamerio/streamer/crypt"
 	"github.com/streamerio/streamer/serde"
+	"github.com/streamerio/streamer/topology"
 )
 
 // Encrypted tables.
@@ -29,6 +30,18 @@ import (
 // broker away.
 
 var _ serde.RecordFramer = (*crypt.Codec)(nil)
+
+// tableStoreName is the directory of a table's stores under
+// <state-dir>/<group>: table-<dataset>, and table-<dataset>@encrypted for
+// an encrypted table ('@' is in no dataset name), whose rows are framed:
+// adding or removing a table's encryption starts a new store from its
+// topic, rather than reading the old one's rows in the other format.
+func tableStoreName(d *topology.Dataset) string {
+	if _, ok := d.Codec.(serde.RecordFramer); ok {
+		return "table-" + d.Name + "@encrypted"
+	}
+	return "table-" + d.Name
+}
 
 // TableSkipHook observes the table rows that are skipped because they do
 // not decrypt.

@@ -138,8 +138,11 @@ func TestEncryptedTable(t *testing.T) {
 		t.Fatalf("c3, whose only row does not decrypt: %v %v %v, want no row", v, ok, err)
 	}
 
-	// The store holds the rows encrypted.
+	// The store holds the rows encrypted, in a directory of its own.
 	tp := s.parts[tableKey{"customers", 0}]
+	if tp.part.name != "table-customers@encrypted" {
+		t.Errorf("store directory %q: want table-customers@encrypted, apart from a plain table's", tp.part.name)
+	}
 	for _, k := range []string{"c1", "c2"} {
 		raw, ok, err := tp.get([]byte(k))
 		if err != nil || !ok {

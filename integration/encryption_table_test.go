@@ -276,7 +276,7 @@ func TestEncryptedTableJoin(t *testing.T) {
 	stateDir := filepath.Join(e.dir, "state", "r1")
 	stored := 0
 	for p := range int32(2) {
-		st, err := state.OpenPebble(state.Dir(stateDir, group, "table-customers", p))
+		st, err := state.OpenPebble(state.Dir(stateDir, group, "table-customers@encrypted", p))
 		if err != nil {
 			t.Fatal(err)
 		}
