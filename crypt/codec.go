@@ -320,8 +320,15 @@ func (c *Codec) encryptFields(v any, d *dek, dk *detKey) (any, error) {
 	return top, nil
 }
 
-// frameVersion starts a value framed by AppendEncode.
-const frameVersion = 1
+// Versions of the frames Decode reads.
+const (
+	// frameVersion starts a value framed by AppendEncode: encrypted by
+	// the stored codec (every field randomized).
+	frameVersion = 1
+	// frameRecord starts a record framed by AppendFramedRecord: its value
+	// as consumed, decrypted by the dataset's own codec.
+	frameRecord = 2
+)
 
 // AppendEncode encodes v apart from any record: a version byte, then the
 // record headers AppendEncodeRecord would write (each as a uvarint length
@@ -333,20 +340,44 @@ func (c *Codec) AppendEncode(dst []byte, v any) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
+	return appendFrame(dst, frameVersion, hs, val), nil
+}
+
+var _ serde.RecordFramer = (*Codec)(nil)
+
+// AppendFramedRecord checks that a consumed record (value b, headers hs)
+// decrypts and decodes, and appends it framed as AppendEncode frames a
+// value, with its own version byte: the wrapped data keys of hs, then b as
+// consumed, still encrypted (deterministic fields keep their deterministic
+// ciphertext). Decode reads it back. Table stores keep rows this way: the
+// check costs a decryption, re-encrypting would cost an encryption more and
+// a data key wrapped by the KMS at every rotation. The error of a record
+// that does not decrypt is DecodeRecord's, and wraps pipes.ErrUnavailable
+// when the KMS did not answer.
+func (c *Codec) AppendFramedRecord(dst, b []byte, hs []kgo.RecordHeader) ([]byte, error) {
+	if _, _, err := c.DecodeRecord(b, hs); err != nil {
+		return dst, err
+	}
+	return appendFrame(dst, frameRecord, hs, b), nil
+}
+
+// appendFrame appends a version byte, the wrapped keys among hs and val.
+func appendFrame(dst []byte, version byte, hs []kgo.RecordHeader, val []byte) []byte {
 	dekH, detH, _ := splitHeaders(hs)
-	dst = append(dst, frameVersion)
+	dst = append(dst, version)
 	dst = binary.AppendUvarint(dst, uint64(len(dekH)))
 	dst = append(dst, dekH...)
 	dst = binary.AppendUvarint(dst, uint64(len(detH)))
 	dst = append(dst, detH...)
-	return append(dst, val...), nil
+	return append(dst, val...)
 }
 
-// Decode decodes a value AppendEncode framed.
+// Decode decodes a value AppendEncode or AppendFramedRecord framed.
 func (c *Codec) Decode(b []byte) (any, error) {
-	if len(b) == 0 || b[0] != frameVersion {
+	if len(b) == 0 || (b[0] != frameVersion && b[0] != frameRecord) {
 		return nil, errors.New("encrypted value: not framed by this codec")
 	}
+	version := b[0]
 	b = b[1:]
 	var hs []kgo.RecordHeader
 	for _, key := range []string{HeaderDEK, HeaderDeterministicDEK} {
@@ -359,7 +390,11 @@ func (c *Codec) Decode(b []byte) (any, error) {
 		}
 		b = b[k+int(n):]
 	}
-	v, _, err := c.stored.DecodeRecord(b, hs)
+	r := c.stored
+	if version == frameRecord {
+		r = c
+	}
+	v, _, err := r.DecodeRecord(b, hs)
 	return v, err
 }
 

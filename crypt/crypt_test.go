@@ -339,3 +339,75 @@ func TestAvro(t *testing.T) {
 		t.Fatalf("decoded %v", m)
 	}
 }
+
+// TestFramedRecord: a table row is stored as consumed, framed with its
+// wrapped keys: still encrypted, deterministic fields included, and read
+// back in plaintext; a row that does not decrypt is refused, and an outage
+// says so.
+func TestFramedRecord(t *testing.T) {
+	k := testKey(t)
+	s := Spec{Fields: []string{"name"}, Deterministic: []string{"email"}}
+	w := NewCodec(jsonCodec(t), NewEnvelope(k, Rotation{}, detKeyset(t, k)), s)
+	in := map[string]any{"email": "ann@example.com", "name": "Annabel", "tier": "gold"}
+	b, hs, err := w.AppendEncodeRecord(nil, in, []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewCodec(jsonCodec(t), NewEnvelope(k, Rotation{}, nil), s) // a reader: no deterministic keyset
+	f, err := r.AppendFramedRecord([]byte("x"), b, hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f[0] != 'x' || f[1] != frameRecord || bytes.Contains(f, []byte("ann@")) || bytes.Contains(f, []byte("Annabel")) {
+		t.Fatalf("framed %q", f)
+	}
+	if !bytes.Contains(f, b) {
+		t.Fatal("the frame does not hold the value as consumed")
+	}
+	v, err := r.Decode(f[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := v.(map[string]any); m["email"] != "ann@example.com" || m["name"] != "Annabel" || m["tier"] != "gold" {
+		t.Fatalf("decoded %v", v)
+	}
+	if _, err := r.Decode(f[1 : len(f)-4]); err == nil {
+		t.Fatal("a truncated frame decoded")
+	}
+
+	// Rows that do not decrypt are refused, as the record's fault.
+	v0, _ := jsonCodec(t).Decode(b)
+	m0 := v0.(map[string]any)
+	ct, _ := base64.StdEncoding.DecodeString(m0["name"].(string))
+	ct[len(ct)-1] ^= 1
+	m0["name"] = base64.StdEncoding.EncodeToString(ct)
+	tampered, _ := jsonCodec(t).AppendEncode(nil, m0)
+	wrong := NewCodec(jsonCodec(t), NewEnvelope(testKey(t), Rotation{}, nil), s)
+	for name, tc := range map[string]struct {
+		c  *Codec
+		b  []byte
+		hs []kgo.RecordHeader
+	}{
+		"tampered":  {r, tampered, hs},
+		"wrong key": {wrong, b, hs},
+		"no header": {r, b, nil},
+		"plaintext": {r, []byte(`{"email":"ann@example.com","name":"Annabel"}`), hs},
+	} {
+		got, err := tc.c.AppendFramedRecord(nil, tc.b, tc.hs)
+		if err == nil || got != nil {
+			t.Errorf("%s: framed %q, %v", name, got, err)
+			continue
+		}
+		if serde.IsUnavailable(err) || strings.Contains(err.Error(), "ann@") || strings.Contains(err.Error(), "Annabel") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+
+	// A key-encryption key that does not answer is an outage.
+	kek := KEK{AEAD: outageKEK{}, Outage: func(err error) bool { return errors.Is(err, errDown) }}
+	down := NewCodec(jsonCodec(t), NewEnvelope(k, Rotation{}, nil), s)
+	down.env.kek = &kek
+	if _, err := down.AppendFramedRecord(nil, b, hs); !serde.IsUnavailable(err) {
+		t.Fatalf("framing with the kms down: %v", err)
+	}
+}

@@ -181,6 +181,7 @@ type hooks struct {
 	pause     []PauseHook
 	purge     []PurgeHook
 	table     []TableHook
+	tableSkip []TableSkipHook
 }
 
 func sortHooks(hs []Hook) *hooks {
@@ -218,6 +219,9 @@ func sortHooks(hs []Hook) *hooks {
 		}
 		if x, ok := h.(TableHook); ok {
 			out.table = append(out.table, x)
+		}
+		if x, ok := h.(TableSkipHook); ok {
+			out.tableSkip = append(out.tableSkip, x)
 		}
 	}
 	return out

@@ -196,7 +196,7 @@ func (m *materialiser) client() (*kgo.Client, error) {
 }
 
 // part names one materialised partition: a store's (name = the store) or a
-// table's (name = "table-" + the dataset), read from topic.
+// table's (name = tableStoreName), read from topic.
 type part struct {
 	what      string // "store" or "table", for logs
 	name      string // the directory name under <state-dir>/<group>
@@ -209,7 +209,7 @@ func storePart(t *topology.Topology, store string, p int32) part {
 }
 
 func tablePartOf(d *topology.Dataset, p int32) part {
-	return part{"table", "table-" + d.Name, d.Topic, p}
+	return part{"table", tableStoreName(d), d.Topic, p}
 }
 
 func (m *materialiser) dirOf(p part) string {
@@ -553,7 +553,7 @@ func (m *materialiser) clean(now time.Time) {
 		known[s] = true
 	}
 	for _, d := range m.top.Tables() {
-		known["table-"+d.Name] = true
+		known[tableStoreName(d)] = true
 	}
 	for name := range known {
 		entries, err := os.ReadDir(filepath.Join(m.dir, name))

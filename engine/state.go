@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamerio/streamer/crypt"
 	"github.com/streamerio/streamer/pipes"
 	"github.com/streamerio/streamer/state"
 )
@@ -74,6 +75,19 @@ func (c *changelogStore) changelog(k, v []byte) {
 
 // openStore is the Env.Stores of a task: one changelogged store per name.
 func (k *Task) openStore(name string) (pipes.Store, error) {
+	s, err := k.changelogStore(name)
+	if err != nil {
+		return nil, err
+	}
+	if env := k.top.StoreEnvelope(name); env != nil {
+		return crypt.NewStore(s, env), nil // fed by encrypted data (docs/ENCRYPTION.md)
+	}
+	return s, nil
+}
+
+// changelogStore returns the task's changelogged store of that name,
+// opening it on first use.
+func (k *Task) changelogStore(name string) (*changelogStore, error) {
 	for _, s := range k.stores {
 		if s.name == name {
 			return s, nil
@@ -131,10 +145,15 @@ func (k *Task) AbortState() error {
 // Stateful reports whether the task's pipes keep state.
 func (k *Task) Stateful() bool { return len(k.stores) > 0 }
 
-// Store returns a store the task's pipes opened, for inspection.
+// Store returns a store the task's pipes opened, for inspection: its
+// values as the pipes see them (decrypted, for a store crypt.Store
+// encrypts).
 func (k *Task) Store(name string) (pipes.Store, bool) {
 	for _, s := range k.stores {
 		if s.name == name {
+			if env := k.top.StoreEnvelope(name); env != nil {
+				return crypt.NewStore(s.Store, env), true // as the pipes see it
+			}
 			return s.Store, true
 		}
 	}

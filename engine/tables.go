@@ -57,6 +57,7 @@ type tableSyncer struct {
 	m        *materialiser // opens, admits and reads the table stores
 	faults   *Options      // Options.Faults, through reach
 	hooks    []TableHook
+	skips    []TableSkipHook
 	log      *slog.Logger
 	bySource map[string][]*topology.Dataset // source topic → the tables its tasks use
 
@@ -143,7 +144,7 @@ func newTableSyncer(t *topology.Topology, o *Options, m *materialiser, hs *hooks
 	if len(tables) == 0 {
 		return nil
 	}
-	s := &tableSyncer{top: t, m: m, faults: o, hooks: hs.table, log: o.Logger,
+	s := &tableSyncer{top: t, m: m, faults: o, hooks: hs.table, skips: hs.tableSkip, log: o.Logger,
 		bySource: map[string][]*topology.Dataset{}, parts: map[tableKey]*tablePart{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, d := range tables {
@@ -604,17 +605,25 @@ func (s *tableSyncer) read(ctx context.Context, cl *kgo.Client, tp *tablePart, e
 // apply writes one fetch response of tp to its store and commits it with
 // the new position.
 func (s *tableSyncer) apply(tp *tablePart, f fetched) error {
+	framed, err := s.framedRows(tp, f.recs) // encrypted tables (tables_crypt.go)
+	if err != nil {
+		return err
+	}
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
-	for _, r := range f.recs {
+	for i, r := range f.recs {
 		var err error
 		switch {
 		case r.Key == nil:
 			continue // a row needs a key; Kafka Streams skips these too
 		case r.Value == nil:
 			err = tp.st.Delete(r.Key)
-		default:
+		case framed == nil:
 			err = tp.st.Put(r.Key, r.Value)
+		case framed[i] == nil:
+			continue // does not decrypt: skipped, logged
+		default:
+			err = tp.st.Put(r.Key, framed[i])
 		}
 		if err != nil {
 			return fmt.Errorf("engine: table %q partition %d: %w", tp.ds.Name, tp.key.partition, err)

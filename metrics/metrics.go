@@ -57,6 +57,7 @@ type Metrics struct {
 	modelSeconds, modelWait      *prometheus.HistogramVec
 	modelBreaker                 *prometheus.GaugeVec
 	tableStale                   *tableStaleness
+	tableSkipped                 *prometheus.CounterVec
 }
 
 var (
@@ -72,6 +73,7 @@ var (
 	_ engine.PurgeHook     = (*Metrics)(nil)
 	_ engine.RestoreHook   = (*Metrics)(nil)
 	_ engine.TableHook     = (*Metrics)(nil)
+	_ engine.TableSkipHook = (*Metrics)(nil)
 	_ ml.BatchHook         = (*Metrics)(nil)
 )
 
@@ -140,6 +142,12 @@ func New(top *topology.Topology, replica, version string) *Metrics {
 	f(m.modelBreaker)
 	m.tableStale = newTableStaleness()
 	f(m.tableStale)
+	m.tableSkipped = counter("streamer_table_rows_skipped_total", "Rows of an encrypted table that did not decrypt (wrong key, tampered, no data key header), skipped as the table was read: the key keeps its previous value. The log names each row's topic, partition and offset.", "table")
+	for _, d := range top.Tables() {
+		if d.Encryption != nil {
+			m.tableSkipped.WithLabelValues(d.Name)
+		}
+	}
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamer_info", Help: "The replica's topology, consumer group, replica id and version."}, []string{"topology", "group", "replica", "version"})
 	f(m.assigned)
 	f(m.lag)

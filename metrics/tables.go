@@ -58,3 +58,8 @@ func (c *tableStaleness) set(f engine.TableFreshness) {
 
 // OnTableFreshness implements engine.TableHook.
 func (m *Metrics) OnTableFreshness(f engine.TableFreshness) { m.tableStale.set(f) }
+
+// OnTableRowSkipped implements engine.TableSkipHook.
+func (m *Metrics) OnTableRowSkipped(table string, _ int32) {
+	m.tableSkipped.WithLabelValues(table).Inc()
+}

@@ -25,3 +25,13 @@ type HeaderCodec interface {
 type Redactor interface {
 	Redact(v any, msg string) string
 }
+
+// RecordFramer is implemented by HeaderCodecs whose records are stored
+// apart from their headers (a table's rows). AppendFramedRecord checks that
+// a consumed record (value b, headers hs) decodes, and appends what the
+// codec needs of both to dst, framed so that Decode reads it back; an error
+// says the record does not decode (or, wrapping ErrUnavailable, that a
+// dependency did not answer).
+type RecordFramer interface {
+	AppendFramedRecord(dst, b []byte, hs []kgo.RecordHeader) ([]byte, error)
+}

@@ -93,8 +93,6 @@ func (c *compiler) declareEncryption(d *Dataset, ds datasetSpec) {
 	switch {
 	case d.Topic == "":
 		c.d.add(es.Pos, "dataset %q: encryption needs a topic (an in-memory dataset is never written)", d.Name)
-	case ds.Table != "":
-		c.d.add(es.Pos, "dataset %q: encryption of a table dataset is not supported yet (its stores keep values without the record headers that carry the data keys)", d.Name)
 	case e.Payload && len(e.Fields) > 0:
 		c.d.add(es.Pos, "dataset %q: encryption: payload: true encrypts the whole value; leave fields and deterministic out", d.Name)
 	case !e.Payload && len(e.Fields) == 0:
@@ -214,52 +212,139 @@ func (c *compiler) checkEncryption(t *Topology) {
 // fields encrypted upstream, with the upstream source's keys: when the
 // compiler turns it into a repartition or merge topic, or a stream join
 // stores its records, those fields stay encrypted at rest. All of them are
-// encrypted randomized (AES-GCM): only streamer reads them back.
+// encrypted randomized (AES-GCM): only streamer reads them back. A field
+// the dataset's schema does not know as a string (a table's value joined
+// whole with into:) makes it encrypt the whole value, as does an unknown
+// schema. A dataset that several encrypted inputs reach takes the keys of
+// the first by name, for all their fields.
 func (c *compiler) encryptInMemory(t *Topology) {
+	type wrap struct {
+		env    *crypt.Envelope
+		fields []string
+		whole  bool
+	}
+	wraps := map[*Dataset]*wrap{}
 	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
 		src := t.Datasets[name]
 		cc, ok := src.Codec.(*crypt.Codec)
 		if !ok || src.Producer != nil {
 			continue
 		}
-		e := src.Encryption
-		for _, d := range downstream(src) {
-			if d.Topic != "" || d.Codec == nil {
-				continue
-			}
-			if _, done := d.Codec.(*crypt.Codec); done {
-				continue
-			}
-			var s crypt.Spec
-			switch {
-			case d.Schema == nil:
-				s.Payload = true
-			case e.Payload:
-				s.Fields = stringFields(d.Schema, src.Schema.Names())
-				if src.Schema == nil {
-					s.Payload = true
+		for _, r := range reaches(t, src) {
+			for _, d := range r.datasets {
+				if d.Topic != "" || d.Codec == nil {
+					continue
 				}
-			default:
-				s.Fields = stringFields(d.Schema, e.Fields)
+				if _, done := d.Codec.(*crypt.Codec); done {
+					continue
+				}
+				w := wraps[d]
+				if w == nil {
+					w = &wrap{env: cc.Envelope()}
+					wraps[d] = w
+				}
+				if d.Schema == nil || slices.Contains(r.names, allFields) {
+					w.whole = true
+					continue
+				}
+				for _, f := range r.names {
+					fd, ok := schemaPath(d.Schema, f)
+					switch {
+					case !ok:
+					case fd.Kind == pipes.String || fd.Kind == pipes.Bytes:
+						if !slices.Contains(w.fields, f) {
+							w.fields = append(w.fields, f)
+						}
+					case fd.Kind == pipes.Any || fd.Kind == pipes.Struct:
+						w.whole = true
+					}
+				}
 			}
-			if s.Payload && d.ValueFormat != "json" && d.ValueFormat != "avro" && d.ValueFormat != "" {
-				continue
-			}
-			if s.Payload || len(s.Fields) > 0 {
-				d.Codec = crypt.NewCodec(d.Codec, cc.Envelope(), s)
-			}
+		}
+	}
+	for d, w := range wraps {
+		s := crypt.Spec{Payload: w.whole}
+		if !w.whole {
+			s.Fields = w.fields
+		}
+		if s.Payload && d.ValueFormat != "json" && d.ValueFormat != "avro" && d.ValueFormat != "" {
+			continue
+		}
+		if s.Payload || len(s.Fields) > 0 {
+			d.Codec = crypt.NewCodec(d.Codec, w.env, s)
 		}
 	}
 }
 
-// stringFields returns the fields among names that s holds as strings or
-// bytes: the ones encryption can carry (a pipe that turned one into a
-// number has already read it).
-func stringFields(s *pipes.Schema, names []string) []string {
+// reach is where the encrypted fields of a source or table go: the
+// datasets its records, or values, reach through pipes, and the names the
+// fields have there.
+type reach struct {
+	names    []string // allFields: every field, the schema being unknown
+	datasets []*Dataset
+}
+
+// reaches returns where the encrypted fields of src go: for a source, its
+// encrypted fields (all of a payload one) reach the datasets downstream of
+// it, by their names; for a table, each pipe joining it copies them into
+// its records under the names it writes (joinedNames), and they reach the
+// outputs of that pipe and the datasets downstream of them.
+func reaches(t *Topology, src *Dataset) []reach {
+	e := src.Encryption
+	if e == nil {
+		return nil
+	}
+	secret := e.Fields
+	if e.Payload {
+		secret = src.Schema.Names()
+		if src.Schema == nil {
+			secret = []string{allFields}
+		}
+	}
+	if src.Table == "" {
+		return []reach{{secret, downstream(src.Readers, src)}}
+	}
+	var out []reach
+	for _, p := range t.Joiners(src) {
+		jc, ok := p.Config.Value().(pipes.JoinConfig)
+		if !ok {
+			continue
+		}
+		if names := joinedNames(&jc, secret); len(names) > 0 {
+			out = append(out, reach{names, downstream([]*Pipe{p}, src)})
+		}
+	}
+	return out
+}
+
+// joinedNames returns the output fields through which a join copies the
+// secret fields of its table's values: the fields: that take one of them
+// (or a field holding one: address for address.street gives out.street),
+// or into:'s, prefixed.
+func joinedNames(jc *pipes.JoinConfig, secret []string) []string {
 	var out []string
-	for _, f := range names {
-		if fd, ok := schemaPath(s, f); ok && (fd.Kind == pipes.String || fd.Kind == pipes.Bytes) {
-			out = append(out, f)
+	add := func(n string) {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	for _, f := range secret {
+		if jc.Into != nil {
+			if f == allFields {
+				add(jc.Into.Name)
+			} else {
+				add(jc.Into.Name + "." + f)
+			}
+			continue
+		}
+		for _, o := range slices.Sorted(maps.Keys(jc.Fields)) {
+			from := jc.Fields[o].Name
+			switch {
+			case f == allFields, from == f, strings.HasPrefix(f+".", from+"."), strings.HasPrefix(from, f+"."):
+				add(o)
+			case strings.HasPrefix(f, from+"."):
+				add(o + f[len(from):])
+			}
 		}
 	}
 	return out
@@ -288,71 +373,58 @@ func schemaPath(s *pipes.Schema, p string) (pipes.SchemaField, bool) {
 // schema is unknown.
 const allFields = "*"
 
-// leaks follows each encrypted source's fields downstream, by name, to the
-// sinks they reach.
+// leaks follows each encrypted source's and table's fields downstream,
+// by name, to the sinks they reach.
 func (c *compiler) leaks(t *Topology) {
 	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
 		src := t.Datasets[name]
-		e := src.Encryption
-		if e == nil || src.Producer != nil {
+		if src.Producer != nil {
 			continue
 		}
-		secret := e.Fields
-		if e.Payload {
-			secret = src.Schema.Names()
-			if src.Schema == nil {
-				secret = []string{allFields}
-			}
-		}
-		for _, sink := range downstreamSinks(src) {
-			if sink.Producer != nil && sink.Producer.bad {
-				continue
-			}
-			for _, f := range secret {
-				if sink.Encryption.Encrypts(f) || slices.Contains(sink.Plaintext, f) || (sink.Encryption != nil && sink.Encryption.Payload) {
+		for _, r := range reaches(t, src) {
+			for _, sink := range r.datasets {
+				if sink.Topic == "" || (sink.Producer != nil && sink.Producer.bad) {
 					continue
 				}
-				if f == allFields {
-					c.d.add(sink.Pos, "dataset %q receives records of %q, whose whole value is encrypted and whose schema is unknown, and writes them without payload encryption: set encryption.payload: true, or allow it with plaintext: [\"*\"]", sink.Name, src.Name)
-					continue
-				}
-				if sink.Schema != nil {
-					if _, ok := schemaPath(sink.Schema, f); !ok {
-						continue // the field does not reach it
-					}
-				}
-				how := "writes it"
-				if sink.Schema == nil {
-					how = "may write it (its schema is unknown)"
-				}
-				c.d.add(sink.Pos, "dataset %q receives field %q, encrypted on dataset %q, and %s in clear: encrypt it (encryption.fields), or allow it with plaintext: [%s]", sink.Name, f, src.Name, how, f)
+				c.leaksTo(src, sink, r.names)
 			}
 		}
 	}
 }
 
-// downstreamSinks returns the datasets written to Kafka that records of
-// src reach through pipes, in a stable order.
-func downstreamSinks(src *Dataset) []*Dataset {
-	var sinks []*Dataset
-	for _, d := range downstream(src) {
-		if d.Topic != "" {
-			sinks = append(sinks, d)
+// leaksTo reports the fields among secret, encrypted on src, that sink
+// writes in clear.
+func (c *compiler) leaksTo(src, sink *Dataset, secret []string) {
+	for _, f := range secret {
+		if sink.Encryption.Encrypts(f) || slices.Contains(sink.Plaintext, f) || (sink.Encryption != nil && sink.Encryption.Payload) {
+			continue
 		}
+		if f == allFields {
+			c.d.add(sink.Pos, "dataset %q receives records of %q, whose whole value is encrypted and whose schema is unknown, and writes them without payload encryption: set encryption.payload: true, or allow it with plaintext: [\"*\"]", sink.Name, src.Name)
+			continue
+		}
+		if sink.Schema != nil {
+			if _, ok := schemaPath(sink.Schema, f); !ok {
+				continue // the field does not reach it
+			}
+		}
+		how := "writes it"
+		if sink.Schema == nil {
+			how = "may write it (its schema is unknown)"
+		}
+		c.d.add(sink.Pos, "dataset %q receives field %q, encrypted on dataset %q, and %s in clear: encrypt it (encryption.fields), or allow it with plaintext: [%s]", sink.Name, f, src.Name, how, f)
 	}
-	return sinks
 }
 
-// downstream returns the datasets that records of src reach through
-// pipes, sorted by name.
-func downstream(src *Dataset) []*Dataset {
+// downstream returns the datasets that the outputs of the pipes readers
+// lead to (their outputs, and on through the pipes reading those), not
+// src, sorted by name.
+func downstream(readers []*Pipe, src *Dataset) []*Dataset {
 	seen := map[*Dataset]bool{src: true}
 	var out []*Dataset
-	queue := []*Dataset{src}
-	for len(queue) > 0 {
-		d := queue[0]
-		queue = queue[1:]
-		for _, p := range d.Readers {
+	var queue []*Dataset
+	visit := func(ps []*Pipe) {
+		for _, p := range ps {
 			for _, o := range p.Outputs {
 				if seen[o] {
 					continue
@@ -362,6 +434,12 @@ func downstream(src *Dataset) []*Dataset {
 				out = append(out, o)
 			}
 		}
+	}
+	visit(readers)
+	for len(queue) > 0 {
+		d := queue[0]
+		queue = queue[1:]
+		visit(d.Readers)
 	}
 	slices.SortFunc(out, func(a, b *Dataset) int { return strings.Compare(a.Name, b.Name) })
 	return out
@@ -384,4 +462,57 @@ func (t *Topology) StartEncryption(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// StoreEnvelope returns the keys that encrypt the values of state store
+// name (crypt.Store), or nil when they are kept as the pipes write them.
+// A store is encrypted when a pipe using it is fed, through any chain of
+// pipes, by an encrypted dataset, or by a pipe joining an encrypted table;
+// it takes the keys of the first such dataset met. Stream join stores are
+// not: their pipes already store encrypted inputs framed (crypt.Codec).
+func (t *Topology) StoreEnvelope(name string) *crypt.Envelope {
+	for _, p := range t.Pipes {
+		if !slices.Contains(p.Stores, name) || p.Type == "stream_join" {
+			continue
+		}
+		if env := t.inputEnvelope(p); env != nil {
+			return env
+		}
+	}
+	return nil
+}
+
+// inputEnvelope returns the keys of an encrypted dataset whose records
+// or values reach pipe p, or nil.
+func (t *Topology) inputEnvelope(p *Pipe) *crypt.Envelope {
+	seen := map[*Pipe]bool{}
+	var walk func(p *Pipe) *crypt.Envelope
+	walk = func(p *Pipe) *crypt.Envelope {
+		if seen[p] {
+			return nil
+		}
+		seen[p] = true
+		for _, name := range p.Tables {
+			if cc, ok := t.Datasets[name].Codec.(*crypt.Codec); ok {
+				return cc.Envelope()
+			}
+		}
+		for _, in := range p.Inputs {
+			for _, d := range []*Dataset{in, in.MergeOf} {
+				if d == nil {
+					continue
+				}
+				if cc, ok := d.Codec.(*crypt.Codec); ok {
+					return cc.Envelope()
+				}
+			}
+			if in.Producer != nil {
+				if env := walk(in.Producer); env != nil {
+					return env
+				}
+			}
+		}
+		return nil
+	}
+	return walk(p)
 }
