@@ -246,56 +246,16 @@ func TestEncryptedTableJoin(t *testing.T) {
 
 	// The aggregate's stores, read back: values encrypted.
 	group := "streamer-" + e.id
-	aggValues := 0
-	for p := range int32(2) {
-		st, err := state.OpenPebble(state.Dir(filepath.Join(e.dir, "state", "r1"), group, "per-customer", p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = st.Range(nil, nil, func(k, v []byte) bool {
-			aggValues++
-			for _, s := range secrets {
-				if bytes.Contains(v, []byte(s)) {
-					faults = append(faults, fmt.Sprintf("aggregate store %d key %q holds %q in clear", p, k, s))
-				}
-			}
-			return true
-		})
-		if cerr := st.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	aggValues, leaks := scanStores(t, filepath.Join(e.dir, "state", "r1"), group, "per-customer", 2, secrets, "aggregate")
+	faults = append(faults, leaks...)
 	if aggValues < n {
 		faults = append(faults, fmt.Sprintf("the aggregate's stores hold %d values, want at least %d", aggValues, n))
 	}
 
 	// The table's stores, read back: every row, still encrypted.
 	stateDir := filepath.Join(e.dir, "state", "r1")
-	stored := 0
-	for p := range int32(2) {
-		st, err := state.OpenPebble(state.Dir(stateDir, group, "table-customers@encrypted", p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = st.Range(nil, nil, func(k, v []byte) bool {
-			stored++
-			for _, s := range secrets {
-				if bytes.Contains(v, []byte(s)) {
-					faults = append(faults, fmt.Sprintf("table store %d key %s holds %q in clear", p, k, s))
-				}
-			}
-			return true
-		})
-		if cerr := st.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	stored, leaks := scanStores(t, stateDir, group, "table-customers@encrypted", 2, secrets, "table")
+	faults = append(faults, leaks...)
 	if stored != n {
 		faults = append(faults, fmt.Sprintf("the table stores hold %d rows, want %d (the row that does not decrypt skipped)", stored, n))
 	}
@@ -373,4 +333,33 @@ func TestEncryptedTableJoin(t *testing.T) {
 	if len(faults) > 0 {
 		t.Fatalf("%d faults; the first:\n%s", len(faults), strings.Join(faults[:min(10, len(faults))], "\n"))
 	}
+}
+
+// scanStores reads back the Pebble stores of store (partitions 0..parts-1)
+// of group under stateDir and returns how many values they hold and a
+// fault for each value that holds one of secrets in clear.
+func scanStores(t *testing.T, stateDir, group, store string, parts int32, secrets []string, what string) (values int, faults []string) {
+	t.Helper()
+	for p := range parts {
+		st, err := state.OpenPebble(state.Dir(stateDir, group, store, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = st.Range(nil, nil, func(k, v []byte) bool {
+			values++
+			for _, s := range secrets {
+				if bytes.Contains(v, []byte(s)) {
+					faults = append(faults, fmt.Sprintf("%s store %d key %q holds %q in clear", what, p, k, s))
+				}
+			}
+			return true
+		})
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return values, faults
 }
