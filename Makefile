@@ -32,7 +32,6 @@ lint:
 # ONNX Runtime's shared library comes from its PyPI wheel, fetched once.
 unit:
 	STREAMER_REQUIRE_ONNX=1 STREAMER_ONNXRUNTIME_LIB=$$(scripts/ml/onnxruntime.sh) $(GO) test -count=1 ./...
-	$(GO) test -count=1 -tags nolanguage -run Language ./pipes
 
 integration:
 	scripts/install-tools.sh

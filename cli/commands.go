@@ -106,6 +106,9 @@ func pipesCmd(g *globals) *cobra.Command {
 				return nil
 			}
 			t, ok := pipes.Lookup(args[0])
+			if why := pipes.NotLinked(args[0]); !ok && why != "" {
+				return usageError{fmt.Errorf("%s", why)}
+			}
 			if !ok {
 				return usageError{fmt.Errorf("unknown pipe type %q (have %s)", args[0], strings.Join(pipes.TypeNames(), ", "))}
 			}

@@ -24,7 +24,6 @@ package pipes
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -34,6 +33,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamerio/streamer/internal/spec"
+	"github.com/streamerio/streamer/internal/unavailable"
 )
 
 // Header is a Kafka record header.
@@ -440,7 +440,7 @@ type Field = spec.Field
 // pipe returns an error wrapping it from Process; the engine then aborts
 // the transaction, waits with backoff and processes the same records
 // again, so nothing is lost or dead-lettered because a dependency is down.
-var ErrUnavailable = errors.New("unavailable")
+var ErrUnavailable = unavailable.Err
 
 // Errorf returns an error at a position in the topology file. Constructors
 // return it (or several, with errors.Join) so users get file:line:col.

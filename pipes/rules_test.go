@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/streamerio/streamer/pipes"
+	_ "github.com/streamerio/streamer/pipes/language" // the house rules cover it too
 )
 
 // TestHouseRules enforces what every registered pipe type owes its users:

@@ -12,15 +12,16 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/streamerio/streamer/pipes"
+	"github.com/streamerio/streamer/internal/unavailable"
 	"github.com/streamerio/streamer/schema"
 )
 
 // ErrUnavailable marks failures that are not the record's fault, such as an
-// unreachable schema registry after retries. It is pipes.ErrUnavailable:
-// the engine aborts the transaction, waits and reads the records again,
-// instead of dead-lettering them.
-var ErrUnavailable = pipes.ErrUnavailable
+// unreachable schema registry after retries. It is pipes.ErrUnavailable
+// (both are internal/unavailable.Err, so serde need not import pipes): the
+// engine aborts the transaction, waits and reads the records again, instead
+// of dead-lettering them.
+var ErrUnavailable = unavailable.Err
 
 // Subject naming strategies, as Confluent's serializers name them.
 const (

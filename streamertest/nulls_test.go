@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	_ "github.com/streamerio/streamer/pipes/language" // all.yaml has a language pipe
 	"github.com/streamerio/streamer/streamertest"
 	"github.com/streamerio/streamer/topology"
 )

@@ -367,6 +367,7 @@ func (c *compiler) pipes(t *Topology, n *yaml.Node) []*pipeDecl {
 		// Split the block into the envelope keys and the one type key.
 		env := &yaml.Node{Kind: yaml.MappingNode, Line: v.Line, Column: v.Column}
 		var typeKey, typeVal *yaml.Node
+		notLinked := false
 		for j := 0; j+1 < len(v.Content); j += 2 {
 			kk, vv := v.Content[j], v.Content[j+1]
 			if slices.Contains(envelope, kk.Value) {
@@ -374,6 +375,11 @@ func (c *compiler) pipes(t *Topology, n *yaml.Node) []*pipeDecl {
 				continue
 			}
 			if _, ok := c.types.Lookup(kk.Value); !ok {
+				if why := pipes.NotLinked(kk.Value); why != "" {
+					c.d.add(spec.PosOf(kk), "pipe %q: %s", k.Value, why)
+					notLinked = true // then "has no type" would only repeat it
+					continue
+				}
 				c.d.add(spec.PosOf(kk), "pipe %q: unknown field or pipe type %q%s", k.Value, kk.Value,
 					spec.DidYouMean(kk.Value, append(envelope, c.types.TypeNames()...)))
 				continue
@@ -390,6 +396,9 @@ func (c *compiler) pipes(t *Topology, n *yaml.Node) []*pipeDecl {
 		p.OnError = OnError(ps.OnError)
 		p.from, p.to = ps.From, ps.To
 		if typeKey == nil {
+			if notLinked {
+				continue
+			}
 			c.d.add(spec.PosOf(k), "pipe %q has no type: add one of %s", k.Value, strings.Join(c.types.TypeNames(), ", "))
 			continue
 		}

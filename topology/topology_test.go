@@ -13,6 +13,7 @@ import (
 	"testing/fstest"
 
 	"github.com/streamerio/streamer/pipes"
+	_ "github.com/streamerio/streamer/pipes/language" // every type is built from broken configs
 	"github.com/streamerio/streamer/topology"
 )
 

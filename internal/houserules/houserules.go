@@ -14,4 +14,6 @@
 //     it.
 //   - Package metrics implements every engine and ml hook interface, each
 //     checked at compile time (var _ engine.XHook = (*Metrics)(nil)).
+//   - Only commands import pipes/language (lingua's 125 MB of models), and
+//     serde does not import pipes.
 package houserules

@@ -216,6 +216,31 @@ func TestHouseRules(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("imports that keep binaries small", func(t *testing.T) {
+		const mod = "github.com/streamerio/streamer/"
+		seen := 0
+		for _, f := range files {
+			if f.test() {
+				continue
+			}
+			for _, imp := range f.ast.Imports {
+				path, _ := strconv.Unquote(imp.Path.Value)
+				switch {
+				case path == mod+"pipes/language":
+					seen++
+					if !strings.HasPrefix(f.path, "cmd/") && !strings.HasPrefix(f.path, "examples/") {
+						t.Errorf("%s: imports pipes/language, which links lingua's models into every binary that imports this package: only commands may", pos(imp))
+					}
+				case path == mod+"pipes" && filepath.Dir(f.path) == "serde":
+					t.Errorf("%s: serde imports pipes: share types through schema or internal/unavailable instead", pos(imp))
+				}
+			}
+		}
+		if seen == 0 {
+			t.Error("no command imports pipes/language: the rule no longer sees it (or streamer lost the pipe)")
+		}
+	})
 }
 
 // printsOrExits names the call if it writes to standard output or error

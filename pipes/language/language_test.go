@@ -1,6 +1,4 @@
-//go:build !nolanguage
-
-package pipes_test
+package language_test
 
 import (
 	"bufio"
@@ -20,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/streamerio/streamer/pipes"
+	_ "github.com/streamerio/streamer/pipes/language"
 )
 
 // buildLanguage makes a language pipe for a partition (-1: validation).
@@ -39,6 +38,36 @@ func buildLanguage(t testing.TB, conf string, partition int32, schema *pipes.Sch
 	}
 	return cfg.New(&pipes.Env{Pipe: "lang", Partition: partition,
 		Inputs: []pipes.Port{{Dataset: "in", Schema: schema}}, Outputs: []pipes.Port{{Dataset: "out"}}})
+}
+
+// run processes JSON values and returns, per output port, the JSON of
+// what was emitted, and the errors of failed records.
+func run(t testing.TB, p pipes.Pipe, ports int, values ...string) ([][]string, []string) {
+	t.Helper()
+	b := &pipes.Batch{}
+	for _, v := range values {
+		var x any
+		if err := json.Unmarshal([]byte(v), &x); err != nil {
+			t.Fatal(err)
+		}
+		b.Records = append(b.Records, &pipes.Record{Key: []byte("k"), Value: x})
+	}
+	out := pipes.NewOutput(ports)
+	if err := p.Process(context.Background(), b, out); err != nil {
+		t.Fatal(err)
+	}
+	got := make([][]string, ports)
+	for i := range got {
+		for _, r := range out.Records(i) {
+			j, _ := json.Marshal(r.Value)
+			got[i] = append(got[i], string(j))
+		}
+	}
+	var fails []string
+	for _, f := range out.Failures() {
+		fails = append(fails, f.Err.Error())
+	}
+	return got, fails
 }
 
 // Real sentences, short (a few words, where high accuracy matters) and long.

@@ -1,9 +1,16 @@
-//go:build !nolanguage
-
-// The language pipe embeds lingua's models, about 125 MB of the binary;
-// build with -tags nolanguage to leave it out.
-
-package pipes
+// Package language is the language pipe: it detects the natural language of
+// a text with lingua-go. Lingua embeds its models, about 125 MB of a binary,
+// so the pipe is not in package pipes: a binary has it only if it imports
+// this package, which registers the "language" type into
+// pipes.DefaultEnvironment when it is initialised, as a database/sql driver
+// registers itself:
+//
+//	import _ "github.com/streamerio/streamer/pipes/language"
+//
+// The streamer command imports it unless built with -tags nolanguage (the
+// default container image). A topology that uses the pipe in a binary
+// without it gets an error naming this import (pipes.NotLinked).
+package language
 
 import (
 	"context"
@@ -17,9 +24,15 @@ import (
 	"github.com/pemistahl/lingua-go"
 
 	"github.com/streamerio/streamer/internal/spec"
+	"github.com/streamerio/streamer/pipes"
 )
 
-func init() { MustRegister("language", languageSpec, newLanguage) }
+// Type is the language pipe type. Importing the package registers it into
+// pipes.DefaultEnvironment; register it into another Environment for an
+// isolated one.
+var Type = pipes.MustNewType("language", languageSpec, newLanguage)
+
+func init() { pipes.DefaultEnvironment().MustRegister(Type) }
 
 // sharedDetector is one lingua detector per process for a set of languages
 // and an accuracy. Lingua detectors are safe for concurrent use: their
@@ -63,36 +76,36 @@ func detectorFor(languages []lingua.Language, low bool) *sharedDetector {
 }
 
 type languagePipe struct {
-	text          *Program
+	text          *pipes.Program
 	output        string
 	confidence    string
 	minDistance   float64
 	minConfidence float64
 	shared        *sharedDetector
 	codes         map[lingua.Language]string
-	schema        *Schema
+	schema        *pipes.Schema
 	results       []detection // per batch: records with a string or null text
 	jobs          []int       // indexes of results whose text is a string
 }
 
-func newLanguage(c LanguageConfig, env *Env) (Pipe, error) {
+func newLanguage(c Config, env *pipes.Env) (pipes.Pipe, error) {
 	p := &languagePipe{output: c.Output.Name, confidence: c.Confidence.Name, minDistance: c.MinDistance, minConfidence: c.MinConfidence}
 	var errs []error
 	prog, err := env.Compile(c.Text)
 	if err != nil {
 		errs = append(errs, err)
-	} else if k := prog.Kind(); k != Any && k != String {
-		errs = append(errs, Errorf(c.Text.Pos, "text %q is %s; want a string", c.Text.Src, k))
+	} else if k := prog.Kind(); k != pipes.Any && k != pipes.String {
+		errs = append(errs, pipes.Errorf(c.Text.Pos, "text %q is %s; want a string", c.Text.Src, k))
 	}
 	p.text = prog
 	if p.confidence == p.output {
-		errs = append(errs, Errorf(c.Confidence.Pos, "confidence and output are both %q", p.output))
+		errs = append(errs, pipes.Errorf(c.Confidence.Pos, "confidence and output are both %q", p.output))
 	}
 	if c.MinDistance < 0 || c.MinDistance > 0.99 {
-		errs = append(errs, Errorf(c.Pos, "min_distance is %v; want 0 to 0.99", c.MinDistance))
+		errs = append(errs, pipes.Errorf(c.Pos, "min_distance is %v; want 0 to 0.99", c.MinDistance))
 	}
 	if c.MinConfidence < 0 || c.MinConfidence > 1 {
-		errs = append(errs, Errorf(c.Pos, "min_confidence is %v; want 0 to 1", c.MinConfidence))
+		errs = append(errs, pipes.Errorf(c.Pos, "min_confidence is %v; want 0 to 1", c.MinConfidence))
 	}
 	langs, err := parseLanguages(c.Languages, c.Pos)
 	if err != nil {
@@ -117,9 +130,9 @@ func newLanguage(c LanguageConfig, env *Env) (Pipe, error) {
 	}
 	if in := env.InputSchema(); in != nil {
 		p.schema = in.Clone()
-		p.setSchema(p.output, SchemaField{Kind: String, Nullable: true})
+		p.setSchema(p.output, pipes.SchemaField{Kind: pipes.String, Nullable: true})
 		if p.confidence != "" {
-			p.setSchema(p.confidence, SchemaField{Kind: Float64, Nullable: true})
+			p.setSchema(p.confidence, pipes.SchemaField{Kind: pipes.Float64, Nullable: true})
 		}
 	}
 	return p, nil
@@ -127,10 +140,10 @@ func newLanguage(c LanguageConfig, env *Env) (Pipe, error) {
 
 // setSchema adds an output field; a dotted path makes its top field an
 // untyped record, as in map.
-func (p *languagePipe) setSchema(path string, f SchemaField) {
+func (p *languagePipe) setSchema(path string, f pipes.SchemaField) {
 	top, _, nested := strings.Cut(path, ".")
 	if nested {
-		f = SchemaField{Kind: Struct}
+		f = pipes.SchemaField{Kind: pipes.Struct}
 	}
 	f.Name = top
 	p.schema.Set(f)
@@ -138,7 +151,7 @@ func (p *languagePipe) setSchema(path string, f SchemaField) {
 
 // parseLanguages turns ISO 639-1 codes into lingua languages, reporting
 // every unknown or repeated code at its position.
-func parseLanguages(fields []Field, pos Pos) ([]lingua.Language, error) {
+func parseLanguages(fields []pipes.Field, pos pipes.Pos) ([]lingua.Language, error) {
 	var errs []error
 	var out []lingua.Language
 	for _, f := range fields {
@@ -146,9 +159,9 @@ func parseLanguages(fields []Field, pos Pos) ([]lingua.Language, error) {
 		l := lingua.GetLanguageFromIsoCode639_1(iso)
 		switch {
 		case iso == lingua.UnknownIsoCode639_1 || l == lingua.Unknown:
-			errs = append(errs, Errorf(f.Pos, "unknown language %q: want an ISO 639-1 code that lingua supports%s", f.Name, suggestLanguage(f.Name)))
+			errs = append(errs, pipes.Errorf(f.Pos, "unknown language %q: want an ISO 639-1 code that lingua supports%s", f.Name, suggestLanguage(f.Name)))
 		case slices.Contains(out, l):
-			errs = append(errs, Errorf(f.Pos, "language %q is listed twice", f.Name))
+			errs = append(errs, pipes.Errorf(f.Pos, "language %q is listed twice", f.Name))
 		default:
 			out = append(out, l)
 		}
@@ -159,7 +172,7 @@ func parseLanguages(fields []Field, pos Pos) ([]lingua.Language, error) {
 	if len(out) < 2 {
 		// Lingua's builder panics below two; with one there is nothing to
 		// choose between.
-		return nil, Errorf(pos, "languages lists %d language(s); want at least 2 to choose from", len(out))
+		return nil, pipes.Errorf(pos, "languages lists %d language(s); want at least 2 to choose from", len(out))
 	}
 	return out, nil
 }
@@ -208,7 +221,7 @@ func isoCode(l lingua.Language) string { return strings.ToLower(l.IsoCode639_1()
 // a lone partition 1.7 to 2 times faster on 2 cores (BenchmarkLanguage with
 // -cpu 1,2); when the engine already runs a partition per core, they add
 // no CPU time per record.
-func (p *languagePipe) Process(_ context.Context, b *Batch, out *Output) error {
+func (p *languagePipe) Process(_ context.Context, b *pipes.Batch, out *pipes.Output) error {
 	det := p.shared.get()
 	p.jobs = p.jobs[:0]
 	p.results = p.results[:0]
@@ -235,9 +248,9 @@ func (p *languagePipe) Process(_ context.Context, b *Batch, out *Output) error {
 	p.detectAll(det)
 	for i := range p.results {
 		d := &p.results[i]
-		if !SetPath(d.r.Value, p.output, d.code) {
+		if !pipes.SetPath(d.r.Value, p.output, d.code) {
 			out.Fail(d.r, fmt.Errorf("cannot set %q: a non-record value is in the way", p.output))
-		} else if p.confidence != "" && !SetPath(d.r.Value, p.confidence, d.conf) {
+		} else if p.confidence != "" && !pipes.SetPath(d.r.Value, p.confidence, d.conf) {
 			out.Fail(d.r, fmt.Errorf("cannot set %q: a non-record value is in the way", p.confidence))
 		} else {
 			out.Emit(0, d.r)
@@ -249,7 +262,7 @@ func (p *languagePipe) Process(_ context.Context, b *Batch, out *Output) error {
 
 // detection is one record's text and result.
 type detection struct {
-	r          *Record
+	r          *pipes.Record
 	text       string
 	code, conf any
 }
@@ -293,17 +306,25 @@ func (p *languagePipe) detect(det lingua.LanguageDetector, text string) (any, an
 	return p.codes[vals[0].Language()], top
 }
 
-func (p *languagePipe) OutputSchema(int) *Schema { return p.schema }
+func (p *languagePipe) OutputSchema(int) *pipes.Schema { return p.schema }
 
 func (p *languagePipe) UsedFields() ([]string, bool) {
 	paths := []string{p.output}
 	if p.confidence != "" {
 		paths = append(paths, p.confidence)
 	}
-	return usedFields([]*Program{p.text}, paths...)
+	fields, ok := p.text.Fields()
+	if !ok {
+		return nil, false
+	}
+	for _, path := range paths {
+		top, _, _ := strings.Cut(path, ".")
+		fields = append(fields, top)
+	}
+	return fields, true
 }
 
 var (
-	_ SchemaDeriver = (*languagePipe)(nil)
-	_ FieldUser     = (*languagePipe)(nil)
+	_ pipes.SchemaDeriver = (*languagePipe)(nil)
+	_ pipes.FieldUser     = (*languagePipe)(nil)
 )
