@@ -154,8 +154,21 @@ func (f *faultRun) finish(rs ...*replica) {
 	// 3 minutes, and more for the long chaos run's million orders (about
 	// 2,000/s get through its kills on a loaded 2-core machine).
 	f.e.waitConsumed(f.group, "orders", rs, 3*time.Minute+time.Duration(f.sent/2000)*time.Second)
-	// The orders are consumed; their re-keyed copies may still wait in
-	// the repartition topic: one count comes out per order.
+	f.waitCounted(rs...)
+	for _, r := range rs {
+		if _, code := r.stop(t); code != 0 {
+			t.Errorf("exit %d:\n%s", code, r.logText())
+		}
+	}
+	checkFaultCounts(t, f.e.topic("out"), f.group+"-count-changelog", f.sent)
+}
+
+// waitCounted waits until a count per order sent is out: once the orders
+// are consumed, their re-keyed copies may still wait in the repartition
+// topic.
+func (f *faultRun) waitCounted(rs ...*replica) {
+	t := f.e.t
+	t.Helper()
 	out := f.e.topic("out")
 	waitUntil(t, "a count per order", 3*time.Minute, rs, func() bool {
 		n := 0
@@ -164,12 +177,6 @@ func (f *faultRun) finish(rs ...*replica) {
 		err := topicread.All(ctx, brokers, time.Second, func(*kgo.Record) { n++ }, out)
 		return err == nil && n >= f.sent
 	})
-	for _, r := range rs {
-		if _, code := r.stop(t); code != 0 {
-			t.Errorf("exit %d:\n%s", code, r.logText())
-		}
-	}
-	checkFaultCounts(t, f.e.topic("out"), f.group+"-count-changelog", f.sent)
 }
 
 // checkFaultCounts checks the counts of faultTopology after orders
@@ -247,6 +254,9 @@ func TestFaultMidRestore(t *testing.T) {
 			f.send(10_000)
 			first := f.startEnv("r1")
 			f.e.waitConsumed(f.group, "orders", []*replica{first}, 3*time.Minute)
+			// Every order counted, so that the changelog holds 10,000
+			// records: enough for a bulk restore.
+			f.waitCounted(first)
 			first.stop(t)
 			// A new directory: the store and the table are read from Kafka.
 			if err := os.RemoveAll(f.dir("r1")); err != nil {
