@@ -36,6 +36,7 @@ unit:
 integration:
 	scripts/install-tools.sh
 	mkdir -p bin
+	$(TINK_VENV)
 	scripts/with-kafka.sh scripts/with-registry.sh scripts/with-mlserver.sh env STREAMER_INTEGRATION=1 STREAMER_BROKERS=$(BROKERS) STREAMER_ARTIFACTS=$(CURDIR)/bin STREAMER_BROKER_CONTROL=$(CURDIR)/scripts/kafka/kafka.sh \
 		STREAMER_SASL_SSL_BROKERS=127.0.0.1:$(KAFKA_SASL_SSL_PORT) STREAMER_SASL_SSL_CA=$(KAFKA_DATA)/tls/ca.pem \
 		$(GO) test -count=1 -v -timeout 30m ./integration/
@@ -58,8 +59,13 @@ ml-testdata:
 # confluent-kafka in bin/tinkvenv (about a minute to install), then the
 # test against a broker it starts. Not in `make test`: the integration run
 # there skips TestEncryptionPythonInterop unless bin/tinkvenv exists.
+# Python with tink from PyPI for TestEncryptionPythonInterop (make test
+# runs it: about 15 s to install once).
+TINK_VENV = test -x bin/tinkvenv/bin/python || (python3 -m venv bin/tinkvenv && bin/tinkvenv/bin/pip install -q tink==1.16.1 confluent-kafka==2.16.1)
+
 tink-interop:
-	test -x bin/tinkvenv/bin/python || (python3 -m venv bin/tinkvenv && bin/tinkvenv/bin/pip install -q tink==1.16.1 confluent-kafka==2.16.1)
+	mkdir -p bin
+	$(TINK_VENV)
 	scripts/with-kafka.sh env STREAMER_INTEGRATION=1 STREAMER_BROKERS=$(BROKERS) \
 		$(GO) test -count=1 -v -run 'TestEncryptionPythonInterop' ./integration/
 

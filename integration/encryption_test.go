@@ -283,14 +283,14 @@ pipes:
 `
 
 // tinkPython returns the Python with PyPI tink and confluent-kafka that
-// `make tink-interop` installs, or skips.
+// `make test` and `make tink-interop` install, or skips.
 func tinkPython(t *testing.T) string {
 	py := os.Getenv("STREAMER_TINK_PYTHON")
 	if py == "" {
 		py, _ = filepath.Abs("../bin/tinkvenv/bin/python")
 	}
 	if _, err := os.Stat(py); err != nil {
-		t.Skipf("no Python with tink (%v): make tink-interop installs it", err)
+		t.Skipf("no Python with tink (%v): make test and make tink-interop install it", err)
 	}
 	return py
 }
