@@ -28,6 +28,11 @@
 // from the generator's own fields); a system whose output differs is
 // reported as MISMATCH and left out of the figures.
 //
+// After the throughput runs, each system of -latency-systems runs again at a
+// fixed offered load, by default half of streamer's median rate, for the
+// end-to-end latency from a record's timestamp until its output is
+// committed and readable (latency.go).
+//
 // PEERS_TIMELINE=1 makes the streamer child print its counters (records in,
 // out, committed, commits) to stderr every 250 ms.
 package main
@@ -66,6 +71,10 @@ type config struct {
 	chart      string
 	markdown   string
 	timeout    time.Duration
+	latSystems []string      // systems of the latency runs (latency.go); none: no latency runs
+	latRate    float64       // offered load; 0: half of streamer's median rate of this run
+	latSeconds time.Duration // the measured interval of each latency run
+	latWarmup  time.Duration // paced, before the measured interval
 }
 
 func main() {
@@ -88,6 +97,10 @@ func main() {
 	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py)")
 	flag.StringVar(&c.chart, "chart", "", "write the chart (PNG) here (default: bench/peers/<workload>.png)")
 	flag.StringVar(&c.markdown, "markdown", "", "also write the table as Markdown here")
+	latSystems := flag.String("latency-systems", "streamer,careful,kstreams", "systems of the end-to-end latency runs at a fixed offered load, after the throughput runs (empty: none)")
+	flag.Float64Var(&c.latRate, "latency-rate", 0, "offered load of the latency runs in records/s (0: half of streamer's median records/s in this run)")
+	flag.DurationVar(&c.latSeconds, "latency-seconds", 20*time.Second, "how long each latency run produces at the offered load")
+	flag.DurationVar(&c.latWarmup, "latency-warmup", 5*time.Second, "how long each latency run produces at the offered load before the measured interval")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up on a system's run after this long")
 	// Worker mode: the parent runs each Go system as a child with these.
 	flag.StringVar(&j.system, "worker", "", "internal: run this system in this process")
@@ -115,6 +128,11 @@ func main() {
 	for _, s := range strings.Split(*systems, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			c.systems = append(c.systems, s)
+		}
+	}
+	for _, s := range strings.Split(*latSystems, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.latSystems = append(c.latSystems, s)
 		}
 	}
 	if c.chart == "" {
@@ -244,7 +262,24 @@ func run(ctx context.Context, c config) error {
 			printOutcome(ko)
 		}
 	}
-	return report(c, outs)
+	var lats []latOutcome
+	if len(c.latSystems) > 0 {
+		rate := c.latRate
+		if rate == 0 {
+			for _, s := range summarize(c, outs) {
+				if s.system == "streamer" {
+					rate = s.rate / 2
+				}
+			}
+		}
+		if rate == 0 {
+			return fmt.Errorf("latency: no -latency-rate and no streamer rate in this run to halve")
+		}
+		if lats, err = runLatency(ctx, c, adm, stamp, rate, &created); err != nil {
+			return err
+		}
+	}
+	return report(c, outs, lats)
 }
 
 // runChild runs cmd with its stderr passed through, returns the lines of its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -50,6 +51,16 @@ func (t *timing) stop() { t.to, t.cpuTo = time.Now(), benchkit.ProcessCPU() }
 func runWorker(ctx context.Context, j job) error {
 	ctx, cancel := context.WithTimeout(ctx, j.timeout)
 	defer cancel()
+	if j.records == 0 {
+		// Latency mode (latency.go): run until the parent closes stdin.
+		var stopped context.CancelFunc
+		ctx, stopped = context.WithCancel(ctx)
+		defer stopped()
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			stopped()
+		}()
+	}
 	var t timing
 	var err error
 	switch j.system {
@@ -132,7 +143,7 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 	started := false
 	timeline := os.Getenv("PEERS_TIMELINE") != ""
 	last := time.Now()
-	for stats.CommittedIn.Load() < int64(j.records) {
+	for j.records == 0 || stats.CommittedIn.Load() < int64(j.records) {
 		if timeline && time.Since(last) > 250*time.Millisecond {
 			last = time.Now()
 			fmt.Fprintf(os.Stderr, "%s in %d out %d committed %d commits %d\n", last.Format("15:04:05.000"),
@@ -143,7 +154,11 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 			return fmt.Errorf("engine stopped after %d committed records: %v", stats.CommittedIn.Load(), err)
 		case <-ctx.Done():
 			stop()
-			<-done
+			err := <-done
+			if j.records == 0 && (err == nil || errors.Is(err, context.Canceled)) {
+				t.stop()
+				return nil // latency mode: stdin closed
+			}
 			return fmt.Errorf("after %d committed records: %w", stats.CommittedIn.Load(), ctx.Err())
 		case <-tick.C:
 		}
