@@ -5,7 +5,9 @@
 //	go run ./bench/peers -workload W1 -brokers 127.0.0.1:9092 -records 200000
 //
 // W1 is bench/topology.yaml: a stateless filter + map of ~1 KB JSON orders,
-// exactly once. The systems:
+// exactly once. W2 (w2.go) is bench/peers/w2.yaml, a table join and a
+// 1-minute tumbling count and sum per key, for streamer and Kafka Streams.
+// The systems of W1:
 //
 //   - streamer: the topology through the engine, as `streamer run` runs it;
 //   - passthrough: bench's raw franz-go consume-and-produce loop (no
@@ -85,14 +87,14 @@ func main() {
 		defBrokers = "127.0.0.1:9092"
 	}
 	brokers := flag.String("brokers", defBrokers, "seed brokers, comma separated (default $STREAMER_BROKERS or 127.0.0.1:9092)")
-	flag.StringVar(&c.workload, "workload", "W1", "workload; only W1 (bench/topology.yaml) so far")
+	flag.StringVar(&c.workload, "workload", "W1", "workload: W1 (bench/topology.yaml) or W2 (bench/peers/w2.yaml, w2.go)")
 	flag.IntVar(&c.in.Records, "records", 200000, "records in the input topic")
 	flag.IntVar(&c.in.Size, "size", 1024, "approximate record value size in bytes (internal/gen Pad)")
 	flag.IntVar(&c.partitions, "partitions", 6, "partitions of the input and output topics")
 	flag.IntVar(&c.rounds, "rounds", 2, "rounds of each Go system (a fresh process each), alternating the order")
 	flag.IntVar(&c.ksRounds, "kstreams-rounds", 3, "rounds of Kafka Streams in one JVM (the first warms the JIT up)")
-	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams", "systems to run, comma separated")
-	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run")
+	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams", "systems to run, comma separated (W2: streamer,kstreams)")
+	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run (W2: bench/peers/w2.yaml)")
 	flag.StringVar(&c.jar, "kstreams-jar", "bench/peers/kstreams/target/peers-kstreams.jar", "the Kafka Streams app (mvn -q -B -f bench/peers/kstreams package)")
 	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py)")
 	flag.StringVar(&c.chart, "chart", "", "write the chart (PNG) here (default: bench/peers/<workload>.png)")
@@ -107,6 +109,7 @@ func main() {
 	flag.StringVar(&j.input, "worker-input", "", "internal")
 	flag.StringVar(&j.output, "worker-output", "", "internal")
 	flag.StringVar(&j.group, "worker-group", "", "internal")
+	flag.StringVar(&j.table, "worker-table", "", "internal")
 	flag.Parse()
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -115,14 +118,26 @@ func main() {
 	}
 	if j.system != "" {
 		j.brokers, j.records, j.parts, j.topology, j.timeout = c.brokers, c.in.Records, c.partitions, c.topology, c.timeout
+		j.workload = c.workload
 		if err := runWorker(context.Background(), j); err != nil {
 			fmt.Fprintln(os.Stderr, "peers worker:", err)
 			os.Exit(1)
 		}
 		return
 	}
-	if c.workload != "W1" {
-		fmt.Fprintf(os.Stderr, "peers: workload %s is not written yet (only W1; see issue 16)\n", c.workload)
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch c.workload {
+	case "W1":
+	case "W2":
+		if !set["systems"] {
+			*systems = "streamer,kstreams"
+		}
+		if !set["topology"] {
+			c.topology = filepath.Join("bench", "peers", "w2.yaml")
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "peers: workload %s is not written yet (W1 and W2; see issue 16)\n", c.workload)
 		os.Exit(2)
 	}
 	for _, s := range strings.Split(*systems, ",") {
@@ -166,6 +181,9 @@ func run(ctx context.Context, c config) error {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
+	if c.workload == "W2" {
+		return runW2(ctx, c, adm)
+	}
 	stamp := time.Now().Format("150405")
 	input := "peers-in-" + stamp
 	if err := benchkit.CreateTopic(ctx, adm, input, c.partitions); err != nil {

@@ -29,6 +29,8 @@ type job struct {
 	parts    int
 	topology string
 	timeout  time.Duration
+	workload string
+	table    string // W2: the customers topic
 }
 
 // timing is a worker's measurement of itself: wall time and process CPU
@@ -110,27 +112,20 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 	if err != nil {
 		return err
 	}
-	var srcs, sinks []*topology.Dataset
-	for _, d := range top.Sources() {
-		if !d.IsInternal() {
-			srcs = append(srcs, d)
+	stateDir := ""
+	if j.workload == "W2" {
+		if err := bindW2(top, j); err != nil {
+			return err
 		}
-	}
-	for _, d := range top.Sinks() {
-		if d.Repartition == nil {
-			sinks = append(sinks, d)
+		if stateDir, err = w2StateDir(j.group); err != nil {
+			return err
 		}
-	}
-	if len(srcs) != 1 || len(sinks) != 1 || len(top.Internal()) > 0 {
-		return fmt.Errorf("%s: want one source, one sink and no internal topics", j.topology)
-	}
-	srcs[0].Topic, srcs[0].Partitions = j.input, j.parts
-	sinks[0].Topic, sinks[0].Partitions = j.output, j.parts
-	if sinks[0].Create != nil {
-		sinks[0].Create.Partitions = j.parts
+		defer os.RemoveAll(stateDir)
+	} else if err := bindW1(top, j); err != nil {
+		return err
 	}
 	stats := engine.NewStats()
-	e, err := engine.New(top, engine.Options{Brokers: j.brokers, ReplicaID: "peers", Logger: log, Stats: stats})
+	e, err := engine.New(top, engine.Options{Brokers: j.brokers, ReplicaID: "peers", Logger: log, Stats: stats, StateDir: stateDir})
 	if err != nil {
 		return err
 	}
@@ -171,6 +166,45 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 	stop()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("engine: %w", err)
+	}
+	return nil
+}
+
+// bindW1 points W1's one source and one sink at the job's topics.
+func bindW1(top *topology.Topology, j job) error {
+	var srcs, sinks []*topology.Dataset
+	for _, d := range top.Sources() {
+		if !d.IsInternal() {
+			srcs = append(srcs, d)
+		}
+	}
+	for _, d := range top.Sinks() {
+		if d.Repartition == nil {
+			sinks = append(sinks, d)
+		}
+	}
+	if len(srcs) != 1 || len(sinks) != 1 || len(top.Internal()) > 0 {
+		return fmt.Errorf("%s: want one source, one sink and no internal topics", j.topology)
+	}
+	srcs[0].Topic, srcs[0].Partitions = j.input, j.parts
+	sinks[0].Topic, sinks[0].Partitions = j.output, j.parts
+	if sinks[0].Create != nil {
+		sinks[0].Create.Partitions = j.parts
+	}
+	return nil
+}
+
+// bindW2 points the datasets of bench/peers/w2.yaml at the job's topics.
+func bindW2(top *topology.Topology, j job) error {
+	for name, topic := range map[string]string{"orders": j.input, "customers": j.table, "per-minute": j.output} {
+		d := top.Datasets[name]
+		if d == nil {
+			return fmt.Errorf("%s: no dataset %s", j.topology, name)
+		}
+		d.Topic, d.Partitions = topic, j.parts
+		if d.Create != nil {
+			d.Create.Partitions = j.parts
+		}
 	}
 	return nil
 }
