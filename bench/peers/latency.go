@@ -44,7 +44,8 @@ type latOutcome struct {
 	rate         float64 // offered, records/s
 	achieved     float64 // produced in the paced interval / its length
 	total        int     // records produced (probes included)
-	samples      []time.Duration
+	samples      []time.Duration // sorted
+	head, tail   time.Duration   // median latency of the first and the last tenth of the samples, in arrival order
 	load1, load2 string // /proc/loadavg before and after
 	ok           bool
 	note         string
@@ -56,6 +57,18 @@ func (l latOutcome) quantile(q float64) time.Duration {
 	}
 	i := int(q * float64(len(l.samples)-1))
 	return l.samples[i]
+}
+
+// kept says whether the system kept up with the offered load: latency at
+// the end of the measured interval no more than a second above its start
+// (a system that cannot keep up builds a backlog, and its latency grows
+// for as long as the load lasts).
+func (l latOutcome) kept() bool { return l.tail-l.head <= time.Second }
+
+func medianDuration(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 func loadavg() string {
@@ -115,9 +128,9 @@ func runLatency(ctx context.Context, c config, adm *kadm.Client, stamp string, r
 }
 
 func printLatency(l latOutcome) {
-	fmt.Printf("latency %-9s offered %.0f/s achieved %.0f/s  %d samples  p50 %v  p99 %v  max %v  load %s -> %s  %s\n",
+	fmt.Printf("latency %-9s offered %.0f/s achieved %.0f/s  %d samples  p50 %v  p99 %v  max %v  first/last tenth p50 %v/%v  load %s -> %s  %s\n",
 		l.system, l.rate, l.achieved, len(l.samples), l.quantile(0.5), l.quantile(0.99), l.quantile(1),
-		l.load1, l.load2, l.note)
+		l.head, l.tail, l.load1, l.load2, l.note)
 }
 
 func latencyRun(ctx context.Context, c config, cmd *exec.Cmd, sys, input, output string, rate float64) (latOutcome, error) {
@@ -257,6 +270,10 @@ func latencyRun(ctx context.Context, c config, cmd *exec.Cmd, sys, input, output
 	mu.Lock()
 	l.samples = samples
 	mu.Unlock()
+	if n := len(l.samples) / 10; n > 0 {
+		l.head = medianDuration(l.samples[:n])
+		l.tail = medianDuration(l.samples[len(l.samples)-n:])
+	}
 	slices.Sort(l.samples)
 	o := outcome{system: sys}
 	if err := verify(ctx, c, output, expected(benchkit.Input{Records: produced, Size: c.in.Size, Wide: c.in.Wide}), &o); err != nil {

@@ -87,16 +87,20 @@ func report(c config, outs []outcome, lats []latOutcome) error {
 	}
 	if len(lats) > 0 {
 		fmt.Printf("\nend-to-end latency at %.0f records/s offered (record timestamp to committed and readable, read_committed):\n", lats[0].rate)
-		md.WriteString("\n| system | offered records/s | achieved | samples | p50 ms | p99 ms | max ms | load average before → after | output |\n|---|---|---|---|---|---|---|---|---|\n")
+		md.WriteString("\n| system | offered records/s | achieved | samples | p50 ms | p99 ms | max ms | p50 of the first / last tenth, ms | kept up | load average before → after | output |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, l := range lats {
 			p50, p99, mx := "-", "-", "-"
 			if l.ok {
 				p50, p99, mx = ms(l.quantile(0.5)), ms(l.quantile(0.99)), ms(l.quantile(1))
 			}
-			fmt.Printf("  %-9s p50 %s ms  p99 %s ms  max %s ms  (%d samples, %.0f/s achieved, load %s -> %s) %s\n",
-				l.system, p50, p99, mx, len(l.samples), l.achieved, l.load1, l.load2, l.note)
-			fmt.Fprintf(&md, "| %s | %.0f | %.0f | %d | %s | %s | %s | %s → %s | %s |\n", l.system, l.rate, l.achieved,
-				len(l.samples), p50, p99, mx, l.load1, l.load2, l.note)
+			kept := "yes"
+			if !l.kept() {
+				kept = "no: backlog grew"
+			}
+			fmt.Printf("  %-9s p50 %s ms  p99 %s ms  max %s ms  first/last tenth %s/%s ms, kept up: %s (%d samples, %.0f/s achieved, load %s -> %s) %s\n",
+				l.system, p50, p99, mx, ms(l.head), ms(l.tail), kept, len(l.samples), l.achieved, l.load1, l.load2, l.note)
+			fmt.Fprintf(&md, "| %s | %.0f | %.0f | %d | %s | %s | %s | %s / %s | %s | %s → %s | %s |\n", l.system, l.rate, l.achieved,
+				len(l.samples), p50, p99, mx, ms(l.head), ms(l.tail), kept, l.load1, l.load2, l.note)
 		}
 	}
 	if c.markdown != "" {
