@@ -41,12 +41,12 @@ import (
 // latOutcome is one system's latency run.
 type latOutcome struct {
 	system       string
-	rate         float64 // offered, records/s
-	achieved     float64 // produced in the paced interval / its length
-	total        int     // records produced (probes included)
+	rate         float64         // offered, records/s
+	achieved     float64         // produced in the paced interval / its length
+	total        int             // records produced (probes included)
 	samples      []time.Duration // sorted
 	head, tail   time.Duration   // median latency of the first and the last tenth of the samples, in arrival order
-	load1, load2 string // /proc/loadavg before and after
+	load1, load2 string          // /proc/loadavg before and after
 	ok           bool
 	note         string
 }
