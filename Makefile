@@ -27,7 +27,7 @@ lint:
 	cd examples/custompipe && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./... && $(GO) run . validate topology.yaml
 	$(GO) run ./cmd/streamer schema | diff -u topology.schema.json - || (echo "topology.schema.json is stale: run make schema"; exit 1)
 	@python3 -c 'import json,sys; json.load(open("deploy/grafana/streamer-dashboard.json"))' || (echo "the dashboard is not valid JSON"; exit 1)
-	@for m in . deploy examples/custompipe; do (cd $$m && $(GO) mod tidy -diff >/dev/null) || { echo "$$m/go.mod or go.sum is stale (the nested modules build streamer itself): run cd $$m && go mod tidy"; exit 1; }; done
+	@for m in . deploy examples/custompipe bench/peers/goka; do (cd $$m && $(GO) mod tidy -diff >/dev/null) || { echo "$$m/go.mod or go.sum is stale (the nested modules build streamer itself): run cd $$m && go mod tidy"; exit 1; }; done
 
 # ONNX Runtime's shared library comes from its PyPI wheel, fetched once.
 unit:

@@ -18,6 +18,8 @@
 //     produce (handwritten.go);
 //   - kstreams: Kafka Streams 4.4 with exactly_once_v2 (bench/peers/kstreams,
 //     built with Maven), several rounds in one JVM;
+//   - goka: a Goka processor, at least once
+//     (bench/peers/goka, a module of its own, built by this command);
 //   - quix (only when named in -systems): Quix Streams, exactly once
 //     (bench/peers/quix/filtermap.py), a fresh Python process per round.
 //
@@ -93,7 +95,7 @@ func main() {
 	flag.IntVar(&c.partitions, "partitions", 6, "partitions of the input and output topics")
 	flag.IntVar(&c.rounds, "rounds", 2, "rounds of each Go system (a fresh process each), alternating the order")
 	flag.IntVar(&c.ksRounds, "kstreams-rounds", 3, "rounds of Kafka Streams in one JVM (the first warms the JIT up)")
-	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams", "systems to run, comma separated (W2: streamer,kstreams)")
+	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams,goka", "systems to run, comma separated (W2: streamer,kstreams)")
 	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run (W2: bench/peers/w2.yaml)")
 	flag.StringVar(&c.jar, "kstreams-jar", "bench/peers/kstreams/target/peers-kstreams.jar", "the Kafka Streams app (mvn -q -B -f bench/peers/kstreams package)")
 	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py)")
@@ -204,6 +206,20 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
+	gokaBin := ""
+	if contains(c.systems, "goka") {
+		dir, err := os.MkdirTemp("", "peers-goka-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		gokaBin = filepath.Join(dir, "goka")
+		build := exec.CommandContext(ctx, "go", "build", "-C", filepath.Join("bench", "peers", "goka"), "-o", gokaBin, ".")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("building bench/peers/goka: %w", err)
+		}
+	}
 	var outs []outcome
 	var goSystems []string
 	for _, s := range c.systems {
@@ -229,6 +245,10 @@ func run(ctx context.Context, c config) error {
 				"-brokers", strings.Join(c.brokers, ","), "-records", fmt.Sprint(c.in.Records),
 				"-partitions", fmt.Sprint(c.partitions), "-topology", c.topology, "-timeout", c.timeout.String()}
 			cmd := exec.CommandContext(ctx, self, args...)
+			if sys == "goka" {
+				cmd = exec.CommandContext(ctx, gokaBin, "-brokers", strings.Join(c.brokers, ","), "-input", input,
+					"-output", output, "-group", name, "-records", fmt.Sprint(c.in.Records))
+			}
 			if sys == "quix" {
 				cmd = exec.CommandContext(ctx, c.python, "-u", filepath.Join("bench", "peers", "quix", "filtermap.py"),
 					strings.Join(c.brokers, ","), input, output, name, fmt.Sprint(c.in.Records))
