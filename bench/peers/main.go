@@ -37,6 +37,9 @@
 // end-to-end latency from a record's timestamp until its output is
 // committed and readable (latency.go).
 //
+// PEERS_CPUPROFILE=<file> makes the streamer child write a CPU profile of
+// its run there (each streamer child overwrites it: run one round).
+//
 // PEERS_TIMELINE=1 makes the streamer child print its counters (records in,
 // out, committed, commits) to stderr every 250 ms.
 package main

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -123,6 +124,17 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 		defer os.RemoveAll(stateDir)
 	} else if err := bindW1(top, j); err != nil {
 		return err
+	}
+	if path := os.Getenv("PEERS_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	stats := engine.NewStats()
 	e, err := engine.New(top, engine.Options{Brokers: j.brokers, ReplicaID: "peers", Logger: log, Stats: stats, StateDir: stateDir})
