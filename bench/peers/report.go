@@ -127,8 +127,12 @@ func chart(c config, ss []summary, lats []latOutcome) error {
 	for i, s := range ss {
 		names[i] = s.system
 		if s.system == "goka" {
-			names[i] = "goka (at least once)"
+			names[i] = "goka*"
 		}
+	}
+	xlabel := ""
+	if slices.Contains(names, "goka*") {
+		xlabel = "goka*: at least once"
 	}
 	panel := func(title, ylabel string, f func(summary) float64) (*plot.Plot, error) {
 		p := plot.New()
@@ -144,6 +148,7 @@ func chart(c config, ss []summary, lats []latOutcome) error {
 		}
 		p.Add(bars)
 		p.NominalX(names...)
+		p.X.Label.Text = xlabel
 		p.Y.Min = 0
 		p.Y.Max = 1.12 * slices.Max(vs)
 		labels := make([]string, len(vs))
