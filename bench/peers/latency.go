@@ -238,7 +238,7 @@ func latencyRun(ctx context.Context, c config, cmd *exec.Cmd, sys, input, output
 	time.Sleep(time.Until(start))
 	paceFrom.Store(start.Add(c.latWarmup).UnixMilli())
 	base := produced
-	want := int(rate * (c.latWarmup + c.latSeconds).Seconds())
+	want := int(rate * (c.latWarmup + c.latMeasure).Seconds())
 	tick := time.NewTicker(2 * time.Millisecond)
 	for produced-base < want {
 		<-tick.C

@@ -80,7 +80,7 @@ type config struct {
 	timeout    time.Duration
 	latSystems []string      // systems of the latency runs (latency.go); none: no latency runs
 	latRate    float64       // offered load; 0: half of streamer's median rate of this run
-	latSeconds time.Duration // the measured interval of each latency run
+	latMeasure time.Duration // the measured interval of each latency run
 	latWarmup  time.Duration // paced, before the measured interval
 }
 
@@ -106,7 +106,7 @@ func main() {
 	flag.StringVar(&c.markdown, "markdown", "", "also write the table as Markdown here")
 	latSystems := flag.String("latency-systems", "streamer,careful,kstreams", "systems of the end-to-end latency runs at a fixed offered load, after the throughput runs (empty: none)")
 	flag.Float64Var(&c.latRate, "latency-rate", 0, "offered load of the latency runs in records/s (0: half of streamer's median records/s in this run)")
-	flag.DurationVar(&c.latSeconds, "latency-seconds", 20*time.Second, "how long each latency run produces at the offered load")
+	flag.DurationVar(&c.latMeasure, "latency-seconds", 20*time.Second, "how long each latency run produces at the offered load")
 	flag.DurationVar(&c.latWarmup, "latency-warmup", 5*time.Second, "how long each latency run produces at the offered load before the measured interval")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up on a system's run after this long")
 	// Worker mode: the parent runs each Go system as a child with these.
