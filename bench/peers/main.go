@@ -12,8 +12,8 @@
 //   - streamer: the topology through the engine, as `streamer run` runs it;
 //   - passthrough: bench's raw franz-go consume-and-produce loop (no
 //     transactions, no work): the limit;
-//   - naive: hand-written franz-go, one record at a time, a transaction per
-//     record with a synchronous produce (handwritten.go);
+//   - naive: hand-written franz-go, one record at a time with a synchronous
+//     produce, a transaction per poll (handwritten.go);
 //   - careful: hand-written franz-go, a transaction per poll, asynchronous
 //     produce (handwritten.go);
 //   - kstreams: Kafka Streams 4.4 with exactly_once_v2 (bench/peers/kstreams,
