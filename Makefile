@@ -27,7 +27,7 @@ lint:
 	cd examples/custompipe && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./... && $(GO) run . validate topology.yaml
 	$(GO) run ./cmd/streamer schema | diff -u topology.schema.json - || (echo "topology.schema.json is stale: run make schema"; exit 1)
 	@python3 -c 'import json,sys; json.load(open("deploy/grafana/streamer-dashboard.json"))' || (echo "the dashboard is not valid JSON"; exit 1)
-	@for m in . deploy examples/custompipe; do (cd $$m && $(GO) mod tidy -diff >/dev/null) || { echo "$$m/go.mod or go.sum is stale (the nested modules build streamer itself): run cd $$m && go mod tidy"; exit 1; }; done
+	@for m in . deploy examples/custompipe bench/peers/goka; do (cd $$m && $(GO) mod tidy -diff >/dev/null) || { echo "$$m/go.mod or go.sum is stale (the nested modules build streamer itself): run cd $$m && go mod tidy"; exit 1; }; done
 
 # ONNX Runtime's shared library comes from its PyPI wheel, fetched once.
 unit:
@@ -105,13 +105,14 @@ bench:
 	scripts/with-kafka.sh $(GO) run ./bench -brokers $(BROKERS)
 
 # streamer side by side with its peers (issue 16, bench/peers): the short
-# form of W1 on a broker it starts. Builds the Kafka Streams app with Maven
-# (kafka-streams from Maven Central) first. Not part of `make test`: it is
-# a benchmark. The long form and its figures are in bench/RESULTS.md.
-PEERS_FLAGS ?= -records 50000 -rounds 1 -kstreams-rounds 2 -chart bin/peers-W1.png
+# forms of W1 (with its latency runs) and W2 on a broker it starts. Builds
+# the Kafka Streams app with Maven (kafka-streams from Maven Central) first.
+# Not part of `make test`: it is a benchmark. The long form and its figures are in bench/RESULTS.md.
+PEERS_FLAGS ?= -records 50000 -rounds 1 -kstreams-rounds 2 -latency-seconds 5s
 bench-peers-jar:
 	mvn -q -B -f bench/peers/kstreams/pom.xml package
 
 bench-peers: bench-peers-jar
 	mkdir -p bin
-	scripts/with-kafka.sh $(GO) run ./bench/peers -workload W1 -brokers $(BROKERS) $(PEERS_FLAGS)
+	scripts/with-kafka.sh sh -c '$(GO) run ./bench/peers -workload W1 -brokers $(BROKERS) -chart bin/peers-W1.png $(PEERS_FLAGS) && \
+		$(GO) run ./bench/peers -workload W2 -brokers $(BROKERS) -chart bin/peers-W2.png $(PEERS_FLAGS)'

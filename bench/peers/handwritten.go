@@ -108,8 +108,11 @@ func runCareful(ctx context.Context, j job, t *timing) error {
 		}
 	}
 	done := 0
-	for done < j.records {
+	for j.records == 0 || done < j.records {
 		fs := s.PollRecords(ctx, 10000)
+		if ctx.Err() != nil && j.records == 0 {
+			break // latency mode (latency.go): stdin closed
+		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("committed %d of %d: %w", done, j.records, ctx.Err())
 		}
@@ -139,7 +142,7 @@ func runCareful(ctx context.Context, j job, t *timing) error {
 				return
 			}
 			if keep {
-				s.Produce(ctx, &kgo.Record{Topic: j.output, Key: r.Key, Value: out}, promise)
+				s.Produce(ctx, &kgo.Record{Topic: j.output, Key: r.Key, Value: out, Timestamp: r.Timestamp}, promise)
 			}
 		})
 		if serr != nil {

@@ -5,17 +5,21 @@
 //	go run ./bench/peers -workload W1 -brokers 127.0.0.1:9092 -records 200000
 //
 // W1 is bench/topology.yaml: a stateless filter + map of ~1 KB JSON orders,
-// exactly once. The systems:
+// exactly once. W2 (w2.go) is bench/peers/w2.yaml, a table join and a
+// 1-minute tumbling count and sum per key, for streamer and Kafka Streams.
+// The systems of W1:
 //
 //   - streamer: the topology through the engine, as `streamer run` runs it;
 //   - passthrough: bench's raw franz-go consume-and-produce loop (no
 //     transactions, no work): the limit;
-//   - naive: hand-written franz-go, one record at a time, a transaction per
-//     record with a synchronous produce (handwritten.go);
+//   - naive: hand-written franz-go, one record at a time with a synchronous
+//     produce, a transaction per poll (handwritten.go);
 //   - careful: hand-written franz-go, a transaction per poll, asynchronous
 //     produce (handwritten.go);
 //   - kstreams: Kafka Streams 4.4 with exactly_once_v2 (bench/peers/kstreams,
 //     built with Maven), several rounds in one JVM;
+//   - goka: a Goka processor, at least once
+//     (bench/peers/goka, a module of its own, built by this command);
 //   - quix (only when named in -systems): Quix Streams, exactly once
 //     (bench/peers/quix/filtermap.py), a fresh Python process per round.
 //
@@ -27,6 +31,14 @@
 // read back with read_committed and compared with the oracle (shape.go,
 // from the generator's own fields); a system whose output differs is
 // reported as MISMATCH and left out of the figures.
+//
+// After the throughput runs, each system of -latency-systems runs again at a
+// fixed offered load, by default half of streamer's median rate, for the
+// end-to-end latency from a record's timestamp until its output is
+// committed and readable (latency.go).
+//
+// PEERS_CPUPROFILE=<file> makes the streamer child write a CPU profile of
+// its run there (each streamer child overwrites it: run one round).
 //
 // PEERS_TIMELINE=1 makes the streamer child print its counters (records in,
 // out, committed, commits) to stderr every 250 ms.
@@ -66,6 +78,10 @@ type config struct {
 	chart      string
 	markdown   string
 	timeout    time.Duration
+	latSystems []string      // systems of the latency runs (latency.go); none: no latency runs
+	latRate    float64       // offered load; 0: half of streamer's median rate of this run
+	latMeasure time.Duration // the measured interval of each latency run
+	latWarmup  time.Duration // paced, before the measured interval
 }
 
 func main() {
@@ -76,24 +92,29 @@ func main() {
 		defBrokers = "127.0.0.1:9092"
 	}
 	brokers := flag.String("brokers", defBrokers, "seed brokers, comma separated (default $STREAMER_BROKERS or 127.0.0.1:9092)")
-	flag.StringVar(&c.workload, "workload", "W1", "workload; only W1 (bench/topology.yaml) so far")
+	flag.StringVar(&c.workload, "workload", "W1", "workload: W1 (bench/topology.yaml) or W2 (bench/peers/w2.yaml, w2.go)")
 	flag.IntVar(&c.in.Records, "records", 200000, "records in the input topic")
 	flag.IntVar(&c.in.Size, "size", 1024, "approximate record value size in bytes (internal/gen Pad)")
 	flag.IntVar(&c.partitions, "partitions", 6, "partitions of the input and output topics")
 	flag.IntVar(&c.rounds, "rounds", 2, "rounds of each Go system (a fresh process each), alternating the order")
 	flag.IntVar(&c.ksRounds, "kstreams-rounds", 3, "rounds of Kafka Streams in one JVM (the first warms the JIT up)")
-	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams", "systems to run, comma separated")
-	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run")
+	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams,goka", "systems to run, comma separated (W2: streamer,kstreams)")
+	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run (W2: bench/peers/w2.yaml)")
 	flag.StringVar(&c.jar, "kstreams-jar", "bench/peers/kstreams/target/peers-kstreams.jar", "the Kafka Streams app (mvn -q -B -f bench/peers/kstreams package)")
 	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py)")
 	flag.StringVar(&c.chart, "chart", "", "write the chart (PNG) here (default: bench/peers/<workload>.png)")
 	flag.StringVar(&c.markdown, "markdown", "", "also write the table as Markdown here")
+	latSystems := flag.String("latency-systems", "streamer,careful,kstreams", "systems of the end-to-end latency runs at a fixed offered load, after the throughput runs (empty: none)")
+	flag.Float64Var(&c.latRate, "latency-rate", 0, "offered load of the latency runs in records/s (0: half of streamer's median records/s in this run)")
+	flag.DurationVar(&c.latMeasure, "latency-seconds", 20*time.Second, "how long each latency run produces at the offered load")
+	flag.DurationVar(&c.latWarmup, "latency-warmup", 5*time.Second, "how long each latency run produces at the offered load before the measured interval")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up on a system's run after this long")
 	// Worker mode: the parent runs each Go system as a child with these.
 	flag.StringVar(&j.system, "worker", "", "internal: run this system in this process")
 	flag.StringVar(&j.input, "worker-input", "", "internal")
 	flag.StringVar(&j.output, "worker-output", "", "internal")
 	flag.StringVar(&j.group, "worker-group", "", "internal")
+	flag.StringVar(&j.table, "worker-table", "", "internal")
 	flag.Parse()
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -102,19 +123,36 @@ func main() {
 	}
 	if j.system != "" {
 		j.brokers, j.records, j.parts, j.topology, j.timeout = c.brokers, c.in.Records, c.partitions, c.topology, c.timeout
+		j.workload = c.workload
 		if err := runWorker(context.Background(), j); err != nil {
 			fmt.Fprintln(os.Stderr, "peers worker:", err)
 			os.Exit(1)
 		}
 		return
 	}
-	if c.workload != "W1" {
-		fmt.Fprintf(os.Stderr, "peers: workload %s is not written yet (only W1; see issue 16)\n", c.workload)
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch c.workload {
+	case "W1":
+	case "W2":
+		if !set["systems"] {
+			*systems = "streamer,kstreams"
+		}
+		if !set["topology"] {
+			c.topology = filepath.Join("bench", "peers", "w2.yaml")
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "peers: workload %s is not written yet (W1 and W2; see issue 16)\n", c.workload)
 		os.Exit(2)
 	}
 	for _, s := range strings.Split(*systems, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			c.systems = append(c.systems, s)
+		}
+	}
+	for _, s := range strings.Split(*latSystems, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.latSystems = append(c.latSystems, s)
 		}
 	}
 	if c.chart == "" {
@@ -148,6 +186,9 @@ func run(ctx context.Context, c config) error {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
+	if c.workload == "W2" {
+		return runW2(ctx, c, adm)
+	}
 	stamp := time.Now().Format("150405")
 	input := "peers-in-" + stamp
 	if err := benchkit.CreateTopic(ctx, adm, input, c.partitions); err != nil {
@@ -167,6 +208,20 @@ func run(ctx context.Context, c config) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
+	}
+	gokaBin := ""
+	if contains(c.systems, "goka") {
+		dir, err := os.MkdirTemp("", "peers-goka-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		gokaBin = filepath.Join(dir, "goka")
+		build := exec.CommandContext(ctx, "go", "build", "-C", filepath.Join("bench", "peers", "goka"), "-o", gokaBin, ".")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("building bench/peers/goka: %w", err)
+		}
 	}
 	var outs []outcome
 	var goSystems []string
@@ -193,6 +248,10 @@ func run(ctx context.Context, c config) error {
 				"-brokers", strings.Join(c.brokers, ","), "-records", fmt.Sprint(c.in.Records),
 				"-partitions", fmt.Sprint(c.partitions), "-topology", c.topology, "-timeout", c.timeout.String()}
 			cmd := exec.CommandContext(ctx, self, args...)
+			if sys == "goka" {
+				cmd = exec.CommandContext(ctx, gokaBin, "-brokers", strings.Join(c.brokers, ","), "-input", input,
+					"-output", output, "-group", name, "-records", fmt.Sprint(c.in.Records))
+			}
 			if sys == "quix" {
 				cmd = exec.CommandContext(ctx, c.python, "-u", filepath.Join("bench", "peers", "quix", "filtermap.py"),
 					strings.Join(c.brokers, ","), input, output, name, fmt.Sprint(c.in.Records))
@@ -244,7 +303,24 @@ func run(ctx context.Context, c config) error {
 			printOutcome(ko)
 		}
 	}
-	return report(c, outs)
+	var lats []latOutcome
+	if len(c.latSystems) > 0 {
+		rate := c.latRate
+		if rate == 0 {
+			for _, s := range summarize(c, outs) {
+				if s.system == "streamer" {
+					rate = s.rate / 2
+				}
+			}
+		}
+		if rate == 0 {
+			return fmt.Errorf("latency: no -latency-rate and no streamer rate in this run to halve")
+		}
+		if lats, err = runLatency(ctx, c, adm, stamp, rate, &created); err != nil {
+			return err
+		}
+	}
+	return report(c, outs, lats)
 }
 
 // runChild runs cmd with its stderr passed through, returns the lines of its

@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"image/color"
 	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -47,7 +49,7 @@ func summarize(c config, outs []outcome) []summary {
 	return ss
 }
 
-func report(c config, outs []outcome) error {
+func report(c config, outs []outcome, lats []latOutcome) error {
 	fmt.Println()
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "system\tround\trecords/s\tseconds\tCPU µs/record\tCPU cores\tpeak RSS MiB\toutput\t")
@@ -57,6 +59,9 @@ func report(c config, outs []outcome) error {
 		verdict := "matches the oracle"
 		if o.system == "passthrough" {
 			verdict = "a copy of the input (no work, no transactions)"
+		}
+		if o.system == "goka" {
+			verdict = "matches the oracle (Goka is at least once: no transactions)"
 		}
 		rate, cpu, cores := fmt.Sprintf("%.0f", o.rate()), fmt.Sprintf("%.1f", o.cpuMicros()), fmt.Sprintf("%.2f", o.cpu/o.seconds)
 		if !o.ok {
@@ -83,6 +88,24 @@ func report(c config, outs []outcome) error {
 		fmt.Printf("  %-11s %d rounds %9.0f records/s %6.1f µs CPU/record %5.0f MiB  streamer/this %s\n", s.system, s.rounds, s.rate, s.cpuUs, s.rssMiB, ratio)
 		fmt.Fprintf(&md, "| %s | %d | %.0f | %.1f | %.0f | %s |\n", s.system, s.rounds, s.rate, s.cpuUs, s.rssMiB, ratio)
 	}
+	if len(lats) > 0 {
+		fmt.Printf("\nend-to-end latency at %.0f records/s offered (record timestamp to committed and readable, read_committed):\n", lats[0].rate)
+		md.WriteString("\n| system | offered records/s | achieved | samples | p50 ms | p99 ms | max ms | p50 of the first / last tenth, ms | kept up | load average before → after | output |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, l := range lats {
+			p50, p99, mx := "-", "-", "-"
+			if l.ok {
+				p50, p99, mx = ms(l.quantile(0.5)), ms(l.quantile(0.99)), ms(l.quantile(1))
+			}
+			kept := "yes"
+			if !l.kept() {
+				kept = "no: backlog grew"
+			}
+			fmt.Printf("  %-9s p50 %s ms  p99 %s ms  max %s ms  first/last tenth %s/%s ms, kept up: %s (%d samples, %.0f/s achieved, load %s -> %s) %s\n",
+				l.system, p50, p99, mx, ms(l.head), ms(l.tail), kept, len(l.samples), l.achieved, l.load1, l.load2, l.note)
+			fmt.Fprintf(&md, "| %s | %.0f | %.0f | %d | %s | %s | %s | %s / %s | %s | %s → %s | %s |\n", l.system, l.rate, l.achieved,
+				len(l.samples), p50, p99, mx, ms(l.head), ms(l.tail), kept, l.load1, l.load2, l.note)
+		}
+	}
 	if c.markdown != "" {
 		if err := os.WriteFile(c.markdown, []byte(md.String()), 0o644); err != nil {
 			return err
@@ -91,7 +114,7 @@ func report(c config, outs []outcome) error {
 	if len(ss) == 0 {
 		return nil
 	}
-	if err := chart(c, ss); err != nil {
+	if err := chart(c, ss, lats); err != nil {
 		return fmt.Errorf("chart: %w", err)
 	}
 	fmt.Println("chart:", c.chart)
@@ -99,10 +122,17 @@ func report(c config, outs []outcome) error {
 }
 
 // chart draws one bar panel per figure, side by side, into c.chart.
-func chart(c config, ss []summary) error {
+func chart(c config, ss []summary, lats []latOutcome) error {
 	names := make([]string, len(ss))
 	for i, s := range ss {
 		names[i] = s.system
+		if s.system == "goka" {
+			names[i] = "goka*"
+		}
+	}
+	xlabel := ""
+	if slices.Contains(names, "goka*") {
+		xlabel = "goka*: at least once"
 	}
 	panel := func(title, ylabel string, f func(summary) float64) (*plot.Plot, error) {
 		p := plot.New()
@@ -118,6 +148,7 @@ func chart(c config, ss []summary) error {
 		}
 		p.Add(bars)
 		p.NominalX(names...)
+		p.X.Label.Text = xlabel
 		p.Y.Min = 0
 		p.Y.Max = 1.12 * slices.Max(vs)
 		labels := make([]string, len(vs))
@@ -155,7 +186,20 @@ func chart(c config, ss []summary) error {
 		}
 		plots[0] = append(plots[0], p)
 	}
-	img := vgimg.New(vg.Points(1050), vg.Points(330))
+	var ok []latOutcome
+	for _, l := range lats {
+		if l.ok {
+			ok = append(ok, l)
+		}
+	}
+	if len(ok) > 0 {
+		p, err := latencyPanel(ok)
+		if err != nil {
+			return err
+		}
+		plots[0] = append(plots[0], p)
+	}
+	img := vgimg.New(vg.Points(float64(350*len(plots[0]))), vg.Points(330))
 	dc := draw.New(img)
 	t := draw.Tiles{Rows: 1, Cols: len(plots[0]), PadX: vg.Points(12), PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(6)}
 	cs := plot.Align(plots, t, dc)
@@ -181,4 +225,57 @@ func median(xs []float64) float64 {
 		return (s[n/2-1] + s[n/2]) / 2
 	}
 	return s[n/2]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/1e6) }
+
+// latencyPanel draws p50 and p99 side by side for each system.
+func latencyPanel(ls []latOutcome) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("latency at %.0f records/s (p50 left, p99 right)", ls[0].rate)
+	p.Y.Label.Text = "ms, timestamp to committed and readable"
+	names := make([]string, len(ls))
+	var p50, p99 plotter.Values
+	var xy50, xy99 plotter.XYs
+	var lab50, lab99 []string
+	w := vg.Points(14)
+	for i, l := range ls {
+		names[i] = l.system
+		a, b := float64(l.quantile(0.5))/1e6, float64(l.quantile(0.99))/1e6
+		p50, p99 = append(p50, a), append(p99, b)
+		xy50, xy99 = append(xy50, plotter.XY{X: float64(i), Y: a}), append(xy99, plotter.XY{X: float64(i), Y: b})
+		lab50, lab99 = append(lab50, fmt.Sprintf("%.0f", a)), append(lab99, fmt.Sprintf("%.0f", b))
+	}
+	b50, err := plotter.NewBarChart(p50, w)
+	if err != nil {
+		return nil, err
+	}
+	b50.Offset = -w / 2
+	b99, err := plotter.NewBarChart(p99, w)
+	if err != nil {
+		return nil, err
+	}
+	b99.Offset = w / 2
+	b99.Color = color.Gray{Y: 90}
+	p.Add(b50, b99)
+	p.NominalX(names...)
+	p.Y.Min = 0
+	p.Y.Max = 1.12 * slices.Max(p99)
+	for _, set := range []struct {
+		xys    plotter.XYs
+		labels []string
+		dx     vg.Length
+	}{{xy50, lab50, -w / 2}, {xy99, lab99, w / 2}} {
+		l, err := plotter.NewLabels(plotter.XYLabels{XYs: set.xys, Labels: set.labels})
+		if err != nil {
+			return nil, err
+		}
+		l.Offset = vg.Point{X: set.dx}
+		for i := range l.TextStyle {
+			l.TextStyle[i].XAlign = draw.XCenter
+			l.TextStyle[i].YAlign = draw.YBottom
+		}
+		p.Add(l)
+	}
+	return p, nil
 }

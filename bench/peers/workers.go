@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -28,6 +30,8 @@ type job struct {
 	parts    int
 	topology string
 	timeout  time.Duration
+	workload string
+	table    string // W2: the customers topic
 }
 
 // timing is a worker's measurement of itself: wall time and process CPU
@@ -50,6 +54,16 @@ func (t *timing) stop() { t.to, t.cpuTo = time.Now(), benchkit.ProcessCPU() }
 func runWorker(ctx context.Context, j job) error {
 	ctx, cancel := context.WithTimeout(ctx, j.timeout)
 	defer cancel()
+	if j.records == 0 {
+		// Latency mode (latency.go): run until the parent closes stdin.
+		var stopped context.CancelFunc
+		ctx, stopped = context.WithCancel(ctx)
+		defer stopped()
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			stopped()
+		}()
+	}
 	var t timing
 	var err error
 	switch j.system {
@@ -99,6 +113,77 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 	if err != nil {
 		return err
 	}
+	stateDir := ""
+	if j.workload == "W2" {
+		if err := bindW2(top, j); err != nil {
+			return err
+		}
+		if stateDir, err = w2StateDir(j.group); err != nil {
+			return err
+		}
+		defer os.RemoveAll(stateDir)
+	} else if err := bindW1(top, j); err != nil {
+		return err
+	}
+	if path := os.Getenv("PEERS_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	stats := engine.NewStats()
+	e, err := engine.New(top, engine.Options{Brokers: j.brokers, ReplicaID: "peers", Logger: log, Stats: stats, StateDir: stateDir})
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- e.Run(runCtx) }()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	started := false
+	timeline := os.Getenv("PEERS_TIMELINE") != ""
+	last := time.Now()
+	for j.records == 0 || stats.CommittedIn.Load() < int64(j.records) {
+		if timeline && time.Since(last) > 250*time.Millisecond {
+			last = time.Now()
+			fmt.Fprintf(os.Stderr, "%s in %d out %d committed %d commits %d\n", last.Format("15:04:05.000"),
+				stats.RecordsIn.Load(), stats.RecordsOut.Load(), stats.CommittedIn.Load(), stats.Commits.Load())
+		}
+		select {
+		case err := <-done:
+			return fmt.Errorf("engine stopped after %d committed records: %v", stats.CommittedIn.Load(), err)
+		case <-ctx.Done():
+			stop()
+			err := <-done
+			if j.records == 0 && (err == nil || errors.Is(err, context.Canceled)) {
+				t.stop()
+				return nil // latency mode: stdin closed
+			}
+			return fmt.Errorf("after %d committed records: %w", stats.CommittedIn.Load(), ctx.Err())
+		case <-tick.C:
+		}
+		if !started && stats.RecordsIn.Load() > 0 {
+			started = true
+			t.start()
+		}
+	}
+	t.stop()
+	stop()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("engine: %w", err)
+	}
+	return nil
+}
+
+// bindW1 points W1's one source and one sink at the job's topics.
+func bindW1(top *topology.Topology, j job) error {
 	var srcs, sinks []*topology.Dataset
 	for _, d := range top.Sources() {
 		if !d.IsInternal() {
@@ -118,44 +203,20 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 	if sinks[0].Create != nil {
 		sinks[0].Create.Partitions = j.parts
 	}
-	stats := engine.NewStats()
-	e, err := engine.New(top, engine.Options{Brokers: j.brokers, ReplicaID: "peers", Logger: log, Stats: stats})
-	if err != nil {
-		return err
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- e.Run(runCtx) }()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	started := false
-	timeline := os.Getenv("PEERS_TIMELINE") != ""
-	last := time.Now()
-	for stats.CommittedIn.Load() < int64(j.records) {
-		if timeline && time.Since(last) > 250*time.Millisecond {
-			last = time.Now()
-			fmt.Fprintf(os.Stderr, "%s in %d out %d committed %d commits %d\n", last.Format("15:04:05.000"),
-				stats.RecordsIn.Load(), stats.RecordsOut.Load(), stats.CommittedIn.Load(), stats.Commits.Load())
+	return nil
+}
+
+// bindW2 points the datasets of bench/peers/w2.yaml at the job's topics.
+func bindW2(top *topology.Topology, j job) error {
+	for name, topic := range map[string]string{"orders": j.input, "customers": j.table, "per-minute": j.output} {
+		d := top.Datasets[name]
+		if d == nil {
+			return fmt.Errorf("%s: no dataset %s", j.topology, name)
 		}
-		select {
-		case err := <-done:
-			return fmt.Errorf("engine stopped after %d committed records: %v", stats.CommittedIn.Load(), err)
-		case <-ctx.Done():
-			stop()
-			<-done
-			return fmt.Errorf("after %d committed records: %w", stats.CommittedIn.Load(), ctx.Err())
-		case <-tick.C:
+		d.Topic, d.Partitions = topic, j.parts
+		if d.Create != nil {
+			d.Create.Partitions = j.parts
 		}
-		if !started && stats.RecordsIn.Load() > 0 {
-			started = true
-			t.start()
-		}
-	}
-	t.stop()
-	stop()
-	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("engine: %w", err)
 	}
 	return nil
 }

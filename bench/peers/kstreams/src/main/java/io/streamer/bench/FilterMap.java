@@ -37,6 +37,10 @@ import org.apache.kafka.streams.kstream.Produced;
  * reach the end of the input (outputs and offsets commit in one
  * transaction), and prints one line per round:
  * {@code round N records R seconds S cpu_seconds C output T}.
+ *
+ * <p>With a sixth argument {@code latency} (bench/peers/latency.go) it runs
+ * one application PREFIX on INPUT, which starts empty, to PREFIX-out until
+ * its stdin closes, with the same settings.
  */
 public final class FilterMap {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -74,9 +78,44 @@ public final class FilterMap {
     }
   }
 
+  /** The settings of every run: exactly_once_v2, 100 ms commits, two threads, snappy, batch and linger tuned. */
+  static Properties props(String app, String brokers) {
+    Properties p = new Properties();
+    p.put(StreamsConfig.APPLICATION_ID_CONFIG, app);
+    p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, brokers);
+    p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
+    p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 100);
+    p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 2);
+    p.put(StreamsConfig.STATE_DIR_CONFIG, System.getProperty("java.io.tmpdir") + "/peers-kstreams-state");
+    p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
+    p.put(StreamsConfig.consumerPrefix(ConsumerConfig.MAX_POLL_RECORDS_CONFIG), 5000);
+    p.put(StreamsConfig.producerPrefix(ProducerConfig.COMPRESSION_TYPE_CONFIG), "snappy");
+    p.put(StreamsConfig.producerPrefix(ProducerConfig.BATCH_SIZE_CONFIG), 512 * 1024);
+    p.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 5);
+    return p;
+  }
+
+  /** Latency mode: runs PREFIX on INPUT to PREFIX-out until stdin closes. */
+  static void latency(Admin admin, String brokers, String input, String app, int partitions) throws Exception {
+    String output = app + "-out";
+    admin.createTopics(List.of(new NewTopic(output, partitions, (short) 1))).all().get();
+    StreamsBuilder b = new StreamsBuilder();
+    b.stream(input, Consumed.with(Serdes.ByteArray(), Serdes.ByteArray()))
+        .filter((k, v) -> keep(v))
+        .mapValues(FilterMap::shape)
+        .to(output, Produced.with(Serdes.ByteArray(), Serdes.ByteArray()));
+    KafkaStreams streams = new KafkaStreams(b.build(), props(app, brokers));
+    streams.start();
+    while (System.in.read() >= 0) {
+      // until the parent closes stdin
+    }
+    streams.close();
+    streams.cleanUp();
+  }
+
   public static void main(String[] args) throws Exception {
-    if (args.length != 5) {
-      System.err.println("usage: FilterMap BROKERS INPUT PREFIX ROUNDS PARTITIONS");
+    if (args.length != 5 && !(args.length == 6 && args[5].equals("latency"))) {
+      System.err.println("usage: FilterMap BROKERS INPUT PREFIX ROUNDS PARTITIONS [latency]");
       System.exit(2);
     }
     String brokers = args[0], input = args[1], prefix = args[2];
@@ -87,6 +126,10 @@ public final class FilterMap {
     com.sun.management.OperatingSystemMXBean os =
         (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
     try (Admin admin = Admin.create(ap)) {
+      if (args.length == 6) {
+        latency(admin, brokers, input, prefix, partitions);
+        return;
+      }
       Map<TopicPartition, OffsetSpec> latest =
           admin.describeTopics(List.of(input)).allTopicNames().get().get(input).partitions().stream()
               .collect(Collectors.toMap(p -> new TopicPartition(input, p.partition()), p -> OffsetSpec.latest()));
@@ -112,18 +155,7 @@ public final class FilterMap {
             })
             .to(output, Produced.with(Serdes.ByteArray(), Serdes.ByteArray()));
 
-        Properties p = new Properties();
-        p.put(StreamsConfig.APPLICATION_ID_CONFIG, app);
-        p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, brokers);
-        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
-        p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 100);
-        p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 2);
-        p.put(StreamsConfig.STATE_DIR_CONFIG, System.getProperty("java.io.tmpdir") + "/peers-kstreams-state");
-        p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
-        p.put(StreamsConfig.consumerPrefix(ConsumerConfig.MAX_POLL_RECORDS_CONFIG), 5000);
-        p.put(StreamsConfig.producerPrefix(ProducerConfig.COMPRESSION_TYPE_CONFIG), "snappy");
-        p.put(StreamsConfig.producerPrefix(ProducerConfig.BATCH_SIZE_CONFIG), 512 * 1024);
-        p.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 5);
+        Properties p = props(app, brokers);
         KafkaStreams streams = new KafkaStreams(b.build(), p);
         streams.start();
         long committed = 0;
