@@ -38,20 +38,32 @@ func brokerControl(t *testing.T) func(action string) {
 	}
 }
 
+// outageTxnTimeout is the transaction timeout of the replicas of the
+// tests that take the only broker down. A single-node broker that starts
+// while a transaction older than its timeout is open aborts it at once,
+// before it knows its own partitions' leaders, and skips their markers as
+// if the topics were deleted ("Couldn't find leader endpoint ... likely
+// deleted already"): the transaction hangs on them for good, whoever
+// wrote it (docs/RELIABILITY.md). A timeout longer than the outage and the
+// restart keeps the tests off that broker bug.
+const outageTxnTimeout = "60s"
+
 // TestSigtermDuringBrokerOutage: with the broker down and a transaction
 // open, SIGTERM must stop a replica within 10 s with a clear message, not
 // hang on a flush or a group leave that cannot succeed. A replica left
-// running through an outage longer than the transaction timeout must not
-// exit: it starts again in its process (cli/rejoin.go) and, once the
-// broker is back, finishes the stream with nothing lost or doubled.
+// running through the outage must not exit (before cli/rejoin.go it
+// exited about 6 s in when its EndTxn met a refused dial): it waits, or
+// starts again in its process, and once the broker is back it finishes
+// the stream with a restarted first replica, nothing lost or doubled.
 func TestSigtermDuringBrokerOutage(t *testing.T) {
 	requireIntegration(t)
 	broker := brokerControl(t)
 	f := newFaultRun(t)
+	f.flags = []string{"--transaction-timeout", outageTxnTimeout}
 	f.send(30_000)
 	r1, r2 := f.startEnv("r1"), f.startEnv("r2")
 	f.e.waitLagBelow(f.group, "orders", 25_000, r1, r2)
-	broker("stop")
+	broker("kill")
 	restarted := false
 	defer func() {
 		if !restarted {
@@ -65,8 +77,7 @@ func TestSigtermDuringBrokerOutage(t *testing.T) {
 	if took > 10*time.Second {
 		t.Errorf("SIGTERM took %v with the broker down, want under 10 s:\n%s", took, r1.logText())
 	}
-	// Past the transaction timeout (20 s): r2's transaction cannot end.
-	for time.Since(down) < 27*time.Second {
+	for time.Since(down) < 15*time.Second {
 		if r2.exited() {
 			fatalf(t, "r2 exited %v into the broker outage (%v); it should wait for the broker (its log is above)", time.Since(down).Round(time.Second), r2.err)
 		}
@@ -74,15 +85,18 @@ func TestSigtermDuringBrokerOutage(t *testing.T) {
 	}
 	broker("start")
 	restarted = true
-	f.finish(r2)
-	if !strings.Contains(r2.logText(), "starts again in this process") {
-		t.Errorf("r2 never said it starts again after the outage:\n%s", r2.logText())
-	}
+	// r1 back under its id fences its open transaction at once.
+	f.finish(f.startEnv("r1"), r2)
+	// Whether r2 had to start again depends on where the outage caught
+	// its transaction: a flush waits for the broker (within the
+	// transaction's budget), an EndTxn fails at once on a refused dial.
+	t.Logf("r2 started again in its process during the outage: %v", strings.Contains(r2.logText(), "starts again in this process"))
 }
 
 // TestChaos runs 3 replicas over 12 partitions while a loop SIGKILLs or
 // SIGSTOPs (past the session timeout, then SIGCONT: a zombie) a random
-// replica every few seconds, and restarts the broker once mid-run. Every
+// replica every few seconds, and crashes and restarts the broker once
+// mid-run (a crash: see docs/RELIABILITY.md on graceful stops). Every
 // count must still equal the oracle. The short form (60k orders) runs in
 // make test; -chaos-long runs 1M.
 func TestChaos(t *testing.T) {
@@ -96,6 +110,7 @@ func TestChaos(t *testing.T) {
 	e.createTopic("orders", 12)
 	e.createTopic("countries", 1)
 	f := &faultRun{e: e, file: e.writeTopology(strings.Replace(faultTopology, "partitions: 4", "partitions: 12", 1), nil), group: "streamer-" + e.id}
+	f.flags = []string{"--transaction-timeout", outageTxnTimeout}
 	f.sendCountries()
 	ids := []string{"r1", "r2", "r3"}
 	rs := map[string]*replica{}
@@ -111,7 +126,7 @@ func TestChaos(t *testing.T) {
 		switch {
 		case !brokerRestarted && f.sent >= n/2:
 			t.Logf("%d sent: restarting the broker", f.sent)
-			broker("stop")
+			broker("kill")
 			broker("start")
 			brokerRestarted = true
 		case rng.IntN(3) == 0:

@@ -5,12 +5,17 @@
 # The broker's jars come from Maven Central (via scripts/kafka/pom.xml), since
 # the Kafka release tarball is not reachable from the build machines.
 #
-# Usage: scripts/kafka/kafka.sh fetch|start|stop|status|logs [tail args]
+# Usage: scripts/kafka/kafka.sh fetch|start|stop|kill|status|logs [tail args]
 #
 #   fetch   download the jars into the cache (once; reused afterwards)
 #   start   fetch if needed, wipe + format the data dir, start the broker in
 #           the background and wait until it serves requests
 #   stop    stop the broker (SIGTERM, then SIGKILL after 30 s)
+#   kill    crash the broker (SIGKILL): the tests' outages use it, since a
+#           graceful stop of a single-node cluster completes a commit under
+#           way without its markers (no partition has a leader then, and the
+#           coordinator skips those partitions as deleted), which leaves a
+#           hanging transaction; after a crash the coordinator finishes it
 #   status  exit 0 if the broker is running and answering, 1 otherwise
 #   logs    tail the broker log (extra arguments go to tail, e.g. `logs -f`)
 #
@@ -316,6 +321,29 @@ do_start() {
 
 # --- stop / status / logs ---------------------------------------------------
 
+# do_kill: SIGKILL the broker and wait until it is gone.
+do_kill() {
+  local pid i
+  lock_data
+  if ! pid=$(broker_pid); then
+    rm -f "$PIDFILE"
+    log "not running"
+    return 0
+  fi
+  kill -KILL "$pid" 2>/dev/null || true
+  # Gone, and its ports closed: the process can look dead (a zombie main
+  # thread) a moment before the kernel has closed its sockets.
+  for ((i = 0; i < 100; i++)); do
+    if ! alive "$pid" && ! port_open "$PORT" && ! port_open "$CONTROLLER_PORT" && { [[ -z $SASL_SSL_PORT ]] || ! port_open "$SASL_SSL_PORT"; }; then
+      rm -f "$PIDFILE"
+      log "killed (pid $pid)"
+      return 0
+    fi
+    sleep 0.2
+  done
+  die "could not kill the broker (pid $pid), or its ports stayed open"
+}
+
 service_ready() { answering; }
 service_pid() { broker_pid; }
 service_where() { echo "on $HOST:$PORT, data $DATA"; }
@@ -326,6 +354,7 @@ case $cmd in
   fetch) do_fetch ;;
   start) do_start ;;
   stop) do_stop ;;
+  kill) do_kill ;;
   status) do_status ;;
   logs) do_logs "$@" ;;
   -h | --help | help) usage ;;
