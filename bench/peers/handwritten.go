@@ -3,9 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamerio/streamer/bench/internal/benchkit"
 )
 
 // The hand-written peers: what a Go team writes with franz-go alone, exactly
@@ -94,19 +95,8 @@ func runCareful(ctx context.Context, j job, t *timing) error {
 		return err
 	}
 	defer s.Close()
-	var (
-		mu       sync.Mutex
-		firstErr error
-	)
-	promise := func(_ *kgo.Record, err error) {
-		if err != nil {
-			mu.Lock()
-			if firstErr == nil {
-				firstErr = err
-			}
-			mu.Unlock()
-		}
-	}
+	var first benchkit.FirstErr
+	promise := first.Promise
 	done := 0
 	for j.records == 0 || done < j.records {
 		fs := s.PollRecords(ctx, 10000)
@@ -153,10 +143,7 @@ func runCareful(ctx context.Context, j job, t *timing) error {
 		if err != nil {
 			return err
 		}
-		mu.Lock()
-		perr := firstErr
-		mu.Unlock()
-		if perr != nil {
+		if perr := first.Err(); perr != nil {
 			return perr
 		}
 		if !committed {

@@ -282,25 +282,12 @@ func run(ctx context.Context, c config) error {
 		prefix := "peers-kstreams-" + stamp
 		cmd := exec.CommandContext(ctx, "java", "-jar", c.jar, strings.Join(c.brokers, ","), input, prefix,
 			fmt.Sprint(c.ksRounds), fmt.Sprint(c.partitions))
-		var o outcome
-		lines, err := runChild(cmd, &o)
-		for r := 1; r <= c.ksRounds; r++ {
-			created = append(created, fmt.Sprintf("%s-r%d-out", prefix, r))
-		}
+		ks, err := runKStreams(c, cmd, prefix, &created, func(output string, ko *outcome) error {
+			return verify(ctx, c, output, want, ko)
+		})
+		outs = append(outs, ks...)
 		if err != nil {
-			return fmt.Errorf("kstreams: %w", err)
-		}
-		for _, l := range lines {
-			ko := outcome{system: "kstreams", rssKB: o.rssKB}
-			var output string
-			if _, err := fmt.Sscanf(l, "round %d records %d seconds %g cpu_seconds %g output %s", &ko.round, &ko.n, &ko.seconds, &ko.cpu, &output); err != nil {
-				return fmt.Errorf("kstreams: %q: %w", l, err)
-			}
-			if err := verify(ctx, c, output, want, &ko); err != nil {
-				return err
-			}
-			outs = append(outs, ko)
-			printOutcome(ko)
+			return err
 		}
 	}
 	var lats []latOutcome
@@ -381,4 +368,33 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// runKStreams runs the Kafka Streams app cmd, whose rounds write to
+// <prefix>-r<N>-out (added to created), and returns an outcome per round
+// line ("round R records N seconds S cpu_seconds C output TOPIC"), each
+// checked by check before it is printed.
+func runKStreams(c config, cmd *exec.Cmd, prefix string, created *[]string, check func(output string, ko *outcome) error) ([]outcome, error) {
+	var o outcome
+	lines, err := runChild(cmd, &o)
+	for r := 1; r <= c.ksRounds; r++ {
+		*created = append(*created, fmt.Sprintf("%s-r%d-out", prefix, r))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kstreams: %w", err)
+	}
+	var outs []outcome
+	for _, l := range lines {
+		ko := outcome{system: "kstreams", rssKB: o.rssKB}
+		var output string
+		if _, err := fmt.Sscanf(l, "round %d records %d seconds %g cpu_seconds %g output %s", &ko.round, &ko.n, &ko.seconds, &ko.cpu, &output); err != nil {
+			return outs, fmt.Errorf("kstreams: %q: %w", l, err)
+		}
+		if err := check(output, &ko); err != nil {
+			return outs, err
+		}
+		outs = append(outs, ko)
+		printOutcome(ko)
+	}
+	return outs, nil
 }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -95,19 +94,8 @@ func fillW2(ctx context.Context, brokers []string, customers, orders string, w w
 		return err
 	}
 	defer cl.Close()
-	var (
-		mu       sync.Mutex
-		firstErr error
-	)
-	promise := func(_ *kgo.Record, err error) {
-		if err != nil {
-			mu.Lock()
-			if firstErr == nil {
-				firstErr = err
-			}
-			mu.Unlock()
-		}
-	}
+	var first benchkit.FirstErr
+	promise := first.Promise
 	for n := 0; n < w2Known; n++ {
 		cl.Produce(ctx, &kgo.Record{Topic: customers, Key: []byte("c-" + strconv.Itoa(n)), Value: w2Customer(n),
 			Timestamp: time.UnixMilli(w.base - 60_000)}, promise)
@@ -127,7 +115,7 @@ func fillW2(ctx context.Context, brokers []string, customers, orders string, w w
 	if err := cl.Flush(ctx); err != nil {
 		return err
 	}
-	return firstErr
+	return first.Err()
 }
 
 // expectedW2 is the oracle: every window of a known customer's orders.
@@ -292,26 +280,13 @@ func runW2(ctx context.Context, c config, adm *kadm.Client) error {
 		prefix := "peers-w2-kstreams-" + stamp
 		cmd := exec.CommandContext(ctx, "java", "-cp", c.jar, "io.streamer.bench.Enrich", strings.Join(c.brokers, ","),
 			orders, customers, prefix, fmt.Sprint(c.ksRounds), fmt.Sprint(c.partitions))
-		var o outcome
-		lines, err := runChild(cmd, &o)
-		for r := 1; r <= c.ksRounds; r++ {
-			created = append(created, fmt.Sprintf("%s-r%d-out", prefix, r))
-		}
-		if err != nil {
-			return fmt.Errorf("kstreams: %w", err)
-		}
-		for _, l := range lines {
-			ko := outcome{system: "kstreams", rssKB: o.rssKB}
-			var output string
-			if _, err := fmt.Sscanf(l, "round %d records %d seconds %g cpu_seconds %g output %s", &ko.round, &ko.n, &ko.seconds, &ko.cpu, &output); err != nil {
-				return fmt.Errorf("kstreams: %q: %w", l, err)
-			}
+		ks, err := runKStreams(c, cmd, prefix, &created, func(output string, ko *outcome) error {
 			ko.n -= int64(ticks) // the rate is of orders, as streamer's
-			if err := verifyW2(ctx, c, output, want, &ko); err != nil {
-				return err
-			}
-			outs = append(outs, ko)
-			printOutcome(ko)
+			return verifyW2(ctx, c, output, want, ko)
+		})
+		outs = append(outs, ks...)
+		if err != nil {
+			return err
 		}
 	}
 	return report(c, outs, nil)

@@ -53,28 +53,44 @@ func Fill(ctx context.Context, brokers []string, topic string, in Input) (int64,
 	defer cl.Close()
 	g := in.Orders()
 	var (
-		mu       sync.Mutex
-		firstErr error
-		bytes    int64
+		first FirstErr
+		bytes int64
 	)
-	promise := func(_ *kgo.Record, err error) {
-		if err != nil {
-			mu.Lock()
-			if firstErr == nil {
-				firstErr = err
-			}
-			mu.Unlock()
-		}
-	}
 	for i := 0; i < in.Records; i++ {
 		o := g.Next()
 		bytes += int64(len(o.Value))
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: o.Key, Value: o.Value}, promise)
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: o.Key, Value: o.Value}, first.Promise)
 	}
 	if err := cl.Flush(ctx); err != nil {
 		return 0, err
 	}
-	return bytes, firstErr
+	return bytes, first.Err()
+}
+
+// FirstErr keeps the first error of the produce promises it is given to.
+// Its methods may be called concurrently.
+type FirstErr struct {
+	mu  sync.Mutex
+	err error
+}
+
+// Promise is a produce promise that records err if it is the first.
+func (f *FirstErr) Promise(_ *kgo.Record, err error) {
+	if err == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+// Err returns the first error recorded, or nil.
+func (f *FirstErr) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }
 
 // PassthroughOpts are the client options of the passthrough besides the
