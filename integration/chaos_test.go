@@ -48,6 +48,25 @@ func brokerControl(t *testing.T) func(action string) {
 // restart keeps the tests off that broker bug.
 const outageTxnTimeout = "60s"
 
+// crashBroker crashes the broker with no commit under way: it freezes the
+// replicas (SIGSTOP) for 2 s, so that the broker finishes the commits
+// they had sent, kills the broker, and wakes them to find it gone. A
+// coordinator that restarts with a commit half done sends its markers
+// before it knows its partitions' leaders, skips them, and leaves the
+// transaction hanging (docs/RELIABILITY.md): a broker bug these tests
+// keep out of their way, since streamer cannot clear what it leaves.
+func crashBroker(t *testing.T, broker func(string), rs ...*replica) {
+	t.Helper()
+	for _, r := range rs {
+		_ = r.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+	time.Sleep(2 * time.Second)
+	broker("kill")
+	for _, r := range rs {
+		_ = r.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}
+
 // TestSigtermDuringBrokerOutage: with the broker down and a transaction
 // open, SIGTERM must stop a replica within 10 s with a clear message, not
 // hang on a flush or a group leave that cannot succeed. A replica left
@@ -63,7 +82,7 @@ func TestSigtermDuringBrokerOutage(t *testing.T) {
 	f.send(30_000)
 	r1, r2 := f.startEnv("r1"), f.startEnv("r2")
 	f.e.waitLagBelow(f.group, "orders", 25_000, r1, r2)
-	broker("kill")
+	crashBroker(t, broker, r1, r2)
 	restarted := false
 	defer func() {
 		if !restarted {
@@ -126,7 +145,11 @@ func TestChaos(t *testing.T) {
 		switch {
 		case !brokerRestarted && f.sent >= n/2:
 			t.Logf("%d sent: restarting the broker", f.sent)
-			broker("kill")
+			var all []*replica
+			for _, id := range ids {
+				all = append(all, rs[id])
+			}
+			crashBroker(t, broker, all...)
 			broker("start")
 			brokerRestarted = true
 		case rng.IntN(3) == 0:
