@@ -31,7 +31,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -170,14 +169,10 @@ func fillChangelog(ctx context.Context, c config, topic string) (int64, error) {
 	}
 	defer cl.Close()
 	var (
-		bytes    int64
-		firstErr atomic.Pointer[error]
+		bytes int64
+		first benchkit.FirstErr
 	)
-	promise := func(_ *kgo.Record, err error) {
-		if err != nil {
-			firstErr.CompareAndSwap(nil, &err)
-		}
-	}
+	promise := first.Promise
 	const txn = 10000
 	for i := 0; i < c.keys; i += txn {
 		if err := cl.BeginTransaction(); err != nil {
@@ -193,8 +188,8 @@ func fillChangelog(ctx context.Context, c config, topic string) (int64, error) {
 		if err := cl.Flush(ctx); err != nil {
 			return 0, err
 		}
-		if p := firstErr.Load(); p != nil {
-			return 0, *p
+		if err := first.Err(); err != nil {
+			return 0, err
 		}
 		if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 			return 0, err
@@ -574,25 +569,17 @@ func fillKeys(ctx context.Context, c config, topic string) error {
 		return err
 	}
 	defer cl.Close()
-	var firstErr atomic.Pointer[error]
-	promise := func(_ *kgo.Record, err error) {
-		if err != nil {
-			firstErr.CompareAndSwap(nil, &err)
-		}
-	}
+	var first benchkit.FirstErr
 	for i := 0; i < c.keys; i++ {
-		if p := firstErr.Load(); p != nil {
-			return *p
+		if err := first.Err(); err != nil {
+			return err
 		}
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "user-%010d", i), Value: fmt.Appendf(nil, `{"id":%d,"amount":%d.5}`, i, i%1000)}, promise)
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "user-%010d", i), Value: fmt.Appendf(nil, `{"id":%d,"amount":%d.5}`, i, i%1000)}, first.Promise)
 	}
 	if err := cl.Flush(ctx); err != nil {
 		return err
 	}
-	if p := firstErr.Load(); p != nil {
-		return *p
-	}
-	return nil
+	return first.Err()
 }
 
 // committedOffsets sums the group's committed offsets on topic.

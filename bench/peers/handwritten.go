@@ -50,10 +50,8 @@ func runNaive(ctx context.Context, j job, t *timing) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("committed %d of %d: %w", done, j.records, ctx.Err())
 		}
-		var ferr error
-		fs.EachError(func(tp string, p int32, err error) { ferr = fmt.Errorf("fetching %s[%d]: %w", tp, p, err) })
-		if ferr != nil {
-			return ferr
+		if err := fetchErr(fs); err != nil {
+			return err
 		}
 		recs := fs.Records()
 		if len(recs) == 0 {
@@ -106,10 +104,8 @@ func runCareful(ctx context.Context, j job, t *timing) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("committed %d of %d: %w", done, j.records, ctx.Err())
 		}
-		var ferr error
-		fs.EachError(func(tp string, p int32, err error) { ferr = fmt.Errorf("fetching %s[%d]: %w", tp, p, err) })
-		if ferr != nil {
-			return ferr
+		if err := fetchErr(fs); err != nil {
+			return err
 		}
 		n := fs.NumRecords()
 		if n == 0 {
@@ -153,4 +149,11 @@ func runCareful(ctx context.Context, j job, t *timing) error {
 	}
 	t.stop()
 	return nil
+}
+
+// fetchErr returns a poll's fetch error, if any, naming its partition.
+func fetchErr(fs kgo.Fetches) error {
+	var ferr error
+	fs.EachError(func(tp string, p int32, err error) { ferr = fmt.Errorf("fetching %s[%d]: %w", tp, p, err) })
+	return ferr
 }
