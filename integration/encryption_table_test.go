@@ -184,26 +184,34 @@ func TestEncryptedTableJoin(t *testing.T) {
 
 	// The statistics, decrypted: the last count of each customer, and its name.
 	statsReader := crypt.NewCodec(jsonc, crypt.NewEnvelope(key, crypt.Rotation{}, nil), crypt.Spec{Fields: []string{"last_name"}})
-	counts := map[string]float64{}
-	err = topicread.All(ctx, brokers, 3*time.Second, func(rec *kgo.Record) {
-		v, _, err := statsReader.DecodeRecord(rec.Value, rec.Headers)
+	// readCounts decrypts the statistics, calls check on each, and returns
+	// the last count of each customer.
+	readCounts := func(check func(key []byte, m map[string]any)) map[string]float64 {
+		counts := map[string]float64{}
+		err := topicread.All(ctx, brokers, 3*time.Second, func(rec *kgo.Record) {
+			v, _, err := statsReader.DecodeRecord(rec.Value, rec.Headers)
+			if err != nil {
+				faults = append(faults, fmt.Sprintf("statistics do not decrypt: %v", err))
+				return
+			}
+			m := v.(map[string]any)
+			check(rec.Key, m)
+			var c float64
+			fmt.Sscan(fmt.Sprint(m["orders"]), &c) // int64 or float64, as json decodes it
+			counts[string(rec.Key)] = max(counts[string(rec.Key)], c)
+		}, e.topic("stats"))
 		if err != nil {
-			faults = append(faults, fmt.Sprintf("statistics do not decrypt: %v", err))
-			return
+			t.Fatal(err)
 		}
-		m := v.(map[string]any)
-		var i int
-		fmt.Sscanf(string(rec.Key), "c%d", &i)
-		if m["last_name"] != fmt.Sprintf("Customer Name%03d", i) {
-			faults = append(faults, fmt.Sprintf("statistics of %s: %v, not its customer's name", rec.Key, m))
-		}
-		var c float64
-		fmt.Sscan(fmt.Sprint(m["orders"]), &c) // int64 or float64, as json decodes it
-		counts[string(rec.Key)] = max(counts[string(rec.Key)], c)
-	}, e.topic("stats"))
-	if err != nil {
-		t.Fatal(err)
+		return counts
 	}
+	counts := readCounts(func(key []byte, m map[string]any) {
+		var i int
+		fmt.Sscanf(string(key), "c%d", &i)
+		if m["last_name"] != fmt.Sprintf("Customer Name%03d", i) {
+			faults = append(faults, fmt.Sprintf("statistics of %s: %v, not its customer's name", key, m))
+		}
+	})
 	for i := range n {
 		if want := float64(2 - i/(n-1)); counts[fmt.Sprintf("c%03d", i)] != want {
 			faults = append(faults, fmt.Sprintf("c%03d counted %v orders, want %v", i, counts[fmt.Sprintf("c%03d", i)], want))
@@ -310,21 +318,7 @@ func TestEncryptedTableJoin(t *testing.T) {
 	if _, code := r2.stop(t); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, r2.logText())
 	}
-	clear(counts)
-	err = topicread.All(ctx, brokers, 3*time.Second, func(rec *kgo.Record) {
-		v, _, err := statsReader.DecodeRecord(rec.Value, rec.Headers)
-		if err != nil {
-			faults = append(faults, fmt.Sprintf("statistics do not decrypt: %v", err))
-			return
-		}
-		m := v.(map[string]any)
-		var c float64
-		fmt.Sscan(fmt.Sprint(m["orders"]), &c)
-		counts[string(rec.Key)] = max(counts[string(rec.Key)], c)
-	}, e.topic("stats"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	counts = readCounts(func([]byte, map[string]any) {})
 	for i := range n {
 		if want := float64(3 - i/(n-1)); counts[fmt.Sprintf("c%03d", i)] != want {
 			faults = append(faults, fmt.Sprintf("after a restore, c%03d counted %v orders, want %v", i, counts[fmt.Sprintf("c%03d", i)], want))
