@@ -71,6 +71,9 @@ type Engine struct {
 
 // New returns an engine for t. It validates the options and does no I/O.
 func New(t *topology.Topology, o Options) (*Engine, error) {
+	if o.MinCommitInterval == 0 {
+		o.MinCommitInterval = t.MinCommitInterval
+	}
 	if err := o.setDefaults(t.CommitInterval); err != nil {
 		return nil, err
 	}
@@ -570,6 +573,7 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 			if err := tx.begin(); err != nil {
 				return err
 			}
+			tx.polled(n, e.top.MaxPollRecords, sess.Client().BufferedFetchRecords())
 			tx.add(n)
 			pctx, pcancel := tx.budget(ctx)
 			procErr := e.process(pctx, fetches, emit)

@@ -29,6 +29,17 @@ type Options struct {
 	// Default: the topology's processing.commit_interval (100ms).
 	CommitInterval time.Duration
 
+	// MinCommitInterval is how long a transaction stays open at least
+	// when the replica has caught up with its inputs (a poll returned
+	// less than max_poll_records and the client holds nothing more): it
+	// then commits without waiting for CommitInterval, so that at low
+	// load outputs are readable sooner; under a backlog polls are full
+	// and transactions last CommitInterval. It caps the commits of an
+	// idle-ish replica at 1/MinCommitInterval a second. Equal to
+	// CommitInterval or more: commit only at CommitInterval. Default:
+	// the topology's processing.min_commit_interval (20ms).
+	MinCommitInterval time.Duration
+
 	// TransactionTimeout is how long the broker lets a transaction stay
 	// open before aborting it; it bounds how long a crashed replica's
 	// transaction can block readers, until the replica restarts under its
@@ -157,6 +168,12 @@ func (o *Options) setDefaults(commitInterval time.Duration) error {
 	}
 	if o.CommitInterval <= 0 {
 		errs = append(errs, fmt.Errorf("engine: commit interval must be positive, got %v", o.CommitInterval))
+	}
+	if o.MinCommitInterval == 0 {
+		o.MinCommitInterval = 20 * time.Millisecond
+	}
+	if o.MinCommitInterval < 0 {
+		errs = append(errs, fmt.Errorf("engine: minimum commit interval must be positive, got %v", o.MinCommitInterval))
 	}
 	if o.SessionTimeout == 0 {
 		o.SessionTimeout = 10 * time.Second

@@ -29,6 +29,9 @@ type txn struct {
 	open    bool
 	start   time.Time
 	records int64 // consumed records the open transaction covers
+	// caughtUp is set when the last poll found nothing more to read
+	// (polled): the transaction may then end at MinCommitInterval.
+	caughtUp bool
 }
 
 // begin opens a transaction unless one is open.
@@ -39,20 +42,37 @@ func (t *txn) begin() error {
 	if err := t.sess.Begin(); err != nil {
 		return fmt.Errorf("engine: beginning transaction: %w", err)
 	}
-	t.open, t.start = true, time.Now()
+	t.open, t.start, t.caughtUp = true, time.Now(), false
 	return nil
 }
 
 // add counts n consumed records into the open transaction.
 func (t *txn) add(n int) { t.records += int64(n) }
 
-// due reports whether the open transaction has reached its commit interval.
-func (t *txn) due() bool { return t.open && time.Since(t.start) >= t.e.opts.CommitInterval }
+// polled records what a poll of n records found, with max the most a
+// poll takes and buffered the records the client holds besides: a poll
+// short of max with nothing buffered means the replica has read all there
+// was (it is caught up with its inputs), and waiting for more before
+// committing would only delay what is already processed.
+func (t *txn) polled(n, max int, buffered int64) { t.caughtUp = n < max && buffered == 0 }
+
+// age is how long the open transaction may stay open: CommitInterval,
+// or MinCommitInterval while the replica is caught up.
+func (t *txn) age() time.Duration {
+	if t.caughtUp {
+		return min(t.e.opts.MinCommitInterval, t.e.opts.CommitInterval)
+	}
+	return t.e.opts.CommitInterval
+}
+
+// due reports whether the open transaction has reached its commit
+// interval, or its minimum one while the replica is caught up.
+func (t *txn) due() bool { return t.open && time.Since(t.start) >= t.age() }
 
 // pollDeadline is when a poll must return for the open transaction to end
 // on time; ok is false with no transaction open.
 func (t *txn) pollDeadline() (deadline time.Time, ok bool) {
-	return t.start.Add(t.e.opts.CommitInterval), t.open
+	return t.start.Add(t.age()), t.open
 }
 
 // budget returns a context for work inside the open transaction (running a

@@ -19,11 +19,17 @@ func (c *compiler) processing(t *Topology, root *yaml.Node) {
 	if n := mappingValue(block, "commit_interval"); n != nil && t.CommitInterval == 0 {
 		c.d.add(spec.PosOf(n), "commit_interval: must be positive: it is how long a transaction collects records before it commits (default %v)", defaultCommitInterval)
 	}
+	if n := mappingValue(block, "min_commit_interval"); n != nil && t.MinCommitInterval <= 0 {
+		c.d.add(spec.PosOf(n), "min_commit_interval: must be positive: it is how long a transaction stays open at least once the replica has read all there is (default %v; set it to commit_interval to commit only at that pace)", defaultMinCommitInterval)
+	}
 	if n := mappingValue(block, "max_poll_records"); n != nil && t.MaxPollRecords <= 0 {
 		c.d.add(spec.PosOf(n), "max_poll_records: must be at least 1, got %d (default %d)", t.MaxPollRecords, defaultMaxPollRecords)
 	}
 	if t.CommitInterval <= 0 {
 		t.CommitInterval = defaultCommitInterval
+	}
+	if t.MinCommitInterval <= 0 {
+		t.MinCommitInterval = defaultMinCommitInterval
 	}
 	if t.MaxPollRecords <= 0 {
 		t.MaxPollRecords = defaultMaxPollRecords
@@ -33,7 +39,10 @@ func (c *compiler) processing(t *Topology, root *yaml.Node) {
 // The defaults of the processing block's settings.
 const (
 	defaultCommitInterval = 100 * time.Millisecond
-	defaultMaxPollRecords = 10000
+	// defaultMinCommitInterval caps an idle-ish replica at 50 commits a
+	// second, while its outputs wait 20 ms plus the commit.
+	defaultMinCommitInterval = 20 * time.Millisecond
+	defaultMaxPollRecords    = 10000
 )
 
 // ownError reports whether an error that building pipe p gave, at pos,

@@ -105,14 +105,15 @@ func (c *compiler) compile(src []byte) *Topology {
 	c.d.addAll(spec.Decode(root, &f))
 
 	t := &Topology{
-		Name:           f.Name,
-		Description:    f.Description,
-		Group:          f.Group,
-		Datasets:       map[string]*Dataset{},
-		CommitInterval: f.Processing.CommitInterval,
-		StartOffset:    f.Processing.StartOffset,
-		MaxPollRecords: f.Processing.MaxPollRecords,
-		Compression:    f.Processing.Compression,
+		Name:              f.Name,
+		Description:       f.Description,
+		Group:             f.Group,
+		Datasets:          map[string]*Dataset{},
+		CommitInterval:    f.Processing.CommitInterval,
+		MinCommitInterval: f.Processing.MinCommitInterval,
+		StartOffset:       f.Processing.StartOffset,
+		MaxPollRecords:    f.Processing.MaxPollRecords,
+		Compression:       f.Processing.Compression,
 	}
 	if c.group != "" {
 		t.Group = c.group

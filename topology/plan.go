@@ -33,7 +33,7 @@ func (t *Topology) planText(w io.Writer, replica string) error {
 	}
 	p.f("consumer group  %s\n", t.Group)
 	p.f("transactional id %s (one per replica: <group>-<replica id>)\n", t.TransactionalID(replica))
-	p.f("commit interval %s, start offset %s, read_committed, %s compression\n", t.CommitInterval, t.StartOffset, t.Compression)
+	p.f("commit interval %s (%s once caught up), start offset %s, read_committed, %s compression\n", t.CommitInterval, min(t.MinCommitInterval, t.CommitInterval), t.StartOffset, t.Compression)
 	p.f("\ntopics read     %s\n", list(t.TopicsRead()))
 	p.f("topics written  %s\n", list(t.TopicsWritten()))
 	var created []string

@@ -75,6 +75,9 @@ type Topology struct {
 	DeadLetter *Dataset
 	// CommitInterval bounds how long a transaction stays open.
 	CommitInterval time.Duration
+	// MinCommitInterval is how long a transaction stays open at least
+	// when the replica has caught up with its inputs.
+	MinCommitInterval time.Duration
 	// StartOffset is where a new group starts: "earliest" or "latest".
 	StartOffset string
 	// MaxPollRecords bounds the records taken per poll.
