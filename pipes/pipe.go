@@ -464,6 +464,23 @@ type Expr = spec.Expr
 // Field is a field name written in a topology file, with its position.
 type Field = spec.Field
 
+// KV is one entry of a mapping in a pipe's config: Key, the position it was
+// written at, KeyPos, and Value. A config field of type []KV[T] decodes from a YAML mapping of T
+// values, in the file's order, and rejects duplicate keys; unlike a
+// map[string]T, it keeps where each key was written, so a constructor can
+// report a bad key at its own file:line:col:
+//
+//	Masks []pipes.KV[string] `yaml:"masks" doc:"Replacement per field."`
+//	...
+//	for _, m := range c.Masks {
+//		if err := env.CheckField(m.KeyField()); err != nil { // at the key's line:col
+//			return nil, err
+//		}
+//	}
+//
+// The JSON Schema describes it as an object, like a map.
+type KV[T any] = spec.KV[T]
+
 // ErrUnavailable marks a failure that is not the records' fault: a model
 // server or schema registry that cannot be reached, even after retries. A
 // pipe returns an error wrapping it from Process; the engine then aborts
