@@ -332,7 +332,7 @@ func BenchmarkPipes(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		for j := range slab {
-			slab[j] = pipes.Record{Key: in[j].Key, Value: pipes.CloneValue(decoded[j]), Timestamp: in[j].Timestamp, Origin: in[j]}
+			slab[j] = pipes.Record{Key: in[j].Key, Value: pipes.CloneValue(decoded[j]), Timestamp: in[j].Timestamp, Origin: &pipes.Origin{Topic: in[j].Topic, Partition: in[j].Partition, Offset: in[j].Offset, Key: in[j].Key, Value: in[j].Value}}
 			recs[j] = &slab[j]
 		}
 		b.StartTimer()

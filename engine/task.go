@@ -302,6 +302,7 @@ func (k *Task) process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 	// Decode into one slab of records to keep allocations per batch, not
 	// per record.
 	slab := make([]pipes.Record, len(in))
+	origins := make([]pipes.Origin, len(in))
 	recs := make([]*pipes.Record, 0, len(in))
 	k.sides = k.sides[:0]
 	for i, kr := range in {
@@ -338,7 +339,8 @@ func (k *Task) process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 			}
 			continue
 		}
-		slab[i] = pipes.Record{Key: kr.Key, Value: v, Unread: unread, Timestamp: kr.Timestamp, Headers: headers, Origin: kr}
+		origins[i] = origin(kr)
+		slab[i] = pipes.Record{Key: kr.Key, Value: v, Unread: unread, Timestamp: kr.Timestamp, Headers: pipesHeaders(headers), Origin: &origins[i]}
 		recs = append(recs, &slab[i])
 		if k.source.Sides != nil {
 			k.sides = append(k.sides, side)
@@ -485,7 +487,7 @@ func (k *Task) run(ctx context.Context, s *step, b pipes.Batch, emit func(*kgo.R
 	}
 	pb := PipeBatch{Pipe: s.p.Name, In: len(recs), Duration: time.Since(start)}
 	for _, f := range s.out.Failures() {
-		if err := k.fail(s.p.OnError, "process", s.p.Name, f.Record.Origin, k.redact(f.Record, f.Err), emit); err != nil {
+		if err := k.fail(s.p.OnError, "process", s.p.Name, originRecord(f.Record.Origin), k.redact(f.Record, f.Err), emit); err != nil {
 			return err
 		}
 		pb.count(s.p.OnError)
@@ -504,7 +506,7 @@ func (k *Task) run(ctx context.Context, s *step, b pipes.Batch, emit func(*kgo.R
 					return fmt.Errorf("%w: encoding for %q: %w", ErrFailed, ds.Name, err)
 				}
 				if err != nil {
-					if err := k.fail(s.p.OnError, "encode", s.p.Name, r.Origin, fmt.Errorf("dataset %q: %w", ds.Name, err), emit); err != nil {
+					if err := k.fail(s.p.OnError, "encode", s.p.Name, originRecord(r.Origin), fmt.Errorf("dataset %q: %w", ds.Name, err), emit); err != nil {
 						return err
 					}
 					pb.count(s.p.OnError)
@@ -576,9 +578,9 @@ func (k *Task) encode(ds *topology.Dataset, r *pipes.Record) ([]byte, []kgo.Reco
 	dst := k.slab[len(k.slab):len(k.slab)]
 	var v []byte
 	var err error
-	hs := r.Headers
+	hs := kgoHeaders(r.Headers)
 	if hc, ok := ds.Codec.(serde.HeaderCodec); ok {
-		v, hs, err = hc.AppendEncodeRecord(dst, r.Value, r.Headers)
+		v, hs, err = hc.AppendEncodeRecord(dst, r.Value, hs)
 	} else if p, ok := ds.Codec.(serde.Projecting); ok && r.Unread != nil {
 		v, err = p.AppendEncodeWith(dst, r.Value, r.Unread)
 	} else {

@@ -73,9 +73,11 @@ func topField(path string) string {
 	return head
 }
 
-// usedFields merges what expressions read with the paths a pipe writes, for
-// FieldUser implementations.
-func usedFields(progs []*Program, paths ...string) ([]string, bool) {
+// UsedFields merges what expressions read with the (dotted) paths a pipe
+// writes or deletes, for FieldUser implementations: a pipe's UsedFields
+// method can return UsedFields(its programs, its written paths...). It
+// returns false if any program may read any field.
+func UsedFields(progs []*Program, paths ...string) ([]string, bool) {
 	var out []string
 	for _, p := range progs {
 		fs, ok := p.Fields()
@@ -90,11 +92,11 @@ func usedFields(progs []*Program, paths ...string) ([]string, bool) {
 	return out, true
 }
 
-// shallowFields returns the fields a pipe only counts (in every expression
+// ShallowFields returns the fields a pipe only counts (in every expression
 // that names them), or overwrites or deletes whole (top-level paths in
 // replaced), for ShallowReader implementations. Fields it moves, and fields
 // under a nested path it writes or deletes, are read whole.
-func shallowFields(progs []*Program, replaced []string, moved ...string) []string {
+func ShallowFields(progs []*Program, replaced []string, moved ...string) []string {
 	shallow, deep := map[string]bool{}, map[string]bool{}
 	for _, p := range progs {
 		counted := map[string]bool{}
@@ -125,4 +127,22 @@ func shallowFields(progs []*Program, replaced []string, moved ...string) []strin
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Float returns a decoded numeric value as a float64, and false for
+// anything that is not a number.
+func Float(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case float32:
+		return float64(x), true
+	case int:
+		return float64(x), true
+	case int32:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	}
+	return 0, false
 }

@@ -1,5 +1,17 @@
-// Package pipes is the public API for the units of computation in a
-// streamer topology, and the home of the built-in pipes.
+// Package pipes is streamer's public API for pipes: what a custom pipe
+// type imports, and all it needs to import. It holds the Pipe interface and
+// its optional hook interfaces, records, batches and Output, registration
+// (Environment, Register), the state stores and tables a pipe opens through
+// its Env, schemas and their fields, expressions (Env.Compile), and the
+// config-spec helpers that give every config error its file:line:col
+// (Expr, Field, Key, Pos, Errorf).
+//
+// The built-in pipe types live behind it, in internal/builtin, with the ML
+// backends they use; a binary has them when it imports package topology
+// (cli.Main, streamertest). Package pipes itself links neither them nor
+// the Kafka client, the state store, gRPC or the KMS clients (a house rule
+// checks it), and it follows semantic versioning: see
+// docs/your-own-pipes.md.
 //
 // A pipe reads named datasets and writes named datasets; it never talks to
 // another pipe or to Kafka directly. The engine hands it a Batch of records
@@ -30,14 +42,31 @@ import (
 	"maps"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/streamerio/streamer/internal/spec"
 	"github.com/streamerio/streamer/internal/unavailable"
 )
 
-// Header is a Kafka record header.
-type Header = kgo.RecordHeader
+// Header is a Kafka record header. It has the fields, in the order, of
+// franz-go's kgo.RecordHeader, which converts to it: pipes.Header(h).
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Origin is the consumed Kafka record that a record derives from, as it was
+// read: raw key, value and headers, before any decoding or decryption.
+// Dead-letter records carry them, with the topic, partition and offset.
+// Pipes read it and pass it on (a pipe's output record keeps its input's
+// Origin), and never change it.
+type Origin struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Timestamp time.Time
+	Key       []byte
+	Value     []byte
+	Headers   []Header
+}
 
 // Record is one record flowing through a topology.
 type Record struct {
@@ -58,7 +87,7 @@ type Record struct {
 	// Origin is the consumed Kafka record this one derives from. It is nil
 	// for records made in tests. Dead-letter records carry its raw key and
 	// value, topic, partition and offset.
-	Origin *kgo.Record
+	Origin *Origin
 }
 
 // Clone returns a copy of r whose value can be changed without changing r's.
@@ -434,6 +463,23 @@ type Expr = spec.Expr
 
 // Field is a field name written in a topology file, with its position.
 type Field = spec.Field
+
+// KV is one entry of a mapping in a pipe's config: Key, the position it was
+// written at, KeyPos, and Value. A config field of type []KV[T] decodes from a YAML mapping of T
+// values, in the file's order, and rejects duplicate keys; unlike a
+// map[string]T, it keeps where each key was written, so a constructor can
+// report a bad key at its own file:line:col:
+//
+//	Masks []pipes.KV[string] `yaml:"masks" doc:"Replacement per field."`
+//	...
+//	for _, m := range c.Masks {
+//		if err := env.CheckField(m.KeyField()); err != nil { // at the key's line:col
+//			return nil, err
+//		}
+//	}
+//
+// The JSON Schema describes it as an object, like a map.
+type KV[T any] = spec.KV[T]
 
 // ErrUnavailable marks a failure that is not the records' fault: a model
 // server or schema registry that cannot be reached, even after retries. A

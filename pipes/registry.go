@@ -82,8 +82,9 @@ func MustNewType[C any](name string, s Spec, ctor Constructor[C]) *Type {
 
 // Environment is a set of pipe types, by name: what a topology compiled
 // with it may use (topology.WithPipes, streamertest). The process-wide one,
-// DefaultEnvironment, holds the built-in types and whatever packages
-// register in their init functions; tests build isolated ones with
+// DefaultEnvironment, holds whatever packages register in their init
+// functions: the built-in types (in any binary that imports package
+// topology, which registers them) and custom ones; tests build isolated ones with
 // NewEnvironment or DefaultEnvironment().Clone().
 //
 // It is not the *Env a Constructor gets, which is the context of one pipe
@@ -102,8 +103,9 @@ func NewEnvironment() *Environment {
 var defaultEnv = NewEnvironment()
 
 // DefaultEnvironment returns the process-wide Environment, into which
-// Register, MustRegister and the built-in pipe types register, and which a
-// topology compiles with unless given another.
+// Register, MustRegister and the built-in pipe types register (the
+// built-ins when package topology is imported), and which a topology
+// compiles with unless given another.
 func DefaultEnvironment() *Environment { return defaultEnv }
 
 // Clone returns a new Environment with the same types, to which types can

@@ -85,6 +85,9 @@ type compiler struct {
 	// misspelled maps a dataset to the first unknown reference that a
 	// did-you-mean pointed at it from.
 	misspelled map[string]unknownRef
+	// unbuilt maps a dataset to how the pipes that could not be built
+	// (no pipe type, or one not linked) would have used it.
+	unbuilt map[string]unbuiltUse
 }
 
 type registered struct {
@@ -397,6 +400,7 @@ func (c *compiler) pipes(t *Topology, n *yaml.Node) []*pipeDecl {
 		p.OnError = OnError(ps.OnError)
 		p.from, p.to = ps.From, ps.To
 		if typeKey == nil {
+			c.unbuiltPipe(ps.From, ps.To)
 			if notLinked {
 				continue
 			}
@@ -491,8 +495,10 @@ func (c *compiler) edges(t *Topology, ps []*pipeDecl) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
 		d := t.Datasets[name]
+		u := c.unbuilt[name] // the pipe that is not built would change these
 		switch {
 		case d == t.DeadLetter, d.Table != "": // tables: checked once the joins are built
+		case u.writes && d.Producer == nil, u.reads && len(d.Readers) == 0:
 		case len(d.Readers) > 0 && d.Producer == nil && d.Topic == "":
 			c.datasetDiag(d, false, "dataset %q is read by pipe %q but nothing produces it: give it a topic, or write it from a pipe", d.Name, d.Readers[0].Name)
 		case len(d.Readers) > 0 && d.Producer != nil && d.Topic != "" && d.Create == nil:

@@ -14,6 +14,31 @@ type unknownRef struct {
 	pos  spec.Pos
 }
 
+// unbuiltUse is how pipes that could not be built use a dataset.
+type unbuiltUse struct{ reads, writes bool }
+
+// unbuiltPipe notes the datasets of a pipe that has no pipe type the
+// compiler can build (none, a misspelled one, or one not linked), which
+// its error at the pipe's block reports. Without it, a dataset it would
+// read or write looks unused or unproduced; those diagnostics would only
+// follow from the pipe's, and vanish with its fix, so edges leaves them
+// out and the root cause stands alone.
+func (c *compiler) unbuiltPipe(from, to []spec.Field) {
+	if c.unbuilt == nil {
+		c.unbuilt = map[string]unbuiltUse{}
+	}
+	for _, f := range from {
+		u := c.unbuilt[f.Name]
+		u.reads = true
+		c.unbuilt[f.Name] = u
+	}
+	for _, f := range to {
+		u := c.unbuilt[f.Name]
+		u.writes = true
+		c.unbuilt[f.Name] = u
+	}
+}
+
 // datasetDiag reports a problem of dataset d; when d is the likely meaning
 // of a misspelled reference, it is reported as a consequence of that.
 func (c *compiler) datasetDiag(d *Dataset, warning bool, format string, args ...any) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/streamerio/streamer/crypt"
+	"github.com/streamerio/streamer/internal/builtin"
 	"github.com/streamerio/streamer/internal/spec"
 	"github.com/streamerio/streamer/pipes"
 )
@@ -306,7 +307,7 @@ func reaches(t *Topology, src *Dataset) []reach {
 	}
 	var out []reach
 	for _, p := range t.Joiners(src) {
-		jc, ok := p.Config.Value().(pipes.JoinConfig)
+		jc, ok := p.Config.Value().(builtin.JoinConfig)
 		if !ok {
 			continue
 		}
@@ -321,7 +322,7 @@ func reaches(t *Topology, src *Dataset) []reach {
 // secret fields of its table's values: the fields: that take one of them
 // (or a field holding one: address for address.street gives out.street),
 // or into:'s, prefixed.
-func joinedNames(jc *pipes.JoinConfig, secret []string) []string {
+func joinedNames(jc *builtin.JoinConfig, secret []string) []string {
 	var out []string
 	add := func(n string) {
 		if !slices.Contains(out, n) {

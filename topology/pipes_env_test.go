@@ -2,6 +2,8 @@ package topology_test
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -62,5 +64,51 @@ func TestWithPipes(t *testing.T) {
 	_, err = topology.Compile("t.yaml", []byte(filter), fstest.MapFS{}, topology.WithPipes(env))
 	if err == nil || !strings.Contains(err.Error(), `unknown field or pipe type "filter"`) || !strings.Contains(err.Error(), "only-here") {
 		t.Errorf("an environment without filter compiled it, or did not name what it has: %v", err)
+	}
+}
+
+type masksConfig struct {
+	Masks []pipes.KV[string] `yaml:"masks" required:"true" doc:"Replacement per field."`
+}
+
+const masksTopology = `name: kvtest
+datasets:
+  in: { topic: in, schema: in.json }
+  out: { topic: out }
+pipes:
+  p:
+    from: in
+    to: out
+    masks:
+      masks:
+        email: "***"
+        phnoe: "000"
+        name: "?"
+`
+
+// TestKVKeyPositions: a custom pipe whose config has a mapping ([]pipes.KV)
+// reports a bad key, here a field the input schema lacks, at the key's own
+// file:line:col, and reads the entries in the file's order.
+func TestKVKeyPositions(t *testing.T) {
+	var got []string
+	env := pipes.NewEnvironment()
+	env.MustRegister(pipes.MustNewType("masks", pipes.Spec{}, func(c masksConfig, env *pipes.Env) (pipes.Pipe, error) {
+		got = got[:0]
+		var errs []error
+		for _, m := range c.Masks {
+			got = append(got, m.Key+"="+m.Value)
+			if err := env.CheckField(m.KeyField()); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return keep{}, errors.Join(errs...)
+	}))
+	fsys := fstest.MapFS{"in.json": {Data: []byte(`{"type":"object","properties":{"email":{"type":"string"},"phone":{"type":"string"},"name":{"type":"string"}}}`)}}
+	_, err := topology.Compile("t.yaml", []byte(masksTopology), fsys, topology.WithPipes(env))
+	if err == nil || !strings.Contains(err.Error(), `t.yaml:12:9: pipe "p": unknown field "phnoe" (did you mean "phone"?)`) {
+		t.Errorf("want the bad key at t.yaml:12:9, got: %v", err)
+	}
+	if want := []string{"email=***", "phnoe=000", "name=?"}; !slices.Equal(got, want) {
+		t.Errorf("entries %v, want %v in the file's order", got, want)
 	}
 }

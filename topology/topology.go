@@ -36,6 +36,10 @@
 // into sub-topologies (see SubTopology).
 //
 // Every violation is reported as file:line:col, all of them at once.
+//
+// Importing topology registers the built-in pipe types (internal/builtin)
+// into pipes.DefaultEnvironment: whatever compiles topologies (the engine,
+// streamertest, the streamer command) has every one of them.
 package topology
 
 import (

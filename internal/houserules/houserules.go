@@ -10,10 +10,14 @@
 //   - Library packages neither print to standard output or error nor exit
 //     the process: they return errors and log through log/slog. Commands
 //     (cmd/, cli/, bench/, examples/) may.
-//   - Every built-in pipe type is one file in pipes/ with its test beside
-//     it.
+//   - Every built-in pipe type is one file in internal/builtin with its
+//     test beside it.
 //   - Package metrics implements every engine and ml hook interface, each
 //     checked at compile time (var _ engine.XHook = (*Metrics)(nil)).
 //   - Only commands import pipes/language (lingua's 125 MB of models), and
 //     serde does not import pipes.
+//
+// TestPublicAPIDeps checks, with go list, that the public API a custom pipe
+// imports (package pipes) links none of the ML backends, gRPC, Pebble,
+// franz-go, tink or the built-in pipes.
 package houserules

@@ -6,6 +6,7 @@ import (
 	"go/token"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -151,7 +152,7 @@ func TestHouseRules(t *testing.T) {
 		}
 		n := 0
 		for _, f := range files {
-			if f.test() || filepath.Dir(f.path) != "pipes" {
+			if f.test() || filepath.Dir(f.path) != "internal/builtin" {
 				continue
 			}
 			ast.Inspect(f.ast, func(node ast.Node) bool {
@@ -172,7 +173,7 @@ func TestHouseRules(t *testing.T) {
 			})
 		}
 		if n < 10 {
-			t.Errorf("found %d pipe registrations in pipes/: the rule no longer sees them", n)
+			t.Errorf("found %d pipe registrations in internal/builtin/: the rule no longer sees them", n)
 		}
 	})
 
@@ -287,4 +288,58 @@ func isSel(e ast.Expr, pkg, name string) bool {
 	}
 	id, ok := sel.X.(*ast.Ident)
 	return ok && id.Name == pkg
+}
+
+// publicAPI are the packages a custom pipe imports: streamer's public API,
+// whose dependency closure must stay free of what the built-in pipes and
+// the engine link (see docs/your-own-pipes.md).
+var publicAPI = []string{"github.com/streamerio/streamer/pipes"}
+
+// heavyDeps are import path prefixes that must not be in publicAPI's
+// dependency closure: the ML backends and their gRPC, the state store, the
+// Kafka client, the KMS clients and lingua.
+var heavyDeps = []string{
+	"github.com/streamerio/streamer/ml",
+	"github.com/streamerio/streamer/engine",
+	"github.com/streamerio/streamer/crypt",
+	"github.com/streamerio/streamer/serde",
+	"github.com/streamerio/streamer/internal/builtin",
+	"google.golang.org/grpc",
+	"github.com/yalue/onnxruntime_go",
+	"github.com/cockroachdb/pebble",
+	"github.com/twmb/franz-go",
+	"github.com/tink-crypto/",
+	"github.com/pemistahl/lingua-go",
+}
+
+// TestPublicAPIDeps lists, with the go command, every package that the
+// public API links into a binary, and fails on any of heavyDeps.
+func TestPublicAPIDeps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	// go test puts its own go command first in PATH.
+	args := append([]string{"list", "-deps"}, publicAPI...)
+	cmd := exec.Command("go", args...)
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go %s: %v", strings.Join(args, " "), err)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, publicAPI[0]) {
+		t.Fatalf("go list -deps %s did not list the package itself: %q", publicAPI[0], out)
+	}
+	for _, h := range heavyDeps {
+		var linked []string
+		for _, d := range deps {
+			if d == strings.TrimSuffix(h, "/") || strings.HasPrefix(d, strings.TrimSuffix(h, "/")+"/") {
+				linked = append(linked, d)
+			}
+		}
+		if len(linked) > 0 {
+			t.Errorf("the public API (%s) links %s (%d packages: %s, ...): a custom pipe's binary would carry them; move what needs them behind the public API (internal/builtin)",
+				strings.Join(publicAPI, ", "), h, len(linked), linked[0])
+		}
+	}
 }

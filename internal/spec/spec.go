@@ -77,6 +77,10 @@ type KV[T any] struct {
 
 func (KV[T]) keyed() {}
 
+// KeyField returns the entry's key as a Field at the key's position, for
+// checks that report a bad key where it was written.
+func (kv KV[T]) KeyField() Field { return Field{Name: kv.Key, Pos: kv.KeyPos} }
+
 // keyed marks KV types for the decoder.
 type keyed interface{ keyed() }
 

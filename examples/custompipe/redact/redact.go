@@ -10,7 +10,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/streamerio/streamer/pipes"
 )
@@ -22,6 +24,10 @@ type Config struct {
 	Fields []pipes.Field `yaml:"fields" required:"true" doc:"Fields to redact (dotted paths reach nested fields)."`
 	Mode   string        `yaml:"mode" default:"hash" enum:"hash,mask" doc:"hash: a salted SHA-256 prefix, stable across records; mask: the fixed string ***."`
 	Salt   string        `yaml:"salt" doc:"Secret mixed into hashes, so they cannot be reversed by guessing."`
+	// Masks is a mapping whose keys keep their positions (pipes.KV), so
+	// that a key naming no field of fields: is reported at its own
+	// line:col.
+	Masks []pipes.KV[string] `yaml:"masks" doc:"For mode mask: the replacement of a field instead of ***, field: replacement; each field is one of fields."`
 }
 
 // Type is the redact pipe type, for registering into an environment of
@@ -37,6 +43,7 @@ func init() { pipes.DefaultEnvironment().MustRegister(Type) }
 
 type redact struct {
 	fields []string
+	masks  map[string]string // field -> replacement, for mode mask
 	mask   bool
 	salt   []byte
 	schema *pipes.Schema
@@ -44,12 +51,26 @@ type redact struct {
 
 // New builds a redact pipe; the engine calls it once per partition task.
 func New(c Config, env *pipes.Env) (pipes.Pipe, error) {
-	r := &redact{mask: c.Mode == "mask", salt: []byte(c.Salt)}
+	r := &redact{mask: c.Mode == "mask", salt: []byte(c.Salt), masks: map[string]string{}}
 	for _, f := range c.Fields {
 		if err := env.CheckField(f); err != nil {
 			return nil, err
 		}
 		r.fields = append(r.fields, f.Name)
+	}
+	var errs []error
+	for _, m := range c.Masks {
+		switch {
+		case !r.mask:
+			errs = append(errs, pipes.Errorf(m.KeyPos, "masks: apply to mode: mask only"))
+		case !slices.Contains(r.fields, m.Key):
+			errs = append(errs, pipes.Errorf(m.KeyPos, "masks: %q is not one of fields %v", m.Key, r.fields))
+		default:
+			r.masks[m.Key] = m.Value
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	if in := env.InputSchema(); in != nil {
 		r.schema = in.Clone()
@@ -76,15 +97,18 @@ func (r *redact) Process(_ context.Context, b *pipes.Batch, out *pipes.Output) e
 			if !ok || v == nil {
 				continue
 			}
-			pipes.SetPath(rec.Value, f, r.redact(v))
+			pipes.SetPath(rec.Value, f, r.redact(f, v))
 		}
 		out.Emit(0, rec)
 	}
 	return nil
 }
 
-func (r *redact) redact(v any) string {
+func (r *redact) redact(field string, v any) string {
 	if r.mask {
+		if m, ok := r.masks[field]; ok {
+			return m
+		}
 		return "***"
 	}
 	h := sha256.New()

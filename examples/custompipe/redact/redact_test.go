@@ -96,6 +96,34 @@ pipes:
 	}
 }
 
+// TestMasksKeyPosition: a key of masks: that is not one of fields: is
+// reported at the key's own line and column, which pipes.KV keeps.
+func TestMasksKeyPosition(t *testing.T) {
+	src := `name: t
+datasets:
+  in: {topic: in, schema: signup.json}
+  out: {topic: out}
+pipes:
+  r:
+    from: in
+    to: out
+    redact:
+      fields: [email, address.street]
+      mode: mask
+      masks:
+        email: "<email>"
+        adress.street: "<street>"
+`
+	_, err := topology.Compile("t.yaml", []byte(src), os.DirFS(".."))
+	if want := `t.yaml:14:9: pipe "r": masks: "adress.street" is not one of fields [email address.street]`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v, want %q", err, want)
+	}
+	src = strings.Replace(src, "adress.street", "address.street", 1)
+	if _, err := topology.Compile("t.yaml", []byte(src), os.DirFS("..")); err != nil {
+		t.Error(err)
+	}
+}
+
 // TestTopologyTests runs the example's declarative test cases, with the
 // redact pipe registered by this package.
 func TestTopologyTests(t *testing.T) {

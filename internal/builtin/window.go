@@ -1,4 +1,4 @@
-package pipes
+package builtin
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/streamerio/streamer/pipes"
 )
 
 // Windows on event time.
@@ -61,18 +63,18 @@ type WindowConfig struct {
 	Size      time.Duration             `yaml:"size" doc:"Length of a window (tumbling and hopping). Windows are aligned to the Unix epoch."`
 	Advance   time.Duration             `yaml:"advance" doc:"hopping: distance between the starts of consecutive windows, at most size."`
 	Gap       time.Duration             `yaml:"gap" doc:"session: a key's session ends after this much event time without a record of it."`
-	Time      *Expr                     `yaml:"time" doc:"Event time of a record: a timestamp, milliseconds since the epoch, or an RFC 3339 string. Default: the record timestamp."`
+	Time      *pipes.Expr               `yaml:"time" doc:"Event time of a record: a timestamp, milliseconds since the epoch, or an RFC 3339 string. Default: the record timestamp."`
 	Grace     time.Duration             `yaml:"grace" doc:"How long a window stays open after its end, by stream time (the greatest event time seen in the partition), for out-of-order records. Default 0."`
 	Late      string                    `yaml:"late" default:"dlq" enum:"dlq,drop" doc:"A record whose windows have all closed: dlq fails it with an error saying how late it is (the pipe's on_error applies: dead letter, skip or fail); drop drops it."`
 	Emit      string                    `yaml:"emit" default:"update" enum:"update,close" doc:"update: emit a window's aggregates after every record it takes; close: emit them once, when stream time passes the window's end plus grace."`
 	Retention *time.Duration            `yaml:"retention" doc:"How long a closed window stays in the store before it is deleted, by stream time. Default: size + grace (session: gap + grace); sessions need at least gap."`
 	Fields    map[string]AggregateField `yaml:"fields" required:"true" doc:"Output fields, each an aggregate over the records of a key's window, as in aggregate; last is the value of the record with the greatest event time."`
 	Store     string                    `yaml:"store" doc:"State store that keeps the windows and the stream time; give each window pipe its own. Default: the pipe's name."`
-	Pos       Pos                       `yaml:"-" spec:"pos"`
+	Pos       pipes.Pos                 `yaml:"-" spec:"pos"`
 }
 
 func init() {
-	MustRegister("window", Spec{
+	pipes.MustRegister("window", pipes.Spec{
 		Summary: "Aggregates the records of each key over event-time windows (tumbling, hopping or session), with a grace period for out-of-order records; emits each window on every update or once when it closes. Output: key, window_start, window_end (RFC 3339, UTC) and the aggregates.",
 		Example: "type: tumbling\nsize: 1m\ngrace: 10s\ntime: ts\nemit: close\nfields:\n  orders: {op: count}\n  revenue: {op: sum, of: amount}",
 	}, newWindow)
@@ -80,14 +82,14 @@ func init() {
 
 type window struct {
 	agg   *aggregator
-	store Store
-	time  *Program
+	store pipes.Store
+	time  *pipes.Program
 	// session windows, or else fixed (tumbling is hopping with advance = size).
 	session bool
 	// Durations, in ms.
 	size, advance, gap, grace, retention int64
 	dropLate, emitClose                  bool
-	schema                               *Schema
+	schema                               *pipes.Schema
 }
 
 // Key prefixes of the window store.
@@ -96,7 +98,7 @@ const (
 	winIndexPrefix = 'e'
 )
 
-func newWindow(c WindowConfig, env *Env) (Pipe, error) {
+func newWindow(c WindowConfig, env *pipes.Env) (pipes.Pipe, error) {
 	var errs []error
 	ms := func(d time.Duration, name string) int64 {
 		v, err := wholeMillis(d, name, c.Pos)
@@ -116,27 +118,27 @@ func newWindow(c WindowConfig, env *Env) (Pipe, error) {
 	}
 	notFor := func(set bool, key string) {
 		if set {
-			errs = append(errs, Errorf(c.Pos, "%s: is not used by %s windows", key, c.Type))
+			errs = append(errs, pipes.Errorf(c.Pos, "%s: is not used by %s windows", key, c.Type))
 		}
 	}
 	switch c.Type {
 	case "tumbling":
 		if c.Size <= 0 {
-			errs = append(errs, Errorf(c.Pos, "tumbling windows need size:, a positive duration such as 1m"))
+			errs = append(errs, pipes.Errorf(c.Pos, "tumbling windows need size:, a positive duration such as 1m"))
 		}
 		notFor(c.Advance != 0, "advance")
 		notFor(c.Gap != 0, "gap")
 		w.advance = w.size
 	case "hopping":
 		if c.Size <= 0 || c.Advance <= 0 {
-			errs = append(errs, Errorf(c.Pos, "hopping windows need size: and advance:, positive durations such as 1m and 10s"))
+			errs = append(errs, pipes.Errorf(c.Pos, "hopping windows need size: and advance:, positive durations such as 1m and 10s"))
 		} else if c.Advance > c.Size {
-			errs = append(errs, Errorf(c.Pos, "advance: %v is longer than size: %v, which would leave records out of every window", c.Advance, c.Size))
+			errs = append(errs, pipes.Errorf(c.Pos, "advance: %v is longer than size: %v, which would leave records out of every window", c.Advance, c.Size))
 		}
 		notFor(c.Gap != 0, "gap")
 	case "session":
 		if c.Gap <= 0 {
-			errs = append(errs, Errorf(c.Pos, "session windows need gap:, a positive duration such as 30m"))
+			errs = append(errs, pipes.Errorf(c.Pos, "session windows need gap:, a positive duration such as 30m"))
 		}
 		notFor(c.Size != 0, "size")
 		notFor(c.Advance != 0, "advance")
@@ -148,7 +150,7 @@ func newWindow(c WindowConfig, env *Env) (Pipe, error) {
 	if c.Retention != nil {
 		w.retention = ms(*c.Retention, "retention")
 		if w.session && *c.Retention < c.Gap {
-			errs = append(errs, Errorf(c.Pos, "retention: %v is shorter than gap: %v; a record could then start a session overlapping one already closed and emitted", *c.Retention, c.Gap))
+			errs = append(errs, pipes.Errorf(c.Pos, "retention: %v is shorter than gap: %v; a record could then start a session overlapping one already closed and emitted", *c.Retention, c.Gap))
 		}
 	}
 	g, err := newAggregator(c.Fields, env)
@@ -169,10 +171,10 @@ func newWindow(c WindowConfig, env *Env) (Pipe, error) {
 		return nil, err
 	}
 	if env.InputSchema() != nil {
-		w.schema = &Schema{Fields: append([]SchemaField{
-			{Name: "key", Kind: String},
-			{Name: "window_start", Kind: String},
-			{Name: "window_end", Kind: String},
+		w.schema = &pipes.Schema{Fields: append([]pipes.SchemaField{
+			{Name: "key", Kind: pipes.String},
+			{Name: "window_start", Kind: pipes.String},
+			{Name: "window_end", Kind: pipes.String},
 		}, g.schemaFields()...)}
 	}
 	return w, nil
@@ -186,7 +188,7 @@ type winState struct {
 	Acc acc   `json:"a"`
 }
 
-func (w *window) Process(_ context.Context, b *Batch, out *Output) error {
+func (w *window) Process(_ context.Context, b *pipes.Batch, out *pipes.Output) error {
 	var clock streamClock
 	if err := clock.load(w.store); err != nil {
 		return err
@@ -241,7 +243,7 @@ func (w *window) Process(_ context.Context, b *Batch, out *Output) error {
 // addFixed adds a record to its tumbling or hopping windows that are still
 // open. It returns a lateness error when none is, and store errors as err.
 // Failing records (a non-number to sum) go to out.
-func (w *window) addFixed(r *Record, t int64, vals []any, now int64, out *Output) (late, err error) {
+func (w *window) addFixed(r *pipes.Record, t int64, vals []any, now int64, out *pipes.Output) (late, err error) {
 	kp := keyPart(r.Key)
 	var closed []int64 // ends of the record's closed windows
 	windows := 0
@@ -299,7 +301,7 @@ type session struct {
 
 // addSession merges a record into its key's sessions: the ones its
 // [t, t+gap) overlaps become one.
-func (w *window) addSession(r *Record, t int64, vals []any, now int64, out *Output) (late, err error) {
+func (w *window) addSession(r *pipes.Record, t int64, vals []any, now int64, out *pipes.Output) (late, err error) {
 	if t+w.gap+w.grace <= now {
 		return w.lateError(t, now, fmt.Sprintf("session [%s, %s)", formatTime(t), formatTime(t+w.gap)), t+w.gap), nil
 	}
@@ -370,7 +372,7 @@ func (w *window) addSession(r *Record, t int64, vals []any, now int64, out *Outp
 // now: those whose end + grace is in (prev, now], one range of the end
 // index. Windows that closed earlier were emitted then; no record can have
 // opened or changed one since, as it would have been late.
-func (w *window) emitClosed(prev, now int64, out *Output) error {
+func (w *window) emitClosed(prev, now int64, out *pipes.Output) error {
 	lo := []byte{winIndexPrefix}
 	if prev != minInt {
 		lo = appendTime(lo, prev-w.grace+1)
@@ -408,10 +410,10 @@ func (w *window) emitClosed(prev, now int64, out *Output) error {
 
 // output is the record of a window's aggregates. from is the record that
 // updated it, or nil when it closes.
-func (w *window) output(key []byte, start, end int64, ws winState, from *Record) *Record {
+func (w *window) output(key []byte, start, end int64, ws winState, from *pipes.Record) *pipes.Record {
 	v := map[string]any{"key": string(key), "window_start": formatTime(start), "window_end": formatTime(end)}
 	w.agg.result(v, ws.Acc)
-	o := &Record{Key: key, Timestamp: time.UnixMilli(ws.TS).UTC(), Value: v}
+	o := &pipes.Record{Key: key, Timestamp: time.UnixMilli(ws.TS).UTC(), Value: v}
 	if from != nil {
 		o.Headers, o.Origin = from.Headers, from.Origin
 	}
@@ -451,7 +453,7 @@ func (w *window) indexKey(kp []byte, end, start int64) []byte {
 	return appendTime(append(k, kp...), start)
 }
 
-func (w *window) OutputSchema(int) *Schema { return w.schema }
+func (w *window) OutputSchema(int) *pipes.Schema { return w.schema }
 
 // Grace is the grace period (pipes.GracePeriod).
 func (w *window) Grace() time.Duration { return dur(w.grace) }
@@ -461,13 +463,13 @@ func (w *window) UsedFields() ([]string, bool) {
 	if w.time != nil {
 		progs = append(progs, w.time)
 	}
-	return usedFields(progs)
+	return pipes.UsedFields(progs)
 }
 
 var (
-	_ SchemaDeriver = (*window)(nil)
-	_ FieldUser     = (*window)(nil)
-	_ GracePeriod   = (*window)(nil)
+	_ pipes.SchemaDeriver = (*window)(nil)
+	_ pipes.FieldUser     = (*window)(nil)
+	_ pipes.GracePeriod   = (*window)(nil)
 )
 
 // Event and stream time, shared by window, dedupe and aggregate's ttl.
@@ -484,7 +486,7 @@ var (
 // eventTime returns a record's event time in ms: the value of p (a
 // timestamp, milliseconds since the epoch, or an RFC 3339 string), or the
 // record timestamp when p is nil.
-func eventTime(p *Program, r *Record) (int64, error) {
+func eventTime(p *pipes.Program, r *pipes.Record) (int64, error) {
 	var ms int64
 	if p == nil {
 		ms = r.Timestamp.UnixMilli()
@@ -505,7 +507,7 @@ func eventTime(p *Program, r *Record) (int64, error) {
 		case nil:
 			return 0, fmt.Errorf("event time %q is null", p.Source())
 		default:
-			f, ok := Float(v)
+			f, ok := pipes.Float(v)
 			if !ok || math.IsNaN(f) || math.IsInf(f, 0) || f < float64(minEventTime) || f > float64(maxEventTime) {
 				return 0, fmt.Errorf("event time %q gave %v (%T), not a time, a number of milliseconds or an RFC 3339 string", p.Source(), v, v)
 			}
@@ -528,7 +530,7 @@ type streamClock struct {
 
 var streamTimeKey = []byte{'s'}
 
-func (c *streamClock) load(s Store) error {
+func (c *streamClock) load(s pipes.Store) error {
 	c.now, c.saved = minInt, minInt
 	v, ok, err := s.Get(streamTimeKey)
 	if err != nil || !ok {
@@ -544,7 +546,7 @@ func (c *streamClock) load(s Store) error {
 
 func (c *streamClock) observe(t int64) { c.now = max(c.now, t) }
 
-func (c *streamClock) save(s Store) error {
+func (c *streamClock) save(s pipes.Store) error {
 	if c.now == c.saved {
 		return nil
 	}
@@ -566,7 +568,7 @@ const purgeLimit = 4096
 // purge deletes up to purgeLimit entries of a time index (prefix, time,
 // rest) whose time is at most upTo, calling fn first with the time and the
 // rest of each key: one range scan over time order.
-func purge(s Store, prefix byte, upTo int64, fn func(t int64, rest []byte) error) error {
+func purge(s pipes.Store, prefix byte, upTo int64, fn func(t int64, rest []byte) error) error {
 	type entry struct {
 		key  []byte
 		t    int64
@@ -650,9 +652,9 @@ func dur(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
 
 // wholeMillis converts a duration of the config to ms; state keeps times in
 // ms, so finer durations would be silently rounded.
-func wholeMillis(d time.Duration, name string, pos Pos) (int64, error) {
+func wholeMillis(d time.Duration, name string, pos pipes.Pos) (int64, error) {
 	if d%time.Millisecond != 0 {
-		return 0, Errorf(pos, "%s: %v is not a whole number of milliseconds", name, d)
+		return 0, pipes.Errorf(pos, "%s: %v is not a whole number of milliseconds", name, d)
 	}
 	return d.Milliseconds(), nil
 }

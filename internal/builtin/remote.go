@@ -1,4 +1,4 @@
-package pipes
+package builtin
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamerio/streamer/internal/secret"
 	"github.com/streamerio/streamer/ml"
+	"github.com/streamerio/streamer/pipes"
 )
 
 // remoteModel is a model on an inference server (KServe V2) that connects
@@ -67,10 +68,10 @@ func (r *remoteModel) Predict(ctx context.Context, rows []float32, out []float64
 // an error now; one that does not answer is checked on first use.
 func newRemoteModel(c ModelConfig, features, outputs int) (ml.Model, error) {
 	if c.URL == "" || c.Name == "" {
-		return nil, Errorf(c.Pos, "model: a kserve model needs url and name")
+		return nil, pipes.Errorf(c.Pos, "model: a kserve model needs url and name")
 	}
 	if c.Token != "" && !isSecretRef(c.Token) {
-		return nil, Errorf(c.Pos, "model: token: give a reference, ${env:NAME} or ${file:/path}, not the token itself: topology files are not secret")
+		return nil, pipes.Errorf(c.Pos, "model: token: give a reference, ${env:NAME} or ${file:/path}, not the token itself: topology files are not secret")
 	}
 	r := &remoteModel{opts: ml.KServeOptions{URL: c.URL, Model: c.Name, Version: c.Version, Output: c.Output,
 		Features: features, Outputs: outputs}}
@@ -88,7 +89,7 @@ func newRemoteModel(c ModelConfig, features, outputs int) (ml.Model, error) {
 		if errors.As(err, &ke) && ke.Retryable() || errors.Is(err, context.DeadlineExceeded) {
 			return r, nil
 		}
-		return nil, Errorf(c.Pos, "%v", err)
+		return nil, pipes.Errorf(c.Pos, "%v", err)
 	}
 	return r, nil
 }

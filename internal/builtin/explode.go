@@ -1,34 +1,36 @@
-package pipes
+package builtin
 
 import (
 	"context"
 	"fmt"
+
+	"github.com/streamerio/streamer/pipes"
 )
 
 // ExplodeConfig configures the explode pipe.
 type ExplodeConfig struct {
-	Items Expr    `yaml:"items" required:"true" doc:"Expression giving the list to explode, such as a field holding an array."`
-	As    Field   `yaml:"as" required:"true" doc:"Field that receives each element in its output record."`
-	Index *Field  `yaml:"index" doc:"Field that receives the element's position in the list, from 0."`
-	Drop  []Field `yaml:"drop" doc:"Fields removed from each output record, typically the exploded list."`
+	Items pipes.Expr    `yaml:"items" required:"true" doc:"Expression giving the list to explode, such as a field holding an array."`
+	As    pipes.Field   `yaml:"as" required:"true" doc:"Field that receives each element in its output record."`
+	Index *pipes.Field  `yaml:"index" doc:"Field that receives the element's position in the list, from 0."`
+	Drop  []pipes.Field `yaml:"drop" doc:"Fields removed from each output record, typically the exploded list."`
 }
 
 func init() {
-	MustRegister("explode", Spec{
+	pipes.MustRegister("explode", pipes.Spec{
 		Summary: "Turns one record into one record per element of a list; an empty or null list gives none.",
 		Example: "items: lines\nas: line\nindex: line_no\ndrop: [lines]",
 	}, newExplode)
 }
 
 type explode struct {
-	items  *Program
+	items  *pipes.Program
 	as     string
 	index  string
 	drop   []string
-	schema *Schema
+	schema *pipes.Schema
 }
 
-func newExplode(c ExplodeConfig, env *Env) (Pipe, error) {
+func newExplode(c ExplodeConfig, env *pipes.Env) (pipes.Pipe, error) {
 	p, err := env.Compile(c.Items)
 	if err != nil {
 		return nil, err
@@ -48,9 +50,9 @@ func newExplode(c ExplodeConfig, env *Env) (Pipe, error) {
 		// An element is taken to be non-null: lists of nulls are rare, and
 		// a null element that an expression downstream cannot take fails
 		// that record with an error naming it.
-		s.Set(SchemaField{Name: e.as, Kind: Any})
+		s.Set(pipes.SchemaField{Name: e.as, Kind: pipes.Any})
 		if e.index != "" {
-			s.Set(SchemaField{Name: e.index, Kind: Int64})
+			s.Set(pipes.SchemaField{Name: e.index, Kind: pipes.Int64})
 		}
 		for _, d := range e.drop {
 			s.Delete(d)
@@ -60,7 +62,7 @@ func newExplode(c ExplodeConfig, env *Env) (Pipe, error) {
 	return e, nil
 }
 
-func (e *explode) Process(_ context.Context, b *Batch, out *Output) error {
+func (e *explode) Process(_ context.Context, b *pipes.Batch, out *pipes.Output) error {
 	for _, r := range b.Records {
 		v, err := e.items.Eval(r)
 		if err != nil {
@@ -80,16 +82,16 @@ func (e *explode) Process(_ context.Context, b *Batch, out *Output) error {
 			continue
 		}
 		for _, d := range e.drop {
-			DeletePath(r.Value, d)
+			pipes.DeletePath(r.Value, d)
 		}
 		for i, item := range list {
 			c := r
 			if i < len(list)-1 {
 				c = r.Clone() // the last element reuses the input record
 			}
-			SetPath(c.Value, e.as, item)
+			pipes.SetPath(c.Value, e.as, item)
 			if e.index != "" {
-				SetPath(c.Value, e.index, int64(i))
+				pipes.SetPath(c.Value, e.index, int64(i))
 			}
 			out.Emit(0, c)
 		}
@@ -97,13 +99,13 @@ func (e *explode) Process(_ context.Context, b *Batch, out *Output) error {
 	return nil
 }
 
-func (e *explode) OutputSchema(int) *Schema { return e.schema }
+func (e *explode) OutputSchema(int) *pipes.Schema { return e.schema }
 
 func (e *explode) UsedFields() ([]string, bool) {
-	return usedFields([]*Program{e.items}, append([]string{e.as, e.index}, e.drop...)...)
+	return pipes.UsedFields([]*pipes.Program{e.items}, append([]string{e.as, e.index}, e.drop...)...)
 }
 
 var (
-	_ SchemaDeriver = (*explode)(nil)
-	_ FieldUser     = (*explode)(nil)
+	_ pipes.SchemaDeriver = (*explode)(nil)
+	_ pipes.FieldUser     = (*explode)(nil)
 )

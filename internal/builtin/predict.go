@@ -1,4 +1,4 @@
-package pipes
+package builtin
 
 import (
 	"bytes"
@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/streamerio/streamer/ml"
+	"github.com/streamerio/streamer/pipes"
 )
 
 // PredictConfig configures the predict pipe.
 type PredictConfig struct {
 	Model    ModelConfig     `yaml:"model" required:"true" doc:"The model to score with: a file run in-process, or a model server."`
 	Features []FeatureConfig `yaml:"features" required:"true" doc:"The model's input features, in its order: each an expression over the record, with a default for missing values."`
-	Output   []Field         `yaml:"output" required:"true" doc:"Field(s) that receive the scores: one for a binary or regression model, one per class otherwise."`
+	Output   []pipes.Field   `yaml:"output" required:"true" doc:"Field(s) that receive the scores: one for a binary or regression model, one per class otherwise."`
 	Batch    BatchConfig     `yaml:"batch" doc:"Micro-batching, shared by the partitions of a replica."`
 	Timeout  time.Duration   `yaml:"timeout" default:"2s" doc:"Longest one model call may take before it counts as failed."`
 	Retries  int             `yaml:"retries" default:"2" doc:"Retries of a model call that failed for a reason that may pass (timeout, connection, 5xx), with backoff. (retries+1) x timeout must stay under the transaction timeout (10s)."`
@@ -28,16 +29,16 @@ type PredictConfig struct {
 
 // ModelConfig says where a model lives.
 type ModelConfig struct {
-	Type string `yaml:"type" required:"true" enum:"xgboost,lightgbm,onnx,kserve" doc:"Model format: xgboost (JSON, from save_model) or lightgbm (text, from save_model), both scored in pure Go; onnx, scored by ONNX Runtime (needs a cgo build and STREAMER_ONNXRUNTIME_LIB); or kserve, a model on an inference server speaking the Open Inference Protocol (KServe V2), such as MLServer or Triton."`
-	Path Field  `yaml:"path" doc:"xgboost, lightgbm, onnx: the model file, relative to the topology file."`
-	URL  string `yaml:"url" doc:"kserve: the server, http://host:port for REST or grpc://host:port for gRPC."`
-	Name string `yaml:"name" doc:"kserve: the model's name on the server."`
+	Type string      `yaml:"type" required:"true" enum:"xgboost,lightgbm,onnx,kserve" doc:"Model format: xgboost (JSON, from save_model) or lightgbm (text, from save_model), both scored in pure Go; onnx, scored by ONNX Runtime (needs a cgo build and STREAMER_ONNXRUNTIME_LIB); or kserve, a model on an inference server speaking the Open Inference Protocol (KServe V2), such as MLServer or Triton."`
+	Path pipes.Field `yaml:"path" doc:"xgboost, lightgbm, onnx: the model file, relative to the topology file."`
+	URL  string      `yaml:"url" doc:"kserve: the server, http://host:port for REST or grpc://host:port for gRPC."`
+	Name string      `yaml:"name" doc:"kserve: the model's name on the server."`
 	// Version pins a kserve model version.
 	Version string `yaml:"version" doc:"kserve: the model version. Default: the server's choice."`
 	// Output names the output tensor to read.
-	Token  string `yaml:"token" doc:"kserve: a bearer token sent with every request, as a reference to it: ${env:NAME} or ${file:/path} (a Kubernetes Secret's mounted key), read when the replica connects. A token written out in the file is refused."`
-	Output string `yaml:"output" doc:"onnx, kserve: the model output holding the scores. Default: the only float output, or the one named like prob (onnx); the first declared output (kserve)."`
-	Pos    Pos    `yaml:"-" spec:"pos"`
+	Token  string    `yaml:"token" doc:"kserve: a bearer token sent with every request, as a reference to it: ${env:NAME} or ${file:/path} (a Kubernetes Secret's mounted key), read when the replica connects. A token written out in the file is refused."`
+	Output string    `yaml:"output" doc:"onnx, kserve: the model output holding the scores. Default: the only float output, or the one named like prob (onnx); the first declared output (kserve)."`
+	Pos    pipes.Pos `yaml:"-" spec:"pos"`
 }
 
 // BatchConfig configures micro-batching.
@@ -49,14 +50,14 @@ type BatchConfig struct {
 
 // FeatureConfig is one model input.
 type FeatureConfig struct {
-	Name    string   `yaml:"name" doc:"The feature's name, for errors and docs. Default: the expression."`
-	Expr    Expr     `yaml:"expr" required:"true" doc:"Numeric expression over the record, such as amount or len(items)."`
-	Type    string   `yaml:"type" enum:"number,integer,bool" default:"number" doc:"What the expression must give: number (int or float), integer, or bool (true is 1)."`
-	Default *float64 `yaml:"default" doc:"Value when the expression gives null. Without it, null is a missing value (NaN), which trees route by their default branch."`
+	Name    string     `yaml:"name" doc:"The feature's name, for errors and docs. Default: the expression."`
+	Expr    pipes.Expr `yaml:"expr" required:"true" doc:"Numeric expression over the record, such as amount or len(items)."`
+	Type    string     `yaml:"type" enum:"number,integer,bool" default:"number" doc:"What the expression must give: number (int or float), integer, or bool (true is 1)."`
+	Default *float64   `yaml:"default" doc:"Value when the expression gives null. Without it, null is a missing value (NaN), which trees route by their default branch."`
 }
 
 func init() {
-	MustRegister("predict", Spec{
+	pipes.MustRegister("predict", pipes.Spec{
 		Summary: "Scores records with a model inside the pipeline, in micro-batches shared by the replica's partitions, and writes the scores to fields.",
 		Example: "model: {type: xgboost, path: models/fraud.json}\nfeatures:\n  - expr: amount\n  - expr: len(items)\n    default: 0\noutput: [fraud_score]\nbatch: {max_rows: 256, linger: 2ms}",
 	}, newPredict)
@@ -86,10 +87,10 @@ func loadModel(fsys fs.FS, c ModelConfig, features, outputs int) (ml.Model, stri
 		return got.(ml.Model), key, nil
 	}
 	if c.Path.Name == "" {
-		return nil, "", Errorf(c.Pos, "model: a %s model needs a path", c.Type)
+		return nil, "", pipes.Errorf(c.Pos, "model: a %s model needs a path", c.Type)
 	}
 	if fsys == nil {
-		return nil, "", Errorf(c.Path.Pos, "model %q: no files beside the topology to read it from", c.Path.Name)
+		return nil, "", pipes.Errorf(c.Path.Pos, "model %q: no files beside the topology to read it from", c.Path.Name)
 	}
 	key := fmt.Sprintf("%s:%p:%s:%s", c.Type, fsys, c.Path.Name, c.Output)
 	if m, ok := models.Load(key); ok {
@@ -97,7 +98,7 @@ func loadModel(fsys fs.FS, c ModelConfig, features, outputs int) (ml.Model, stri
 	}
 	data, err := fs.ReadFile(fsys, c.Path.Name)
 	if err != nil {
-		return nil, "", Errorf(c.Path.Pos, "model: %v", err)
+		return nil, "", pipes.Errorf(c.Path.Pos, "model: %v", err)
 	}
 	var m ml.Model
 	switch c.Type {
@@ -113,7 +114,7 @@ func loadModel(fsys fs.FS, c ModelConfig, features, outputs int) (ml.Model, stri
 		err = fmt.Errorf("model type %q is not supported", c.Type)
 	}
 	if err != nil {
-		return nil, "", Errorf(c.Path.Pos, "model %q: %v", c.Path.Name, err)
+		return nil, "", pipes.Errorf(c.Path.Pos, "model %q: %v", c.Path.Name, err)
 	}
 	got, _ := models.LoadOrStore(key, m)
 	return got.(ml.Model), key, nil
@@ -122,17 +123,17 @@ func loadModel(fsys fs.FS, c ModelConfig, features, outputs int) (ml.Model, stri
 type predict struct {
 	model       *ml.Batcher
 	name        string
-	features    []*Program
+	features    []*pipes.Program
 	defaults    []*float64
 	outputs     []string
 	unavailable string
 	rows        []float32 // scratch, reused per batch
 	scores      []float64
-	scored      []*Record
-	schema      *Schema
+	scored      []*pipes.Record
+	schema      *pipes.Schema
 }
 
-func newPredict(c PredictConfig, env *Env) (Pipe, error) {
+func newPredict(c PredictConfig, env *pipes.Env) (pipes.Pipe, error) {
 	m, key, err := loadModel(env.FS, c.Model, len(c.Features), len(c.Output))
 	if err != nil {
 		return nil, err
@@ -160,21 +161,21 @@ func newPredict(c PredictConfig, env *Env) (Pipe, error) {
 		if o, ok := m.(interface{ Input() ml.ONNXTensor }); ok {
 			sig = fmt.Sprintf(" (its input is %s)", o.Input())
 		}
-		errs = append(errs, Errorf(c.Model.Pos, "model %q takes %d features%s; %d are given", label, m.NumFeatures(), sig, len(c.Features)))
+		errs = append(errs, pipes.Errorf(c.Model.Pos, "model %q takes %d features%s; %d are given", label, m.NumFeatures(), sig, len(c.Features)))
 	}
 	if len(c.Output) != m.NumOutputs() {
-		errs = append(errs, Errorf(c.Model.Pos, "model %q gives %d scores per record; output names %d fields", label, m.NumOutputs(), len(c.Output)))
+		errs = append(errs, pipes.Errorf(c.Model.Pos, "model %q gives %d scores per record; output names %d fields", label, m.NumOutputs(), len(c.Output)))
 	}
 	for _, o := range c.Output {
 		p.outputs = append(p.outputs, o.Name)
 	}
 	if c.Batch.MaxRows < 0 || c.Batch.InFlight < 0 || c.Batch.Linger < 0 {
-		errs = append(errs, Errorf(c.Model.Pos, "batch settings must not be negative"))
+		errs = append(errs, pipes.Errorf(c.Model.Pos, "batch settings must not be negative"))
 	}
 	if c.Timeout <= 0 || c.Retries < 0 {
-		errs = append(errs, Errorf(c.Model.Pos, "timeout must be positive and retries at least 0"))
+		errs = append(errs, pipes.Errorf(c.Model.Pos, "timeout must be positive and retries at least 0"))
 	} else if worst := time.Duration(c.Retries+1) * c.Timeout; worst >= 8*time.Second {
-		errs = append(errs, Errorf(c.Model.Pos, "(retries+1) x timeout is %v: a call could outlast the transaction timeout (10s); lower them", worst))
+		errs = append(errs, pipes.Errorf(c.Model.Pos, "(retries+1) x timeout is %v: a call could outlast the transaction timeout (10s); lower them", worst))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -182,7 +183,7 @@ func newPredict(c PredictConfig, env *Env) (Pipe, error) {
 	if in := env.InputSchema(); in != nil {
 		p.schema = in.Clone()
 		for _, o := range p.outputs {
-			p.schema.Set(SchemaField{Name: o, Kind: Float64})
+			p.schema.Set(pipes.SchemaField{Name: o, Kind: pipes.Float64})
 		}
 	}
 	if env.Partition < 0 {
@@ -210,18 +211,18 @@ func newPredict(c PredictConfig, env *Env) (Pipe, error) {
 
 // checkFeatureKind checks a feature expression's static kind against its
 // declared type, where the schema tells it.
-func checkFeatureKind(f FeatureConfig, k Kind) error {
-	ok := k == Any
+func checkFeatureKind(f FeatureConfig, k pipes.Kind) error {
+	ok := k == pipes.Any
 	switch f.Type {
 	case "integer":
-		ok = ok || k == Int32 || k == Int64
+		ok = ok || k == pipes.Int32 || k == pipes.Int64
 	case "bool":
-		ok = ok || k == Bool
+		ok = ok || k == pipes.Bool
 	default:
-		ok = ok || k == Int32 || k == Int64 || k == Float32 || k == Float64 || k == Bool
+		ok = ok || k == pipes.Int32 || k == pipes.Int64 || k == pipes.Float32 || k == pipes.Float64 || k == pipes.Bool
 	}
 	if !ok {
-		return Errorf(f.Expr.Pos, "feature %q is %s; its type is %s", f.Expr.Src, k, f.Type)
+		return pipes.Errorf(f.Expr.Pos, "feature %q is %s; its type is %s", f.Expr.Src, k, f.Type)
 	}
 	return nil
 }
@@ -230,7 +231,7 @@ func checkFeatureKind(f FeatureConfig, k Kind) error {
 // whose features cannot be computed, or that the model rejects, are failed
 // one by one; an unreachable model pauses the replica (or fails the
 // records, with on_unavailable: on_error).
-func (p *predict) Process(ctx context.Context, b *Batch, out *Output) error {
+func (p *predict) Process(ctx context.Context, b *pipes.Batch, out *pipes.Output) error {
 	nf := len(p.features)
 	p.rows, p.scored = p.rows[:0], p.scored[:0]
 next:
@@ -272,7 +273,7 @@ next:
 	case err == nil:
 	case errors.As(err, &rowErrs):
 	case errors.Is(err, ml.ErrUnavailable) && p.unavailable == "pause":
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %v", pipes.ErrUnavailable, err)
 	case errors.Is(err, ml.ErrUnavailable):
 		for _, r := range p.scored {
 			out.Fail(r, err)
@@ -289,7 +290,7 @@ next:
 			}
 		}
 		for j, o := range p.outputs {
-			SetPath(r.Value, o, p.scores[i*k+j])
+			pipes.SetPath(r.Value, o, p.scores[i*k+j])
 		}
 		out.Emit(0, r)
 	}
@@ -324,11 +325,11 @@ func number(v any, def *float64) (float32, error) {
 	return 0, fmt.Errorf("%T is not a number", v)
 }
 
-func (p *predict) OutputSchema(int) *Schema { return p.schema }
+func (p *predict) OutputSchema(int) *pipes.Schema { return p.schema }
 
-func (p *predict) UsedFields() ([]string, bool) { return usedFields(p.features, p.outputs...) }
+func (p *predict) UsedFields() ([]string, bool) { return pipes.UsedFields(p.features, p.outputs...) }
 
 var (
-	_ SchemaDeriver = (*predict)(nil)
-	_ FieldUser     = (*predict)(nil)
+	_ pipes.SchemaDeriver = (*predict)(nil)
+	_ pipes.FieldUser     = (*predict)(nil)
 )

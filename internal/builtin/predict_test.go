@@ -1,4 +1,4 @@
-package pipes_test
+package builtin_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/streamerio/streamer/internal/builtin"
 	"github.com/streamerio/streamer/pipes"
 )
 
@@ -27,7 +28,7 @@ func buildPredict(t *testing.T, conf string, schema *pipes.Schema) (pipes.Pipe, 
 	if len(errs) > 0 {
 		return nil, errs[0]
 	}
-	return cfg.New(&pipes.Env{Pipe: "score", FS: os.DirFS("../ml/testdata"),
+	return cfg.New(&pipes.Env{Pipe: "score", FS: os.DirFS("../../ml/testdata"),
 		Inputs: []pipes.Port{{Dataset: "in", Schema: schema}}, Outputs: []pipes.Port{{Dataset: "out"}}})
 }
 
@@ -62,7 +63,7 @@ func TestPredictMatchesTheLibraries(t *testing.T) {
 				Features    [][]*float64 `json:"features"`
 				Predictions []float64    `json:"predictions"`
 			}
-			b, _ := os.ReadFile("../ml/testdata/" + tt.expected)
+			b, _ := os.ReadFile("../../ml/testdata/" + tt.expected)
 			if err := json.Unmarshal(b, &want); err != nil {
 				t.Fatal(err)
 			}
@@ -159,7 +160,7 @@ func TestPredictFailures(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fsys := fstest.MapFS{}
-			pipes.InjectModel("xgboost", fsys, "flaky.json", &flakyModel{down: tt.down})
+			builtin.InjectModel("xgboost", fsys, "flaky.json", &flakyModel{down: tt.down})
 			typ, _ := pipes.Lookup("predict")
 			var n yaml.Node
 			conf := "model: {type: xgboost, path: flaky.json}\nfeatures: [{expr: id}]\noutput: [score]\nretries: 1\ntimeout: 100ms\n" + tt.extra

@@ -1,4 +1,4 @@
-package pipes
+package builtin
 
 import (
 	"context"
@@ -9,20 +9,21 @@ import (
 	"strconv"
 
 	"github.com/streamerio/streamer/internal/spec"
+	"github.com/streamerio/streamer/pipes"
 )
 
 // JoinConfig configures the join pipe.
 type JoinConfig struct {
-	Table  Field            `yaml:"table" required:"true" doc:"The table dataset to look records up in: a dataset declared with table: partitioned or table: global."`
-	On     *Expr            `yaml:"on" doc:"Expression giving the lookup key (a string, bytes or a number), for global tables only. Default: the record key. A partitioned table is looked up by the record key, the only key it is co-partitioned with."`
-	Type   string           `yaml:"type" default:"inner" enum:"inner,left" doc:"inner drops records without a match; left passes them on with the joined fields null."`
-	Fields map[string]Field `yaml:"fields" doc:"Output fields set from the table value: output field: table value field."`
-	Into   *Field           `yaml:"into" doc:"A field receiving the whole table value. Give fields: or into:, not both."`
-	Pos    Pos              `yaml:"-" spec:"pos"`
+	Table  pipes.Field            `yaml:"table" required:"true" doc:"The table dataset to look records up in: a dataset declared with table: partitioned or table: global."`
+	On     *pipes.Expr            `yaml:"on" doc:"Expression giving the lookup key (a string, bytes or a number), for global tables only. Default: the record key. A partitioned table is looked up by the record key, the only key it is co-partitioned with."`
+	Type   string                 `yaml:"type" default:"inner" enum:"inner,left" doc:"inner drops records without a match; left passes them on with the joined fields null."`
+	Fields map[string]pipes.Field `yaml:"fields" doc:"Output fields set from the table value: output field: table value field."`
+	Into   *pipes.Field           `yaml:"into" doc:"A field receiving the whole table value. Give fields: or into:, not both."`
+	Pos    pipes.Pos              `yaml:"-" spec:"pos"`
 }
 
 func init() {
-	MustRegister("join", Spec{
+	pipes.MustRegister("join", pipes.Spec{
 		Summary: "Enriches each record with the current value of its key in a table dataset (a compacted topic): inner or left, selected fields or the whole value.",
 		Example: "table: customers\ntype: left\nfields:\n  customer_name: name\n  segment: segment",
 	}, newJoin)
@@ -33,12 +34,12 @@ type joinField struct {
 }
 
 type join struct {
-	table  Table
+	table  pipes.Table
 	name   string
-	on     *Program
+	on     *pipes.Program
 	left   bool
 	adds   joinAdds
-	schema *Schema
+	schema *pipes.Schema
 }
 
 // joinAdds is what a join adds to a record from the value it matched
@@ -53,17 +54,17 @@ type joinAdds struct {
 // newJoinAdds checks a join's fields: and into: against the schema of the
 // values joined (nil: unknown). other names those values in errors, such as
 // `table "customers"`; noun is the word for them in hints ("table").
-func newJoinAdds(fields map[string]Field, into *Field, pos Pos, schema *Schema, other, noun string) (joinAdds, []error) {
+func newJoinAdds(fields map[string]pipes.Field, into *pipes.Field, pos pipes.Pos, schema *pipes.Schema, other, noun string) (joinAdds, []error) {
 	var a joinAdds
 	var errs []error
 	switch {
 	case into != nil && len(fields) > 0:
-		errs = append(errs, Errorf(into.Pos, "give fields: or into:, not both"))
+		errs = append(errs, pipes.Errorf(into.Pos, "give fields: or into:, not both"))
 	case into == nil && len(fields) == 0:
-		errs = append(errs, Errorf(pos, "say what the join adds: fields: (output field: %[1]s field) or into: (a field for the whole %[1]s value)", noun))
+		errs = append(errs, pipes.Errorf(pos, "say what the join adds: fields: (output field: %[1]s field) or into: (a field for the whole %[1]s value)", noun))
 	case into != nil:
 		if into.Name == "" {
-			errs = append(errs, Errorf(into.Pos, "into: needs a field name"))
+			errs = append(errs, pipes.Errorf(into.Pos, "into: needs a field name"))
 		}
 		a.into = into.Name
 	}
@@ -71,7 +72,7 @@ func newJoinAdds(fields map[string]Field, into *Field, pos Pos, schema *Schema, 
 		f := fields[out]
 		if schema != nil {
 			if _, ok := schema.Field(f.Name); !ok {
-				errs = append(errs, Errorf(f.Pos, "%s has no field %q%s", other, f.Name, spec.DidYouMean(f.Name, schema.Names())))
+				errs = append(errs, pipes.Errorf(f.Pos, "%s has no field %q%s", other, f.Name, spec.DidYouMean(f.Name, schema.Names())))
 				continue
 			}
 		}
@@ -83,21 +84,21 @@ func newJoinAdds(fields map[string]Field, into *Field, pos Pos, schema *Schema, 
 // schema is the schema in plus the joined fields, given the schema of the
 // values joined (nil: unknown). They are nullable: a left join leaves them
 // null without a match, and a value may lack a field.
-func (a *joinAdds) schema(in, joined *Schema) *Schema {
+func (a *joinAdds) schema(in, joined *pipes.Schema) *pipes.Schema {
 	if in == nil {
 		return nil
 	}
 	out := in.Clone()
 	if a.into != "" {
-		f := SchemaField{Name: a.into, Kind: Any, Nullable: true}
+		f := pipes.SchemaField{Name: a.into, Kind: pipes.Any, Nullable: true}
 		if joined != nil {
-			f.Kind, f.Fields = Struct, joined.Clone()
+			f.Kind, f.Fields = pipes.Struct, joined.Clone()
 		}
 		out.Set(f)
 		return out
 	}
 	for _, jf := range a.fields {
-		f := SchemaField{Name: jf.out, Kind: Any, Nullable: true}
+		f := pipes.SchemaField{Name: jf.out, Kind: pipes.Any, Nullable: true}
 		if tf, ok := joined.Field(jf.from); ok {
 			tf.Name, tf.Nullable = jf.out, true
 			f = tf
@@ -143,12 +144,12 @@ func (a *joinAdds) written() []string {
 	return paths
 }
 
-func newJoin(c JoinConfig, env *Env) (Pipe, error) {
+func newJoin(c JoinConfig, env *pipes.Env) (pipes.Pipe, error) {
 	j := &join{name: c.Table.Name, left: c.Type == "left"}
 	var errs []error
 	t, err := env.Table(c.Table.Name)
 	if err != nil {
-		return nil, Errorf(c.Table.Pos, "table: %v", err)
+		return nil, pipes.Errorf(c.Table.Pos, "table: %v", err)
 	}
 	j.table = t
 	ts := t.Schema()
@@ -157,7 +158,7 @@ func newJoin(c JoinConfig, env *Env) (Pipe, error) {
 	errs = append(errs, addErrs...)
 	if c.On != nil {
 		if t.Partitioned() {
-			errs = append(errs, Errorf(c.On.Pos, "on: table %q is partitioned, so it is looked up by the record key, the only key co-partitioned with it: remove on:, or declare the table global (table: global) to look it up by any key", c.Table.Name))
+			errs = append(errs, pipes.Errorf(c.On.Pos, "on: table %q is partitioned, so it is looked up by the record key, the only key co-partitioned with it: remove on:, or declare the table global (table: global) to look it up by any key", c.Table.Name))
 		} else if j.on, err = env.Compile(*c.On); err != nil {
 			errs = append(errs, err)
 		}
@@ -170,7 +171,7 @@ func newJoin(c JoinConfig, env *Env) (Pipe, error) {
 	return j, nil
 }
 
-func (j *join) Process(_ context.Context, b *Batch, out *Output) error {
+func (j *join) Process(_ context.Context, b *pipes.Batch, out *pipes.Output) error {
 	for _, r := range b.Records {
 		m, ok := r.Value.(map[string]any)
 		if !ok {
@@ -204,7 +205,7 @@ func (j *join) Process(_ context.Context, b *Batch, out *Output) error {
 
 // key returns the lookup key of r: the record key, or the value of on:.
 // A nil key matches nothing.
-func (j *join) key(r *Record) ([]byte, error) {
+func (j *join) key(r *pipes.Record) ([]byte, error) {
 	if j.on == nil {
 		return r.Key, nil
 	}
@@ -233,20 +234,20 @@ func (j *join) key(r *Record) ([]byte, error) {
 	return nil, fmt.Errorf("join: on: %q gave %T, want a string, bytes or a number", j.on.Source(), v)
 }
 
-func (j *join) OutputSchema(int) *Schema { return j.schema }
+func (j *join) OutputSchema(int) *pipes.Schema { return j.schema }
 
 func (j *join) UsedFields() ([]string, bool) {
-	var progs []*Program
+	var progs []*pipes.Program
 	if j.on != nil {
 		progs = append(progs, j.on)
 	}
-	return usedFields(progs, j.adds.written()...)
+	return pipes.UsedFields(progs, j.adds.written()...)
 }
 
 var (
-	_ SchemaDeriver = (*join)(nil)
-	_ FieldUser     = (*join)(nil)
-	_ Closer        = (*join)(nil)
+	_ pipes.SchemaDeriver = (*join)(nil)
+	_ pipes.FieldUser     = (*join)(nil)
+	_ pipes.Closer        = (*join)(nil)
 )
 
 // Close releases the table, when the environment handed out one that holds

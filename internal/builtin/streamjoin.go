@@ -1,4 +1,4 @@
-package pipes
+package builtin
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/streamerio/streamer/pipes"
 )
 
 // Stream–stream joins on event time.
@@ -68,21 +70,21 @@ import (
 
 // StreamJoinConfig configures the stream_join pipe.
 type StreamJoinConfig struct {
-	Window *time.Duration   `yaml:"window" doc:"Records of the two inputs with the same key join when their event times are at most this far apart, either way. Or give before: and after:."`
-	Before *time.Duration   `yaml:"before" doc:"How far a right record's event time may be before the left record's to join it. Default: window."`
-	After  *time.Duration   `yaml:"after" doc:"How far a right record's event time may be after the left record's to join it (0: only right records at or before it). Default: window."`
-	Time   *Expr            `yaml:"time" doc:"Event time of a record of either input: a timestamp, milliseconds since the epoch, or an RFC 3339 string. Default: the record timestamp."`
-	Grace  time.Duration    `yaml:"grace" doc:"How far behind stream time (the greatest event time seen in the partition, both inputs) a record may be and still join. Default 0."`
-	Type   string           `yaml:"type" default:"inner" enum:"inner,left,outer" doc:"inner emits matched pairs only; left also emits each left record that matched nothing, with the right fields null, once no on-time right record can match it any more; outer does that for right records too, which come out as the right fields alone."`
-	Late   string           `yaml:"late" default:"dlq" enum:"dlq,drop" doc:"A record more than grace behind stream time: dlq fails it with an error saying how late it is (the pipe's on_error applies: dead letter, skip or fail); drop drops it. Late records are neither joined nor kept."`
-	Fields map[string]Field `yaml:"fields" doc:"Output fields set from the right record's value: output field: right field."`
-	Into   *Field           `yaml:"into" doc:"A field receiving the whole right value. Give fields: or into:, not both."`
-	Store  string           `yaml:"store" doc:"State store that keeps the records waiting for a match and the stream time; give each stream_join pipe its own. Default: the pipe's name."`
-	Pos    Pos              `yaml:"-" spec:"pos"`
+	Window *time.Duration         `yaml:"window" doc:"Records of the two inputs with the same key join when their event times are at most this far apart, either way. Or give before: and after:."`
+	Before *time.Duration         `yaml:"before" doc:"How far a right record's event time may be before the left record's to join it. Default: window."`
+	After  *time.Duration         `yaml:"after" doc:"How far a right record's event time may be after the left record's to join it (0: only right records at or before it). Default: window."`
+	Time   *pipes.Expr            `yaml:"time" doc:"Event time of a record of either input: a timestamp, milliseconds since the epoch, or an RFC 3339 string. Default: the record timestamp."`
+	Grace  time.Duration          `yaml:"grace" doc:"How far behind stream time (the greatest event time seen in the partition, both inputs) a record may be and still join. Default 0."`
+	Type   string                 `yaml:"type" default:"inner" enum:"inner,left,outer" doc:"inner emits matched pairs only; left also emits each left record that matched nothing, with the right fields null, once no on-time right record can match it any more; outer does that for right records too, which come out as the right fields alone."`
+	Late   string                 `yaml:"late" default:"dlq" enum:"dlq,drop" doc:"A record more than grace behind stream time: dlq fails it with an error saying how late it is (the pipe's on_error applies: dead letter, skip or fail); drop drops it. Late records are neither joined nor kept."`
+	Fields map[string]pipes.Field `yaml:"fields" doc:"Output fields set from the right record's value: output field: right field."`
+	Into   *pipes.Field           `yaml:"into" doc:"A field receiving the whole right value. Give fields: or into:, not both."`
+	Store  string                 `yaml:"store" doc:"State store that keeps the records waiting for a match and the stream time; give each stream_join pipe its own. Default: the pipe's name."`
+	Pos    pipes.Pos              `yaml:"-" spec:"pos"`
 }
 
 func init() {
-	MustRegister("stream_join", Spec{
+	pipes.MustRegister("stream_join", pipes.Spec{
 		Summary: "Joins two keyed streams on event time (from: [left, right]): each pair of a left and a right record with the same key whose event times are at most window apart, with a grace period for out-of-order records; inner, left to also emit left records that matched nothing, or outer to emit unmatched records of both sides.",
 		Example: "window: 10m\ngrace: 30s\ntime: ts\ntype: left\nfields:\n  paid_amount: amount\n  paid_at: ts",
 	}, newStreamJoin)
@@ -107,8 +109,8 @@ const sjHeader = 9
 
 type streamJoin struct {
 	adds  joinAdds
-	store Store
-	time  *Program
+	store pipes.Store
+	time  *pipes.Program
 	// before and after bound a right record's time around a left one's:
 	// t_l − before ≤ t_r ≤ t_l + after; grace too. In ms.
 	before, after, grace int64
@@ -116,21 +118,21 @@ type streamJoin struct {
 	// the left in a left join, both in an outer one.
 	kept     [2]bool
 	dropLate bool
-	codecs   [2]ValueCodec
+	codecs   [2]pipes.ValueCodec
 	consumed [2]bool // Port.Consumed: store Origin.Value as it is
-	schema   *Schema
+	schema   *pipes.Schema
 }
 
-func newStreamJoin(c StreamJoinConfig, env *Env) (Pipe, error) {
+func newStreamJoin(c StreamJoinConfig, env *pipes.Env) (pipes.Pipe, error) {
 	var errs []error
 	j := &streamJoin{dropLate: c.Late == "drop"}
 	j.kept = [2]bool{c.Type != "inner", c.Type == "outer"}
-	var leftSchema, rightSchema *Schema
+	var leftSchema, rightSchema *pipes.Schema
 	if len(env.Inputs) != 2 {
-		errs = append(errs, Errorf(c.Pos, "stream_join reads two inputs, from: [left, right]; it has %d", len(env.Inputs)))
+		errs = append(errs, pipes.Errorf(c.Pos, "stream_join reads two inputs, from: [left, right]; it has %d", len(env.Inputs)))
 	} else {
 		leftSchema, rightSchema = env.Inputs[sjLeft].Schema, env.Inputs[sjRight].Schema
-		j.codecs = [2]ValueCodec{env.Inputs[sjLeft].Codec, env.Inputs[sjRight].Codec}
+		j.codecs = [2]pipes.ValueCodec{env.Inputs[sjLeft].Codec, env.Inputs[sjRight].Codec}
 		for side := range j.consumed {
 			j.consumed[side] = env.Inputs[side].Consumed && j.codecs[side] != nil
 		}
@@ -145,18 +147,18 @@ func newStreamJoin(c StreamJoinConfig, env *Env) (Pipe, error) {
 	}
 	switch {
 	case c.Window != nil && (c.Before != nil || c.After != nil):
-		errs = append(errs, Errorf(c.Pos, "give window: (the same either way), or before: and after:, not both"))
+		errs = append(errs, pipes.Errorf(c.Pos, "give window: (the same either way), or before: and after:, not both"))
 	case c.Window != nil && *c.Window <= 0:
-		errs = append(errs, Errorf(c.Pos, "window: must be a positive duration such as 5m"))
+		errs = append(errs, pipes.Errorf(c.Pos, "window: must be a positive duration such as 5m"))
 	case c.Window != nil:
 		j.before = bound(*c.Window, "window")
 		j.after = j.before
 	case c.Before == nil || c.After == nil:
-		errs = append(errs, Errorf(c.Pos, "say how close in event time records join: window: such as 5m, or before: and after:"))
+		errs = append(errs, pipes.Errorf(c.Pos, "say how close in event time records join: window: such as 5m, or before: and after:"))
 	default:
 		j.before, j.after = bound(*c.Before, "before"), bound(*c.After, "after")
 		if *c.Before+*c.After <= 0 {
-			errs = append(errs, Errorf(c.Pos, "before: and after: are both 0: give at least one a positive duration"))
+			errs = append(errs, pipes.Errorf(c.Pos, "before: and after: are both 0: give at least one a positive duration"))
 		}
 	}
 	if j.grace, err = wholeMillis(c.Grace, "grace", c.Pos); err != nil {
@@ -191,7 +193,7 @@ func newStreamJoin(c StreamJoinConfig, env *Env) (Pipe, error) {
 	return j, nil
 }
 
-func (j *streamJoin) Process(_ context.Context, b *Batch, out *Output) error {
+func (j *streamJoin) Process(_ context.Context, b *pipes.Batch, out *pipes.Output) error {
 	var clock streamClock
 	if err := clock.load(j.store); err != nil {
 		return err
@@ -263,7 +265,7 @@ func (j *streamJoin) Process(_ context.Context, b *Batch, out *Output) error {
 // prepare checks a record of a side and returns its event time and the
 // value to store for it (with the matched byte 0). Its errors are the
 // record's.
-func (j *streamJoin) prepare(r *Record, side int) (int64, []byte, error) {
+func (j *streamJoin) prepare(r *pipes.Record, side int) (int64, []byte, error) {
 	if r.Key == nil {
 		return 0, nil, errors.New("stream_join needs keyed records: the key says which records of the two inputs join")
 	}
@@ -299,7 +301,7 @@ type stored struct {
 // match emits r, of side at event time t, joined with each stored record of
 // the other side and key close enough to t, and reports whether there was
 // any. In a left join, it marks the left records that r matches as matched.
-func (j *streamJoin) match(r *Record, side int, kp []byte, t int64, out *Output) (bool, error) {
+func (j *streamJoin) match(r *pipes.Record, side int, kp []byte, t int64, out *pipes.Output) (bool, error) {
 	other := 1 - side
 	prefix := append([]byte{sjRecordPrefix, byte(other)}, kp...)
 	// A left record at t takes right ones in [t − before, t + after]; a
@@ -332,7 +334,7 @@ func (j *streamJoin) match(r *Record, side int, kp []byte, t int64, out *Output)
 		// the pipe owns and no longer needs.
 		rval := r.Value
 		if i < len(found)-1 {
-			rval = CloneValue(rval)
+			rval = pipes.CloneValue(rval)
 		}
 		lv, rv := v, rval
 		if side == sjLeft {
@@ -361,7 +363,7 @@ func (j *streamJoin) match(r *Record, side int, kp []byte, t int64, out *Output)
 // joined returns the output of a left value and a right one (found false:
 // none). Values read back from the store have the types their input's codec
 // gave them when they arrived, so an unexpected type is the store's fault.
-func (j *streamJoin) joined(key []byte, lv, rv any, found bool) (*Record, error) {
+func (j *streamJoin) joined(key []byte, lv, rv any, found bool) (*pipes.Record, error) {
 	m, ok := lv.(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("stream_join: a stored left value decoded as %T, not an object", lv)
@@ -369,7 +371,7 @@ func (j *streamJoin) joined(key []byte, lv, rv any, found bool) (*Record, error)
 	if !j.adds.apply(m, rv, found) {
 		return nil, fmt.Errorf("stream_join: a stored right value decoded as %T, not an object", rv)
 	}
-	return &Record{Key: key, Value: m}, nil
+	return &pipes.Record{Key: key, Value: m}, nil
 }
 
 // emitUnmatchedUpTo emits, in a left or outer join, the records of the
@@ -378,7 +380,7 @@ func (j *streamJoin) joined(key []byte, lv, rv any, found bool) (*Record, error)
 // emitted here, all of them, rather than as purge deletes them, purgeLimit
 // at a time: a partition that gets no more records must not keep them
 // waiting. Records that expired earlier were emitted then.
-func (j *streamJoin) emitUnmatchedUpTo(prev, upTo int64, out *Output) error {
+func (j *streamJoin) emitUnmatchedUpTo(prev, upTo int64, out *pipes.Output) error {
 	lo := []byte{sjIndexPrefix}
 	if prev != minInt {
 		lo = appendTime(lo, prev-j.grace)
@@ -427,7 +429,7 @@ func (j *streamJoin) parseIndex(rest []byte) (side int, kp []byte, seq uint64, e
 // emitUnmatched emits a record that matched nothing, from its stored
 // value: a left one with the right fields null, a right one as the right
 // fields alone.
-func (j *streamJoin) emitUnmatched(side int, kp, v []byte, out *Output) error {
+func (j *streamJoin) emitUnmatched(side int, kp, v []byte, out *pipes.Output) error {
 	key, err := keyOfPart(kp)
 	if err != nil {
 		return err
@@ -436,7 +438,7 @@ func (j *streamJoin) emitUnmatched(side int, kp, v []byte, out *Output) error {
 	if err != nil {
 		return fmt.Errorf("stream_join: decoding a stored %s value: %w", sideName(side), err)
 	}
-	var o *Record
+	var o *pipes.Record
 	if side == sjLeft {
 		o, err = j.joined(bytes.Clone(key), val, nil, false)
 	} else {
@@ -515,7 +517,7 @@ func sideName(side int) string {
 	return "right"
 }
 
-func (j *streamJoin) OutputSchema(int) *Schema { return j.schema }
+func (j *streamJoin) OutputSchema(int) *pipes.Schema { return j.schema }
 
 // Grace is the grace period (pipes.GracePeriod).
 func (j *streamJoin) Grace() time.Duration { return dur(j.grace) }
@@ -525,7 +527,7 @@ func (j *streamJoin) Grace() time.Duration { return dur(j.grace) }
 func (j *streamJoin) ReadsInterleaved() bool { return true }
 
 var (
-	_ SchemaDeriver     = (*streamJoin)(nil)
-	_ InterleavedReader = (*streamJoin)(nil)
-	_ GracePeriod       = (*streamJoin)(nil)
+	_ pipes.SchemaDeriver     = (*streamJoin)(nil)
+	_ pipes.InterleavedReader = (*streamJoin)(nil)
+	_ pipes.GracePeriod       = (*streamJoin)(nil)
 )

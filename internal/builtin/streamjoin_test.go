@@ -1,4 +1,4 @@
-package pipes_test
+package builtin_test
 
 import (
 	"bytes"
@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamerio/streamer/pipes"
 	"github.com/streamerio/streamer/state"
@@ -869,7 +867,7 @@ func TestStreamJoinStoresConsumedBytes(t *testing.T) {
 	}
 	ts := t0.Add(time.Second)
 	consumed := func(value any, raw string) *pipes.Record {
-		return &pipes.Record{Key: []byte("a"), Timestamp: ts, Value: value, Origin: &kgo.Record{Value: []byte(raw)}}
+		return &pipes.Record{Key: []byte("a"), Timestamp: ts, Value: value, Origin: &pipes.Origin{Value: []byte(raw)}}
 	}
 	recs := []*pipes.Record{
 		consumed(map[string]any{"id": "o1"}, `fake:{"id":"o1"}`),

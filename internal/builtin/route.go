@@ -1,26 +1,28 @@
-package pipes
+package builtin
 
 import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/streamerio/streamer/pipes"
 )
 
 // RouteConfig configures the route pipe.
 type RouteConfig struct {
-	Routes  []RouteCase `yaml:"routes" required:"true" doc:"Predicates tried in order; a record goes to the output of the first that is true."`
-	Default *Field      `yaml:"default" doc:"Output for records that match no route. Without it they are dropped."`
-	All     bool        `yaml:"all" default:"false" doc:"Send a record to every matching route, not just the first."`
+	Routes  []RouteCase  `yaml:"routes" required:"true" doc:"Predicates tried in order; a record goes to the output of the first that is true."`
+	Default *pipes.Field `yaml:"default" doc:"Output for records that match no route. Without it they are dropped."`
+	All     bool         `yaml:"all" default:"false" doc:"Send a record to every matching route, not just the first."`
 }
 
 // RouteCase is one route: a predicate and the output it sends to.
 type RouteCase struct {
-	When Expr  `yaml:"when" required:"true" doc:"Boolean expression over the record's fields."`
-	To   Field `yaml:"to" required:"true" doc:"The output dataset (one of the pipe's to: list)."`
+	When pipes.Expr  `yaml:"when" required:"true" doc:"Boolean expression over the record's fields."`
+	To   pipes.Field `yaml:"to" required:"true" doc:"The output dataset (one of the pipe's to: list)."`
 }
 
 func init() {
-	MustRegister("route", Spec{
+	pipes.MustRegister("route", pipes.Spec{
 		Summary:     "Sends each record to one of several outputs, chosen by predicate.",
 		Example:     "routes:\n  - when: amount >= 1000\n    to: big-orders\n  - when: amount < 0\n    to: refunds\ndefault: orders-rest",
 		MinOutputs:  1,
@@ -29,19 +31,19 @@ func init() {
 }
 
 type route struct {
-	when     []*Program
+	when     []*pipes.Program
 	to       []int
 	fallback int // -1: drop
 	all      bool
-	schema   *Schema
+	schema   *pipes.Schema
 }
 
-func newRoute(c RouteConfig, env *Env) (Pipe, error) {
+func newRoute(c RouteConfig, env *pipes.Env) (pipes.Pipe, error) {
 	r := &route{fallback: -1, all: c.All, schema: env.InputSchema()}
 	var errs []error
 	used := make([]bool, len(env.Outputs))
 	for _, rc := range c.Routes {
-		p, err := env.Compile(rc.When, AsBool())
+		p, err := env.Compile(rc.When, pipes.AsBool())
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -77,7 +79,7 @@ func newRoute(c RouteConfig, env *Env) (Pipe, error) {
 	return r, nil
 }
 
-func (p *route) Process(_ context.Context, b *Batch, out *Output) error {
+func (p *route) Process(_ context.Context, b *pipes.Batch, out *pipes.Output) error {
 	for _, rec := range b.Records {
 		matched := false
 		for i, w := range p.when {
@@ -110,11 +112,11 @@ func (p *route) Process(_ context.Context, b *Batch, out *Output) error {
 // OutputSchema is the input schema, with the fields that a port's route
 // proves not null (such as x in x != nil) marked so, when one route alone
 // leads to the port.
-func (p *route) OutputSchema(port int) *Schema {
+func (p *route) OutputSchema(port int) *pipes.Schema {
 	if port == p.fallback {
 		return p.schema
 	}
-	var only *Program
+	var only *pipes.Program
 	for i, to := range p.to {
 		if to == port {
 			if only != nil {
@@ -129,12 +131,12 @@ func (p *route) OutputSchema(port int) *Schema {
 	return only.Narrow(p.schema)
 }
 
-func (p *route) UsedFields() ([]string, bool) { return usedFields(p.when) }
+func (p *route) UsedFields() ([]string, bool) { return pipes.UsedFields(p.when) }
 
-func (p *route) ShallowFields() []string { return shallowFields(p.when, nil) }
+func (p *route) ShallowFields() []string { return pipes.ShallowFields(p.when, nil) }
 
 var (
-	_ SchemaDeriver = (*route)(nil)
-	_ FieldUser     = (*route)(nil)
-	_ ShallowReader = (*route)(nil)
+	_ pipes.SchemaDeriver = (*route)(nil)
+	_ pipes.FieldUser     = (*route)(nil)
+	_ pipes.ShallowReader = (*route)(nil)
 )

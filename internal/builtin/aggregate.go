@@ -1,4 +1,4 @@
-package pipes
+package builtin
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/streamerio/streamer/pipes"
 )
 
 // AggregateConfig configures the aggregate pipe.
@@ -16,18 +18,18 @@ type AggregateConfig struct {
 	Fields map[string]AggregateField `yaml:"fields" required:"true" doc:"Output fields, each an aggregate over the records of a key."`
 	Store  string                    `yaml:"store" doc:"State store that keeps the aggregates. Default: the pipe's name."`
 	TTL    time.Duration             `yaml:"ttl" doc:"Delete a key's aggregates once stream time (the largest event time seen in the partition) reaches its last update plus ttl; its next record starts afresh. Default: keep them forever. Changing ttl on or off needs a new store: the layouts differ."`
-	Time   *Expr                     `yaml:"time" doc:"Event time of a record, for ttl: a timestamp, milliseconds since the epoch, or an RFC 3339 string. Default: the record timestamp."`
-	Pos    Pos                       `yaml:"-" spec:"pos"`
+	Time   *pipes.Expr               `yaml:"time" doc:"Event time of a record, for ttl: a timestamp, milliseconds since the epoch, or an RFC 3339 string. Default: the record timestamp."`
+	Pos    pipes.Pos                 `yaml:"-" spec:"pos"`
 }
 
 // AggregateField is one aggregate.
 type AggregateField struct {
-	Op string `yaml:"op" required:"true" enum:"count,sum,min,max,avg,last" doc:"count, sum, min, max, avg or last."`
-	Of *Expr  `yaml:"of" doc:"Expression aggregated (not for count)."`
+	Op string      `yaml:"op" required:"true" enum:"count,sum,min,max,avg,last" doc:"count, sum, min, max, avg or last."`
+	Of *pipes.Expr `yaml:"of" doc:"Expression aggregated (not for count)."`
 }
 
 func init() {
-	MustRegister("aggregate", Spec{
+	pipes.MustRegister("aggregate", pipes.Spec{
 		Summary: "Keeps running aggregates per record key in a state store, and emits the updated aggregates of a key for each record.",
 		Example: "fields:\n  orders: {op: count}\n  revenue: {op: sum, of: amount}\n  biggest: {op: max, of: amount}\n  last_country: {op: last, of: country}\nttl: 720h",
 	}, newAggregate)
@@ -46,12 +48,12 @@ type aggregator struct {
 type aggField struct {
 	name string
 	op   string
-	of   *Program
+	of   *pipes.Program
 }
 
 // newAggregator compiles the aggregates of a fields: block, in name order so
 // that outputs and errors are deterministic.
-func newAggregator(fields map[string]AggregateField, env *Env) (*aggregator, error) {
+func newAggregator(fields map[string]AggregateField, env *pipes.Env) (*aggregator, error) {
 	g := &aggregator{}
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(fields)) {
@@ -59,7 +61,7 @@ func newAggregator(fields map[string]AggregateField, env *Env) (*aggregator, err
 		af := aggField{name: name, op: f.Op}
 		switch {
 		case f.Op == "count" && f.Of != nil:
-			errs = append(errs, Errorf(f.Of.Pos, "field %q: count takes no of:", name))
+			errs = append(errs, pipes.Errorf(f.Of.Pos, "field %q: count takes no of:", name))
 		case f.Op != "count" && f.Op != "" && f.Of == nil:
 			errs = append(errs, fmt.Errorf("field %q: %s needs of:, the expression to aggregate", name, f.Op))
 		case f.Of != nil:
@@ -93,7 +95,7 @@ type accField struct {
 
 // eval evaluates the aggregated expressions over a record, one value per
 // field (nil for count).
-func (g *aggregator) eval(r *Record) ([]any, error) {
+func (g *aggregator) eval(r *pipes.Record) ([]any, error) {
 	vals := make([]any, len(g.fields))
 	for i, f := range g.fields {
 		if f.of == nil {
@@ -117,7 +119,7 @@ func (g *aggregator) update(cur acc, vals []any, at int64) error {
 		if f.op == "count" || f.op == "last" || vals[i] == nil {
 			continue
 		}
-		x, ok := Float(vals[i])
+		x, ok := pipes.Float(vals[i])
 		if !ok {
 			return fmt.Errorf("field %q: %s of %q gave %T, not a number", f.name, f.op, f.of.Source(), vals[i])
 		}
@@ -206,24 +208,24 @@ func (g *aggregator) result(m map[string]any, cur acc) {
 }
 
 // schemaFields returns the output fields of the aggregates.
-func (g *aggregator) schemaFields() []SchemaField {
-	var out []SchemaField
+func (g *aggregator) schemaFields() []pipes.SchemaField {
+	var out []pipes.SchemaField
 	for _, f := range g.fields {
-		k := Float64
+		k := pipes.Float64
 		switch f.op {
 		case "count":
-			k = Int64
+			k = pipes.Int64
 		case "last":
 			k = f.of.Kind()
 		}
-		out = append(out, SchemaField{Name: f.name, Kind: k, Nullable: f.op == "min" || f.op == "max" || f.op == "last"})
+		out = append(out, pipes.SchemaField{Name: f.name, Kind: k, Nullable: f.op == "min" || f.op == "max" || f.op == "last"})
 	}
 	return out
 }
 
 // programs returns the compiled expressions, for FieldUser.
-func (g *aggregator) programs() []*Program {
-	var progs []*Program
+func (g *aggregator) programs() []*pipes.Program {
+	var progs []*pipes.Program
 	for _, f := range g.fields {
 		if f.of != nil {
 			progs = append(progs, f.of)
@@ -234,15 +236,15 @@ func (g *aggregator) programs() []*Program {
 
 type aggregate struct {
 	agg    *aggregator
-	store  Store
-	schema *Schema
+	store  pipes.Store
+	schema *pipes.Schema
 	// With a ttl, the store holds three kinds of keys instead of bare
 	// record keys (which could collide with an index):
 	//   s                      stream time
 	//   k <record key>         8-byte last update time + JSON accumulators
 	//   u <update time> <key>  the time index, which expiry range-scans
 	ttl  int64 // ms; 0: no expiry
-	time *Program
+	time *pipes.Program
 }
 
 // Key prefixes of an aggregate with a ttl.
@@ -251,7 +253,7 @@ const (
 	aggIndexPrefix = 'u'
 )
 
-func newAggregate(c AggregateConfig, env *Env) (Pipe, error) {
+func newAggregate(c AggregateConfig, env *pipes.Env) (pipes.Pipe, error) {
 	g, err := newAggregator(c.Fields, env)
 	var errs []error
 	if err != nil {
@@ -265,7 +267,7 @@ func newAggregate(c AggregateConfig, env *Env) (Pipe, error) {
 	}
 	if c.Time != nil {
 		if c.TTL == 0 {
-			errs = append(errs, Errorf(c.Time.Pos, "time: is only used to expire keys: set ttl too, or remove it"))
+			errs = append(errs, pipes.Errorf(c.Time.Pos, "time: is only used to expire keys: set ttl too, or remove it"))
 		} else if a.time, err = env.Compile(*c.Time); err != nil {
 			errs = append(errs, err)
 		}
@@ -277,12 +279,12 @@ func newAggregate(c AggregateConfig, env *Env) (Pipe, error) {
 		return nil, err
 	}
 	if env.InputSchema() != nil {
-		a.schema = &Schema{Fields: append([]SchemaField{{Name: "key", Kind: String}}, g.schemaFields()...)}
+		a.schema = &pipes.Schema{Fields: append([]pipes.SchemaField{{Name: "key", Kind: pipes.String}}, g.schemaFields()...)}
 	}
 	return a, nil
 }
 
-func (a *aggregate) Process(_ context.Context, b *Batch, out *Output) error {
+func (a *aggregate) Process(_ context.Context, b *pipes.Batch, out *pipes.Output) error {
 	var clock streamClock
 	if a.ttl > 0 {
 		if err := clock.load(a.store); err != nil {
@@ -320,7 +322,7 @@ func (a *aggregate) Process(_ context.Context, b *Batch, out *Output) error {
 		}
 		v := map[string]any{"key": string(r.Key)}
 		a.agg.result(v, cur)
-		out.Emit(0, &Record{Key: r.Key, Timestamp: r.Timestamp, Headers: r.Headers, Origin: r.Origin, Value: v})
+		out.Emit(0, &pipes.Record{Key: r.Key, Timestamp: r.Timestamp, Headers: r.Headers, Origin: r.Origin, Value: v})
 	}
 	if a.ttl > 0 {
 		if err := clock.save(a.store); err != nil {
@@ -418,37 +420,19 @@ func aggIndexKey(t int64, key []byte) []byte {
 	return append(appendTime([]byte{aggIndexPrefix}, t), key...)
 }
 
-// Float returns a decoded numeric value as a float64, and false for
-// anything that is not a number.
-func Float(v any) (float64, bool) {
-	switch x := v.(type) {
-	case float64:
-		return x, true
-	case float32:
-		return float64(x), true
-	case int:
-		return float64(x), true
-	case int32:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	}
-	return 0, false
-}
-
-func (a *aggregate) OutputSchema(int) *Schema { return a.schema }
+func (a *aggregate) OutputSchema(int) *pipes.Schema { return a.schema }
 
 func (a *aggregate) UsedFields() ([]string, bool) {
 	progs := a.agg.programs()
 	if a.time != nil {
 		progs = append(progs, a.time)
 	}
-	return usedFields(progs)
+	return pipes.UsedFields(progs)
 }
 
 var (
-	_ SchemaDeriver = (*aggregate)(nil)
-	_ FieldUser     = (*aggregate)(nil)
+	_ pipes.SchemaDeriver = (*aggregate)(nil)
+	_ pipes.FieldUser     = (*aggregate)(nil)
 )
 
 // decodeTime reads a time written by appendTime.

@@ -1,4 +1,4 @@
-package pipes
+package builtin
 
 import (
 	"context"
@@ -9,21 +9,23 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/streamerio/streamer/pipes"
 )
 
 // MapConfig configures the map pipe. The steps run in the order of the
 // fields below; every compute expression, and key, sees the record as it
 // came in.
 type MapConfig struct {
-	Key     *Expr            `yaml:"key" doc:"New record key: an expression whose value, as a string, replaces the key. A stateful pipe downstream then reads through a repartition topic, so that each new key's records meet in one partition."`
-	Compute map[string]Expr  `yaml:"compute" doc:"Fields set to the result of an expression over the input record (dotted paths make nested fields)."`
-	Set     map[string]any   `yaml:"set" doc:"Fields set to constant values."`
-	Rename  map[string]Field `yaml:"rename" doc:"Fields renamed, old name: new name."`
-	Drop    []Field          `yaml:"drop" doc:"Fields removed."`
+	Key     *pipes.Expr            `yaml:"key" doc:"New record key: an expression whose value, as a string, replaces the key. A stateful pipe downstream then reads through a repartition topic, so that each new key's records meet in one partition."`
+	Compute map[string]pipes.Expr  `yaml:"compute" doc:"Fields set to the result of an expression over the input record (dotted paths make nested fields)."`
+	Set     map[string]any         `yaml:"set" doc:"Fields set to constant values."`
+	Rename  map[string]pipes.Field `yaml:"rename" doc:"Fields renamed, old name: new name."`
+	Drop    []pipes.Field          `yaml:"drop" doc:"Fields removed."`
 }
 
 func init() {
-	MustRegister("map", Spec{
+	pipes.MustRegister("map", pipes.Spec{
 		Summary: "Computes, sets, renames and drops fields of each record.",
 		Example: "key: customer_id\ncompute:\n  total: price * quantity\nset:\n  source: web\nrename:\n  cust: customer_id\ndrop: [debug]",
 	}, newMap)
@@ -31,17 +33,17 @@ func init() {
 
 type computed struct {
 	path string
-	prog *Program
+	prog *pipes.Program
 }
 
 type mapPipe struct {
-	key     *Program // nil: the key is kept
+	key     *pipes.Program // nil: the key is kept
 	compute []computed
 	set     []setField
 	rename  [][2]string
 	drop    []string
 	vals    []any // scratch for compute results
-	schema  *Schema
+	schema  *pipes.Schema
 }
 
 type setField struct {
@@ -49,7 +51,7 @@ type setField struct {
 	val  any
 }
 
-func newMap(c MapConfig, env *Env) (Pipe, error) {
+func newMap(c MapConfig, env *pipes.Env) (pipes.Pipe, error) {
 	m := &mapPipe{}
 	var errs []error
 	if c.Key != nil {
@@ -72,7 +74,7 @@ func newMap(c MapConfig, env *Env) (Pipe, error) {
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Rename)) {
 		to := c.Rename[k]
-		if err := env.CheckField(Field{Name: k, Pos: to.Pos}); err != nil {
+		if err := env.CheckField(pipes.Field{Name: k, Pos: to.Pos}); err != nil {
 			errs = append(errs, err)
 		}
 		m.rename = append(m.rename, [2]string{k, to.Name})
@@ -94,7 +96,7 @@ func newMap(c MapConfig, env *Env) (Pipe, error) {
 	return m, nil
 }
 
-func (m *mapPipe) Process(_ context.Context, b *Batch, out *Output) error {
+func (m *mapPipe) Process(_ context.Context, b *pipes.Batch, out *pipes.Output) error {
 next:
 	for _, r := range b.Records {
 		if _, ok := r.Value.(map[string]any); !ok {
@@ -121,24 +123,24 @@ next:
 			}
 		}
 		for i, c := range m.compute {
-			if !SetPath(r.Value, c.path, m.vals[i]) {
+			if !pipes.SetPath(r.Value, c.path, m.vals[i]) {
 				out.Fail(r, fmt.Errorf("cannot set %q: a non-record value is in the way", c.path))
 				continue next
 			}
 		}
 		for _, s := range m.set {
-			if !SetPath(r.Value, s.path, CloneValue(s.val)) {
+			if !pipes.SetPath(r.Value, s.path, pipes.CloneValue(s.val)) {
 				out.Fail(r, fmt.Errorf("cannot set %q: a non-record value is in the way", s.path))
 				continue next
 			}
 		}
 		for _, rn := range m.rename {
-			if v, ok := DeletePath(r.Value, rn[0]); ok {
-				SetPath(r.Value, rn[1], v)
+			if v, ok := pipes.DeletePath(r.Value, rn[0]); ok {
+				pipes.SetPath(r.Value, rn[1], v)
 			}
 		}
 		for _, d := range m.drop {
-			DeletePath(r.Value, d)
+			pipes.DeletePath(r.Value, d)
 		}
 		if m.key != nil {
 			r.Key = key
@@ -151,7 +153,7 @@ next:
 
 // deriveSchema applies the map's steps to the top-level fields of the input
 // schema. Nested paths make the top field an untyped record.
-func (m *mapPipe) deriveSchema(in *Schema) *Schema {
+func (m *mapPipe) deriveSchema(in *pipes.Schema) *pipes.Schema {
 	if in == nil {
 		return nil
 	}
@@ -162,16 +164,16 @@ func (m *mapPipe) deriveSchema(in *Schema) *Schema {
 	}
 	for _, c := range m.compute {
 		if h, nested := top(c.path); nested {
-			s.Set(SchemaField{Name: h, Kind: Struct})
+			s.Set(pipes.SchemaField{Name: h, Kind: pipes.Struct})
 		} else {
-			s.Set(SchemaField{Name: h, Kind: c.prog.Kind(), Nullable: c.prog.Nullable()})
+			s.Set(pipes.SchemaField{Name: h, Kind: c.prog.Kind(), Nullable: c.prog.Nullable()})
 		}
 	}
 	for _, f := range m.set {
 		if h, nested := top(f.path); nested {
-			s.Set(SchemaField{Name: h, Kind: Struct})
+			s.Set(pipes.SchemaField{Name: h, Kind: pipes.Struct})
 		} else {
-			s.Set(SchemaField{Name: h, Kind: KindOf(f.val), Nullable: f.val == nil})
+			s.Set(pipes.SchemaField{Name: h, Kind: pipes.KindOf(f.val), Nullable: f.val == nil})
 		}
 	}
 	for _, rn := range m.rename {
@@ -194,7 +196,7 @@ func (m *mapPipe) deriveSchema(in *Schema) *Schema {
 	return s
 }
 
-func (m *mapPipe) OutputSchema(int) *Schema { return m.schema }
+func (m *mapPipe) OutputSchema(int) *pipes.Schema { return m.schema }
 
 // ChangesKey tells the compiler that records leave with new keys, so that
 // keyed state downstream is repartitioned.
@@ -231,7 +233,7 @@ func keyBytes(v any) ([]byte, error) {
 
 // fieldParts lists what the map reads and writes: its expressions, the
 // paths it replaces or deletes whole, and the paths it moves (renames).
-func (m *mapPipe) fieldParts() (progs []*Program, replaced, moved []string) {
+func (m *mapPipe) fieldParts() (progs []*pipes.Program, replaced, moved []string) {
 	if m.key != nil {
 		progs = append(progs, m.key)
 	}
@@ -250,17 +252,17 @@ func (m *mapPipe) fieldParts() (progs []*Program, replaced, moved []string) {
 
 func (m *mapPipe) UsedFields() ([]string, bool) {
 	progs, replaced, moved := m.fieldParts()
-	return usedFields(progs, append(replaced, moved...)...)
+	return pipes.UsedFields(progs, append(replaced, moved...)...)
 }
 
 func (m *mapPipe) ShallowFields() []string {
 	progs, replaced, moved := m.fieldParts()
-	return shallowFields(progs, replaced, moved...)
+	return pipes.ShallowFields(progs, replaced, moved...)
 }
 
 var (
-	_ SchemaDeriver = (*mapPipe)(nil)
-	_ FieldUser     = (*mapPipe)(nil)
-	_ ShallowReader = (*mapPipe)(nil)
-	_ KeyChanger    = (*mapPipe)(nil)
+	_ pipes.SchemaDeriver = (*mapPipe)(nil)
+	_ pipes.FieldUser     = (*mapPipe)(nil)
+	_ pipes.ShallowReader = (*mapPipe)(nil)
+	_ pipes.KeyChanger    = (*mapPipe)(nil)
 )

@@ -1,4 +1,4 @@
-package pipes_test
+package builtin_test
 
 import (
 	"context"

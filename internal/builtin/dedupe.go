@@ -1,4 +1,4 @@
-package pipes
+package builtin
 
 import (
 	"context"
@@ -8,19 +8,21 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/streamerio/streamer/pipes"
 )
 
 // DedupeConfig configures the dedupe pipe.
 type DedupeConfig struct {
-	ID      Expr          `yaml:"id" required:"true" doc:"Expression giving a record's identity, such as order_id. Records with the same id must share a partition (key them by it): ids are remembered per partition."`
+	ID      pipes.Expr    `yaml:"id" required:"true" doc:"Expression giving a record's identity, such as order_id. Records with the same id must share a partition (key them by it): ids are remembered per partition."`
 	Horizon time.Duration `yaml:"horizon" required:"true" doc:"How long an id is remembered, in event time: from its first occurrence at t until stream time (the greatest event time seen in the partition) reaches t + horizon. Records with a remembered id are dropped."`
-	Time    *Expr         `yaml:"time" doc:"Event time of a record: a timestamp, milliseconds since the epoch, or an RFC 3339 string. Default: the record timestamp."`
+	Time    *pipes.Expr   `yaml:"time" doc:"Event time of a record: a timestamp, milliseconds since the epoch, or an RFC 3339 string. Default: the record timestamp."`
 	Store   string        `yaml:"store" doc:"State store that remembers the ids; give each dedupe pipe its own. Default: the pipe's name."`
-	Pos     Pos           `yaml:"-" spec:"pos"`
+	Pos     pipes.Pos     `yaml:"-" spec:"pos"`
 }
 
 func init() {
-	MustRegister("dedupe", Spec{
+	pipes.MustRegister("dedupe", pipes.Spec{
 		Summary:     "Drops records whose id was already seen within a horizon of event time, keeping the first occurrence.",
 		Example:     "id: order_id\nhorizon: 1h\ntime: created_at",
 		KeepsSchema: true,
@@ -37,11 +39,11 @@ func init() {
 // cannot be checked against ids forgotten since; it passes, and is not
 // remembered.
 type dedupe struct {
-	id      *Program
-	time    *Program
+	id      *pipes.Program
+	time    *pipes.Program
 	horizon int64 // ms
-	store   Store
-	schema  *Schema
+	store   pipes.Store
+	schema  *pipes.Schema
 }
 
 // Key prefixes of the dedupe store.
@@ -50,7 +52,7 @@ const (
 	dedupeIndexPrefix = 'x'
 )
 
-func newDedupe(c DedupeConfig, env *Env) (Pipe, error) {
+func newDedupe(c DedupeConfig, env *pipes.Env) (pipes.Pipe, error) {
 	var errs []error
 	d := &dedupe{schema: env.InputSchema()}
 	var err error
@@ -63,7 +65,7 @@ func newDedupe(c DedupeConfig, env *Env) (Pipe, error) {
 		}
 	}
 	if c.Horizon <= 0 {
-		errs = append(errs, Errorf(c.Pos, "horizon: must be a positive duration such as 1h"))
+		errs = append(errs, pipes.Errorf(c.Pos, "horizon: must be a positive duration such as 1h"))
 	} else if d.horizon, err = wholeMillis(c.Horizon, "horizon", c.Pos); err != nil {
 		errs = append(errs, err)
 	}
@@ -76,7 +78,7 @@ func newDedupe(c DedupeConfig, env *Env) (Pipe, error) {
 	return d, nil
 }
 
-func (d *dedupe) Process(_ context.Context, b *Batch, out *Output) error {
+func (d *dedupe) Process(_ context.Context, b *pipes.Batch, out *pipes.Output) error {
 	var clock streamClock
 	if err := clock.load(d.store); err != nil {
 		return err
@@ -160,7 +162,7 @@ func (d *dedupe) check(id []byte, t, now int64) (bool, error) {
 // "1" and the number 1 apart; equal numbers encode alike whatever their Go
 // type (a JSON 7 decodes as float64, an Avro one as int64), and integers
 // keep every digit.
-func idBytes(v any, p *Program) ([]byte, error) {
+func idBytes(v any, p *pipes.Program) ([]byte, error) {
 	switch x := v.(type) {
 	case nil:
 		return nil, fmt.Errorf("id %q is null", p.Source())
@@ -175,7 +177,7 @@ func idBytes(v any, p *Program) ([]byte, error) {
 	case int64:
 		return strconv.AppendInt([]byte{'n'}, x, 10), nil
 	}
-	if f, ok := Float(v); ok {
+	if f, ok := pipes.Float(v); ok {
 		if f == math.Trunc(f) && math.Abs(f) < 1<<63 {
 			return strconv.AppendInt([]byte{'n'}, int64(f), 10), nil
 		}
@@ -188,17 +190,17 @@ func idBytes(v any, p *Program) ([]byte, error) {
 	return append([]byte{'j'}, js...), nil
 }
 
-func (d *dedupe) OutputSchema(int) *Schema { return d.schema }
+func (d *dedupe) OutputSchema(int) *pipes.Schema { return d.schema }
 
 func (d *dedupe) UsedFields() ([]string, bool) {
-	progs := []*Program{d.id}
+	progs := []*pipes.Program{d.id}
 	if d.time != nil {
 		progs = append(progs, d.time)
 	}
-	return usedFields(progs)
+	return pipes.UsedFields(progs)
 }
 
 var (
-	_ SchemaDeriver = (*dedupe)(nil)
-	_ FieldUser     = (*dedupe)(nil)
+	_ pipes.SchemaDeriver = (*dedupe)(nil)
+	_ pipes.FieldUser     = (*dedupe)(nil)
 )

@@ -1,4 +1,4 @@
-package pipes_test
+package builtin_test
 
 import (
 	"bytes"
@@ -816,7 +816,7 @@ func TestWindowThroughDriver(t *testing.T) {
 // TestWindowExample runs the example's test file, so that it stays green
 // with the pipe.
 func TestWindowExample(t *testing.T) {
-	res := streamertest.RunFile("../examples/windows/topology.test.yaml", streamertest.Options{})
+	res := streamertest.RunFile("../../examples/windows/topology.test.yaml", streamertest.Options{})
 	if res.Err != nil {
 		t.Fatal(res.Err)
 	}
