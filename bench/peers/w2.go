@@ -292,7 +292,7 @@ func runW2(ctx context.Context, c config, adm *kadm.Client) error {
 	return report(c, outs, nil)
 }
 
-// w2StateDir is a fresh state directory for a streamer W2 run.
-func w2StateDir(group string) (string, error) {
+// freshStateDir is a fresh state directory for a streamer run with state (W2, W5).
+func freshStateDir(group string) (string, error) {
 	return os.MkdirTemp("", filepath.Base(group)+"-state-")
 }
