@@ -186,6 +186,7 @@ type outcome struct {
 	seconds float64
 	cpu     float64 // process CPU seconds over the timed interval
 	rssKB   int64   // peak RSS of the process (for kstreams: of the JVM over all its rounds)
+	load    string  // /proc/loadavg (1, 5, 15 min) when its result line arrived
 	ok      bool
 	note    string
 }
@@ -293,9 +294,10 @@ func run(ctx context.Context, c config) error {
 			if len(lines) != 1 {
 				return fmt.Errorf("%s round %d: want one result line, got %q", sys, round, lines)
 			}
-			if _, err := fmt.Sscanf(lines[0], "result seconds %g cpu_seconds %g", &o.seconds, &o.cpu); err != nil {
-				return fmt.Errorf("%s round %d: %q: %w", sys, round, lines[0], err)
+			if _, err := fmt.Sscanf(lines[0].text, "result seconds %g cpu_seconds %g", &o.seconds, &o.cpu); err != nil {
+				return fmt.Errorf("%s round %d: %q: %w", sys, round, lines[0].text, err)
 			}
+			o.load = lines[0].load
 			w := want
 			if sys == "passthrough" {
 				w = identity // it copies the input: its check is that nothing is lost or doubled
@@ -343,9 +345,13 @@ func run(ctx context.Context, c config) error {
 	return report(c, outs, lats)
 }
 
+// childLine is a line of a child's stdout and the load average when it
+// arrived.
+type childLine struct{ text, load string }
+
 // runChild runs cmd with its stderr passed through, returns the lines of its
 // stdout and sets o.rssKB from its rusage.
-func runChild(cmd *exec.Cmd, o *outcome) ([]string, error) {
+func runChild(cmd *exec.Cmd, o *outcome) ([]childLine, error) {
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -354,10 +360,10 @@ func runChild(cmd *exec.Cmd, o *outcome) ([]string, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	var lines []string
+	var lines []childLine
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
-		lines = append(lines, sc.Text())
+		lines = append(lines, childLine{sc.Text(), loadavg()})
 	}
 	_, _ = io.Copy(io.Discard, out)
 	err = cmd.Wait()
@@ -390,8 +396,8 @@ func verify(ctx context.Context, c config, output string, want fingerprint, o *o
 }
 
 func printOutcome(o outcome) {
-	fmt.Printf("%-11s round %d  %9.0f records/s  %7.2f s  %6.1f µs CPU/record  peak RSS %5.0f MiB  %s\n",
-		o.system, o.round, o.rate(), o.seconds, o.cpuMicros(), float64(o.rssKB)/1024, o.note)
+	fmt.Printf("%-11s round %d  %9.0f records/s  %7.2f s  %6.1f µs CPU/record  peak RSS %5.0f MiB  load %s  %s\n",
+		o.system, o.round, o.rate(), o.seconds, o.cpuMicros(), float64(o.rssKB)/1024, o.load, o.note)
 }
 
 func contains(xs []string, x string) bool {
@@ -418,10 +424,10 @@ func runKStreams(c config, cmd *exec.Cmd, prefix string, created *[]string, chec
 	}
 	var outs []outcome
 	for _, l := range lines {
-		ko := outcome{system: "kstreams", rssKB: o.rssKB}
+		ko := outcome{system: "kstreams", rssKB: o.rssKB, load: l.load}
 		var output string
-		if _, err := fmt.Sscanf(l, "round %d records %d seconds %g cpu_seconds %g output %s", &ko.round, &ko.n, &ko.seconds, &ko.cpu, &output); err != nil {
-			return outs, fmt.Errorf("kstreams: %q: %w", l, err)
+		if _, err := fmt.Sscanf(l.text, "round %d records %d seconds %g cpu_seconds %g output %s", &ko.round, &ko.n, &ko.seconds, &ko.cpu, &output); err != nil {
+			return outs, fmt.Errorf("kstreams: %q: %w", l.text, err)
 		}
 		if err := check(output, &ko); err != nil {
 			return outs, err
