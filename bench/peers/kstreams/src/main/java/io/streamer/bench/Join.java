@@ -40,6 +40,9 @@ import org.apache.kafka.streams.kstream.StreamJoined;
  * repartitions after the re-key become one topic; the self-join
  * optimization does not apply, as the join's sides are two filters: two
  * window stores, as for any two streams; the topology is printed to stderr).
+ * The environment variable PEERS_KSTREAMS_OPTIMIZE, when set, replaces
+ * topology.optimization ({@code none}: a repartition topic per side, two
+ * copies of each order, as streamer's merge topic carries).
  *
  * <p>Usage: Join BROKERS INPUT PREFIX ROUNDS PARTITIONS. Each round runs a
  * fresh application PREFIX-rN to PREFIX-rN-out in this JVM. A round is
@@ -137,7 +140,8 @@ public final class Join {
             .to(output, Produced.with(Serdes.String(), Serdes.ByteArray()));
 
         Properties p = FilterMap.props(app, brokers);
-        p.put(StreamsConfig.TOPOLOGY_OPTIMIZATION_CONFIG, StreamsConfig.OPTIMIZE);
+        String optimize = System.getenv("PEERS_KSTREAMS_OPTIMIZE");
+        p.put(StreamsConfig.TOPOLOGY_OPTIMIZATION_CONFIG, optimize != null ? optimize : StreamsConfig.OPTIMIZE);
         Topology topology = b.build(p);
         if (round == 1) {
           System.err.println(topology.describe());
