@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/streamerio/streamer/bench/internal/benchkit"
+	"github.com/streamerio/streamer/engine"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -75,10 +76,32 @@ func bindW5(top *topology.Topology, j job) error {
 // after that (the engine ends a transaction only after the poll it
 // processes, so the next commit counted holds the last output), as `go run
 // ./bench` times topologies with internal topics. It is an
-// engine.OutputHook.
+// engine.OutputHook and an engine.TxnHook.
 type w5Done struct {
 	outputs   atomic.Int64
 	commitsAt int64 // Stats.Commits when the last output was counted; -1 until then
+	// Ended transactions and the time spent ending them (flush, offsets,
+	// EndTxn), for the worker's report of where its wall time went.
+	txns, txnNanos, txnRecords atomic.Int64
+}
+
+// OnTxnEnd is an engine.TxnHook.
+func (d *w5Done) OnTxnEnd(e engine.TxnEnd) {
+	d.txns.Add(1)
+	d.txnNanos.Add(int64(e.Duration))
+	d.txnRecords.Add(e.Records)
+}
+
+// summary says how many transactions ended and how long ending them took,
+// against wall, the run's timed interval.
+func (d *w5Done) summary(wall time.Duration) string {
+	n, end := d.txns.Load(), time.Duration(d.txnNanos.Load())
+	if n == 0 {
+		return "no transactions ended"
+	}
+	return fmt.Sprintf("%d transactions ended, %.0f consumed records each, %v ending them in all (%.0f%% of the %v timed; %v each on average)",
+		n, float64(d.txnRecords.Load())/float64(n), end.Round(time.Millisecond), 100*end.Seconds()/wall.Seconds(),
+		wall.Round(time.Millisecond), (end / time.Duration(n)).Round(time.Microsecond))
 }
 
 func newW5Done() *w5Done { return &w5Done{commitsAt: -1} }
@@ -96,3 +119,8 @@ func (d *w5Done) finished(records, commits int64) bool {
 	}
 	return d.commitsAt >= 0 && commits > d.commitsAt
 }
+
+var (
+	_ engine.OutputHook = (*w5Done)(nil)
+	_ engine.TxnHook    = (*w5Done)(nil)
+)

@@ -202,6 +202,9 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("engine: %w", err)
 	}
+	if w5 != nil {
+		fmt.Fprintf(os.Stderr, "streamer W5: %s\n", w5.summary(t.to.Sub(t.from)))
+	}
 	return nil
 }
 
