@@ -93,7 +93,8 @@ func (d *w5Done) OnTxnEnd(e engine.TxnEnd) {
 }
 
 // summary says how many transactions ended and how long ending them took,
-// against wall, the run's timed interval.
+// against wall, the run's timed interval. It counts every transaction of
+// the run, the one ended at shutdown too: a slight overcount against wall.
 func (d *w5Done) summary(wall time.Duration) string {
 	n, end := d.txns.Load(), time.Duration(d.txnNanos.Load())
 	if n == 0 {
