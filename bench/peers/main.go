@@ -7,6 +7,8 @@
 // W1 is bench/topology.yaml: a stateless filter + map of ~1 KB JSON orders,
 // exactly once. W2 (w2.go) is bench/peers/w2.yaml, a table join and a
 // 1-minute tumbling count and sum per key, for streamer and Kafka Streams.
+// W5 (w5.go) is bench/join.yaml, a stream–stream join within a window of
+// W1's input, for streamer, the passthrough and Kafka Streams (Join.java).
 // The systems of W1:
 //
 //   - streamer: the topology through the engine, as `streamer run` runs it;
@@ -92,19 +94,19 @@ func main() {
 		defBrokers = "127.0.0.1:9092"
 	}
 	brokers := flag.String("brokers", defBrokers, "seed brokers, comma separated (default $STREAMER_BROKERS or 127.0.0.1:9092)")
-	flag.StringVar(&c.workload, "workload", "W1", "workload: W1 (bench/topology.yaml) or W2 (bench/peers/w2.yaml, w2.go)")
+	flag.StringVar(&c.workload, "workload", "W1", "workload: W1 (bench/topology.yaml), W2 (bench/peers/w2.yaml, w2.go) or W5 (bench/join.yaml, w5.go)")
 	flag.IntVar(&c.in.Records, "records", 200000, "records in the input topic")
 	flag.IntVar(&c.in.Size, "size", 1024, "approximate record value size in bytes (internal/gen Pad)")
 	flag.IntVar(&c.partitions, "partitions", 6, "partitions of the input and output topics")
 	flag.IntVar(&c.rounds, "rounds", 2, "rounds of each Go system (a fresh process each), alternating the order")
 	flag.IntVar(&c.ksRounds, "kstreams-rounds", 3, "rounds of Kafka Streams in one JVM (the first warms the JIT up)")
-	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams,goka", "systems to run, comma separated (W2: streamer,kstreams)")
-	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run (W2: bench/peers/w2.yaml)")
+	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams,goka", "systems to run, comma separated (W2: streamer,kstreams; W5: passthrough,streamer,kstreams)")
+	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run (W2: bench/peers/w2.yaml; W5: bench/join.yaml)")
 	flag.StringVar(&c.jar, "kstreams-jar", "bench/peers/kstreams/target/peers-kstreams.jar", "the Kafka Streams app (mvn -q -B -f bench/peers/kstreams package)")
 	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py)")
 	flag.StringVar(&c.chart, "chart", "", "write the chart (PNG) here (default: bench/peers/<workload>.png)")
 	flag.StringVar(&c.markdown, "markdown", "", "also write the table as Markdown here")
-	latSystems := flag.String("latency-systems", "streamer,careful,kstreams", "systems of the end-to-end latency runs at a fixed offered load, after the throughput runs (empty: none)")
+	latSystems := flag.String("latency-systems", "streamer,careful,kstreams", "systems of the end-to-end latency runs at a fixed offered load, after the throughput runs (empty: none; W1 only)")
 	flag.Float64Var(&c.latRate, "latency-rate", 0, "offered load of the latency runs in records/s (0: half of streamer's median records/s in this run)")
 	flag.DurationVar(&c.latMeasure, "latency-seconds", 20*time.Second, "how long each latency run produces at the offered load")
 	flag.DurationVar(&c.latWarmup, "latency-warmup", 5*time.Second, "how long each latency run produces at the offered load before the measured interval")
@@ -141,8 +143,20 @@ func main() {
 		if !set["topology"] {
 			c.topology = filepath.Join("bench", "peers", "w2.yaml")
 		}
+	case "W5":
+		if !set["systems"] {
+			*systems = "passthrough,streamer,kstreams"
+		}
+		if !set["topology"] {
+			c.topology = filepath.Join("bench", "join.yaml")
+		}
+		if set["latency-systems"] && *latSystems != "" {
+			fmt.Fprintln(os.Stderr, "peers: W5 has no latency runs (-latency-systems is W1's)")
+			os.Exit(2)
+		}
+		*latSystems = ""
 	default:
-		fmt.Fprintf(os.Stderr, "peers: workload %s is not written yet (W1 and W2; see issue 16)\n", c.workload)
+		fmt.Fprintf(os.Stderr, "peers: workload %s is not written yet (W1, W2 and W5; see issue 16)\n", c.workload)
 		os.Exit(2)
 	}
 	for _, s := range strings.Split(*systems, ",") {
@@ -172,6 +186,7 @@ type outcome struct {
 	seconds float64
 	cpu     float64 // process CPU seconds over the timed interval
 	rssKB   int64   // peak RSS of the process (for kstreams: of the JVM over all its rounds)
+	load    string  // /proc/loadavg (1, 5, 15 min) when its result line arrived
 	ok      bool
 	note    string
 }
@@ -195,13 +210,27 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	created := []string{input}
-	defer func() { benchkit.DeleteTopics(adm, "peers", created...) }()
+	defer func() {
+		// The internal topics of the runs too: streamer's merge and
+		// changelog topics, Kafka Streams' repartition and changelogs.
+		if ts, err := adm.ListTopics(context.Background()); err == nil {
+			for _, t := range ts.Names() {
+				if strings.HasPrefix(t, "peers-") && strings.Contains(t, "-"+stamp+"-") && !contains(created, t) {
+					created = append(created, t)
+				}
+			}
+		}
+		benchkit.DeleteTopics(adm, "peers", created...)
+	}()
 	t0 := time.Now()
 	bytes, err := benchkit.Fill(ctx, c.brokers, input, c.in)
 	if err != nil {
 		return fmt.Errorf("filling %s: %w", input, err)
 	}
 	want, identity := expected(c.in), inputDigest(c.in)
+	if c.workload == "W5" {
+		want = expectedW5(c.in)
+	}
 	fmt.Printf("peers: %s on %v: %d records (%.1f MB of values) in %s, %d partitions, filled in %v; expected output: %v\n",
 		c.workload, c.brokers, c.in.Records, float64(bytes)/1e6, input, c.partitions, time.Since(t0).Round(time.Millisecond), want)
 
@@ -246,7 +275,8 @@ func run(ctx context.Context, c config) error {
 			created = append(created, output)
 			args := []string{"-worker", sys, "-worker-input", input, "-worker-output", output, "-worker-group", name,
 				"-brokers", strings.Join(c.brokers, ","), "-records", fmt.Sprint(c.in.Records),
-				"-partitions", fmt.Sprint(c.partitions), "-topology", c.topology, "-timeout", c.timeout.String()}
+				"-partitions", fmt.Sprint(c.partitions), "-topology", c.topology, "-timeout", c.timeout.String(),
+				"-workload", c.workload}
 			cmd := exec.CommandContext(ctx, self, args...)
 			if sys == "goka" {
 				cmd = exec.CommandContext(ctx, gokaBin, "-brokers", strings.Join(c.brokers, ","), "-input", input,
@@ -264,9 +294,10 @@ func run(ctx context.Context, c config) error {
 			if len(lines) != 1 {
 				return fmt.Errorf("%s round %d: want one result line, got %q", sys, round, lines)
 			}
-			if _, err := fmt.Sscanf(lines[0], "result seconds %g cpu_seconds %g", &o.seconds, &o.cpu); err != nil {
-				return fmt.Errorf("%s round %d: %q: %w", sys, round, lines[0], err)
+			if _, err := fmt.Sscanf(lines[0].text, "result seconds %g cpu_seconds %g", &o.seconds, &o.cpu); err != nil {
+				return fmt.Errorf("%s round %d: %q: %w", sys, round, lines[0].text, err)
 			}
+			o.load = lines[0].load
 			w := want
 			if sys == "passthrough" {
 				w = identity // it copies the input: its check is that nothing is lost or doubled
@@ -280,7 +311,11 @@ func run(ctx context.Context, c config) error {
 	}
 	if contains(c.systems, "kstreams") {
 		prefix := "peers-kstreams-" + stamp
-		cmd := exec.CommandContext(ctx, "java", "-jar", c.jar, strings.Join(c.brokers, ","), input, prefix,
+		class := "io.streamer.bench.FilterMap"
+		if c.workload == "W5" {
+			class = "io.streamer.bench.Join"
+		}
+		cmd := exec.CommandContext(ctx, "java", "-cp", c.jar, class, strings.Join(c.brokers, ","), input, prefix,
 			fmt.Sprint(c.ksRounds), fmt.Sprint(c.partitions))
 		ks, err := runKStreams(c, cmd, prefix, &created, func(output string, ko *outcome) error {
 			return verify(ctx, c, output, want, ko)
@@ -310,9 +345,13 @@ func run(ctx context.Context, c config) error {
 	return report(c, outs, lats)
 }
 
+// childLine is a line of a child's stdout and the load average when it
+// arrived.
+type childLine struct{ text, load string }
+
 // runChild runs cmd with its stderr passed through, returns the lines of its
 // stdout and sets o.rssKB from its rusage.
-func runChild(cmd *exec.Cmd, o *outcome) ([]string, error) {
+func runChild(cmd *exec.Cmd, o *outcome) ([]childLine, error) {
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -321,10 +360,10 @@ func runChild(cmd *exec.Cmd, o *outcome) ([]string, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	var lines []string
+	var lines []childLine
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
-		lines = append(lines, sc.Text())
+		lines = append(lines, childLine{sc.Text(), loadavg()})
 	}
 	_, _ = io.Copy(io.Discard, out)
 	err = cmd.Wait()
@@ -357,8 +396,8 @@ func verify(ctx context.Context, c config, output string, want fingerprint, o *o
 }
 
 func printOutcome(o outcome) {
-	fmt.Printf("%-11s round %d  %9.0f records/s  %7.2f s  %6.1f µs CPU/record  peak RSS %5.0f MiB  %s\n",
-		o.system, o.round, o.rate(), o.seconds, o.cpuMicros(), float64(o.rssKB)/1024, o.note)
+	fmt.Printf("%-11s round %d  %9.0f records/s  %7.2f s  %6.1f µs CPU/record  peak RSS %5.0f MiB  load %s  %s\n",
+		o.system, o.round, o.rate(), o.seconds, o.cpuMicros(), float64(o.rssKB)/1024, o.load, o.note)
 }
 
 func contains(xs []string, x string) bool {
@@ -385,10 +424,10 @@ func runKStreams(c config, cmd *exec.Cmd, prefix string, created *[]string, chec
 	}
 	var outs []outcome
 	for _, l := range lines {
-		ko := outcome{system: "kstreams", rssKB: o.rssKB}
+		ko := outcome{system: "kstreams", rssKB: o.rssKB, load: l.load}
 		var output string
-		if _, err := fmt.Sscanf(l, "round %d records %d seconds %g cpu_seconds %g output %s", &ko.round, &ko.n, &ko.seconds, &ko.cpu, &output); err != nil {
-			return outs, fmt.Errorf("kstreams: %q: %w", l, err)
+		if _, err := fmt.Sscanf(l.text, "round %d records %d seconds %g cpu_seconds %g output %s", &ko.round, &ko.n, &ko.seconds, &ko.cpu, &output); err != nil {
+			return outs, fmt.Errorf("kstreams: %q: %w", l.text, err)
 		}
 		if err := check(output, &ko); err != nil {
 			return outs, err

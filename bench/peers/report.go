@@ -52,9 +52,9 @@ func summarize(c config, outs []outcome) []summary {
 func report(c config, outs []outcome, lats []latOutcome) error {
 	fmt.Println()
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "system\tround\trecords/s\tseconds\tCPU µs/record\tCPU cores\tpeak RSS MiB\toutput\t")
+	fmt.Fprintln(w, "system\tround\trecords/s\tseconds\tCPU µs/record\tCPU cores\tpeak RSS MiB\tload average after\toutput\t")
 	var md strings.Builder
-	md.WriteString("| system | round | records/s | seconds | CPU µs/record | CPU (cores) | peak RSS MiB | output |\n|---|---|---|---|---|---|---|---|\n")
+	md.WriteString("| system | round | records/s | seconds | CPU µs/record | CPU (cores) | peak RSS MiB | load average after (1/5/15 min) | output |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, o := range outs {
 		verdict := "matches the oracle"
 		if o.system == "passthrough" {
@@ -67,8 +67,8 @@ func report(c config, outs []outcome, lats []latOutcome) error {
 		if !o.ok {
 			verdict, rate, cpu, cores = o.note, "not timed", "-", "-"
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%.2f\t%s\t%s\t%.0f\t%s\t\n", o.system, o.round, rate, o.seconds, cpu, cores, float64(o.rssKB)/1024, verdict)
-		fmt.Fprintf(&md, "| %s | %d | %s | %.2f | %s | %s | %.0f | %s |\n", o.system, o.round, rate, o.seconds, cpu, cores, float64(o.rssKB)/1024, verdict)
+		fmt.Fprintf(w, "%s\t%d\t%s\t%.2f\t%s\t%s\t%.0f\t%s\t%s\t\n", o.system, o.round, rate, o.seconds, cpu, cores, float64(o.rssKB)/1024, o.load, verdict)
+		fmt.Fprintf(&md, "| %s | %d | %s | %.2f | %s | %s | %.0f | %s | %s |\n", o.system, o.round, rate, o.seconds, cpu, cores, float64(o.rssKB)/1024, o.load, verdict)
 	}
 	w.Flush()
 	ss := summarize(c, outs)

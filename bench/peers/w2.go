@@ -267,9 +267,10 @@ func runW2(ctx context.Context, c config, adm *kadm.Client) error {
 		if len(lines) != 1 {
 			return fmt.Errorf("streamer round %d: want one result line, got %q", round, lines)
 		}
-		if _, err := fmt.Sscanf(lines[0], "result seconds %g cpu_seconds %g", &o.seconds, &o.cpu); err != nil {
-			return fmt.Errorf("streamer round %d: %q: %w", round, lines[0], err)
+		if _, err := fmt.Sscanf(lines[0].text, "result seconds %g cpu_seconds %g", &o.seconds, &o.cpu); err != nil {
+			return fmt.Errorf("streamer round %d: %q: %w", round, lines[0].text, err)
 		}
+		o.load = lines[0].load
 		if err := verifyW2(ctx, c, output, want, &o); err != nil {
 			return err
 		}
@@ -292,7 +293,7 @@ func runW2(ctx context.Context, c config, adm *kadm.Client) error {
 	return report(c, outs, nil)
 }
 
-// w2StateDir is a fresh state directory for a streamer W2 run.
-func w2StateDir(group string) (string, error) {
+// freshStateDir is a fresh state directory for a streamer run with state (W2, W5).
+func freshStateDir(group string) (string, error) {
 	return os.MkdirTemp("", filepath.Base(group)+"-state-")
 }

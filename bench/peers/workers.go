@@ -114,16 +114,29 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 		return err
 	}
 	stateDir := ""
-	if j.workload == "W2" {
-		if err := bindW2(top, j); err != nil {
+	var w5 *w5Done
+	switch {
+	case j.workload == "W5":
+		if err := bindW5(top, j); err != nil {
 			return err
 		}
-		if stateDir, err = w2StateDir(j.group); err != nil {
+		if stateDir, err = freshStateDir(j.group); err != nil {
 			return err
 		}
 		defer os.RemoveAll(stateDir)
-	} else if err := bindW1(top, j); err != nil {
-		return err
+		w5 = newW5Done()
+	case j.workload == "W2":
+		if err := bindW2(top, j); err != nil {
+			return err
+		}
+		if stateDir, err = freshStateDir(j.group); err != nil {
+			return err
+		}
+		defer os.RemoveAll(stateDir)
+	default:
+		if err := bindW1(top, j); err != nil {
+			return err
+		}
 	}
 	if path := os.Getenv("PEERS_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
@@ -137,7 +150,11 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 		defer pprof.StopCPUProfile()
 	}
 	stats := engine.NewStats()
-	e, err := engine.New(top, engine.Options{Brokers: j.brokers, ReplicaID: "peers", Logger: log, Stats: stats, StateDir: stateDir})
+	var hooks []engine.Hook
+	if w5 != nil {
+		hooks = append(hooks, w5)
+	}
+	e, err := engine.New(top, engine.Options{Brokers: j.brokers, ReplicaID: "peers", Logger: log, Stats: stats, StateDir: stateDir, Hooks: hooks})
 	if err != nil {
 		return err
 	}
@@ -150,7 +167,13 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 	started := false
 	timeline := os.Getenv("PEERS_TIMELINE") != ""
 	last := time.Now()
-	for j.records == 0 || stats.CommittedIn.Load() < int64(j.records) {
+	finished := func() bool {
+		if w5 != nil {
+			return w5.finished(int64(j.records), stats.Commits.Load())
+		}
+		return j.records > 0 && stats.CommittedIn.Load() >= int64(j.records)
+	}
+	for !finished() {
 		if timeline && time.Since(last) > 250*time.Millisecond {
 			last = time.Now()
 			fmt.Fprintf(os.Stderr, "%s in %d out %d committed %d commits %d\n", last.Format("15:04:05.000"),
@@ -178,6 +201,9 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 	stop()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("engine: %w", err)
+	}
+	if w5 != nil {
+		fmt.Fprintf(os.Stderr, "streamer W5: %s\n", w5.summary(t.to.Sub(t.from)))
 	}
 	return nil
 }
