@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -52,9 +53,9 @@ func summarize(c config, outs []outcome) []summary {
 func report(c config, outs []outcome, lats []latOutcome) error {
 	fmt.Println()
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "system\tround\trecords/s\tseconds\tCPU µs/record\tCPU cores\tpeak RSS MiB\toutput\t")
+	fmt.Fprintf(w, "system\tround\trecords/s\tseconds\tCPU µs/record\tCPU cores\tCPU utilisation (%d cores)\tpeak RSS MiB\tload average\toutput\t\n", runtime.NumCPU())
 	var md strings.Builder
-	md.WriteString("| system | round | records/s | seconds | CPU µs/record | CPU (cores) | peak RSS MiB | output |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&md, "| system | round | records/s | seconds | CPU µs/record | CPU (cores) | CPU utilisation (of %d) | peak RSS MiB | load average before | output |\n|---|---|---|---|---|---|---|---|---|---|\n", runtime.NumCPU())
 	for _, o := range outs {
 		verdict := "matches the oracle"
 		if o.system == "passthrough" {
@@ -63,12 +64,20 @@ func report(c config, outs []outcome, lats []latOutcome) error {
 		if o.system == "goka" {
 			verdict = "matches the oracle (Goka is at least once: no transactions)"
 		}
-		rate, cpu, cores := fmt.Sprintf("%.0f", o.rate()), fmt.Sprintf("%.1f", o.cpuMicros()), fmt.Sprintf("%.2f", o.cpu/o.seconds)
-		if !o.ok {
-			verdict, rate, cpu, cores = o.note, "not timed", "-", "-"
+		if o.ok && strings.HasPrefix(o.note, "read back read_committed: ") && o.note != "read back read_committed: matches the oracle" {
+			verdict = strings.TrimPrefix(o.note, "read back read_committed: ")
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%.2f\t%s\t%s\t%.0f\t%s\t\n", o.system, o.round, rate, o.seconds, cpu, cores, float64(o.rssKB)/1024, verdict)
-		fmt.Fprintf(&md, "| %s | %d | %s | %.2f | %s | %s | %.0f | %s |\n", o.system, o.round, rate, o.seconds, cpu, cores, float64(o.rssKB)/1024, verdict)
+		rate, cpu, cores := fmt.Sprintf("%.0f", o.rate()), fmt.Sprintf("%.1f", o.cpuMicros()), fmt.Sprintf("%.2f", o.cpu/o.seconds)
+		util := fmt.Sprintf("%.0f%%", 100*o.cpu/o.seconds/float64(runtime.NumCPU()))
+		if !o.ok {
+			verdict, rate, cpu, cores, util = o.note, "not timed", "-", "-", "-"
+		}
+		load := o.load
+		if load == "" {
+			load = "-"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%.2f\t%s\t%s\t%s\t%.0f\t%s\t%s\t\n", o.system, o.round, rate, o.seconds, cpu, cores, util, float64(o.rssKB)/1024, load, verdict)
+		fmt.Fprintf(&md, "| %s | %d | %s | %.2f | %s | %s | %s | %.0f | %s | %s |\n", o.system, o.round, rate, o.seconds, cpu, cores, util, float64(o.rssKB)/1024, load, verdict)
 	}
 	w.Flush()
 	ss := summarize(c, outs)

@@ -32,6 +32,7 @@ type job struct {
 	timeout  time.Duration
 	workload string
 	table    string // W2: the customers topic
+	model    string // W3: the model file of the hand-written systems
 }
 
 // timing is a worker's measurement of itself: wall time and process CPU
@@ -71,10 +72,17 @@ func runWorker(ctx context.Context, j job) error {
 		err = runPassthrough(ctx, j, &t)
 	case "streamer":
 		err = runStreamer(ctx, j, &t)
-	case "naive":
-		err = runNaive(ctx, j, &t)
-	case "careful":
-		err = runCareful(ctx, j, &t)
+	case "naive", "careful":
+		var naive recordFn
+		var careful batchFn
+		if naive, careful, err = handwrittenWork(j); err != nil {
+			return err
+		}
+		if j.system == "naive" {
+			err = runNaive(ctx, j, &t, naive)
+		} else {
+			err = runCareful(ctx, j, &t, careful)
+		}
 	default:
 		err = fmt.Errorf("unknown system %q", j.system)
 	}
@@ -83,6 +91,23 @@ func runWorker(ctx context.Context, j job) error {
 	}
 	fmt.Printf("result seconds %.4f cpu_seconds %.4f\n", t.to.Sub(t.from).Seconds(), (t.cpuTo - t.cpuFrom).Seconds())
 	return nil
+}
+
+// handwrittenWork is the per-record and the per-poll work of the
+// hand-written systems for the job's workload.
+func handwrittenWork(j job) (recordFn, batchFn, error) {
+	switch j.workload {
+	case "W3":
+		m, err := loadModelFile(j.model)
+		if err != nil {
+			return nil, nil, err
+		}
+		return w3Naive(m), w3Careful(m), nil
+	case "W4":
+		det := w4Detector()
+		return w4Naive(det), w4Careful(det), nil
+	}
+	return shape, sequential(shape), nil
 }
 
 // runPassthrough is bench's passthrough (benchkit): no transactions.
@@ -122,7 +147,7 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 			return err
 		}
 		defer os.RemoveAll(stateDir)
-	} else if err := bindW1(top, j); err != nil {
+	} else if err := bindW1(top, j); err != nil { // W1, W3, W4: one source, one sink
 		return err
 	}
 	if path := os.Getenv("PEERS_CPUPROFILE"); path != "" {
