@@ -18,10 +18,13 @@ import (
 // (ProduceSync waits for the broker's ack before the next record), in one
 // transaction per poll that commits the poll's offsets. It is the
 // "non-framework implementation" of the seed paper: the first program that
-// is correct. (A transaction per record was measured too, once: 58
+// is correct. (W3 and W4 take at most 1,000 records per poll: their work
+// is slow enough that a poll of everything buffered, up to 65,536 records,
+// would outlast the transaction timeout on a loaded machine.) (A transaction per record was measured too, once: 58
 // records/s, too slow to run over the whole input; see bench/RESULTS.md.)
 //
-// careful takes a whole poll (up to 10,000 records), does the work on all
+// careful takes a whole poll (up to 10,000 records; W4: 1,000, as its
+// topology's max_poll_records), does the work on all
 // of it at once (W1: in turn; W3 and W4: on every core, w3.go and w4.go),
 // produces every output asynchronously into one transaction and commits it
 // once per poll: the honest upper anchor of hand-written exactly-once code.
@@ -63,7 +66,7 @@ func sequential(fn recordFn) batchFn {
 	}
 }
 
-func runNaive(ctx context.Context, j job, t *timing, work recordFn) error {
+func runNaive(ctx context.Context, j job, t *timing, work recordFn, maxPoll int) error {
 	s, err := transactSession(j, kgo.MaxBufferedRecords(1<<16), kgo.ProducerBatchMaxBytes(1<<20))
 	if err != nil {
 		return err
@@ -71,7 +74,7 @@ func runNaive(ctx context.Context, j job, t *timing, work recordFn) error {
 	defer s.Close()
 	done := 0
 	for done < j.records {
-		fs := s.PollFetches(ctx)
+		fs := s.PollRecords(ctx, maxPoll) // 0: all buffered
 		if ctx.Err() != nil {
 			return fmt.Errorf("committed %d of %d: %w", done, j.records, ctx.Err())
 		}
@@ -112,7 +115,7 @@ func runNaive(ctx context.Context, j job, t *timing, work recordFn) error {
 	return nil
 }
 
-func runCareful(ctx context.Context, j job, t *timing, work batchFn) error {
+func runCareful(ctx context.Context, j job, t *timing, work batchFn, maxPoll int) error {
 	s, err := transactSession(j, kgo.MaxBufferedRecords(1<<16), kgo.ProducerBatchMaxBytes(1<<20))
 	if err != nil {
 		return err
@@ -122,7 +125,7 @@ func runCareful(ctx context.Context, j job, t *timing, work batchFn) error {
 	promise := first.Promise
 	done := 0
 	for j.records == 0 || done < j.records {
-		fs := s.PollRecords(ctx, 10000)
+		fs := s.PollRecords(ctx, maxPoll)
 		if ctx.Err() != nil && j.records == 0 {
 			break // latency mode (latency.go): stdin closed
 		}

@@ -78,10 +78,17 @@ func runWorker(ctx context.Context, j job) error {
 		if naive, careful, err = handwrittenWork(j); err != nil {
 			return err
 		}
+		naivePoll, carefulPoll := 0, 10000 // W1: a naive poll takes all that is buffered
+		switch j.workload {
+		case "W3":
+			naivePoll = 1000
+		case "W4":
+			naivePoll, carefulPoll = 1000, 1000
+		}
 		if j.system == "naive" {
-			err = runNaive(ctx, j, &t, naive)
+			err = runNaive(ctx, j, &t, naive, naivePoll)
 		} else {
-			err = runCareful(ctx, j, &t, careful)
+			err = runCareful(ctx, j, &t, careful, carefulPoll)
 		}
 	default:
 		err = fmt.Errorf("unknown system %q", j.system)
