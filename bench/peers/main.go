@@ -307,7 +307,7 @@ func run(ctx context.Context, c config) error {
 			if len(lines) != 1 {
 				return fmt.Errorf("%s round %d: want one result line, got %q", sys, round, lines)
 			}
-			if _, err := fmt.Sscanf(lines[0], "result seconds %g cpu_seconds %g", &o.seconds, &o.cpu); err != nil {
+			if err := parseResult(lines[0], &o); err != nil {
 				return fmt.Errorf("%s round %d: %q: %w", sys, round, lines[0], err)
 			}
 			w := want

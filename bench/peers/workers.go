@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -96,7 +97,42 @@ func runWorker(ctx context.Context, j job) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("result seconds %.4f cpu_seconds %.4f\n", t.to.Sub(t.from).Seconds(), (t.cpuTo - t.cpuFrom).Seconds())
+	fmt.Printf("result seconds %.4f cpu_seconds %.4f peak_rss_kb %d\n", t.to.Sub(t.from).Seconds(), (t.cpuTo - t.cpuFrom).Seconds(), peakRSS())
+	return nil
+}
+
+// peakRSS is this process's peak resident set in KiB (VmHWM), 0 when
+// unknown. The parent's rusage of a child is no measure when the parent
+// is the larger: Linux starts a child's ru_maxrss from the RSS of the
+// process it was forked from (W4's parent holds lingua's models for its
+// oracle, 590 MiB, which every child then reported).
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err == nil {
+				return kb
+			}
+		}
+	}
+	return 0
+}
+
+// parseResult reads a worker's result line into o; its own peak RSS, when
+// it gives one, replaces the one from rusage.
+func parseResult(line string, o *outcome) error {
+	var kb int64
+	n, err := fmt.Sscanf(line, "result seconds %g cpu_seconds %g peak_rss_kb %d", &o.seconds, &o.cpu, &kb)
+	if n < 2 {
+		return err
+	}
+	if n == 3 && kb > 0 {
+		o.rssKB = kb
+	}
 	return nil
 }
 
