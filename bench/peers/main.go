@@ -25,7 +25,8 @@
 //   - goka: a Goka processor, at least once
 //     (bench/peers/goka, a module of its own, built by this command);
 //   - quix (only when named in -systems): Quix Streams, exactly once
-//     (bench/peers/quix/filtermap.py), a fresh Python process per round.
+//     (bench/peers/quix/filtermap.py; W3 with the prod model: score.py),
+//     a fresh Python process per round.
 //
 // Every Go system runs as a child process of this command (the same binary
 // with -worker), so that each one's peak RSS is its own. A child times itself
@@ -109,7 +110,7 @@ func main() {
 	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams,goka", "systems to run, comma separated (W2: streamer,kstreams)")
 	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run (W2: bench/peers/w2.yaml)")
 	flag.StringVar(&c.jar, "kstreams-jar", "bench/peers/kstreams/target/peers-kstreams.jar", "the Kafka Streams app (mvn -q -B -f bench/peers/kstreams package)")
-	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py)")
+	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py; W3: score.py, which needs lightgbm too)")
 	flag.StringVar(&c.chart, "chart", "", "write the chart (PNG) here (default: bench/peers/<workload>.png)")
 	flag.StringVar(&c.markdown, "markdown", "", "also write the table as Markdown here")
 	latSystems := flag.String("latency-systems", "streamer,careful,kstreams", "systems of the end-to-end latency runs at a fixed offered load, after the throughput runs (empty: none)")

@@ -32,6 +32,9 @@ type recordWorkload struct {
 	describe string
 	// workerArgs are the extra arguments of a Go worker.
 	workerArgs []string
+	// quix is the Quix Streams script and its arguments after BROKERS
+	// INPUT OUTPUT GROUP RECORDS; empty when the workload has none.
+	quix []string
 }
 
 // fillRecords produces the workload's n records to topic.
@@ -164,8 +167,16 @@ func runRecords(ctx context.Context, c config, adm *kadm.Client, w recordWorkloa
 			args := append([]string{"-workload", c.workload, "-worker", sys, "-worker-input", input, "-worker-output", output,
 				"-worker-group", name, "-brokers", strings.Join(c.brokers, ","), "-records", fmt.Sprint(c.in.Records),
 				"-partitions", fmt.Sprint(c.partitions), "-topology", c.topology, "-timeout", c.timeout.String()}, w.workerArgs...)
+			cmd := exec.CommandContext(ctx, self, args...)
+			if sys == "quix" {
+				if len(w.quix) == 0 {
+					return fmt.Errorf("%s has no Quix Streams peer", c.workload)
+				}
+				cmd = exec.CommandContext(ctx, c.python, append([]string{"-u", w.quix[0], strings.Join(c.brokers, ","), input, output,
+					name, fmt.Sprint(c.in.Records)}, w.quix[1:]...)...)
+			}
 			o := outcome{system: sys, round: round, n: int64(c.in.Records), load: loadAvg()}
-			lines, err := runChild(exec.CommandContext(ctx, self, args...), &o)
+			lines, err := runChild(cmd, &o)
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", sys, round, err)
 			}

@@ -126,7 +126,12 @@ func (m *w3Model) check(key, value []byte) (int, error) {
 }
 
 func (m *w3Model) workload() recordWorkload {
+	var quix []string
+	if m.kind == "lightgbm" {
+		quix = []string{filepath.Join("bench", "peers", "quix", "score.py"), m.path, strconv.Itoa(m.features)}
+	}
 	return recordWorkload{
+		quix:   quix,
 		record: m.record,
 		check:  m.check,
 		describe: fmt.Sprintf("model %s (%s, %s, %d features, %s); oracle: the library's predictions of %d held-out rows, within %g",
