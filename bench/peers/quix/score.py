@@ -10,7 +10,9 @@ the first event scored until the group's committed offsets reach the end
 of the input; prints "result seconds S cpu_seconds C".
 """
 
+import shutil
 import sys
+import tempfile
 import threading
 import time
 
@@ -25,8 +27,10 @@ def main():
     records, features = int(records), int(features)
     booster = lgb.Booster(model_file=model)
     names = ["f%d" % k for k in range(features)]
+    state = tempfile.mkdtemp(prefix="peers-quix-")  # stateless, but Quix makes one
     app = Application(
         broker_address=brokers,
+        state_dir=state,
         consumer_group=group,
         auto_offset_reset="earliest",
         processing_guarantee="exactly-once",
@@ -68,6 +72,7 @@ def main():
 
     threading.Thread(target=watch, daemon=True).start()
     app.run()
+    shutil.rmtree(state, ignore_errors=True)
     print("result seconds %.4f cpu_seconds %.4f" % (done["wall"] - start["wall"], done["cpu"] - start["cpu"]), flush=True)
 
 
