@@ -267,7 +267,7 @@ func runW2(ctx context.Context, c config, adm *kadm.Client) error {
 		if len(lines) != 1 {
 			return fmt.Errorf("streamer round %d: want one result line, got %q", round, lines)
 		}
-		if _, err := fmt.Sscanf(lines[0].text, "result seconds %g cpu_seconds %g", &o.seconds, &o.cpu); err != nil {
+		if err := parseResult(lines[0].text, &o); err != nil {
 			return fmt.Errorf("streamer round %d: %q: %w", round, lines[0].text, err)
 		}
 		o.load = lines[0].load
