@@ -7,6 +7,9 @@
 // W1 is bench/topology.yaml: a stateless filter + map of ~1 KB JSON orders,
 // exactly once. W2 (w2.go) is bench/peers/w2.yaml, a table join and a
 // 1-minute tumbling count and sum per key, for streamer and Kafka Streams.
+// W6 (w6.go) is recovery: bench/peers/w6.yaml, a count and sum per key over
+// -records distinct keys, restored from its changelog onto an empty state
+// directory, streamer against Kafka Streams (time to ready).
 // The systems of W1:
 //
 //   - streamer: the topology through the engine, as `streamer run` runs it;
@@ -82,6 +85,7 @@ type config struct {
 	latRate    float64       // offered load; 0: half of streamer's median rate of this run
 	latMeasure time.Duration // the measured interval of each latency run
 	latWarmup  time.Duration // paced, before the measured interval
+	probes     int           // W6: keys probed after each restore
 }
 
 func main() {
@@ -92,11 +96,12 @@ func main() {
 		defBrokers = "127.0.0.1:9092"
 	}
 	brokers := flag.String("brokers", defBrokers, "seed brokers, comma separated (default $STREAMER_BROKERS or 127.0.0.1:9092)")
-	flag.StringVar(&c.workload, "workload", "W1", "workload: W1 (bench/topology.yaml) or W2 (bench/peers/w2.yaml, w2.go)")
-	flag.IntVar(&c.in.Records, "records", 200000, "records in the input topic")
+	flag.StringVar(&c.workload, "workload", "W1", "workload: W1 (bench/topology.yaml), W2 (bench/peers/w2.yaml, w2.go) or W6 (bench/peers/w6.yaml, w6.go)")
+	flag.IntVar(&c.in.Records, "records", 200000, "records in the input topic (W6: distinct keys of the state)")
+	flag.IntVar(&c.probes, "probes", 2000, "W6: keys probed after each restore to check the restored state")
 	flag.IntVar(&c.in.Size, "size", 1024, "approximate record value size in bytes (internal/gen Pad)")
 	flag.IntVar(&c.partitions, "partitions", 6, "partitions of the input and output topics")
-	flag.IntVar(&c.rounds, "rounds", 2, "rounds of each Go system (a fresh process each), alternating the order")
+	flag.IntVar(&c.rounds, "rounds", 2, "rounds of each Go system (a fresh process each), alternating the order (W6: restores of each system)")
 	flag.IntVar(&c.ksRounds, "kstreams-rounds", 3, "rounds of Kafka Streams in one JVM (the first warms the JIT up)")
 	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams,goka", "systems to run, comma separated (W2: streamer,kstreams)")
 	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run (W2: bench/peers/w2.yaml)")
@@ -115,6 +120,8 @@ func main() {
 	flag.StringVar(&j.output, "worker-output", "", "internal")
 	flag.StringVar(&j.group, "worker-group", "", "internal")
 	flag.StringVar(&j.table, "worker-table", "", "internal")
+	flag.StringVar(&j.stateDir, "worker-state", "", "internal")
+	flag.StringVar(&j.phase, "worker-phase", "", "internal")
 	flag.Parse()
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -124,7 +131,11 @@ func main() {
 	if j.system != "" {
 		j.brokers, j.records, j.parts, j.topology, j.timeout = c.brokers, c.in.Records, c.partitions, c.topology, c.timeout
 		j.workload = c.workload
-		if err := runWorker(context.Background(), j); err != nil {
+		run := runWorker
+		if c.workload == "W6" {
+			run = runW6Streamer
+		}
+		if err := run(context.Background(), j); err != nil {
 			fmt.Fprintln(os.Stderr, "peers worker:", err)
 			os.Exit(1)
 		}
@@ -141,8 +152,18 @@ func main() {
 		if !set["topology"] {
 			c.topology = filepath.Join("bench", "peers", "w2.yaml")
 		}
+	case "W6":
+		if !set["systems"] {
+			*systems = "streamer,kstreams"
+		}
+		if !set["topology"] {
+			c.topology = filepath.Join("bench", "peers", "w6.yaml")
+		}
+		if !set["latency-systems"] {
+			*latSystems = ""
+		}
 	default:
-		fmt.Fprintf(os.Stderr, "peers: workload %s is not written yet (W1 and W2; see issue 16)\n", c.workload)
+		fmt.Fprintf(os.Stderr, "peers: workload %s is not written yet (W1, W2 and W6; see issue 16)\n", c.workload)
 		os.Exit(2)
 	}
 	for _, s := range strings.Split(*systems, ",") {
@@ -186,8 +207,11 @@ func run(ctx context.Context, c config) error {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	if c.workload == "W2" {
+	switch c.workload {
+	case "W2":
 		return runW2(ctx, c, adm)
+	case "W6":
+		return runW6(ctx, c, adm)
 	}
 	stamp := time.Now().Format("150405")
 	input := "peers-in-" + stamp

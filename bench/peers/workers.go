@@ -32,6 +32,8 @@ type job struct {
 	timeout  time.Duration
 	workload string
 	table    string // W2: the customers topic
+	stateDir string // W6: the state directory
+	phase    string // W6: fill or restore
 }
 
 // timing is a worker's measurement of itself: wall time and process CPU
