@@ -105,7 +105,8 @@ bench:
 	scripts/with-kafka.sh $(GO) run ./bench -brokers $(BROKERS)
 
 # streamer side by side with its peers (issue 16, bench/peers): the short
-# forms of W1 (with its latency runs) and W2 on a broker it starts. Builds
+# forms of W1 (with its latency runs), W2 and W6 (recovery: 50,000 keys of
+# state) on a broker it starts. Builds
 # the Kafka Streams app with Maven (kafka-streams from Maven Central) first.
 # Not part of `make test`: it is a benchmark. The long form and its figures are in bench/RESULTS.md.
 PEERS_FLAGS ?= -records 50000 -rounds 1 -kstreams-rounds 2 -latency-seconds 5s
@@ -115,4 +116,5 @@ bench-peers-jar:
 bench-peers: bench-peers-jar
 	mkdir -p bin
 	scripts/with-kafka.sh sh -c '$(GO) run ./bench/peers -workload W1 -brokers $(BROKERS) -chart bin/peers-W1.png $(PEERS_FLAGS) && \
-		$(GO) run ./bench/peers -workload W2 -brokers $(BROKERS) -chart bin/peers-W2.png $(PEERS_FLAGS)'
+		$(GO) run ./bench/peers -workload W2 -brokers $(BROKERS) -chart bin/peers-W2.png $(PEERS_FLAGS) && \
+		$(GO) run ./bench/peers -workload W6 -brokers $(BROKERS) -chart bin/peers-W6.png $(PEERS_FLAGS)'
