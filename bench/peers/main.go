@@ -44,7 +44,8 @@
 // its run there (each streamer child overwrites it: run one round).
 //
 // PEERS_TIMELINE=1 makes the streamer child print its counters (records in,
-// out, committed, commits) to stderr every 250 ms.
+// out, committed, commits) to stderr every 250 ms (W6: each partition's
+// restore as it ends). W6 also takes PEERS_W6_ROUND_ENV (w6StreamerEnv).
 package main
 
 import (

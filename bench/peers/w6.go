@@ -244,6 +244,7 @@ func runW6(ctx context.Context, c config, adm *kadm.Client) error {
 			var cmd *exec.Cmd
 			if s.name == "streamer" {
 				cmd = exec.CommandContext(ctx, self, w6WorkerArgs(c, s, input, output, "restore")...)
+				cmd.Env = w6StreamerEnv(round)
 			} else {
 				cmd = exec.CommandContext(ctx, "java", "-cp", c.jar, "io.streamer.bench.Recover", strings.Join(c.brokers, ","),
 					input, s.group, output, s.stateDir, "restore")
@@ -263,6 +264,22 @@ func runW6(ctx context.Context, c config, adm *kadm.Client) error {
 		}
 	}
 	return reportW6(c, keys, outs)
+}
+
+// w6StreamerEnv is the environment of the streamer's restore in round:
+// with PEERS_CPUPROFILE=<file>, its profile goes to <file>.r<round>; with
+// PEERS_W6_ROUND_ENV="A=1;B=2;...", round N also gets the Nth assignment
+// (an experiment, e.g. GOMAXPROCS=6 in round 2; empty: none).
+func w6StreamerEnv(round int) []string {
+	env := os.Environ()
+	if p := os.Getenv("PEERS_CPUPROFILE"); p != "" {
+		env = append(env, fmt.Sprintf("PEERS_CPUPROFILE=%s.r%d", p, round))
+	}
+	if list := strings.Split(os.Getenv("PEERS_W6_ROUND_ENV"), ";"); round <= len(list) && list[round-1] != "" {
+		env = append(env, list[round-1])
+		fmt.Fprintf(os.Stderr, "peers: streamer round %d with %s\n", round, list[round-1])
+	}
+	return env
 }
 
 func w6WorkerArgs(c config, s *w6System, input, output, phase string) []string {
@@ -454,8 +471,11 @@ func loadAvg() string {
 	return strings.Fields(string(b))[0]
 }
 
-// restoreWatch collects the streamer's restore reports.
+// restoreWatch collects the streamer's restore reports; with a timeline,
+// it prints each partition's restore to stderr as it ends.
 type restoreWatch struct {
+	began       time.Time
+	timeline    bool
 	mu          sync.Mutex
 	first, last time.Time
 	records     int64
@@ -479,6 +499,10 @@ func (w *restoreWatch) OnRestoreProgress(p engine.RestoreProgress) {
 	}
 	w.last = time.Now()
 	w.records += p.Records
+	if w.timeline {
+		fmt.Fprintf(os.Stderr, "restore %s[%d]: %d records, from %.2f s to %.2f s after start (%.2f s)\n", p.Store, p.Partition,
+			p.Records, p.Started.Sub(w.began).Seconds(), w.last.Sub(w.began).Seconds(), w.last.Sub(p.Started).Seconds())
+	}
 }
 
 // runW6Streamer is the streamer child of W6. Phase fill: process the input
@@ -529,7 +553,7 @@ func runW6Streamer(ctx context.Context, j job) error {
 			}
 		}()
 	}
-	w := &restoreWatch{}
+	w := &restoreWatch{began: began, timeline: os.Getenv("PEERS_TIMELINE") != ""}
 	stats := engine.NewStats()
 	e, err := engine.New(top, engine.Options{Brokers: j.brokers, ReplicaID: "peers", Logger: log, Stats: stats,
 		StateDir: j.stateDir, Hooks: []engine.Hook{w}})
