@@ -499,7 +499,7 @@ func (w *restoreWatch) OnRestoreProgress(p engine.RestoreProgress) {
 	}
 	w.last = time.Now()
 	w.records += p.Records
-	if w.timeline {
+	if w.timeline && p.Records > 0 {
 		fmt.Fprintf(os.Stderr, "restore %s[%d]: %d records, from %.2f s to %.2f s after start (%.2f s)\n", p.Store, p.Partition,
 			p.Records, p.Started.Sub(w.began).Seconds(), w.last.Sub(w.began).Seconds(), w.last.Sub(p.Started).Seconds())
 	}
