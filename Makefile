@@ -105,8 +105,9 @@ bench:
 	scripts/with-kafka.sh $(GO) run ./bench -brokers $(BROKERS)
 
 # streamer side by side with its peers (issue 16, bench/peers): the short
-# forms of W1 (with its latency runs), W2 and W5 on a broker it starts, after
-# those of W3 and W4 (bench-peers-w34, below). Builds
+# forms of W1 (with its latency runs), W2, W5 and W6 (recovery: 50,000 keys of
+# state) on a broker it starts, after those of W3 and W4 (bench-peers-w34,
+# below). Builds
 # the Kafka Streams app with Maven (kafka-streams from Maven Central) first.
 # Not part of `make test`: it is a benchmark. The long form and its figures are in bench/RESULTS.md.
 PEERS_FLAGS ?= -records 50000 -rounds 1 -kstreams-rounds 2 -latency-seconds 5s
@@ -117,7 +118,8 @@ bench-peers: bench-peers-jar bench-peers-w34
 	mkdir -p bin
 	scripts/with-kafka.sh sh -c '$(GO) run ./bench/peers -workload W1 -brokers $(BROKERS) -chart bin/peers-W1.png $(PEERS_FLAGS) && \
 		$(GO) run ./bench/peers -workload W2 -brokers $(BROKERS) -chart bin/peers-W2.png $(PEERS_FLAGS) && \
-		$(GO) run ./bench/peers -workload W5 -brokers $(BROKERS) -chart bin/peers-W5.png $(PEERS_FLAGS)'
+		$(GO) run ./bench/peers -workload W5 -brokers $(BROKERS) -chart bin/peers-W5.png $(PEERS_FLAGS) && \
+		$(GO) run ./bench/peers -workload W6 -brokers $(BROKERS) -chart bin/peers-W6.png $(PEERS_FLAGS)'
 
 # W3 (GBDT scoring) and W4 (language detection) of the peers benchmark, short
 # forms, with their prerequisites: the production-sized LightGBM model,

@@ -13,6 +13,9 @@
 // detects the language of Debian's translated fortunes (the language
 // pipe); both for streamer, naive and careful, checked per record
 // (records.go).
+// W6 (w6.go) is recovery: bench/peers/w6.yaml, a count and sum per key over
+// -records distinct keys, restored from its changelog onto an empty state
+// directory, streamer against Kafka Streams (time to ready).
 // The systems of W1:
 //
 //   - streamer: the topology through the engine, as `streamer run` runs it;
@@ -48,7 +51,8 @@
 // its run there (each streamer child overwrites it: run one round).
 //
 // PEERS_TIMELINE=1 makes the streamer child print its counters (records in,
-// out, committed, commits) to stderr every 250 ms.
+// out, committed, commits) to stderr every 250 ms (W6: each partition's
+// restore as it ends). W6 also takes PEERS_W6_ROUND_ENV (w6StreamerEnv).
 package main
 
 import (
@@ -93,6 +97,7 @@ type config struct {
 	w3Model    string        // W3: small or prod
 	w3Dir      string        // W3: where the prod model is
 	w4Text     string        // W4: where the Debian fortunes are unpacked
+	probes     int           // W6: keys probed after each restore
 }
 
 func main() {
@@ -103,11 +108,12 @@ func main() {
 		defBrokers = "127.0.0.1:9092"
 	}
 	brokers := flag.String("brokers", defBrokers, "seed brokers, comma separated (default $STREAMER_BROKERS or 127.0.0.1:9092)")
-	flag.StringVar(&c.workload, "workload", "W1", "workload: W1 (bench/topology.yaml), W2 (bench/peers/w2.yaml, w2.go), W3 (GBDT scoring, w3.go), W4 (language detection, bench/peers/w4.yaml, w4.go) or W5 (bench/join.yaml, w5.go)")
-	flag.IntVar(&c.in.Records, "records", 200000, "records in the input topic")
+	flag.StringVar(&c.workload, "workload", "W1", "workload: W1 (bench/topology.yaml), W2 (bench/peers/w2.yaml, w2.go), W3 (GBDT scoring, w3.go), W4 (language detection, bench/peers/w4.yaml, w4.go), W5 (bench/join.yaml, w5.go) or W6 (recovery, bench/peers/w6.yaml, w6.go)")
+	flag.IntVar(&c.in.Records, "records", 200000, "records in the input topic (W6: distinct keys of the state)")
+	flag.IntVar(&c.probes, "probes", 2000, "W6: keys probed after each restore to check the restored state")
 	flag.IntVar(&c.in.Size, "size", 1024, "approximate record value size in bytes (internal/gen Pad)")
 	flag.IntVar(&c.partitions, "partitions", 6, "partitions of the input and output topics")
-	flag.IntVar(&c.rounds, "rounds", 2, "rounds of each Go system (a fresh process each), alternating the order")
+	flag.IntVar(&c.rounds, "rounds", 2, "rounds of each Go system (a fresh process each), alternating the order (W6: restores of each system)")
 	flag.IntVar(&c.ksRounds, "kstreams-rounds", 3, "rounds of Kafka Streams in one JVM (the first warms the JIT up)")
 	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams,goka", "systems to run, comma separated (W2: streamer,kstreams; W5: passthrough,streamer,kstreams)")
 	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run (W2: bench/peers/w2.yaml; W5: bench/join.yaml)")
@@ -130,6 +136,8 @@ func main() {
 	flag.StringVar(&j.group, "worker-group", "", "internal")
 	flag.StringVar(&j.table, "worker-table", "", "internal")
 	flag.StringVar(&j.model, "worker-model", "", "internal")
+	flag.StringVar(&j.stateDir, "worker-state", "", "internal")
+	flag.StringVar(&j.phase, "worker-phase", "", "internal")
 	flag.Parse()
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -139,7 +147,11 @@ func main() {
 	if j.system != "" {
 		j.brokers, j.records, j.parts, j.topology, j.timeout = c.brokers, c.in.Records, c.partitions, c.topology, c.timeout
 		j.workload = c.workload
-		if err := runWorker(context.Background(), j); err != nil {
+		run := runWorker
+		if c.workload == "W6" {
+			run = runW6Streamer
+		}
+		if err := run(context.Background(), j); err != nil {
 			fmt.Fprintln(os.Stderr, "peers worker:", err)
 			os.Exit(1)
 		}
@@ -178,8 +190,18 @@ func main() {
 		if c.workload == "W4" && !set["topology"] {
 			c.topology = filepath.Join("bench", "peers", "w4.yaml")
 		}
+	case "W6":
+		if !set["systems"] {
+			*systems = "streamer,kstreams"
+		}
+		if !set["topology"] {
+			c.topology = filepath.Join("bench", "peers", "w6.yaml")
+		}
+		if !set["latency-systems"] {
+			*latSystems = ""
+		}
 	default:
-		fmt.Fprintf(os.Stderr, "peers: workload %s is not written yet (W1 to W5; see issue 16)\n", c.workload)
+		fmt.Fprintf(os.Stderr, "peers: workload %s is not written yet (W1 to W6; see issue 16)\n", c.workload)
 		os.Exit(2)
 	}
 	for _, s := range strings.Split(*systems, ",") {
@@ -246,6 +268,8 @@ func run(ctx context.Context, c config) error {
 		o := newW4Oracle(corpus, c.in.Records, w4Detector())
 		fmt.Printf("peers: W4 oracle: lingua on %d distinct texts in %v\n", len(o.answers), time.Since(t0).Round(time.Millisecond))
 		return runRecords(ctx, c, adm, o.workload(c.w4Text))
+	case "W6":
+		return runW6(ctx, c, adm)
 	}
 	stamp := time.Now().Format("150405")
 	input := "peers-in-" + stamp

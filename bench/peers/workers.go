@@ -34,6 +34,8 @@ type job struct {
 	workload string
 	table    string // W2: the customers topic
 	model    string // W3: the model file of the hand-written systems
+	stateDir string // W6: the state directory
+	phase    string // W6: fill or restore
 }
 
 // timing is a worker's measurement of itself: wall time and process CPU
