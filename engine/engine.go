@@ -48,14 +48,18 @@ type Engine struct {
 	revokedMu sync.Mutex
 	revoked   []partitionKey
 
-	hooks      *hooks
-	local      *localState  // stores and tables (local.go), nil without either
-	dirLock    *os.File     // the state directory's lock when local is nil (LockStateDir)
-	state      StateOpener  // local's, nil without stores
-	tables     *tableSyncer // local's: the tables joins look records up in, or nil
-	pebble     *pebbleState // local's store restorer, nil without stores
-	purge      *purger      // deletes consumed records of internal topics, or nil
-	bounds     *bounded     // the end of a bounded run (Options.Bounds), or nil
+	hooks   *hooks
+	local   *localState  // stores and tables (local.go), nil without either
+	dirLock *os.File     // the state directory's lock when local is nil (LockStateDir)
+	state   StateOpener  // local's, nil without stores
+	tables  *tableSyncer // local's: the tables joins look records up in, or nil
+	pebble  *pebbleState // local's store restorer, nil without stores
+	purge   *purger      // deletes consumed records of internal topics, or nil
+	bounds  *bounded     // the end of a bounded run (Options.Bounds), or nil
+	// processed is how long the last poll's records took in the tasks
+	// (process, without the tables' sync and the tasks' restores), for
+	// the poll sizer; owned by the loop goroutine.
+	processed  time.Duration
 	produceErr atomic.Pointer[error]
 
 	// changelogEnd tracks, per changelog partition, the offset after the
@@ -497,6 +501,8 @@ func (e *Engine) process(ctx context.Context, fetches kgo.Fetches, emit func(*kg
 	// The run's context is not passed down: once polled, a record is
 	// processed.
 	pctx := context.WithoutCancel(ctx)
+	began := time.Now()
+	defer func() { e.processed = time.Since(began) }()
 	if len(ws) == 1 {
 		return ws[0].task.Process(pctx, ws[0].recs, emit)
 	}
@@ -521,6 +527,7 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 	emit := e.produce(sess)
 	stats := e.opts.Stats
 	tx := &txn{e: e, sess: sess, log: log}
+	sizer := newPollSizer(e.top.MaxPollRecords, e.opts.TransactionTimeout, log)
 	pause := e.opts.RetryBackoff
 	// pauseAfter waits after a transaction aborted because a dependency
 	// is down (a model server, the registry, the brokers), not because of
@@ -556,7 +563,8 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 			pollCtx, cancel = context.WithTimeout(ctx, time.Second)
 		}
 		e.live.idle()
-		fetches := sess.PollRecords(pollCtx, e.top.MaxPollRecords)
+		limit := sizer.limit()
+		fetches := sess.PollRecords(pollCtx, limit)
 		cancel()
 		e.live.busy()
 		// Bounded runs (engine/bounded.go): drop transaction markers and records past the end.
@@ -573,11 +581,15 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 			if err := tx.begin(); err != nil {
 				return err
 			}
-			tx.polled(n, e.top.MaxPollRecords, sess.Client().BufferedFetchRecords())
+			tx.polled(n, limit, sess.Client().BufferedFetchRecords())
 			tx.add(n)
 			pctx, pcancel := tx.budget(ctx)
+			e.processed = 0
 			procErr := e.process(pctx, fetches, emit)
 			pcancel()
+			if procErr == nil {
+				sizer.observe(n, e.processed)
+			}
 			if procErr != nil {
 				actx, acancel := tx.endBudget(ctx, e.opts.ShutdownTimeout)
 				abortErr := tx.finish(actx, kgo.TryAbort)

@@ -29,7 +29,7 @@ type processing struct {
 	CommitInterval    time.Duration `yaml:"commit_interval" default:"100ms" doc:"Longest time a transaction stays open; outputs and offsets commit together at this pace."`
 	MinCommitInterval time.Duration `yaml:"min_commit_interval" default:"20ms" doc:"Shortest time a transaction stays open once a replica has read all there is: it then commits without waiting for commit_interval, so that at low load outputs are readable sooner. Under a backlog transactions last commit_interval. Set it to commit_interval to commit only at that pace."`
 	StartOffset       string        `yaml:"start_offset" default:"earliest" enum:"earliest,latest" doc:"Where a new consumer group starts reading its source topics."`
-	MaxPollRecords    int           `yaml:"max_poll_records" default:"10000" doc:"Most records taken from the client per poll."`
+	MaxPollRecords    int           `yaml:"max_poll_records" default:"10000" doc:"Most records taken from the client per poll. A replica polls fewer when its pipes are slow: the first poll takes at most 100, then each what its pipes process in a quarter of the transaction timeout."`
 	Compression       string        `yaml:"compression" default:"snappy" enum:"snappy,lz4,zstd,gzip,none" doc:"Compression of the record batches the replicas produce: outputs, dead letters, changelogs and internal topics. snappy and lz4 cost little CPU; zstd makes the smallest batches, for more CPU; none sends them as they are."`
 }
 
