@@ -288,7 +288,7 @@ func runW2(ctx context.Context, c config, adm *kadm.Client) error {
 					strings.Join(c.brokers, ","), orders, customers, output, name)
 			case "goka":
 				cmd = exec.CommandContext(ctx, gokaBin, "-workload", "W2", "-brokers", strings.Join(c.brokers, ","),
-					"-input", orders, "-table", customers, "-output", output, "-group", name)
+					"-input", orders, "-table", customers, "-output", output, "-group", name, "-records", fmt.Sprint(c.in.Records+ticks))
 			default:
 				return fmt.Errorf("W2 has no system %q (streamer, kstreams, quix, goka)", sys)
 			}

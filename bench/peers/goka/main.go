@@ -77,14 +77,54 @@ func main() {
 	output := flag.String("output", "", "output topic")
 	group := flag.String("group", "", "consumer group")
 	records := flag.Int64("records", 0, "input records: done when the group has committed them all")
+	workload := flag.String("workload", "W1", "W1 (filter + map) or W2 (table join and 1-minute window, w2.go)")
+	table := flag.String("table", "", "W2: the customers topic (co-partitioned with the input)")
+	stateDir := flag.String("state-dir", "", "W2: where Goka keeps its local storage (default: a fresh temporary directory, removed at the end)")
 	flag.Parse()
-	if err := run(strings.Split(*brokers, ","), *input, *output, *group, *records); err != nil {
+	var err error
+	switch *workload {
+	case "W1":
+		err = run(strings.Split(*brokers, ","), *group, *records, w1Graph(*input, *output))
+	case "W2":
+		err = runW2(strings.Split(*brokers, ","), *input, *table, *output, *group, *records, *stateDir)
+	default:
+		err = fmt.Errorf("no workload %q (W1, W2)", *workload)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "goka peer:", err)
 		os.Exit(1)
 	}
 }
 
-func run(brokers []string, input, output, group string, records int64) error {
+// graph is a workload's processor: its group graph given the group name and
+// a callback hook, on, that the graph's input callback calls first (it
+// starts the timing), and the processor's options.
+type graph func(group string, on func(), failed func(error)) (*goka.GroupGraph, []goka.ProcessorOption)
+
+// w1Graph is W1's filter + map.
+func w1Graph(input, output string) graph {
+	return func(group string, on func(), failed func(error)) (*goka.GroupGraph, []goka.ProcessorOption) {
+		cb := func(ctx goka.Context, msg any) {
+			on()
+			out, keep, err := shape(msg.([]byte))
+			if err != nil {
+				failed(err)
+				ctx.Fail(err)
+			}
+			if keep {
+				ctx.Emit(goka.Stream(output), ctx.Key(), out)
+			}
+		}
+		return goka.DefineGroup(goka.Group(group),
+			goka.Input(goka.Stream(input), new(codec.Bytes), cb),
+			goka.Output(goka.Stream(output), new(codec.Bytes)),
+		), nil
+	}
+}
+
+// run runs the processor of build until the group's committed offsets
+// reach records, and prints its timing line.
+func run(brokers []string, group string, records int64, build graph) error {
 	cfg := goka.DefaultConfig()
 	cfg.Version = sarama.V3_6_0_0
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
@@ -96,25 +136,14 @@ func run(brokers []string, input, output, group string, records int64) error {
 		startAt, startCP atomic.Int64
 		failed           atomic.Pointer[error]
 	)
-	cb := func(ctx goka.Context, msg any) {
+	on := func() {
 		if !started.Load() && started.CompareAndSwap(false, true) {
 			startCP.Store(int64(cpu()))
 			startAt.Store(time.Now().UnixNano())
 		}
-		out, keep, err := shape(msg.([]byte))
-		if err != nil {
-			failed.CompareAndSwap(nil, &err)
-			ctx.Fail(err)
-		}
-		if keep {
-			ctx.Emit(goka.Stream(output), ctx.Key(), out)
-		}
 	}
-	g := goka.DefineGroup(goka.Group(group),
-		goka.Input(goka.Stream(input), new(codec.Bytes), cb),
-		goka.Output(goka.Stream(output), new(codec.Bytes)),
-	)
-	p, err := goka.NewProcessor(brokers, g)
+	g, opts := build(group, on, func(err error) { failed.CompareAndSwap(nil, &err) })
+	p, err := goka.NewProcessor(brokers, g, opts...)
 	if err != nil {
 		return err
 	}
