@@ -12,7 +12,7 @@ KAFKA_SASL_SSL_PORT ?= 9094
 KAFKA_DATA ?= $(or $(TMPDIR),/tmp)/streamer-kafka
 export KAFKA_SASL_SSL_PORT KAFKA_DATA
 
-.PHONY: test unit integration lint build demo bench schema examples-test ml-testdata onnx-testdata bench-ml image image-language deploy-test tink-interop bench-peers bench-peers-jar
+.PHONY: test unit integration lint build demo bench schema examples-test ml-testdata onnx-testdata bench-ml image image-language deploy-test tink-interop bench-peers bench-peers-jar bench-peers-w34 bench-peers-w3-model bench-peers-w4-text
 
 test: lint unit deploy-test examples-test integration
 
@@ -105,15 +105,33 @@ bench:
 	scripts/with-kafka.sh $(GO) run ./bench -brokers $(BROKERS)
 
 # streamer side by side with its peers (issue 16, bench/peers): the short
-# forms of W1 (with its latency runs), W2 and W5 on a broker it starts. Builds
+# forms of W1 (with its latency runs), W2 and W5 on a broker it starts, after
+# those of W3 and W4 (bench-peers-w34, below). Builds
 # the Kafka Streams app with Maven (kafka-streams from Maven Central) first.
 # Not part of `make test`: it is a benchmark. The long form and its figures are in bench/RESULTS.md.
 PEERS_FLAGS ?= -records 50000 -rounds 1 -kstreams-rounds 2 -latency-seconds 5s
 bench-peers-jar:
 	mvn -q -B -f bench/peers/kstreams/pom.xml package
 
-bench-peers: bench-peers-jar
+bench-peers: bench-peers-jar bench-peers-w34
 	mkdir -p bin
 	scripts/with-kafka.sh sh -c '$(GO) run ./bench/peers -workload W1 -brokers $(BROKERS) -chart bin/peers-W1.png $(PEERS_FLAGS) && \
 		$(GO) run ./bench/peers -workload W2 -brokers $(BROKERS) -chart bin/peers-W2.png $(PEERS_FLAGS) && \
 		$(GO) run ./bench/peers -workload W5 -brokers $(BROKERS) -chart bin/peers-W5.png $(PEERS_FLAGS)'
+
+# W3 (GBDT scoring) and W4 (language detection) of the peers benchmark, short
+# forms, with their prerequisites: the production-sized LightGBM model,
+# trained deterministically with LightGBM from PyPI (bin/mlvenv, bin/peers-w3),
+# and Debian's translated fortunes (apt-get download, bin/peers-w4).
+PEERS_W34_FLAGS ?= -rounds 1
+bench-peers-w34: bench-peers-w3-model bench-peers-w4-text
+	mkdir -p bin
+	scripts/with-kafka.sh sh -c '$(GO) run ./bench/peers -workload W3 -brokers $(BROKERS) -records 20000 -chart bin/peers-W3.png $(PEERS_W34_FLAGS) && \
+		$(GO) run ./bench/peers -workload W4 -brokers $(BROKERS) -records 2000 -chart bin/peers-W4.png $(PEERS_W34_FLAGS)'
+
+bench-peers-w3-model:
+	test -f bin/peers-w3/lgb-prod.txt || { (test -x bin/mlvenv/bin/python || python3 -m venv bin/mlvenv) && \
+		bin/mlvenv/bin/pip install -q lightgbm==4.7.0 numpy && bin/mlvenv/bin/python scripts/bench/train_w3.py bin/peers-w3; }
+
+bench-peers-w4-text:
+	scripts/bench/fortunes.sh bin/peers-w4

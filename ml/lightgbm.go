@@ -423,32 +423,35 @@ func (m *LightGBM) Predict(_ context.Context, rows []float32, out []float64) err
 	if len(out)%k != 0 || len(rows) != len(out)/k*m.features {
 		return fmt.Errorf("lightgbm: %d values for %d scores of %d outputs and %d features", len(rows), len(out), k, m.features)
 	}
-	for r := 0; r < len(out)/k; r++ {
-		row := rows[r*m.features : (r+1)*m.features]
-		o := out[r*k : (r+1)*k]
-		if k == 1 {
-			s := 0.0
-			for i := range m.trees {
-				s += m.trees[i].value(row)
+	// Rows go through the trees a block at a time, tree by tree, so that a
+	// tree stays in cache for the whole block; each score still adds its
+	// trees in iteration order, as LightGBM does.
+	n, f := len(out)/k, m.features
+	for r0 := 0; r0 < n; r0 += lgbBlock {
+		r1 := min(r0+lgbBlock, n)
+		o := out[r0*k : r1*k]
+		clear(o)
+		for i := range m.trees {
+			t, c := &m.trees[i], i%k
+			for r := r0; r < r1; r++ {
+				o[(r-r0)*k+c] += t.value(rows[r*f : (r+1)*f])
 			}
-			o[0] = s
-		} else {
-			clear(o)
-			for i := 0; i < len(m.trees); i += k {
-				for c := range o {
-					o[c] += m.trees[i+c].value(row)
+		}
+		for r := 0; r < r1-r0; r++ {
+			or := o[r*k : (r+1)*k]
+			if m.average {
+				for c := range or {
+					or[c] /= float64(m.iterations)
 				}
 			}
+			m.convert(or)
 		}
-		if m.average {
-			for c := range o {
-				o[c] /= float64(m.iterations)
-			}
-		}
-		m.convert(o)
 	}
 	return nil
 }
+
+// lgbBlock is how many rows Predict takes through each tree at once.
+const lgbBlock = 32
 
 // convert applies the link, as the objective's ConvertOutput does.
 func (m *LightGBM) convert(o []float64) {

@@ -18,13 +18,17 @@ import (
 // (ProduceSync waits for the broker's ack before the next record), in one
 // transaction per poll that commits the poll's offsets. It is the
 // "non-framework implementation" of the seed paper: the first program that
-// is correct. (A transaction per record was measured too, once: 58
+// is correct. (W3 and W4 take at most 1,000 records per poll: their work
+// is slow enough that a poll of everything buffered, up to 65,536 records,
+// would outlast the transaction timeout on a loaded machine.) (A transaction per record was measured too, once: 58
 // records/s, too slow to run over the whole input; see bench/RESULTS.md.)
 //
-// careful takes a whole poll (up to 10,000 records), produces every output
-// asynchronously into one transaction and commits it once per poll: the
-// honest upper anchor of hand-written exactly-once code. Both read
-// read_committed and start at the earliest offset.
+// careful takes a whole poll (up to 10,000 records; W4: 1,000, as its
+// topology's max_poll_records), does the work on all
+// of it at once (W1: in turn; W3 and W4: on every core, w3.go and w4.go),
+// produces every output asynchronously into one transaction and commits it
+// once per poll: the honest upper anchor of hand-written exactly-once code.
+// Both read read_committed and start at the earliest offset.
 
 func transactSession(j job, extra ...kgo.Opt) (*kgo.GroupTransactSession, error) {
 	opts := append([]kgo.Opt{
@@ -38,7 +42,31 @@ func transactSession(j job, extra ...kgo.Opt) (*kgo.GroupTransactSession, error)
 	return kgo.NewGroupTransactSession(opts...)
 }
 
-func runNaive(ctx context.Context, j job, t *timing) error {
+// recordFn is the work on one record: its output value, or false to drop it.
+type recordFn func(value []byte) ([]byte, bool, error)
+
+// batchFn is the work on a poll's values: outs[i] is the output of
+// values[i], nil to drop it.
+type batchFn func(values [][]byte) (outs [][]byte, err error)
+
+// sequential applies fn to each value in turn.
+func sequential(fn recordFn) batchFn {
+	return func(values [][]byte) ([][]byte, error) {
+		outs := make([][]byte, len(values))
+		for i, v := range values {
+			out, keep, err := fn(v)
+			if err != nil {
+				return nil, err
+			}
+			if keep {
+				outs[i] = out
+			}
+		}
+		return outs, nil
+	}
+}
+
+func runNaive(ctx context.Context, j job, t *timing, work recordFn, maxPoll int) error {
 	s, err := transactSession(j, kgo.MaxBufferedRecords(1<<16), kgo.ProducerBatchMaxBytes(1<<20))
 	if err != nil {
 		return err
@@ -46,7 +74,7 @@ func runNaive(ctx context.Context, j job, t *timing) error {
 	defer s.Close()
 	done := 0
 	for done < j.records {
-		fs := s.PollFetches(ctx)
+		fs := s.PollRecords(ctx, maxPoll) // 0: all buffered
 		if ctx.Err() != nil {
 			return fmt.Errorf("committed %d of %d: %w", done, j.records, ctx.Err())
 		}
@@ -64,7 +92,7 @@ func runNaive(ctx context.Context, j job, t *timing) error {
 			return err
 		}
 		for _, r := range recs {
-			out, keep, err := shape(r.Value)
+			out, keep, err := work(r.Value)
 			if err != nil {
 				return err
 			}
@@ -87,7 +115,7 @@ func runNaive(ctx context.Context, j job, t *timing) error {
 	return nil
 }
 
-func runCareful(ctx context.Context, j job, t *timing) error {
+func runCareful(ctx context.Context, j job, t *timing, work batchFn, maxPoll int) error {
 	s, err := transactSession(j, kgo.MaxBufferedRecords(1<<16), kgo.ProducerBatchMaxBytes(1<<20))
 	if err != nil {
 		return err
@@ -97,7 +125,7 @@ func runCareful(ctx context.Context, j job, t *timing) error {
 	promise := first.Promise
 	done := 0
 	for j.records == 0 || done < j.records {
-		fs := s.PollRecords(ctx, 10000)
+		fs := s.PollRecords(ctx, maxPoll)
 		if ctx.Err() != nil && j.records == 0 {
 			break // latency mode (latency.go): stdin closed
 		}
@@ -117,22 +145,19 @@ func runCareful(ctx context.Context, j job, t *timing) error {
 		if err := s.Begin(); err != nil {
 			return err
 		}
-		var serr error
-		fs.EachRecord(func(r *kgo.Record) {
-			if serr != nil {
-				return
+		recs := fs.Records()
+		values := make([][]byte, len(recs))
+		for i, r := range recs {
+			values[i] = r.Value
+		}
+		outs, err := work(values)
+		if err != nil {
+			return err
+		}
+		for i, r := range recs {
+			if outs[i] != nil {
+				s.Produce(ctx, &kgo.Record{Topic: j.output, Key: r.Key, Value: outs[i], Timestamp: r.Timestamp}, promise)
 			}
-			out, keep, err := shape(r.Value)
-			if err != nil {
-				serr = err
-				return
-			}
-			if keep {
-				s.Produce(ctx, &kgo.Record{Topic: j.output, Key: r.Key, Value: out, Timestamp: r.Timestamp}, promise)
-			}
-		})
-		if serr != nil {
-			return serr
 		}
 		// End flushes the produced records before it commits.
 		committed, err := s.End(ctx, kgo.TryCommit)

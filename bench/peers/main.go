@@ -11,6 +11,10 @@
 // Goka, bench/peers/goka/w2.go, at least once).
 // W5 (w5.go) is bench/join.yaml, a stream–stream join within a window of
 // W1's input, for streamer, the passthrough and Kafka Streams (Join.java).
+// W3 (w3.go) scores events with a GBDT model (the predict pipe), W4 (w4.go)
+// detects the language of Debian's translated fortunes (the language
+// pipe); both for streamer, naive and careful, checked per record
+// (records.go).
 // The systems of W1:
 //
 //   - streamer: the topology through the engine, as `streamer run` runs it;
@@ -25,7 +29,8 @@
 //   - goka: a Goka processor, at least once
 //     (bench/peers/goka, a module of its own, built by this command);
 //   - quix (only when named in -systems): Quix Streams, exactly once
-//     (bench/peers/quix/filtermap.py), a fresh Python process per round.
+//     (bench/peers/quix/filtermap.py; W3 with the prod model: score.py),
+//     a fresh Python process per round.
 //
 // Every Go system runs as a child process of this command (the same binary
 // with -worker), so that each one's peak RSS is its own. A child times itself
@@ -66,6 +71,7 @@ import (
 
 	"github.com/streamerio/streamer/bench/internal/benchkit"
 	"github.com/streamerio/streamer/internal/topicread"
+	_ "github.com/streamerio/streamer/pipes/language" // W4's language pipe
 )
 
 type config struct {
@@ -86,6 +92,9 @@ type config struct {
 	latRate    float64       // offered load; 0: half of streamer's median rate of this run
 	latMeasure time.Duration // the measured interval of each latency run
 	latWarmup  time.Duration // paced, before the measured interval
+	w3Model    string        // W3: small or prod
+	w3Dir      string        // W3: where the prod model is
+	w4Text     string        // W4: where the Debian fortunes are unpacked
 }
 
 func main() {
@@ -96,7 +105,7 @@ func main() {
 		defBrokers = "127.0.0.1:9092"
 	}
 	brokers := flag.String("brokers", defBrokers, "seed brokers, comma separated (default $STREAMER_BROKERS or 127.0.0.1:9092)")
-	flag.StringVar(&c.workload, "workload", "W1", "workload: W1 (bench/topology.yaml), W2 (bench/peers/w2.yaml, w2.go) or W5 (bench/join.yaml, w5.go)")
+	flag.StringVar(&c.workload, "workload", "W1", "workload: W1 (bench/topology.yaml), W2 (bench/peers/w2.yaml, w2.go), W3 (GBDT scoring, w3.go), W4 (language detection, bench/peers/w4.yaml, w4.go) or W5 (bench/join.yaml, w5.go)")
 	flag.IntVar(&c.in.Records, "records", 200000, "records in the input topic")
 	flag.IntVar(&c.in.Size, "size", 1024, "approximate record value size in bytes (internal/gen Pad)")
 	flag.IntVar(&c.partitions, "partitions", 6, "partitions of the input and output topics")
@@ -105,7 +114,7 @@ func main() {
 	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams,goka", "systems to run, comma separated (W2: streamer,kstreams, or any of streamer,kstreams,quix,goka; W5: passthrough,streamer,kstreams)")
 	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run (W2: bench/peers/w2.yaml; W5: bench/join.yaml)")
 	flag.StringVar(&c.jar, "kstreams-jar", "bench/peers/kstreams/target/peers-kstreams.jar", "the Kafka Streams app (mvn -q -B -f bench/peers/kstreams package)")
-	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py; W2: enrich.py)")
+	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py; W2: enrich.py; W3: score.py, which needs lightgbm too)")
 	flag.StringVar(&c.chart, "chart", "", "write the chart (PNG) here (default: bench/peers/<workload>.png)")
 	flag.StringVar(&c.markdown, "markdown", "", "also write the table as Markdown here")
 	latSystems := flag.String("latency-systems", "streamer,careful,kstreams", "systems of the end-to-end latency runs at a fixed offered load, after the throughput runs (empty: none; W1 only)")
@@ -113,12 +122,16 @@ func main() {
 	flag.DurationVar(&c.latMeasure, "latency-seconds", 20*time.Second, "how long each latency run produces at the offered load")
 	flag.DurationVar(&c.latWarmup, "latency-warmup", 5*time.Second, "how long each latency run produces at the offered load before the measured interval")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up on a system's run after this long")
+	flag.StringVar(&c.w3Model, "w3-model", "prod", "W3: the model, small (ml/testdata/xgb-binary.json) or prod (lgb-prod.txt in -w3-dir)")
+	flag.StringVar(&c.w3Dir, "w3-dir", filepath.Join("bin", "peers-w3"), "W3: the directory of the prod model (make bench-peers-w3-model)")
+	flag.StringVar(&c.w4Text, "w4-text", filepath.Join("bin", "peers-w4"), "W4: the unpacked Debian fortunes (scripts/bench/fortunes.sh)")
 	// Worker mode: the parent runs each Go system as a child with these.
 	flag.StringVar(&j.system, "worker", "", "internal: run this system in this process")
 	flag.StringVar(&j.input, "worker-input", "", "internal")
 	flag.StringVar(&j.output, "worker-output", "", "internal")
 	flag.StringVar(&j.group, "worker-group", "", "internal")
 	flag.StringVar(&j.table, "worker-table", "", "internal")
+	flag.StringVar(&j.model, "worker-model", "", "internal")
 	flag.Parse()
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -157,8 +170,18 @@ func main() {
 			os.Exit(2)
 		}
 		*latSystems = ""
+	case "W3", "W4":
+		if !set["systems"] {
+			*systems = "streamer,careful,naive"
+		}
+		if !set["latency-systems"] {
+			*latSystems = ""
+		}
+		if c.workload == "W4" && !set["topology"] {
+			c.topology = filepath.Join("bench", "peers", "w4.yaml")
+		}
 	default:
-		fmt.Fprintf(os.Stderr, "peers: workload %s is not written yet (W1, W2 and W5; see issue 16)\n", c.workload)
+		fmt.Fprintf(os.Stderr, "peers: workload %s is not written yet (W1 to W5; see issue 16)\n", c.workload)
 		os.Exit(2)
 	}
 	for _, s := range strings.Split(*systems, ",") {
@@ -203,8 +226,28 @@ func run(ctx context.Context, c config) error {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	if c.workload == "W2" {
+	switch c.workload {
+	case "W2":
 		return runW2(ctx, c, adm)
+	case "W3":
+		m, err := loadW3Model(c.w3Model, c.w3Dir)
+		if err != nil {
+			return err
+		}
+		if c.topology, err = writeW3Topology(m); err != nil {
+			return err
+		}
+		defer os.RemoveAll(filepath.Dir(c.topology))
+		return runRecords(ctx, c, adm, m.workload())
+	case "W4":
+		corpus, err := loadW4Corpus(c.w4Text)
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		o := newW4Oracle(corpus, c.in.Records, w4Detector())
+		fmt.Printf("peers: W4 oracle: lingua on %d distinct texts in %v\n", len(o.answers), time.Since(t0).Round(time.Millisecond))
+		return runRecords(ctx, c, adm, o.workload(c.w4Text))
 	}
 	stamp := time.Now().Format("150405")
 	input := "peers-in-" + stamp
@@ -296,7 +339,7 @@ func run(ctx context.Context, c config) error {
 			if len(lines) != 1 {
 				return fmt.Errorf("%s round %d: want one result line, got %q", sys, round, lines)
 			}
-			if _, err := fmt.Sscanf(lines[0].text, "result seconds %g cpu_seconds %g", &o.seconds, &o.cpu); err != nil {
+			if err := parseResult(lines[0].text, &o); err != nil {
 				return fmt.Errorf("%s round %d: %q: %w", sys, round, lines[0].text, err)
 			}
 			o.load = lines[0].load

@@ -300,7 +300,7 @@ func runW2(ctx context.Context, c config, adm *kadm.Client) error {
 			if len(lines) != 1 {
 				return fmt.Errorf("%s round %d: want one result line, got %q", sys, round, lines)
 			}
-			if _, err := fmt.Sscanf(lines[0].text, "result seconds %g cpu_seconds %g", &o.seconds, &o.cpu); err != nil {
+			if err := parseResult(lines[0].text, &o); err != nil {
 				return fmt.Errorf("%s round %d: %q: %w", sys, round, lines[0].text, err)
 			}
 			o.load = lines[0].load

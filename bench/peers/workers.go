@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -32,6 +33,7 @@ type job struct {
 	timeout  time.Duration
 	workload string
 	table    string // W2: the customers topic
+	model    string // W3: the model file of the hand-written systems
 }
 
 // timing is a worker's measurement of itself: wall time and process CPU
@@ -71,18 +73,84 @@ func runWorker(ctx context.Context, j job) error {
 		err = runPassthrough(ctx, j, &t)
 	case "streamer":
 		err = runStreamer(ctx, j, &t)
-	case "naive":
-		err = runNaive(ctx, j, &t)
-	case "careful":
-		err = runCareful(ctx, j, &t)
+	case "naive", "careful":
+		var naive recordFn
+		var careful batchFn
+		if naive, careful, err = handwrittenWork(j); err != nil {
+			return err
+		}
+		naivePoll, carefulPoll := 0, 10000 // W1: a naive poll takes all that is buffered
+		switch j.workload {
+		case "W3":
+			naivePoll = 1000
+		case "W4":
+			naivePoll, carefulPoll = 1000, 1000
+		}
+		if j.system == "naive" {
+			err = runNaive(ctx, j, &t, naive, naivePoll)
+		} else {
+			err = runCareful(ctx, j, &t, careful, carefulPoll)
+		}
 	default:
 		err = fmt.Errorf("unknown system %q", j.system)
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Printf("result seconds %.4f cpu_seconds %.4f\n", t.to.Sub(t.from).Seconds(), (t.cpuTo - t.cpuFrom).Seconds())
+	fmt.Printf("result seconds %.4f cpu_seconds %.4f peak_rss_kb %d\n", t.to.Sub(t.from).Seconds(), (t.cpuTo - t.cpuFrom).Seconds(), peakRSS())
 	return nil
+}
+
+// peakRSS is this process's peak resident set in KiB (VmHWM), 0 when
+// unknown. The parent's rusage of a child is no measure when the parent
+// is the larger: Linux starts a child's ru_maxrss from the RSS of the
+// process it was forked from (W4's parent holds lingua's models for its
+// oracle, 590 MiB, which every child then reported).
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err == nil {
+				return kb
+			}
+		}
+	}
+	return 0
+}
+
+// parseResult reads a worker's result line into o; its own peak RSS, when
+// it gives one, replaces the one from rusage.
+func parseResult(line string, o *outcome) error {
+	var kb int64
+	n, err := fmt.Sscanf(line, "result seconds %g cpu_seconds %g peak_rss_kb %d", &o.seconds, &o.cpu, &kb)
+	if n < 2 {
+		return err
+	}
+	if n == 3 && kb > 0 {
+		o.rssKB = kb
+	}
+	return nil
+}
+
+// handwrittenWork is the per-record and the per-poll work of the
+// hand-written systems for the job's workload.
+func handwrittenWork(j job) (recordFn, batchFn, error) {
+	switch j.workload {
+	case "W3":
+		m, err := loadModelFile(j.model)
+		if err != nil {
+			return nil, nil, err
+		}
+		return w3Naive(m), w3Careful(m), nil
+	case "W4":
+		det := w4Detector()
+		return w4Naive(det), w4Careful(det), nil
+	}
+	return shape, sequential(shape), nil
 }
 
 // runPassthrough is bench's passthrough (benchkit): no transactions.
@@ -133,7 +201,7 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 			return err
 		}
 		defer os.RemoveAll(stateDir)
-	default:
+	default: // W1, W3, W4: one source, one sink
 		if err := bindW1(top, j); err != nil {
 			return err
 		}

@@ -3,7 +3,6 @@ package builtin
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -344,7 +343,7 @@ func (a *aggregate) load(key []byte, now int64) (acc, int64, error) {
 		if err != nil || !ok {
 			return cur, minInt, err
 		}
-		if err := json.Unmarshal(v, &cur); err != nil {
+		if err := unmarshalState(v, &cur); err != nil {
 			return nil, 0, fmt.Errorf("aggregate: corrupt state for key %q: %w", key, err)
 		}
 		return cur, minInt, nil
@@ -357,7 +356,7 @@ func (a *aggregate) load(key []byte, now int64) (acc, int64, error) {
 		return nil, 0, fmt.Errorf("aggregate: corrupt state for key %q: %d bytes", key, len(v))
 	}
 	updated := decodeTime(v)
-	if err := json.Unmarshal(v[8:], &cur); err != nil {
+	if err := unmarshalState(v[8:], &cur); err != nil {
 		return nil, 0, fmt.Errorf("aggregate: corrupt state for key %q: %w", key, err)
 	}
 	if updated+a.ttl <= now {
@@ -373,7 +372,7 @@ func (a *aggregate) load(key []byte, now int64) (acc, int64, error) {
 // save writes the accumulators of key; with a ttl, under their new update
 // time, moving the index entry if that changed.
 func (a *aggregate) save(key []byte, cur acc, old, updated int64) error {
-	js, err := json.Marshal(cur)
+	js, err := marshalState(cur)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -319,7 +318,7 @@ func (w *window) addSession(r *pipes.Record, t int64, vals []any, now int64, out
 			return false
 		}
 		s := session{start: start, end: end}
-		if e := json.Unmarshal(v, &s.state); e != nil {
+		if e := unmarshalState(v, &s.state); e != nil {
 			corrupt = fmt.Errorf("window: corrupt state for key %q: %w", r.Key, e)
 			return false
 		}
@@ -426,7 +425,7 @@ func (w *window) get(k []byte) (winState, bool, error) {
 	if err != nil || !ok {
 		return ws, false, err
 	}
-	if err := json.Unmarshal(v, &ws); err != nil {
+	if err := unmarshalState(v, &ws); err != nil {
 		return ws, false, fmt.Errorf("window: corrupt state under %q: %w", k, err)
 	}
 	if ws.Acc == nil {
@@ -436,7 +435,7 @@ func (w *window) get(k []byte) (winState, bool, error) {
 }
 
 func (w *window) put(k []byte, ws winState) error {
-	v, err := json.Marshal(ws)
+	v, err := marshalState(ws)
 	if err != nil {
 		return err
 	}

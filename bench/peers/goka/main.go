@@ -12,8 +12,8 @@
 // Usage: goka -brokers B -input T -output T -group G -records N. It times
 // itself from the first record its callback sees until the group's
 // committed offsets reach N (polled every 10 ms with sarama's cluster
-// admin), and prints "result seconds S cpu_seconds C" as the bench's Go
-// workers do.
+// admin), and prints "result seconds S cpu_seconds C peak_rss_kb K" as the
+// bench's Go workers do.
 package main
 
 import (
@@ -189,6 +189,24 @@ func run(brokers []string, group string, records int64, build graph) error {
 	if e := failed.Load(); e != nil {
 		return *e
 	}
-	fmt.Printf("result seconds %.4f cpu_seconds %.4f\n", float64(stopAt-startAt.Load())/1e9, float64(stopCP-startCP.Load())/1e9)
+	fmt.Printf("result seconds %.4f cpu_seconds %.4f peak_rss_kb %d\n", float64(stopAt-startAt.Load())/1e9, float64(stopCP-startCP.Load())/1e9, peakRSS())
 	return nil
+}
+
+// peakRSS is this process's peak resident set in KiB (VmHWM), 0 when
+// unknown: the parent's rusage of a child starts from the parent's own RSS.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err == nil {
+				return kb
+			}
+		}
+	}
+	return 0
 }

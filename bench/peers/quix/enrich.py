@@ -23,7 +23,7 @@ stream time passes its end, as in Kafka Streams and streamer (the default,
 Timed from the first order the join sees until the group's committed offsets
 reach the end of both input topics (outputs and offsets commit in one
 transaction); prints one line for go run ./bench/peers: "result seconds S
-cpu_seconds C", C being this process's CPU time (time.process_time: user +
+cpu_seconds C peak_rss_kb K", C being this process's CPU time (time.process_time: user +
 sys of all its threads). State lives in a fresh temporary directory.
 """
 
@@ -119,7 +119,16 @@ def run(brokers, orders_topic, customers_topic, output_topic, group, state_dir):
     app.run()
     if not done or not start:
         sys.exit("quix peer: stopped before the group committed its input")
-    print("result seconds %.4f cpu_seconds %.4f" % (done["wall"] - start["wall"], done["cpu"] - start["cpu"]), flush=True)
+    print("result seconds %.4f cpu_seconds %.4f peak_rss_kb %d" % (done["wall"] - start["wall"], done["cpu"] - start["cpu"], peak_rss_kb()), flush=True)
+
+
+def peak_rss_kb():
+    """VmHWM of this process: the parent's rusage of a child starts from the parent's own RSS."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
 
 
 if __name__ == "__main__":
