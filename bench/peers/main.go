@@ -111,7 +111,7 @@ func main() {
 	flag.IntVar(&c.partitions, "partitions", 6, "partitions of the input and output topics")
 	flag.IntVar(&c.rounds, "rounds", 2, "rounds of each Go system (a fresh process each), alternating the order")
 	flag.IntVar(&c.ksRounds, "kstreams-rounds", 3, "rounds of Kafka Streams in one JVM (the first warms the JIT up)")
-	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams,goka", "systems to run, comma separated (W2: streamer,kstreams, or any of streamer,kstreams,quix,goka; W5: passthrough,streamer,kstreams)")
+	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams,goka", "systems to run, comma separated (W2: streamer,kstreams,goka, quix too when named; W5: passthrough,streamer,kstreams)")
 	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run (W2: bench/peers/w2.yaml; W5: bench/join.yaml)")
 	flag.StringVar(&c.jar, "kstreams-jar", "bench/peers/kstreams/target/peers-kstreams.jar", "the Kafka Streams app (mvn -q -B -f bench/peers/kstreams package)")
 	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py; W2: enrich.py; W3: score.py, which needs lightgbm too)")
@@ -153,7 +153,7 @@ func main() {
 	case "W1":
 	case "W2":
 		if !set["systems"] {
-			*systems = "streamer,kstreams"
+			*systems = "streamer,kstreams,goka"
 		}
 		if !set["topology"] {
 			c.topology = filepath.Join("bench", "peers", "w2.yaml")
