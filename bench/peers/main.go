@@ -6,7 +6,9 @@
 //
 // W1 is bench/topology.yaml: a stateless filter + map of ~1 KB JSON orders,
 // exactly once. W2 (w2.go) is bench/peers/w2.yaml, a table join and a
-// 1-minute tumbling count and sum per key, for streamer and Kafka Streams.
+// 1-minute tumbling count and sum per key, for streamer and Kafka Streams
+// (and, named in -systems, Quix Streams, bench/peers/quix/enrich.py, and
+// Goka, bench/peers/goka/w2.go, at least once).
 // W5 (w5.go) is bench/join.yaml, a stream–stream join within a window of
 // W1's input, for streamer, the passthrough and Kafka Streams (Join.java).
 // W3 (w3.go) scores events with a GBDT model (the predict pipe), W4 (w4.go)
@@ -115,10 +117,10 @@ func main() {
 	flag.IntVar(&c.partitions, "partitions", 6, "partitions of the input and output topics")
 	flag.IntVar(&c.rounds, "rounds", 2, "rounds of each Go system (a fresh process each), alternating the order (W6: restores of each system)")
 	flag.IntVar(&c.ksRounds, "kstreams-rounds", 3, "rounds of Kafka Streams in one JVM (the first warms the JIT up)")
-	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams,goka", "systems to run, comma separated (W2: streamer,kstreams; W5: passthrough,streamer,kstreams)")
+	systems := flag.String("systems", "passthrough,streamer,careful,naive,kstreams,goka", "systems to run, comma separated (W2: streamer,kstreams,goka, quix too when named; W5: passthrough,streamer,kstreams)")
 	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run (W2: bench/peers/w2.yaml; W5: bench/join.yaml)")
 	flag.StringVar(&c.jar, "kstreams-jar", "bench/peers/kstreams/target/peers-kstreams.jar", "the Kafka Streams app (mvn -q -B -f bench/peers/kstreams package)")
-	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py; W3: score.py, which needs lightgbm too)")
+	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py; W2: enrich.py; W3: score.py, which needs lightgbm too)")
 	flag.StringVar(&c.chart, "chart", "", "write the chart (PNG) here (default: bench/peers/<workload>.png)")
 	flag.StringVar(&c.markdown, "markdown", "", "also write the table as Markdown here")
 	latSystems := flag.String("latency-systems", "streamer,careful,kstreams", "systems of the end-to-end latency runs at a fixed offered load, after the throughput runs (empty: none; W1 only)")
@@ -163,7 +165,7 @@ func main() {
 	case "W1":
 	case "W2":
 		if !set["systems"] {
-			*systems = "streamer,kstreams"
+			*systems = "streamer,kstreams,goka"
 		}
 		if !set["topology"] {
 			c.topology = filepath.Join("bench", "peers", "w2.yaml")

@@ -63,11 +63,11 @@ func report(c config, outs []outcome, lats []latOutcome) error {
 		if o.system == "passthrough" {
 			verdict = "a copy of the input (no work, no transactions)"
 		}
-		if o.system == "goka" {
-			verdict = "matches the oracle (Goka is at least once: no transactions)"
-		}
 		if o.ok && strings.HasPrefix(o.note, "read back read_committed: ") && o.note != "read back read_committed: matches the oracle" {
 			verdict = strings.TrimPrefix(o.note, "read back read_committed: ")
+		}
+		if o.system == "goka" {
+			verdict += " (Goka is at least once: no transactions)"
 		}
 		rate, cpu, cores := fmt.Sprintf("%.0f", o.rate()), fmt.Sprintf("%.1f", o.cpuMicros()), fmt.Sprintf("%.2f", o.cpu/o.seconds)
 		util := fmt.Sprintf("%.0f%%", 100*o.cpu/o.seconds/float64(runtime.NumCPU()))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -201,7 +202,7 @@ func verifyW2(ctx context.Context, c config, output string, want map[w2Window]w2
 	return nil
 }
 
-// runW2 fills W2's input and runs its systems (streamer and kstreams).
+// runW2 fills W2's input and runs its systems (streamer, kstreams, quix, goka).
 func runW2(ctx context.Context, c config, adm *kadm.Client) error {
 	stamp := time.Now().Format("150405")
 	orders, customers := "peers-w2-orders-"+stamp, "peers-w2-customers-"+stamp
@@ -213,7 +214,8 @@ func runW2(ctx context.Context, c config, adm *kadm.Client) error {
 		// Kafka Streams' internal topics (changelogs) too.
 		if ts, err := adm.ListTopics(context.Background()); err == nil {
 			for _, t := range ts.Names() {
-				if strings.HasPrefix(t, "peers-w2-kstreams-"+stamp) && !contains(created, t) {
+				// and Quix's changelogs (changelog__<group>--...) and Goka's group tables (<group>-table).
+				if strings.Contains(t, "peers-w2-") && strings.Contains(t, "-"+stamp+"-") && !contains(created, t) {
 					created = append(created, t)
 				}
 			}
@@ -245,37 +247,69 @@ func runW2(ctx context.Context, c config, adm *kadm.Client) error {
 		return err
 	}
 	var outs []outcome
-	for round := 1; round <= c.rounds; round++ {
-		if !contains(c.systems, "streamer") {
-			break
+	var children []string // the systems run as a child process per round
+	for _, s := range c.systems {
+		if s != "kstreams" {
+			children = append(children, s)
 		}
-		name := fmt.Sprintf("peers-w2-streamer-%s-r%d", stamp, round)
-		output := name + "-out"
-		if err := benchkit.CreateTopic(ctx, adm, output, c.partitions); err != nil {
-			return err
-		}
-		created = append(created, output)
-		cmd := exec.CommandContext(ctx, self, "-workload", "W2", "-worker", "streamer", "-worker-input", orders,
-			"-worker-table", customers, "-worker-output", output, "-worker-group", name,
-			"-brokers", strings.Join(c.brokers, ","), "-records", fmt.Sprint(c.in.Records+ticks),
-			"-partitions", fmt.Sprint(c.partitions), "-topology", c.topology, "-timeout", c.timeout.String())
-		o := outcome{system: "streamer", round: round, n: int64(c.in.Records)}
-		lines, err := runChild(cmd, &o)
+	}
+	gokaBin := ""
+	if contains(children, "goka") {
+		dir, err := os.MkdirTemp("", "peers-goka-")
 		if err != nil {
-			return fmt.Errorf("streamer round %d: %w", round, err)
-		}
-		if len(lines) != 1 {
-			return fmt.Errorf("streamer round %d: want one result line, got %q", round, lines)
-		}
-		if err := parseResult(lines[0].text, &o); err != nil {
-			return fmt.Errorf("streamer round %d: %q: %w", round, lines[0].text, err)
-		}
-		o.load = lines[0].load
-		if err := verifyW2(ctx, c, output, want, &o); err != nil {
 			return err
 		}
-		outs = append(outs, o)
-		printOutcome(o)
+		defer os.RemoveAll(dir)
+		if gokaBin, err = buildGoka(ctx, dir); err != nil {
+			return err
+		}
+	}
+	for round := 1; round <= c.rounds; round++ {
+		order := slices.Clone(children)
+		if round%2 == 0 {
+			slices.Reverse(order)
+		}
+		for _, sys := range order {
+			name := fmt.Sprintf("peers-w2-%s-%s-r%d", sys, stamp, round)
+			output := name + "-out"
+			if err := benchkit.CreateTopic(ctx, adm, output, c.partitions); err != nil {
+				return err
+			}
+			created = append(created, output)
+			var cmd *exec.Cmd
+			switch sys {
+			case "streamer":
+				cmd = exec.CommandContext(ctx, self, "-workload", "W2", "-worker", "streamer", "-worker-input", orders,
+					"-worker-table", customers, "-worker-output", output, "-worker-group", name,
+					"-brokers", strings.Join(c.brokers, ","), "-records", fmt.Sprint(c.in.Records+ticks),
+					"-partitions", fmt.Sprint(c.partitions), "-topology", c.topology, "-timeout", c.timeout.String())
+			case "quix":
+				cmd = exec.CommandContext(ctx, c.python, "-u", filepath.Join("bench", "peers", "quix", "enrich.py"),
+					strings.Join(c.brokers, ","), orders, customers, output, name)
+			case "goka":
+				cmd = exec.CommandContext(ctx, gokaBin, "-workload", "W2", "-brokers", strings.Join(c.brokers, ","),
+					"-input", orders, "-table", customers, "-output", output, "-group", name, "-records", fmt.Sprint(c.in.Records+ticks))
+			default:
+				return fmt.Errorf("W2 has no system %q (streamer, kstreams, quix, goka)", sys)
+			}
+			o := outcome{system: sys, round: round, n: int64(c.in.Records)}
+			lines, err := runChild(cmd, &o)
+			if err != nil {
+				return fmt.Errorf("%s round %d: %w", sys, round, err)
+			}
+			if len(lines) != 1 {
+				return fmt.Errorf("%s round %d: want one result line, got %q", sys, round, lines)
+			}
+			if err := parseResult(lines[0].text, &o); err != nil {
+				return fmt.Errorf("%s round %d: %q: %w", sys, round, lines[0].text, err)
+			}
+			o.load = lines[0].load
+			if err := verifyW2(ctx, c, output, want, &o); err != nil {
+				return err
+			}
+			outs = append(outs, o)
+			printOutcome(o)
+		}
 	}
 	if contains(c.systems, "kstreams") {
 		prefix := "peers-w2-kstreams-" + stamp
@@ -296,4 +330,16 @@ func runW2(ctx context.Context, c config, adm *kadm.Client) error {
 // freshStateDir is a fresh state directory for a streamer run with state (W2, W5).
 func freshStateDir(group string) (string, error) {
 	return os.MkdirTemp("", filepath.Base(group)+"-state-")
+}
+
+// buildGoka builds the Goka peer (bench/peers/goka, a module of its own)
+// into dir and returns the binary's path.
+func buildGoka(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "goka")
+	build := exec.CommandContext(ctx, "go", "build", "-C", filepath.Join("bench", "peers", "goka"), "-o", bin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("building bench/peers/goka: %w", err)
+	}
+	return bin, nil
 }

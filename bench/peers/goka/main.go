@@ -12,8 +12,8 @@
 // Usage: goka -brokers B -input T -output T -group G -records N. It times
 // itself from the first record its callback sees until the group's
 // committed offsets reach N (polled every 10 ms with sarama's cluster
-// admin), and prints "result seconds S cpu_seconds C" as the bench's Go
-// workers do.
+// admin), and prints "result seconds S cpu_seconds C peak_rss_kb K" as the
+// bench's Go workers do.
 package main
 
 import (
@@ -77,14 +77,54 @@ func main() {
 	output := flag.String("output", "", "output topic")
 	group := flag.String("group", "", "consumer group")
 	records := flag.Int64("records", 0, "input records: done when the group has committed them all")
+	workload := flag.String("workload", "W1", "W1 (filter + map) or W2 (table join and 1-minute window, w2.go)")
+	table := flag.String("table", "", "W2: the customers topic (co-partitioned with the input)")
+	stateDir := flag.String("state-dir", "", "W2: where Goka keeps its local storage (default: a fresh temporary directory, removed at the end)")
 	flag.Parse()
-	if err := run(strings.Split(*brokers, ","), *input, *output, *group, *records); err != nil {
+	var err error
+	switch *workload {
+	case "W1":
+		err = run(strings.Split(*brokers, ","), *group, *records, w1Graph(*input, *output))
+	case "W2":
+		err = runW2(strings.Split(*brokers, ","), *input, *table, *output, *group, *records, *stateDir)
+	default:
+		err = fmt.Errorf("no workload %q (W1, W2)", *workload)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "goka peer:", err)
 		os.Exit(1)
 	}
 }
 
-func run(brokers []string, input, output, group string, records int64) error {
+// graph is a workload's processor: its group graph given the group name and
+// a callback hook, on, that the graph's input callback calls first (it
+// starts the timing), and the processor's options.
+type graph func(group string, on func(), failed func(error)) (*goka.GroupGraph, []goka.ProcessorOption)
+
+// w1Graph is W1's filter + map.
+func w1Graph(input, output string) graph {
+	return func(group string, on func(), failed func(error)) (*goka.GroupGraph, []goka.ProcessorOption) {
+		cb := func(ctx goka.Context, msg any) {
+			on()
+			out, keep, err := shape(msg.([]byte))
+			if err != nil {
+				failed(err)
+				ctx.Fail(err)
+			}
+			if keep {
+				ctx.Emit(goka.Stream(output), ctx.Key(), out)
+			}
+		}
+		return goka.DefineGroup(goka.Group(group),
+			goka.Input(goka.Stream(input), new(codec.Bytes), cb),
+			goka.Output(goka.Stream(output), new(codec.Bytes)),
+		), nil
+	}
+}
+
+// run runs the processor of build until the group's committed offsets
+// reach records, and prints its timing line.
+func run(brokers []string, group string, records int64, build graph) error {
 	cfg := goka.DefaultConfig()
 	cfg.Version = sarama.V3_6_0_0
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
@@ -96,25 +136,14 @@ func run(brokers []string, input, output, group string, records int64) error {
 		startAt, startCP atomic.Int64
 		failed           atomic.Pointer[error]
 	)
-	cb := func(ctx goka.Context, msg any) {
+	on := func() {
 		if !started.Load() && started.CompareAndSwap(false, true) {
 			startCP.Store(int64(cpu()))
 			startAt.Store(time.Now().UnixNano())
 		}
-		out, keep, err := shape(msg.([]byte))
-		if err != nil {
-			failed.CompareAndSwap(nil, &err)
-			ctx.Fail(err)
-		}
-		if keep {
-			ctx.Emit(goka.Stream(output), ctx.Key(), out)
-		}
 	}
-	g := goka.DefineGroup(goka.Group(group),
-		goka.Input(goka.Stream(input), new(codec.Bytes), cb),
-		goka.Output(goka.Stream(output), new(codec.Bytes)),
-	)
-	p, err := goka.NewProcessor(brokers, g)
+	g, opts := build(group, on, func(err error) { failed.CompareAndSwap(nil, &err) })
+	p, err := goka.NewProcessor(brokers, g, opts...)
 	if err != nil {
 		return err
 	}
@@ -160,6 +189,24 @@ func run(brokers []string, input, output, group string, records int64) error {
 	if e := failed.Load(); e != nil {
 		return *e
 	}
-	fmt.Printf("result seconds %.4f cpu_seconds %.4f\n", float64(stopAt-startAt.Load())/1e9, float64(stopCP-startCP.Load())/1e9)
+	fmt.Printf("result seconds %.4f cpu_seconds %.4f peak_rss_kb %d\n", float64(stopAt-startAt.Load())/1e9, float64(stopCP-startCP.Load())/1e9, peakRSS())
 	return nil
+}
+
+// peakRSS is this process's peak resident set in KiB (VmHWM), 0 when
+// unknown: the parent's rusage of a child starts from the parent's own RSS.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err == nil {
+				return kb
+			}
+		}
+	}
+	return 0
 }
