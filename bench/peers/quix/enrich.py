@@ -22,20 +22,14 @@ stream time passes its end, as in Kafka Streams and streamer (the default,
 
 Timed from the first order the join sees until the group's committed offsets
 reach the end of both input topics (outputs and offsets commit in one
-transaction); prints one line for go run ./bench/peers: "result seconds S
-cpu_seconds C peak_rss_kb K", C being this process's CPU time (time.process_time: user +
-sys of all its threads). State lives in a fresh temporary directory.
+transaction); prints the result line of peerrun.py. State lives in a fresh
+temporary directory.
 """
 
-import shutil
 import sys
-import tempfile
-import threading
-import time
 from datetime import datetime, timezone
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from quixstreams import Application
+from peerrun import Peer
 from quixstreams.dataframe.windows import Count, Last, Sum
 
 
@@ -45,33 +39,13 @@ def rfc3339(ms):
 
 def main():
     brokers, orders_topic, customers_topic, output_topic, group = sys.argv[1:6]
-    state_dir = tempfile.mkdtemp(prefix=group + "-state-")
-    try:
-        run(brokers, orders_topic, customers_topic, output_topic, group, state_dir)
-    finally:
-        shutil.rmtree(state_dir, ignore_errors=True)
-
-
-def run(brokers, orders_topic, customers_topic, output_topic, group, state_dir):
-    app = Application(
-        broker_address=brokers,
-        consumer_group=group,
-        auto_offset_reset="earliest",
-        processing_guarantee="exactly-once",
-        commit_interval=0.1,
-        state_dir=state_dir,
-        auto_create_topics=True,  # the changelogs of the join store and the window
-    )
+    peer = Peer(brokers, group, auto_create_topics=True)  # the changelogs of the join store and the window
+    app = peer.app
     orders = app.topic(orders_topic, key_deserializer="bytes", value_deserializer="json")
     customers = app.topic(customers_topic, key_deserializer="bytes", value_deserializer="json")
     dst = app.topic(output_topic, key_serializer="bytes", value_serializer="json")
-    start = {}
 
-    def first(o):
-        if not start:
-            start["cpu"], start["wall"] = time.process_time(), time.monotonic()
-
-    left = app.dataframe(orders).update(first)
+    left = app.dataframe(orders).update(lambda o: peer.first())
     right = app.dataframe(customers)
     # As Kafka Streams' joiner: keep the order's amount and the customer's segment.
     joined = left.join_asof(right, how="inner", on_merge=lambda o, c: {"amount": o["amount"], "segment": c["segment"]})
@@ -93,42 +67,7 @@ def run(brokers, orders_topic, customers_topic, output_topic, group, state_dir):
         }
 
     windows.apply(out, metadata=True).to_topic(dst)
-
-    done = {}
-
-    def watch():
-        c = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False})
-        tps = []
-        for t in (orders_topic, customers_topic):
-            parts = c.list_topics(t, timeout=30).topics[t].partitions
-            tps += [TopicPartition(t, p) for p in parts]
-        end = sum(c.get_watermark_offsets(tp, timeout=30)[1] for tp in tps)
-        while True:
-            time.sleep(0.01)
-            try:
-                committed = sum(max(tp.offset, 0) for tp in c.committed(tps, timeout=30))
-            except KafkaException:
-                continue  # the group coordinator is not known yet: ask again
-            if committed >= end:
-                done["cpu"], done["wall"] = time.process_time(), time.monotonic()
-                c.close()
-                app.stop()
-                return
-
-    threading.Thread(target=watch, daemon=True).start()
-    app.run()
-    if not done or not start:
-        sys.exit("quix peer: stopped before the group committed its input")
-    print("result seconds %.4f cpu_seconds %.4f peak_rss_kb %d" % (done["wall"] - start["wall"], done["cpu"] - start["cpu"], peak_rss_kb()), flush=True)
-
-
-def peak_rss_kb():
-    """VmHWM of this process: the parent's rusage of a child starts from the parent's own RSS."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
+    peer.run([orders_topic, customers_topic])
 
 
 if __name__ == "__main__":
