@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"os"
 	"os/exec"
@@ -23,7 +22,6 @@ import (
 	"github.com/streamerio/streamer/bench/internal/benchkit"
 	"github.com/streamerio/streamer/engine"
 	"github.com/streamerio/streamer/internal/topicread"
-	"github.com/streamerio/streamer/internal/tuning"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -478,13 +476,7 @@ func runW6Streamer(ctx context.Context, j job) error {
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, j.timeout)
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	headroom, err := tuning.EnvHeadroom()
-	if err != nil {
-		return err
-	}
-	tuning.TuneGC(ctx, headroom, log)
-	top, err := topology.Load(j.topology, topology.WithGroup(j.group))
+	top, log, err := loadStreamer(ctx, j)
 	if err != nil {
 		return err
 	}
