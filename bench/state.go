@@ -319,34 +319,6 @@ func rawRead(ctx context.Context, c config, topic string) (timed, error) {
 	return timed{records: n, elapsed: time.Since(start), cpu: processCPU() - cpu}, nil
 }
 
-// restoreWatch collects an engine's restore reports.
-type restoreWatch struct {
-	mu      sync.Mutex
-	first   time.Time
-	last    time.Time
-	records int64
-	done    int
-	errs    []error
-}
-
-func (w *restoreWatch) OnRestoreProgress(p engine.RestoreProgress) {
-	if !p.Done || p.Total() == 0 {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if p.Err != nil {
-		w.errs = append(w.errs, p.Err)
-		return
-	}
-	if w.first.IsZero() || p.Started.Before(w.first) {
-		w.first = p.Started
-	}
-	w.last = time.Now()
-	w.records += p.Records
-	w.done++
-}
-
 // engineRestore runs a replica of the topology on an empty state directory
 // until it is ready, which it is once every partition's store is restored.
 // The time is from the first restore's start to the last one's end.
@@ -356,7 +328,7 @@ func engineRestore(ctx context.Context, c config, top *topology.Topology, profil
 		return timed{}, err
 	}
 	defer os.RemoveAll(dir)
-	w := &restoreWatch{}
+	w := &benchkit.RestoreWatch{SkipEmpty: true}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	e, err := engine.New(top, engine.Options{Brokers: c.brokers, ReplicaID: "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36), StateDir: dir, Logger: log, Hooks: []engine.Hook{w}})
 	if err != nil {
@@ -393,13 +365,12 @@ func engineRestore(ctx context.Context, c config, top *topology.Topology, profil
 	if err := <-done; err != nil {
 		return timed{}, err
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.errs) > 0 {
-		return timed{}, errors.Join(w.errs...)
+	rt := w.Totals()
+	if rt.Err != nil {
+		return timed{}, rt.Err
 	}
-	if w.done != c.partitions || w.records != int64(c.keys) {
-		return timed{}, fmt.Errorf("%d restores applied %d records; want %d and %d", w.done, w.records, c.partitions, c.keys)
+	if rt.Done != c.partitions || rt.Records != int64(c.keys) {
+		return timed{}, fmt.Errorf("%d restores applied %d records; want %d and %d", rt.Done, rt.Records, c.partitions, c.keys)
 	}
 	// Check what was restored, untimed: every key is in a store.
 	keys := 0
@@ -417,7 +388,7 @@ func engineRestore(ctx context.Context, c config, top *topology.Topology, profil
 	if keys != c.keys {
 		return timed{}, fmt.Errorf("the restored stores hold %d keys, want %d", keys, c.keys)
 	}
-	return timed{records: w.records, elapsed: w.last.Sub(w.first), ready: ready, cpu: cpu}, nil
+	return timed{records: rt.Records, elapsed: rt.Last.Sub(rt.First), ready: ready, cpu: cpu}, nil
 }
 
 const aggregateTopology = `

@@ -117,15 +117,26 @@ func report(c config, outs []outcome, lats []latOutcome) error {
 				len(l.samples), p50, p99, mx, ms(l.head), ms(l.tail), kept, l.load1, l.load2, l.note)
 		}
 	}
+	var draw func() error
+	if len(ss) > 0 {
+		draw = func() error { return chart(c, ss, lats) }
+	}
+	return finishReport(c, md.String(), draw)
+}
+
+// finishReport writes the Markdown tables md to c.markdown when it is set
+// and, when draw is not nil, draws the chart into c.chart with it and says
+// where.
+func finishReport(c config, md string, draw func() error) error {
 	if c.markdown != "" {
-		if err := os.WriteFile(c.markdown, []byte(md.String()), 0o644); err != nil {
+		if err := os.WriteFile(c.markdown, []byte(md), 0o644); err != nil {
 			return err
 		}
 	}
-	if len(ss) == 0 {
+	if draw == nil {
 		return nil
 	}
-	if err := chart(c, ss, lats); err != nil {
+	if err := draw(); err != nil {
 		return fmt.Errorf("chart: %w", err)
 	}
 	fmt.Println("chart:", c.chart)
@@ -145,42 +156,6 @@ func chart(c config, ss []summary, lats []latOutcome) error {
 	if slices.Contains(names, "goka*") {
 		xlabel = "goka*: at least once"
 	}
-	panel := func(title, ylabel string, f func(summary) float64) (*plot.Plot, error) {
-		p := plot.New()
-		p.Title.Text = title
-		p.Y.Label.Text = ylabel
-		vs := make(plotter.Values, len(ss))
-		for i, s := range ss {
-			vs[i] = f(s)
-		}
-		bars, err := plotter.NewBarChart(vs, vg.Points(28))
-		if err != nil {
-			return nil, err
-		}
-		p.Add(bars)
-		p.NominalX(names...)
-		p.X.Label.Text = xlabel
-		p.Y.Min = 0
-		p.Y.Max = 1.12 * slices.Max(vs)
-		labels := make([]string, len(vs))
-		for i, v := range vs {
-			labels[i] = fmt.Sprintf("%.3g", v)
-		}
-		xys := make(plotter.XYs, len(vs))
-		for i, v := range vs {
-			xys[i] = plotter.XY{X: float64(i), Y: v}
-		}
-		l, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: labels})
-		if err != nil {
-			return nil, err
-		}
-		for i := range l.TextStyle {
-			l.TextStyle[i].XAlign = draw.XCenter
-			l.TextStyle[i].YAlign = draw.YBottom
-		}
-		p.Add(l)
-		return p, nil
-	}
 	specs := []struct {
 		title, y string
 		f        func(summary) float64
@@ -190,13 +165,17 @@ func chart(c config, ss []summary, lats []latOutcome) error {
 		{fmt.Sprintf("CPU utilisation (%d cores)", runtime.NumCPU()), "% (process CPU / wall / cores)", func(s summary) float64 { return s.util }},
 		{"peak RSS", "MiB", func(s summary) float64 { return s.rssMiB }},
 	}
-	plots := make([][]*plot.Plot, 1)
+	var row []*plot.Plot
 	for _, sp := range specs {
-		p, err := panel(sp.title, sp.y, sp.f)
+		vs := make(plotter.Values, len(ss))
+		for i, s := range ss {
+			vs[i] = sp.f(s)
+		}
+		p, err := barPanel(sp.title, sp.y, xlabel, names, vs)
 		if err != nil {
 			return err
 		}
-		plots[0] = append(plots[0], p)
+		row = append(row, p)
 	}
 	var ok []latOutcome
 	for _, l := range lats {
@@ -209,16 +188,55 @@ func chart(c config, ss []summary, lats []latOutcome) error {
 		if err != nil {
 			return err
 		}
-		plots[0] = append(plots[0], p)
+		row = append(row, p)
 	}
-	img := vgimg.New(vg.Points(float64(350*len(plots[0]))), vg.Points(330))
+	return savePanels(c.chart, row, 350)
+}
+
+// barPanel draws one bar a system (names, values vs), each with its value
+// written above it.
+func barPanel(title, ylabel, xlabel string, names []string, vs plotter.Values) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = ylabel
+	bars, err := plotter.NewBarChart(vs, vg.Points(28))
+	if err != nil {
+		return nil, err
+	}
+	p.Add(bars)
+	p.NominalX(names...)
+	p.X.Label.Text = xlabel
+	p.Y.Min = 0
+	p.Y.Max = 1.12 * slices.Max(vs)
+	labels := make([]string, len(vs))
+	xys := make(plotter.XYs, len(vs))
+	for i, v := range vs {
+		labels[i] = fmt.Sprintf("%.3g", v)
+		xys[i] = plotter.XY{X: float64(i), Y: v}
+	}
+	l, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: labels})
+	if err != nil {
+		return nil, err
+	}
+	for i := range l.TextStyle {
+		l.TextStyle[i].XAlign = draw.XCenter
+		l.TextStyle[i].YAlign = draw.YBottom
+	}
+	p.Add(l)
+	return p, nil
+}
+
+// savePanels draws the panels side by side, width points each and 330
+// high, into a PNG at path.
+func savePanels(path string, row []*plot.Plot, width float64) error {
+	img := vgimg.New(vg.Points(width*float64(len(row))), vg.Points(330))
 	dc := draw.New(img)
-	t := draw.Tiles{Rows: 1, Cols: len(plots[0]), PadX: vg.Points(12), PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(6)}
-	cs := plot.Align(plots, t, dc)
-	for i, p := range plots[0] {
+	t := draw.Tiles{Rows: 1, Cols: len(row), PadX: vg.Points(12), PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(6)}
+	cs := plot.Align([][]*plot.Plot{row}, t, dc)
+	for i, p := range row {
 		p.Draw(cs[0][i])
 	}
-	f, err := os.Create(c.chart)
+	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}

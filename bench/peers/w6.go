@@ -7,14 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -24,7 +22,6 @@ import (
 	"github.com/streamerio/streamer/bench/internal/benchkit"
 	"github.com/streamerio/streamer/engine"
 	"github.com/streamerio/streamer/internal/topicread"
-	"github.com/streamerio/streamer/internal/tuning"
 	"github.com/streamerio/streamer/topology"
 )
 
@@ -471,40 +468,6 @@ func loadAvg() string {
 	return strings.Fields(string(b))[0]
 }
 
-// restoreWatch collects the streamer's restore reports; with a timeline,
-// it prints each partition's restore to stderr as it ends.
-type restoreWatch struct {
-	began       time.Time
-	timeline    bool
-	mu          sync.Mutex
-	first, last time.Time
-	records     int64
-	errs        []error
-}
-
-var _ engine.RestoreHook = (*restoreWatch)(nil)
-
-func (w *restoreWatch) OnRestoreProgress(p engine.RestoreProgress) {
-	if !p.Done {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if p.Err != nil {
-		w.errs = append(w.errs, p.Err)
-		return
-	}
-	if w.first.IsZero() || p.Started.Before(w.first) {
-		w.first = p.Started
-	}
-	w.last = time.Now()
-	w.records += p.Records
-	if w.timeline && p.Records > 0 {
-		fmt.Fprintf(os.Stderr, "restore %s[%d]: %d records, from %.2f s to %.2f s after start (%.2f s)\n", p.Store, p.Partition,
-			p.Records, p.Started.Sub(w.began).Seconds(), w.last.Sub(w.began).Seconds(), w.last.Sub(p.Started).Seconds())
-	}
-}
-
 // runW6Streamer is the streamer child of W6. Phase fill: process the input
 // until j.records are committed and print "filled seconds S". Phase
 // restore: run on j.stateDir (emptied by the parent) until the replica is
@@ -513,13 +476,7 @@ func runW6Streamer(ctx context.Context, j job) error {
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, j.timeout)
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	headroom, err := tuning.EnvHeadroom()
-	if err != nil {
-		return err
-	}
-	tuning.TuneGC(ctx, headroom, log)
-	top, err := topology.Load(j.topology, topology.WithGroup(j.group))
+	top, log, err := loadStreamer(ctx, j)
 	if err != nil {
 		return err
 	}
@@ -553,7 +510,16 @@ func runW6Streamer(ctx context.Context, j job) error {
 			}
 		}()
 	}
-	w := &restoreWatch{began: began, timeline: os.Getenv("PEERS_TIMELINE") != ""}
+	w := &benchkit.RestoreWatch{}
+	if os.Getenv("PEERS_TIMELINE") != "" {
+		// Each partition's restore, on stderr as it ends.
+		w.OnEnd = func(p engine.RestoreProgress, ended time.Time) {
+			if p.Records > 0 {
+				fmt.Fprintf(os.Stderr, "restore %s[%d]: %d records, from %.2f s to %.2f s after start (%.2f s)\n", p.Store, p.Partition,
+					p.Records, p.Started.Sub(began).Seconds(), ended.Sub(began).Seconds(), ended.Sub(p.Started).Seconds())
+			}
+		}
+	}
 	stats := engine.NewStats()
 	e, err := engine.New(top, engine.Options{Brokers: j.brokers, ReplicaID: "peers", Logger: log, Stats: stats,
 		StateDir: j.stateDir, Hooks: []engine.Hook{w}})
@@ -594,14 +560,12 @@ func runW6Streamer(ctx context.Context, j job) error {
 			stopProfile()
 			stopProfile = nil
 		}
-		w.mu.Lock()
-		errs, restore, records, first := errors.Join(w.errs...), w.last.Sub(w.first), w.records, w.first
-		w.mu.Unlock()
-		if errs != nil {
-			return errs
+		rt := w.Totals()
+		if rt.Err != nil {
+			return rt.Err
 		}
 		fmt.Printf("ready seconds %.4f restore_seconds %.4f restored %d cpu_seconds %.4f rss_kb %d restore_began %.4f\n",
-			time.Since(began).Seconds(), restore.Seconds(), records, cpu.Seconds(), hwm, first.Sub(began).Seconds())
+			time.Since(began).Seconds(), rt.Last.Sub(rt.First).Seconds(), rt.Records, cpu.Seconds(), hwm, rt.First.Sub(began).Seconds())
 		closed := make(chan struct{})
 		go func() {
 			_, _ = io.Copy(io.Discard, os.Stdin)

@@ -3,15 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // w6Summary is a system's medians over its restores that passed the check.
@@ -72,19 +68,11 @@ func reportW6(c config, keys int, outs []w6Outcome) error {
 			s.system, s.rounds, s.ready, s.restore, s.rate, s.cpu, s.rssMiB, ratio)
 		fmt.Fprintf(&md, "| %s | %d | %.2f | %.2f | %.0f | %.2f | %.0f | %s |\n", s.system, s.rounds, s.ready, s.restore, s.rate, s.cpu, s.rssMiB, ratio)
 	}
-	if c.markdown != "" {
-		if err := os.WriteFile(c.markdown, []byte(md.String()), 0o644); err != nil {
-			return err
-		}
+	var draw func() error
+	if len(ss) > 0 {
+		draw = func() error { return chartW6(c, keys, ss) }
 	}
-	if len(ss) == 0 {
-		return nil
-	}
-	if err := chartW6(c, keys, ss); err != nil {
-		return fmt.Errorf("chart: %w", err)
-	}
-	fmt.Println("chart:", c.chart)
-	return nil
+	return finishReport(c, md.String(), draw)
 }
 
 // chartW6 draws one bar panel per figure, side by side, as chart does for
@@ -105,51 +93,15 @@ func chartW6(c config, keys int, ss []w6Summary) error {
 	}
 	var row []*plot.Plot
 	for _, sp := range specs {
-		p := plot.New()
-		p.Title.Text = sp.title
-		p.Y.Label.Text = sp.y
 		vs := make(plotter.Values, len(ss))
-		xys := make(plotter.XYs, len(ss))
-		labels := make([]string, len(ss))
 		for i, s := range ss {
 			vs[i] = sp.f(s)
-			xys[i] = plotter.XY{X: float64(i), Y: vs[i]}
-			labels[i] = fmt.Sprintf("%.3g", vs[i])
 		}
-		bars, err := plotter.NewBarChart(vs, vg.Points(28))
+		p, err := barPanel(sp.title, sp.y, "", names, vs)
 		if err != nil {
 			return err
 		}
-		p.Add(bars)
-		p.NominalX(names...)
-		p.Y.Min = 0
-		p.Y.Max = 1.12 * slices.Max(vs)
-		l, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: labels})
-		if err != nil {
-			return err
-		}
-		for i := range l.TextStyle {
-			l.TextStyle[i].XAlign = draw.XCenter
-			l.TextStyle[i].YAlign = draw.YBottom
-		}
-		p.Add(l)
 		row = append(row, p)
 	}
-	plots := [][]*plot.Plot{row}
-	img := vgimg.New(vg.Points(float64(300*len(row))), vg.Points(330))
-	dc := draw.New(img)
-	t := draw.Tiles{Rows: 1, Cols: len(row), PadX: vg.Points(12), PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(6)}
-	cs := plot.Align(plots, t, dc)
-	for i, p := range row {
-		p.Draw(cs[0][i])
-	}
-	f, err := os.Create(c.chart)
-	if err != nil {
-		return err
-	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return savePanels(c.chart, row, 300)
 }

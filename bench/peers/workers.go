@@ -169,17 +169,29 @@ func runPassthrough(ctx context.Context, j job, t *timing) error {
 	return err
 }
 
+// loadStreamer prepares a streamer child as `streamer run` does: a logger
+// of warnings and errors to stderr, the GC tuned to the memory headroom
+// (tuning.EnvHeadroom) for ctx's life, and j's topology loaded with j's
+// group.
+func loadStreamer(ctx context.Context, j job) (*topology.Topology, *slog.Logger, error) {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	headroom, err := tuning.EnvHeadroom()
+	if err != nil {
+		return nil, nil, err
+	}
+	tuning.TuneGC(ctx, headroom, log)
+	top, err := topology.Load(j.topology, topology.WithGroup(j.group))
+	if err != nil {
+		return nil, nil, err
+	}
+	return top, log, nil
+}
+
 // runStreamer runs the topology with the engine as `streamer run` does (its
 // GC tuning included), with the input and output topics and the group
 // overridden, until every input record is committed.
 func runStreamer(ctx context.Context, j job, t *timing) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	headroom, err := tuning.EnvHeadroom()
-	if err != nil {
-		return err
-	}
-	tuning.TuneGC(ctx, headroom, log)
-	top, err := topology.Load(j.topology, topology.WithGroup(j.group))
+	top, log, err := loadStreamer(ctx, j)
 	if err != nil {
 		return err
 	}

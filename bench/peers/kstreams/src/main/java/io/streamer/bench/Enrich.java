@@ -3,20 +3,11 @@ package io.streamer.bench;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import java.lang.management.ManagementFactory;
 import java.time.Duration;
 import java.time.Instant;
-import java.util.List;
-import java.util.Map;
 import java.util.Properties;
-import java.util.concurrent.atomic.AtomicLong;
-import java.util.stream.Collectors;
+import java.util.Set;
 import org.apache.kafka.clients.admin.Admin;
-import org.apache.kafka.clients.admin.AdminClientConfig;
-import org.apache.kafka.clients.admin.NewTopic;
-import org.apache.kafka.clients.admin.OffsetSpec;
-import org.apache.kafka.clients.consumer.OffsetAndMetadata;
-import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.utils.Bytes;
 import org.apache.kafka.streams.KafkaStreams;
@@ -38,7 +29,7 @@ import org.apache.kafka.streams.state.WindowStore;
  * customer (grace 0, event time = record timestamp) counts the orders and
  * sums their amounts, emitted once when the window closes (suppress
  * untilWindowCloses). Exactly once (exactly_once_v2), with the settings of
- * {@link FilterMap#props} and topology.optimization=all.
+ * {@link Common#props} and topology.optimization=all.
  *
  * <p>Usage: Enrich BROKERS ORDERS CUSTOMERS PREFIX ROUNDS PARTITIONS. Each
  * round runs a fresh application PREFIX-rN to PREFIX-rN-out in this JVM. A
@@ -89,13 +80,6 @@ public final class Enrich {
     }
   }
 
-  static long endOffsets(Admin admin, String topic) throws Exception {
-    Map<TopicPartition, OffsetSpec> latest =
-        admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic).partitions().stream()
-            .collect(Collectors.toMap(p -> new TopicPartition(topic, p.partition()), p -> OffsetSpec.latest()));
-    return admin.listOffsets(latest).all().get().values().stream().mapToLong(r -> r.offset()).sum();
-  }
-
   public static void main(String[] args) throws Exception {
     if (args.length != 6) {
       System.err.println("usage: Enrich BROKERS ORDERS CUSTOMERS PREFIX ROUNDS PARTITIONS");
@@ -104,30 +88,15 @@ public final class Enrich {
     String brokers = args[0], orders = args[1], customers = args[2], prefix = args[3];
     int rounds = Integer.parseInt(args[4]);
     int partitions = Integer.parseInt(args[5]);
-    Properties ap = new Properties();
-    ap.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, brokers);
-    com.sun.management.OperatingSystemMXBean os =
-        (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
-    try (Admin admin = Admin.create(ap)) {
-      long ordersEnd = endOffsets(admin, orders);
-      long end = ordersEnd + endOffsets(admin, customers);
-      for (int round = 1; round <= rounds; round++) {
-        String app = prefix + "-r" + round;
-        String output = app + "-out";
-        admin.createTopics(List.of(new NewTopic(output, partitions, (short) 1))).all().get();
-
-        AtomicLong startNanos = new AtomicLong(0);
-        AtomicLong startCPU = new AtomicLong(0);
+    try (Admin admin = Common.admin(brokers)) {
+      long ordersEnd = Common.endOffsets(admin, orders);
+      long end = ordersEnd + Common.endOffsets(admin, customers);
+      Common.rounds(admin, prefix, rounds, partitions, ordersEnd, (round, app, output, clock) -> {
         StreamsBuilder b = new StreamsBuilder();
         KTable<String, byte[]> table = b.table(customers, Consumed.with(Serdes.String(), Serdes.ByteArray()));
         b.stream(orders, Consumed.with(Serdes.String(), Serdes.ByteArray()))
             .join(table, (order, customer) -> {
-              if (startNanos.get() == 0) {
-                long cpu = os.getProcessCpuTime();
-                if (startNanos.compareAndSet(0, System.nanoTime())) {
-                  startCPU.set(cpu);
-                }
-              }
+              clock.start();
               return join(order, customer);
             })
             .groupByKey(Grouped.with(Serdes.String(), Serdes.String()))
@@ -140,33 +109,13 @@ public final class Enrich {
             .map((wk, agg) -> KeyValue.pair(wk.key(), output(wk.key(), wk.window().start(), wk.window().end(), agg)))
             .to(output, Produced.with(Serdes.String(), Serdes.ByteArray()));
 
-        Properties p = FilterMap.props(app, brokers);
+        Properties p = Common.props(app, brokers);
         p.put(StreamsConfig.TOPOLOGY_OPTIMIZATION_CONFIG, StreamsConfig.OPTIMIZE);
         KafkaStreams streams = new KafkaStreams(b.build(p), p);
         streams.start();
-        long committed = 0;
-        while (committed < end) {
-          Thread.sleep(10);
-          committed = 0;
-          Map<TopicPartition, OffsetAndMetadata> offs =
-              admin.listConsumerGroupOffsets(app).partitionsToOffsetAndMetadata().get();
-          for (Map.Entry<TopicPartition, OffsetAndMetadata> e : offs.entrySet()) {
-            if (e.getValue() != null && (e.getKey().topic().equals(orders) || e.getKey().topic().equals(customers))) {
-              committed += e.getValue().offset();
-            }
-          }
-          if (streams.state() == KafkaStreams.State.ERROR || streams.state() == KafkaStreams.State.NOT_RUNNING) {
-            throw new IllegalStateException("streams stopped: " + streams.state());
-          }
-        }
-        long stopNanos = System.nanoTime();
-        long stopCPU = os.getProcessCpuTime();
-        System.out.printf("round %d records %d seconds %.4f cpu_seconds %.4f output %s%n", round, ordersEnd,
-            (stopNanos - startNanos.get()) / 1e9, (stopCPU - startCPU.get()) / 1e9, output);
-        System.out.flush();
-        streams.close();
-        streams.cleanUp();
-      }
+        Common.awaitCommitted(admin, app, streams, Set.of(orders, customers), end, 10);
+        return streams;
+      });
     }
   }
 }

@@ -3,16 +3,12 @@ package io.streamer.bench;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import java.lang.management.ManagementFactory;
 import java.time.Duration;
-import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 import org.apache.kafka.clients.admin.Admin;
-import org.apache.kafka.clients.admin.AdminClientConfig;
-import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.common.Metric;
 import org.apache.kafka.common.MetricName;
 import org.apache.kafka.common.serialization.Serdes;
@@ -36,7 +32,7 @@ import org.apache.kafka.streams.kstream.StreamJoined;
  * join.yaml's window and grace). The output is the left order with
  * {@code twin_amount} set to the right one's amount, keyed by order_id:
  * one output per order. Exactly once, with the settings of
- * {@link FilterMap#props} and topology.optimization=all (the two
+ * {@link Common#props} and topology.optimization=all (the two
  * repartitions after the re-key become one topic; the self-join
  * optimization does not apply, as the join's sides are two filters: two
  * window stores, as for any two streams; the topology is printed to stderr).
@@ -96,19 +92,9 @@ public final class Join {
     String brokers = args[0], input = args[1], prefix = args[2];
     int rounds = Integer.parseInt(args[3]);
     int partitions = Integer.parseInt(args[4]);
-    Properties ap = new Properties();
-    ap.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, brokers);
-    com.sun.management.OperatingSystemMXBean os =
-        (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
-    try (Admin admin = Admin.create(ap)) {
-      long end = Enrich.endOffsets(admin, input);
-      for (int round = 1; round <= rounds; round++) {
-        String app = prefix + "-r" + round;
-        String output = app + "-out";
-        admin.createTopics(List.of(new NewTopic(output, partitions, (short) 1))).all().get();
-
-        AtomicLong startNanos = new AtomicLong(0);
-        AtomicLong startCPU = new AtomicLong(0);
+    try (Admin admin = Common.admin(brokers)) {
+      long end = Common.endOffsets(admin, input);
+      Common.rounds(admin, prefix, rounds, partitions, end, (round, app, output, clock) -> {
         AtomicLong outputs = new AtomicLong(0);
         // The thread that emitted the last output and its commit count then.
         AtomicReference<String> lastThread = new AtomicReference<>();
@@ -117,12 +103,7 @@ public final class Join {
         StreamsBuilder b = new StreamsBuilder();
         KStream<String, byte[]> byId = b.stream(input, Consumed.with(Serdes.String(), Serdes.ByteArray()))
             .selectKey((k, v) -> {
-              if (startNanos.get() == 0) {
-                long cpu = os.getProcessCpuTime();
-                if (startNanos.compareAndSet(0, System.nanoTime())) {
-                  startCPU.set(cpu);
-                }
-              }
+              clock.start();
               return orderId(v);
             });
         KStream<String, byte[]> left = byId.filter((k, v) -> true);
@@ -139,7 +120,7 @@ public final class Join {
             })
             .to(output, Produced.with(Serdes.String(), Serdes.ByteArray()));
 
-        Properties p = FilterMap.props(app, brokers);
+        Properties p = Common.props(app, brokers);
         String optimize = System.getenv("PEERS_KSTREAMS_OPTIMIZE");
         p.put(StreamsConfig.TOPOLOGY_OPTIMIZATION_CONFIG, optimize != null ? optimize : StreamsConfig.OPTIMIZE);
         Topology topology = b.build(p);
@@ -155,18 +136,10 @@ public final class Join {
           if (t != null && commits(streams, t) > commitsThen.get()) {
             break;
           }
-          if (streams.state() == KafkaStreams.State.ERROR || streams.state() == KafkaStreams.State.NOT_RUNNING) {
-            throw new IllegalStateException("streams stopped: " + streams.state());
-          }
+          Common.checkRunning(streams);
         }
-        long stopNanos = System.nanoTime();
-        long stopCPU = os.getProcessCpuTime();
-        System.out.printf("round %d records %d seconds %.4f cpu_seconds %.4f output %s%n", round, end,
-            (stopNanos - startNanos.get()) / 1e9, (stopCPU - startCPU.get()) / 1e9, output);
-        System.out.flush();
-        streams.close();
-        streams.cleanUp();
-      }
+        return streams;
+      });
     }
   }
 }

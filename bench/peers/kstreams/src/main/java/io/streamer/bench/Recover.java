@@ -9,13 +9,10 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.stream.Collectors;
 import org.apache.kafka.clients.admin.Admin;
-import org.apache.kafka.clients.admin.AdminClientConfig;
-import org.apache.kafka.clients.admin.OffsetSpec;
-import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.utils.Bytes;
@@ -35,7 +32,7 @@ import org.apache.kafka.streams.state.KeyValueStore;
  * The Kafka Streams peer of bench/peers/w6.yaml (issue 16, W6, recovery): a
  * count and a sum of amount per key, in a persistent (RocksDB) store whose
  * changelog a replica that lost its disk restores. Exactly once
- * (exactly_once_v2), with the settings of {@link FilterMap#props}.
+ * (exactly_once_v2), with the settings of {@link Common#props}.
  *
  * <p>The store's value is the same JSON as the streamer aggregate's state,
  * {@code {"n":{"n":N},"total":{"n":N,"s":S}}}, so that both changelogs hold
@@ -120,8 +117,7 @@ public final class Recover {
     }
     String brokers = args[0], input = args[1], app = args[2], output = args[3], stateDir = args[4];
     boolean fill = args[5].equals("fill");
-    com.sun.management.OperatingSystemMXBean os =
-        (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
+    com.sun.management.OperatingSystemMXBean os = Common.os();
     long jvmStart = ManagementFactory.getRuntimeMXBean().getStartTime();
 
     StreamsBuilder b = new StreamsBuilder();
@@ -134,7 +130,7 @@ public final class Recover {
         .map((k, agg) -> KeyValue.pair(k, output(k, agg)))
         .to(output, Produced.with(Serdes.String(), Serdes.ByteArray()));
 
-    Properties p = FilterMap.props(app, brokers);
+    Properties p = Common.props(app, brokers);
     p.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
     KafkaStreams streams = new KafkaStreams(b.build(p), p);
 
@@ -163,31 +159,11 @@ public final class Recover {
       }
     });
 
-    Properties ap = new Properties();
-    ap.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, brokers);
-    try (Admin admin = Admin.create(ap)) {
+    try (Admin admin = Common.admin(brokers)) {
       long t0 = System.nanoTime();
       streams.start();
       if (fill) {
-        Map<TopicPartition, OffsetSpec> latest =
-            admin.describeTopics(List.of(input)).allTopicNames().get().get(input).partitions().stream()
-                .collect(Collectors.toMap(q -> new TopicPartition(input, q.partition()), q -> OffsetSpec.latest()));
-        long end = admin.listOffsets(latest).all().get().values().stream().mapToLong(r -> r.offset()).sum();
-        long committed = 0;
-        while (committed < end) {
-          Thread.sleep(100);
-          committed = 0;
-          Map<TopicPartition, OffsetAndMetadata> offs =
-              admin.listConsumerGroupOffsets(app).partitionsToOffsetAndMetadata().get();
-          for (OffsetAndMetadata o : offs.values()) {
-            if (o != null) {
-              committed += o.offset();
-            }
-          }
-          if (streams.state() == KafkaStreams.State.ERROR || streams.state() == KafkaStreams.State.NOT_RUNNING) {
-            throw new IllegalStateException("streams stopped: " + streams.state());
-          }
-        }
+        Common.awaitCommitted(admin, app, streams, Set.of(input), Common.endOffsets(admin, input), 100);
         System.out.printf("filled seconds %.4f%n", (System.nanoTime() - t0) / 1e9);
         System.out.flush();
         streams.close(LEAVE);
@@ -196,11 +172,8 @@ public final class Recover {
       // Ready: RUNNING, and the restores of all the changelog's partitions (one per input partition) have ended.
       int partitions = admin.describeTopics(List.of(input)).allTopicNames().get().get(input).partitions().size();
       while (true) {
-        KafkaStreams.State s = streams.state();
-        if (s == KafkaStreams.State.ERROR || s == KafkaStreams.State.NOT_RUNNING) {
-          throw new IllegalStateException("streams stopped: " + s);
-        }
-        if (s == KafkaStreams.State.RUNNING && restoring.size() == partitions && !restoring.containsValue(true)) {
+        Common.checkRunning(streams);
+        if (streams.state() == KafkaStreams.State.RUNNING && restoring.size() == partitions && !restoring.containsValue(true)) {
           break;
         }
         Thread.sleep(2);
@@ -211,9 +184,7 @@ public final class Recover {
           readyMillis / 1e3, (lastEnd.get() - firstStart.get()) / 1e9, restored.get(), cpu / 1e9, vmHWM(),
           (firstStartMillis.get() - jvmStart) / 1e3);
       System.out.flush();
-      while (System.in.read() >= 0) {
-        // until the parent closes stdin
-      }
+      Common.awaitStdinClosed();
       streams.close(LEAVE);
     }
   }
