@@ -20,7 +20,7 @@ func TestStateCodecMatchesEncodingJSON(t *testing.T) {
 	i := func(v int64) *int64 { return &v }
 	lasts := []any{
 		nil, true, "plain", "<a href=\"x\">&amp;</a>", "line\u2028sep\u2029", "tab\t\"quote\"\\ \x01\x1f",
-		"日本語 ✓ é", 0.1, 1e21, 1e20, 1e-7, 1e-6, -0.0, 123456789012345678.0, math.MaxFloat64, math.SmallestNonzeroFloat64,
+		"日本語 ✓ é", 0.1, 1e21, 1e20, 1e-7, 1e-6, math.Copysign(0, -1), 123456789012345678.0, math.MaxFloat64, math.SmallestNonzeroFloat64,
 		map[string]any{"b": 1.5, "a": []any{"x", nil, false}, "<k>": map[string]any{}},
 		[]any{}, []any{1.0, "two", map[string]any{"z": nil}},
 	}
@@ -29,7 +29,7 @@ func TestStateCodecMatchesEncodingJSON(t *testing.T) {
 		states = append(states, winState{TS: int64(n) * 1_700_000_000_001, Acc: acc{
 			"count":   {N: int64(n)},
 			"sum":     {N: 3, Sum: []float64{0, 0.1, -2.5e-9, 1e300, 7}[n%5]},
-			"best":    {Best: f([]float64{-0.0, 3.25, 1e21}[n%3])},
+			"best":    {Best: f([]float64{math.Copysign(0, -1), 3.25, 1e21}[n%3])},
 			"last":    {Last: l, At: i(int64(n) - 5)},
 			"<html>&": {N: math.MaxInt64},
 		}})
