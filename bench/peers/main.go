@@ -355,18 +355,10 @@ func run(ctx context.Context, c config) error {
 				cmd = exec.CommandContext(ctx, c.python, "-u", filepath.Join("bench", "peers", "quix", "filtermap.py"),
 					strings.Join(c.brokers, ","), input, output, name, fmt.Sprint(c.in.Records))
 			}
-			o := outcome{system: sys, round: round, n: int64(c.in.Records)}
-			lines, err := runChild(cmd, &o)
+			o, err := runTimed(cmd, sys, round, int64(c.in.Records))
 			if err != nil {
-				return fmt.Errorf("%s round %d: %w", sys, round, err)
+				return err
 			}
-			if len(lines) != 1 {
-				return fmt.Errorf("%s round %d: want one result line, got %q", sys, round, lines)
-			}
-			if err := parseResult(lines[0].text, &o); err != nil {
-				return fmt.Errorf("%s round %d: %q: %w", sys, round, lines[0].text, err)
-			}
-			o.load = lines[0].load
 			w := want
 			if sys == "passthrough" {
 				w = identity // it copies the input: its check is that nothing is lost or doubled
@@ -417,6 +409,26 @@ func run(ctx context.Context, c config) error {
 // childLine is a line of a child's stdout and the load average when it
 // arrived.
 type childLine struct{ text, load string }
+
+// runTimed runs one timed round of a system as a child process (cmd) and
+// returns its outcome: the one result line it prints ("result seconds S
+// cpu_seconds C [peak_rss_kb K]"), its peak RSS and the load average when
+// the line arrived. n is the records the round processes.
+func runTimed(cmd *exec.Cmd, sys string, round int, n int64) (outcome, error) {
+	o := outcome{system: sys, round: round, n: n}
+	lines, err := runChild(cmd, &o)
+	if err != nil {
+		return o, fmt.Errorf("%s round %d: %w", sys, round, err)
+	}
+	if len(lines) != 1 {
+		return o, fmt.Errorf("%s round %d: want one result line, got %q", sys, round, lines)
+	}
+	if err := parseResult(lines[0].text, &o); err != nil {
+		return o, fmt.Errorf("%s round %d: %q: %w", sys, round, lines[0].text, err)
+	}
+	o.load = lines[0].load
+	return o, nil
+}
 
 // runChild runs cmd with its stderr passed through, returns the lines of its
 // stdout and sets o.rssKB from its rusage.

@@ -175,18 +175,10 @@ func runRecords(ctx context.Context, c config, adm *kadm.Client, w recordWorkloa
 				cmd = exec.CommandContext(ctx, c.python, append([]string{"-u", w.quix[0], strings.Join(c.brokers, ","), input, output,
 					name, fmt.Sprint(c.in.Records)}, w.quix[1:]...)...)
 			}
-			o := outcome{system: sys, round: round, n: int64(c.in.Records)}
-			lines, err := runChild(cmd, &o)
+			o, err := runTimed(cmd, sys, round, int64(c.in.Records))
 			if err != nil {
-				return fmt.Errorf("%s round %d: %w", sys, round, err)
+				return err
 			}
-			if len(lines) != 1 {
-				return fmt.Errorf("%s round %d: want one result line, got %q", sys, round, lines)
-			}
-			if err := parseResult(lines[0].text, &o); err != nil {
-				return fmt.Errorf("%s round %d: %q: %w", sys, round, lines[0].text, err)
-			}
-			o.load = lines[0].load
 			if err := verifyRecords(ctx, c, w, output, &o); err != nil {
 				return err
 			}

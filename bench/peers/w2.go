@@ -292,18 +292,10 @@ func runW2(ctx context.Context, c config, adm *kadm.Client) error {
 			default:
 				return fmt.Errorf("W2 has no system %q (streamer, kstreams, quix, goka)", sys)
 			}
-			o := outcome{system: sys, round: round, n: int64(c.in.Records)}
-			lines, err := runChild(cmd, &o)
+			o, err := runTimed(cmd, sys, round, int64(c.in.Records))
 			if err != nil {
-				return fmt.Errorf("%s round %d: %w", sys, round, err)
+				return err
 			}
-			if len(lines) != 1 {
-				return fmt.Errorf("%s round %d: want one result line, got %q", sys, round, lines)
-			}
-			if err := parseResult(lines[0].text, &o); err != nil {
-				return fmt.Errorf("%s round %d: %q: %w", sys, round, lines[0].text, err)
-			}
-			o.load = lines[0].load
 			if err := verifyW2(ctx, c, output, want, &o); err != nil {
 				return err
 			}
