@@ -7,8 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -231,57 +234,120 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	stats := engine.NewStats()
 	var hooks []engine.Hook
 	if w5 != nil {
 		hooks = append(hooks, w5)
 	}
-	e, err := engine.New(top, engine.Options{Brokers: j.brokers, ReplicaID: "peers", Logger: log, Stats: stats, StateDir: stateDir, Hooks: hooks})
-	if err != nil {
-		return err
+	// PEERS_STREAMER_REPLICAS runs that many replicas of the group in this
+	// process (engines with replica ids peers-0, peers-1, ..., each with a
+	// transactional producer and a state directory of its own), as a user
+	// would run that many replicas on the machine: one ends a transaction
+	// while another processes, as Kafka Streams' two stream threads do.
+	replicas := 1
+	if v := os.Getenv("PEERS_STREAMER_REPLICAS"); v != "" {
+		if replicas, err = strconv.Atoi(v); err != nil || replicas < 1 {
+			return fmt.Errorf("PEERS_STREAMER_REPLICAS=%q: want a positive count", v)
+		}
 	}
+	engines, statsOf := make([]*engine.Engine, replicas), make([]*engine.Stats, replicas)
+	for i := range engines {
+		id, dir := "peers", stateDir
+		if replicas > 1 {
+			id = fmt.Sprintf("peers-%d", i)
+			if dir != "" {
+				dir = filepath.Join(stateDir, strconv.Itoa(i))
+			}
+		}
+		statsOf[i] = engine.NewStats()
+		if engines[i], err = engine.New(top, engine.Options{Brokers: j.brokers, ReplicaID: id, Logger: log, Stats: statsOf[i], StateDir: dir, Hooks: hooks}); err != nil {
+			return err
+		}
+	}
+	sum := func(f func(*engine.Stats) *atomic.Int64) int64 {
+		var n int64
+		for _, s := range statsOf {
+			n += f(s).Load()
+		}
+		return n
+	}
+	in := func(s *engine.Stats) *atomic.Int64 { return &s.RecordsIn }
+	out := func(s *engine.Stats) *atomic.Int64 { return &s.RecordsOut }
+	committed := func(s *engine.Stats) *atomic.Int64 { return &s.CommittedIn }
+	commits := func(s *engine.Stats) *atomic.Int64 { return &s.Commits }
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- e.Run(runCtx) }()
+	done := make(chan error, replicas)
+	for _, e := range engines {
+		go func() { done <- e.Run(runCtx) }()
+	}
+	// wait stops the engines and returns the first error that is not the
+	// stop itself.
+	wait := func() error {
+		stop()
+		var first error
+		for range engines {
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	started := false
 	timeline := os.Getenv("PEERS_TIMELINE") != ""
 	last := time.Now()
+	// commitsAt holds, per replica, its commits when W5's last output was
+	// counted: W5 is done once every replica has committed since.
+	var commitsAt []int64
 	finished := func() bool {
-		if w5 != nil {
-			return w5.finished(int64(j.records), stats.Commits.Load())
+		if w5 == nil {
+			return j.records > 0 && sum(committed) >= int64(j.records)
 		}
-		return j.records > 0 && stats.CommittedIn.Load() >= int64(j.records)
+		if commitsAt == nil {
+			if w5.outputs.Load() < int64(j.records) {
+				return false
+			}
+			for _, s := range statsOf {
+				commitsAt = append(commitsAt, s.Commits.Load())
+			}
+		}
+		for i, s := range statsOf {
+			if s.Commits.Load() <= commitsAt[i] {
+				return false
+			}
+		}
+		return true
 	}
 	for !finished() {
 		if timeline && time.Since(last) > 250*time.Millisecond {
 			last = time.Now()
 			fmt.Fprintf(os.Stderr, "%s in %d out %d committed %d commits %d\n", last.Format("15:04:05.000"),
-				stats.RecordsIn.Load(), stats.RecordsOut.Load(), stats.CommittedIn.Load(), stats.Commits.Load())
+				sum(in), sum(out), sum(committed), sum(commits))
 		}
 		select {
 		case err := <-done:
-			return fmt.Errorf("engine stopped after %d committed records: %v", stats.CommittedIn.Load(), err)
-		case <-ctx.Done():
 			stop()
-			err := <-done
-			if j.records == 0 && (err == nil || errors.Is(err, context.Canceled)) {
+			for range replicas - 1 {
+				<-done
+			}
+			return fmt.Errorf("engine stopped after %d committed records: %v", sum(committed), err)
+		case <-ctx.Done():
+			err := wait()
+			if j.records == 0 && err == nil {
 				t.stop()
 				return nil // latency mode: stdin closed
 			}
-			return fmt.Errorf("after %d committed records: %w", stats.CommittedIn.Load(), ctx.Err())
+			return fmt.Errorf("after %d committed records: %w", sum(committed), ctx.Err())
 		case <-tick.C:
 		}
-		if !started && stats.RecordsIn.Load() > 0 {
+		if !started && sum(in) > 0 {
 			started = true
 			t.start()
 		}
 	}
 	t.stop()
-	stop()
-	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+	if err := wait(); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
 	if w5 != nil {
