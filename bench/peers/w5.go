@@ -70,26 +70,28 @@ func bindW5(top *topology.Topology, j job) error {
 	return nil
 }
 
-// w5Done says when a W5 streamer run has finished: records consumed more
-// than once (the merge topic) make CommittedIn no measure of it, so it is
-// done when the sink has had every output and a transaction has committed
-// after that (the engine ends a transaction only after the poll it
-// processes, so the next commit counted holds the last output), as `go run
-// ./bench` times topologies with internal topics. It is an
-// engine.OutputHook and an engine.TxnHook.
+// w5Done says when a W5 streamer replica's outputs are committed: records
+// consumed more than once (the merge topic) make CommittedIn no measure of
+// it, so it counts the sink's outputs of each transaction and adds them up
+// when the transaction commits (those of an aborted one are produced again
+// later), as `go run ./bench` times topologies with internal topics. It is
+// an engine.OutputHook and an engine.TxnHook of one replica.
 type w5Done struct {
-	outputs   atomic.Int64
-	commitsAt int64 // Stats.Commits when the last output was counted; -1 until then
+	pending, committed atomic.Int64
 	// Ended transactions and the time spent ending them (flush, offsets,
 	// EndTxn), for the worker's report of where its wall time went.
 	txns, txnNanos, txnRecords atomic.Int64
 }
 
-// OnTxnEnd is an engine.TxnHook.
+// OnTxnEnd is an engine.TxnHook. The engine calls it after the
+// transaction's last OnOutput and before the next transaction's first.
 func (d *w5Done) OnTxnEnd(e engine.TxnEnd) {
 	d.txns.Add(1)
 	d.txnNanos.Add(int64(e.Duration))
 	d.txnRecords.Add(e.Records)
+	if n := d.pending.Swap(0); e.Committed {
+		d.committed.Add(n)
+	}
 }
 
 // summary says how many transactions ended and how long ending them took,
@@ -105,20 +107,10 @@ func (d *w5Done) summary(wall time.Duration) string {
 		wall.Round(time.Millisecond), (end / time.Duration(n)).Round(time.Microsecond))
 }
 
-func newW5Done() *w5Done { return &w5Done{commitsAt: -1} }
-
 func (d *w5Done) OnOutput(dataset string, _ time.Duration) {
 	if dataset == w5Output {
-		d.outputs.Add(1)
+		d.pending.Add(1)
 	}
-}
-
-// finished must be called from one goroutine.
-func (d *w5Done) finished(records, commits int64) bool {
-	if d.commitsAt < 0 && d.outputs.Load() >= records {
-		d.commitsAt = commits
-	}
-	return d.commitsAt >= 0 && commits > d.commitsAt
 }
 
 var (

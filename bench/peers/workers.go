@@ -199,7 +199,7 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 		return err
 	}
 	stateDir := ""
-	var w5 *w5Done
+	w5 := false
 	switch {
 	case j.workload == "W5":
 		if err := bindW5(top, j); err != nil {
@@ -209,7 +209,7 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 			return err
 		}
 		defer os.RemoveAll(stateDir)
-		w5 = newW5Done()
+		w5 = true
 	case j.workload == "W2":
 		if err := bindW2(top, j); err != nil {
 			return err
@@ -234,10 +234,6 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	var hooks []engine.Hook
-	if w5 != nil {
-		hooks = append(hooks, w5)
-	}
 	// PEERS_STREAMER_REPLICAS runs that many replicas of the group in this
 	// process (engines with replica ids peers-0, peers-1, ..., each with a
 	// transactional producer and a state directory of its own), as a user
@@ -249,7 +245,7 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 			return fmt.Errorf("PEERS_STREAMER_REPLICAS=%q: want a positive count", v)
 		}
 	}
-	engines, statsOf := make([]*engine.Engine, replicas), make([]*engine.Stats, replicas)
+	engines, statsOf, w5s := make([]*engine.Engine, replicas), make([]*engine.Stats, replicas), make([]*w5Done, replicas)
 	for i := range engines {
 		id, dir := "peers", stateDir
 		if replicas > 1 {
@@ -259,6 +255,11 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 			}
 		}
 		statsOf[i] = engine.NewStats()
+		var hooks []engine.Hook
+		if w5 {
+			w5s[i] = &w5Done{}
+			hooks = append(hooks, w5s[i])
+		}
 		if engines[i], err = engine.New(top, engine.Options{Brokers: j.brokers, ReplicaID: id, Logger: log, Stats: statsOf[i], StateDir: dir, Hooks: hooks}); err != nil {
 			return err
 		}
@@ -297,27 +298,15 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 	started := false
 	timeline := os.Getenv("PEERS_TIMELINE") != ""
 	last := time.Now()
-	// commitsAt holds, per replica, its commits when W5's last output was
-	// counted: W5 is done once every replica has committed since.
-	var commitsAt []int64
 	finished := func() bool {
-		if w5 == nil {
+		if !w5 {
 			return j.records > 0 && sum(committed) >= int64(j.records)
 		}
-		if commitsAt == nil {
-			if w5.outputs.Load() < int64(j.records) {
-				return false
-			}
-			for _, s := range statsOf {
-				commitsAt = append(commitsAt, s.Commits.Load())
-			}
+		var n int64
+		for _, d := range w5s {
+			n += d.committed.Load()
 		}
-		for i, s := range statsOf {
-			if s.Commits.Load() <= commitsAt[i] {
-				return false
-			}
-		}
-		return true
+		return n >= int64(j.records)
 	}
 	for !finished() {
 		if timeline && time.Since(last) > 250*time.Millisecond {
@@ -350,8 +339,10 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 	if err := wait(); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
-	if w5 != nil {
-		fmt.Fprintf(os.Stderr, "streamer W5: %s\n", w5.summary(t.to.Sub(t.from)))
+	for i, d := range w5s {
+		if d != nil {
+			fmt.Fprintf(os.Stderr, "streamer W5 replica %d: %s\n", i, d.summary(t.to.Sub(t.from)))
+		}
 	}
 	return nil
 }
