@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -175,7 +176,29 @@ var internalConfig = map[string]*string{"retention.ms": kadm.StringPtr("-1")}
 // keepForever sets an existing internal topic's retention to internalConfig's,
 // if it is not already: a topic made by an older version, or by hand. A
 // replica without the right to alter it logs a warning and runs on.
+//
+// Replicas that start together race to create the topic: the one that
+// loses may ask a broker that does not know the topic yet, which answers
+// UNKNOWN_TOPIC_OR_PARTITION. That answer is retried for a while.
 func keepForever(ctx context.Context, adm *kadm.Client, topic string, log *slog.Logger) {
+	err := keepForeverOnce(ctx, adm, topic, log)
+retry:
+	for wait := 50 * time.Millisecond; errors.Is(err, kerr.UnknownTopicOrPartition) && wait <= 2*time.Second; wait *= 2 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			err = errors.Join(err, ctx.Err())
+			break retry
+		}
+		err = keepForeverOnce(ctx, adm, topic, log)
+	}
+	if err != nil {
+		log.Warn("cannot make an internal topic keep its records until purged; records older than its retention.ms may be deleted before the job reads them", "topic", topic, "err", err)
+	}
+}
+
+// keepForeverOnce is one try of keepForever.
+func keepForeverOnce(ctx context.Context, adm *kadm.Client, topic string, log *slog.Logger) error {
 	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
 	if err == nil {
 		var rc kadm.ResourceConfig
@@ -183,8 +206,8 @@ func keepForever(ctx context.Context, adm *kadm.Client, topic string, log *slog.
 			err = rc.Err
 		}
 		for _, c := range rc.Configs {
-			if c.Key == "retention.ms" && c.MaybeValue() == "-1" {
-				return
+			if err == nil && c.Key == "retention.ms" && c.MaybeValue() == "-1" {
+				return nil
 			}
 		}
 	}
@@ -199,10 +222,9 @@ func keepForever(ctx context.Context, adm *kadm.Client, topic string, log *slog.
 		}
 		if err == nil {
 			log.Info("internal topic now keeps its records until purged (retention.ms -1)", "topic", topic)
-			return
 		}
 	}
-	log.Warn("cannot make an internal topic keep its records until purged; records older than its retention.ms may be deleted before the job reads them", "topic", topic, "err", err)
+	return err
 }
 
 // ensureChangelogs creates the compacted changelog topic of each state
