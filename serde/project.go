@@ -104,38 +104,45 @@ func (a RawArray) MarshalJSON() ([]byte, error) {
 	return append(b, ']'), nil
 }
 
-// DecodeProjected validates the whole document (unread members are copied
-// to the output unparsed, so they must be well-formed), then walks its
-// top-level members. The walk is written here rather than taken from a
-// JSON-path library because it runs per record and only has to find member
-// boundaries in a document already validated: tidwall/gjson's ForEach took
-// 0.86 µs on a 1 KB order, more than decoding the fields saves
-// (bench/RESULTS.md).
+// DecodeProjected walks the document's top-level members once, checking
+// JSON's grammar as it finds where each ends (scan.go): unread members are
+// copied to the output unparsed, so they must be well-formed. On an invalid
+// document it returns Decode's error, for its precise message. The walk is
+// written here rather than taken from a JSON-path library because it runs
+// per record: tidwall/gjson's ForEach took 0.86 µs on a 1 KB order, more
+// than decoding the fields saves (bench/RESULTS.md), and validating the
+// whole document with gojson.Valid before a walk read it twice.
 func (c *jsonCodec) DecodeProjected(b []byte, fields *Fields) (any, []byte, error) {
-	if !gojson.Valid(b) {
-		_, err := c.Decode(b) // for the decoder's precise message
-		if err == nil {
-			err = fmt.Errorf("json: invalid document")
-		}
-		return nil, nil, err
-	}
 	i := skipSpace(b, 0)
-	if b[i] != '{' {
+	if i >= len(b) || b[i] != '{' {
 		v, err := c.Decode(b)
 		return v, nil, err
 	}
 	m := make(map[string]any, min(len(fields.byName), smallMap))
 	var unread []byte
-	i = skipSpace(b, i+1)
-	for b[i] != '}' {
-		ks, ke := i, skipString(b, i)
-		i = skipSpace(b, ke)
-		i = skipSpace(b, i+1) // the colon
-		vs, ve := i, skipValue(b, i)
-		key, plain := b[ks+1:ke-1], bytes.IndexByte(b[ks+1:ke-1], '\\') < 0
+	if i = skipSpace(b, i+1); i < len(b) && b[i] == '}' {
+		return c.projectedEnd(b, i+1, m, unread)
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return c.invalid(b)
+		}
+		ks := i
+		ke, escaped := scanString(b, i)
+		if ke < 0 {
+			return c.invalid(b)
+		}
+		if i = skipSpace(b, ke); i >= len(b) || b[i] != ':' {
+			return c.invalid(b)
+		}
+		vs := skipSpace(b, i+1)
+		ve := scanValue(b, vs, 1)
+		if ve < 0 {
+			return c.invalid(b)
+		}
 		var f field
-		if plain {
-			f = fields.byName[string(key)] // no allocation for a map lookup
+		if !escaped {
+			f = fields.byName[string(b[ks+1:ke-1])] // no allocation for a map lookup
 		} else {
 			name, err := unquote(b[ks:ke])
 			if err != nil {
@@ -160,12 +167,36 @@ func (c *jsonCodec) DecodeProjected(b []byte, fields *Fields) (any, []byte, erro
 			}
 			unread = append(unread, b[ks:ve]...)
 		}
-		i = skipSpace(b, ve)
-		if b[i] == ',' {
+		if i = skipSpace(b, ve); i >= len(b) {
+			return c.invalid(b)
+		}
+		switch b[i] {
+		case ',':
 			i = skipSpace(b, i+1)
+		case '}':
+			return c.projectedEnd(b, i+1, m, unread)
+		default:
+			return c.invalid(b)
 		}
 	}
+}
+
+// projectedEnd returns the projection of an object that ends before b[i],
+// if only space follows it.
+func (c *jsonCodec) projectedEnd(b []byte, i int, m map[string]any, unread []byte) (any, []byte, error) {
+	if skipSpace(b, i) != len(b) {
+		return c.invalid(b)
+	}
 	return m, unread, nil
+}
+
+// invalid returns Decode's error for a document the scanner rejected.
+func (c *jsonCodec) invalid(b []byte) (any, []byte, error) {
+	_, err := c.Decode(b)
+	if err == nil {
+		err = fmt.Errorf("json: invalid document")
+	}
+	return nil, nil, err
 }
 
 // unquote decodes a JSON string with escapes. It is a function of its own
@@ -251,8 +282,8 @@ func (c *jsonCodec) AppendEncodeWith(dst []byte, v any, unread []byte) ([]byte, 
 	return append(dst, '}'), nil
 }
 
-// The scanners below work on validated JSON only: they find where things
-// end and check nothing.
+// The scanners below work on validated JSON only (shallowArray's elements):
+// they find where things end and check nothing. skipSpace serves both.
 
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {

@@ -360,3 +360,35 @@ func TestAvroExtraFieldsIgnored(t *testing.T) {
 		}
 	}
 }
+
+// TestProjectedRejectsAsDecode: the projected decode's own scanner accepts
+// and rejects what Decode does, at each of JSON's edges, in a used field
+// and in an unread one.
+func TestProjectedRejectsAsDecode(t *testing.T) {
+	c, _ := serde.NewFromSchema("json", nil)
+	p := c.(serde.Projecting)
+	fields := serde.NewFields(map[string]serde.Use{"a": serde.Whole, "s": serde.Shallow})
+	values := []string{
+		`"\u00e9\/\b\f\n\r\t\"\\"`, "\"\xff\xfe\"", "\"\x7f\"", "\"a\x01\"", "\"\x1f\"", `"\u12G4"`, `"\u12"`, `"\x"`, `"abc`, `"\`,
+		`0`, `-0`, `-0.5e-3`, `1E+5`, `12345678901234567890`, `1.`, `-`, `01`, `1e`, `1e+`, `.5`, `+1`, `0x1`, `1.5.5`, `NaN`, `Infinity`,
+		`true`, `false`, `null`, `tru`, `nul`, `fals`, `True`, `nulll`,
+		`[]`, `[ 1 , [2] ]`, `[1,]`, `[,1]`, `[1 2]`, `[`, `{}`, `{"k":1}`, `{"k":1,}`, `{"k" 1}`, `{k:1}`, `{"k":}`, `{"k":1 "l":2}`, `{"\xff":1}`,
+		"\"x\x00\"", "1\x00",
+		strings.Repeat("[", 9999) + strings.Repeat("]", 9999),
+		strings.Repeat("[", 10000) + strings.Repeat("]", 10000),
+		strings.Repeat(`{"a":`, 9999) + "1" + strings.Repeat("}", 9999),
+		strings.Repeat(`{"a":`, 10000) + "1" + strings.Repeat("}", 10000),
+	}
+	var docs []string
+	for _, v := range values {
+		docs = append(docs, `{"a":`+v+`}`, `{"x": `+v+` , "a":1}`, `{"s":[`+v+`]}`, ` `+v+` `)
+	}
+	docs = append(docs, ``, ` `, `{`, `{"a":1}x`, `{"a":1} `, "{\"a\":1}\x00", `{"a":1}{}`, `{ }`, "\t{\n\"a\"\r:1 }\n", `{"a":1,"a":2}`, `{"a\u0041":1}`, `{"a\u12":1}`)
+	for _, doc := range docs {
+		_, ferr := c.Decode([]byte(doc))
+		_, _, perr := p.DecodeProjected([]byte(doc), fields)
+		if (ferr == nil) != (perr == nil) {
+			t.Errorf("%.80q: Decode error %v, projected %v", doc, ferr, perr)
+		}
+	}
+}
