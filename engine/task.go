@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +55,7 @@ type Task struct {
 	trials    [2]int
 	trialBest [2]float64
 	decided   bool
+	decidedAt time.Time // when the last trial ended
 	// slab holds encoded values (see encode).
 	slab []byte
 	// timing and encodeTime measure encoding during a trial batch.
@@ -118,6 +120,13 @@ const (
 // decoding is twice the price, and 8 trial batches per partition were a
 // tenth of a 1.5M-record run); the best of 3 is steady enough.
 const trialBatches = 3
+
+// retrialAfter is how long ProjectAuto keeps a choice before it times both
+// ways again: the records may have changed shape, and a choice made while
+// the machine was busy in some way the thread clock does not see (another
+// thread of this process on the same core) is not kept forever. A trial's
+// slow batches cost a few milliseconds.
+const retrialAfter = 10 * time.Minute
 
 // NewTask builds the pipes of a topology for one partition of a source
 // dataset.
@@ -214,12 +223,15 @@ func (k *Task) useProjection() (projected, timing bool) {
 	if k.policy == ProjectAlways {
 		return true, false
 	}
+	if k.decided && time.Since(k.decidedAt) >= retrialAfter {
+		k.trials, k.decided = [2]int{}, false
+	}
 	if k.trials[0] < trialBatches || k.trials[1] < trialBatches {
 		return k.trials[1] <= k.trials[0], true
 	}
 	projected = k.trialBest[1] < k.trialBest[0]
 	if !k.decided {
-		k.decided = true
+		k.decided, k.decidedAt = true, time.Now()
 		k.log.Debug("decoding mode chosen", "source", k.source.Name, "projected", projected,
 			"whole_ns_per_record", int(k.trialBest[0]), "projected_ns_per_record", int(k.trialBest[1]))
 	}
@@ -293,10 +305,17 @@ func (k *Task) process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 
 	// Only decoding and encoding differ between the two modes, so only
 	// they are timed: pipes and produce (which can block) would add noise.
+	// They are timed on the thread's CPU clock (cputime.go), with the
+	// goroutine kept on its thread, so that time spent waiting for a core
+	// on a busy machine does not count: timed by the wall clock, a trial
+	// under load picked whole decoding, 1.6x the cost of projection on the
+	// bench's orders.
 	projected, timing := k.useProjection()
-	var start time.Time
+	var start time.Duration
 	if timing {
-		start = time.Now()
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		start = threadTime()
 	}
 
 	// Decode into one slab of records to keep allocations per batch, not
@@ -352,7 +371,7 @@ func (k *Task) process(ctx context.Context, in []*kgo.Record, emit func(*kgo.Rec
 		if projected {
 			mode = 1
 		}
-		decodeTime := time.Since(start)
+		decodeTime := threadTime() - start
 		k.encodeTime, k.timing = 0, true
 		defer func() {
 			// The best batch, not the sum: on a busy machine a batch's wall
@@ -567,7 +586,7 @@ func (pb *PipeBatch) count(policy topology.OnError) {
 // it: r's, or a serde.HeaderCodec's (encryption adds its data keys).
 func (k *Task) encode(ds *topology.Dataset, r *pipes.Record) ([]byte, []kgo.RecordHeader, error) {
 	if k.timing {
-		defer func(start time.Time) { k.encodeTime += time.Since(start) }(time.Now())
+		defer func(start time.Duration) { k.encodeTime += threadTime() - start }(threadTime())
 	}
 	// Values are appended into one slab per many records rather than
 	// allocated one by one; a value keeps its slab alive until the client
