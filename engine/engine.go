@@ -525,6 +525,44 @@ func (e *Engine) process(ctx context.Context, fetches kgo.Fetches, emit func(*kg
 	return time.Since(began), errors.Join(errs...)
 }
 
+// take readies a poll's records for the tasks. A bounded run's filter
+// drops transaction markers and records past the end (engine/bounded.go);
+// then, if anything is left to do (records to process, or consumed
+// positions the filter moved past dropped records, which must still be
+// committed), take begins the transaction unless one is open and counts
+// the poll in it. It returns the records left for the tasks, and whether
+// there is anything to do. cl is the transactional session's client.
+//
+// One poll has two counts, for two questions:
+//   - Has the replica caught up (txn.polled)? That compares the records
+//     the poll returned, before the filter, with limit, the most it
+//     could return: a full poll means more may be waiting, however many
+//     of its records the filter then drops. The count after the filter
+//     would make a full poll that crosses a partition's end look short,
+//     and end the transaction at MinCommitInterval though the replica is
+//     behind (never a loss; only commits more often than the interval).
+//   - How much do the tasks do? The records after the filter: the
+//     transaction's count (txn.add) and the poll sizer's (the caller's),
+//     which times the tasks; dropped records cost them nothing, and
+//     counting them would make the pipes look faster than they are and
+//     the next polls too big for the transaction.
+//
+// It must not be called concurrently with any method of tx.
+func (e *Engine) take(ctx context.Context, tx *txn, cl *kgo.Client, fetches kgo.Fetches, limit int) (n int, todo bool, err error) {
+	returned := fetches.NumRecords()
+	dropped := e.bounds.filter(ctx, fetches, cl)
+	n = fetches.NumRecords()
+	if n == 0 && !dropped {
+		return 0, false, nil
+	}
+	if err := tx.begin(); err != nil {
+		return 0, false, err
+	}
+	tx.polled(returned, limit, cl.BufferedFetchRecords())
+	tx.add(n)
+	return n, true, nil
+}
+
 func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *slog.Logger) error {
 	emit := e.produce(sess)
 	stats := e.opts.Stats
@@ -569,8 +607,6 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 		fetches := sess.PollRecords(pollCtx, limit)
 		cancel()
 		e.live.busy()
-		// Bounded runs (engine/bounded.go): drop transaction markers and records past the end.
-		dropped := e.bounds.filter(ctx, fetches, sess.Client())
 		if fetches.IsClientClosed() {
 			return errors.New("engine: kafka client closed")
 		}
@@ -579,12 +615,11 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 				log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 			}
 		})
-		if n := fetches.NumRecords(); n > 0 || dropped { // bounded runs: commit positions moved past markers
-			if err := tx.begin(); err != nil {
-				return err
-			}
-			tx.polled(n, limit, sess.Client().BufferedFetchRecords())
-			tx.add(n)
+		n, todo, err := e.take(ctx, tx, sess.Client(), fetches, limit)
+		if err != nil {
+			return err
+		}
+		if todo {
 			pctx, pcancel := tx.budget(ctx)
 			took, procErr := e.process(pctx, fetches, emit)
 			pcancel()
