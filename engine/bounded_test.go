@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -138,4 +139,58 @@ func BenchmarkBoundedFilter(b *testing.B) {
 		bd.filter(context.Background(), fetches, cl)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*parts*per), "ns/record")
+}
+
+// TestBoundedFullPollNotCaughtUp: a full poll is not caught up because a
+// bounded run's filter drops most of it (the records past a partition's
+// end): the poll said more may be waiting, so the transaction keeps its
+// commit interval; the tasks and the transaction count only the records
+// kept. A short poll, filtered or not, is caught up.
+func TestBoundedFullPollNotCaughtUp(t *testing.T) {
+	top := &topology.Topology{Group: "g", Datasets: map[string]*topology.Dataset{}}
+	o := Options{Logger: slog.Default(), CommitInterval: 4 * time.Second, MinCommitInterval: 100 * time.Millisecond,
+		Bounds: &Bounds{End: map[string]map[int32]int64{"in": {0: 10, 1: 1000}}}}
+	e := &Engine{opts: o, bounds: newBounded(top, o)}
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const limit = 100
+	for _, tc := range []struct {
+		name     string
+		fetched  []kgo.FetchPartition
+		kept     int
+		caughtUp bool
+	}{
+		// 100 records, 90 of them past partition 0's end.
+		{"full poll mostly past the end", []kgo.FetchPartition{{Partition: 0, Records: recs("in", 0, 0, 100)}}, 10, false},
+		// 100 records, none dropped.
+		{"full poll", []kgo.FetchPartition{{Partition: 1, Records: recs("in", 1, 0, 100)}}, 100, false},
+		// 50 records, 40 past the end.
+		{"short poll past the end", []kgo.FetchPartition{{Partition: 0, Records: recs("in", 0, 0, 50)}}, 10, true},
+		{"short poll", []kgo.FetchPartition{{Partition: 1, Records: recs("in", 1, 0, 50)}}, 50, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tx := &txn{e: e, open: true, start: time.Now()} // open: take does not begin one
+			fetches := kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "in", Partitions: tc.fetched}}}}
+			polled := fetches.NumRecords()
+			n, todo, err := e.take(context.Background(), tx, cl, fetches, limit)
+			if err != nil || !todo {
+				t.Fatalf("take: %d records, todo %v, err %v", n, todo, err)
+			}
+			if n != tc.kept || tx.records != int64(tc.kept) {
+				t.Errorf("take: %d records for the tasks, %d in the transaction; want the %d kept", n, tx.records, tc.kept)
+			}
+			want := o.CommitInterval
+			if tc.caughtUp {
+				want = o.MinCommitInterval
+			}
+			if tx.caughtUp != tc.caughtUp || tx.age() != want {
+				t.Errorf("caught up %v (the transaction may stay open %v) after a poll of %d records, limit %d: want %v (%v)",
+					tx.caughtUp, tx.age(), polled, limit, tc.caughtUp, want)
+			}
+			cl.ResumeFetchPartitions(map[string][]int32{"in": {0, 1}})
+		})
+	}
 }

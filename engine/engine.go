@@ -48,18 +48,14 @@ type Engine struct {
 	revokedMu sync.Mutex
 	revoked   []partitionKey
 
-	hooks   *hooks
-	local   *localState  // stores and tables (local.go), nil without either
-	dirLock *os.File     // the state directory's lock when local is nil (LockStateDir)
-	state   StateOpener  // local's, nil without stores
-	tables  *tableSyncer // local's: the tables joins look records up in, or nil
-	pebble  *pebbleState // local's store restorer, nil without stores
-	purge   *purger      // deletes consumed records of internal topics, or nil
-	bounds  *bounded     // the end of a bounded run (Options.Bounds), or nil
-	// processed is how long the last poll's records took in the tasks
-	// (process, without the tables' sync and the tasks' restores), for
-	// the poll sizer; owned by the loop goroutine.
-	processed  time.Duration
+	hooks      *hooks
+	local      *localState  // stores and tables (local.go), nil without either
+	dirLock    *os.File     // the state directory's lock when local is nil (LockStateDir)
+	state      StateOpener  // local's, nil without stores
+	tables     *tableSyncer // local's: the tables joins look records up in, or nil
+	pebble     *pebbleState // local's store restorer, nil without stores
+	purge      *purger      // deletes consumed records of internal topics, or nil
+	bounds     *bounded     // the end of a bounded run (Options.Bounds), or nil
 	produceErr atomic.Pointer[error]
 
 	// changelogEnd tracks, per changelog partition, the offset after the
@@ -470,7 +466,13 @@ type work struct {
 // partition's records stay in order in its goroutine, and so do its
 // outputs. It returns once every polled record is processed: End commits
 // the offsets of everything polled.
-func (e *Engine) process(ctx context.Context, fetches kgo.Fetches, emit func(*kgo.Record)) error {
+//
+// It returns how long the records took in the tasks, for the poll sizer:
+// timed from when the tasks start, so without making new tasks or the
+// tables' sync, which are not the pipes' speed per record (and without
+// the stores' restores, done on assignment before the partitions are
+// read). With an error, the duration means nothing.
+func (e *Engine) process(ctx context.Context, fetches kgo.Fetches, emit func(*kgo.Record)) (time.Duration, error) {
 	var ws []work
 	var err error
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -491,20 +493,20 @@ func (e *Engine) process(ctx context.Context, fetches kgo.Fetches, emit func(*kg
 		ws = append(ws, work{t, p.Records})
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	// Tables first: the records must see every table update committed
 	// before they were polled (engine/tables.go).
 	if err := e.tables.sync(ctx, fetches); err != nil {
-		return err
+		return 0, err
 	}
 	// The run's context is not passed down: once polled, a record is
 	// processed.
 	pctx := context.WithoutCancel(ctx)
 	began := time.Now()
-	defer func() { e.processed = time.Since(began) }()
 	if len(ws) == 1 {
-		return ws[0].task.Process(pctx, ws[0].recs, emit)
+		err := ws[0].task.Process(pctx, ws[0].recs, emit)
+		return time.Since(began), err
 	}
 	// One goroutine per partition, not per core: a pipe that waits (a
 	// remote model) then has every partition's rows in hand at once, so a
@@ -520,7 +522,45 @@ func (e *Engine) process(ctx context.Context, fetches kgo.Fetches, emit func(*kg
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return time.Since(began), errors.Join(errs...)
+}
+
+// take readies a poll's records for the tasks. A bounded run's filter
+// drops transaction markers and records past the end (engine/bounded.go);
+// then, if anything is left to do (records to process, or consumed
+// positions the filter moved past dropped records, which must still be
+// committed), take begins the transaction unless one is open and counts
+// the poll in it. It returns the records left for the tasks, and whether
+// there is anything to do. cl is the transactional session's client.
+//
+// One poll has two counts, for two questions:
+//   - Has the replica caught up (txn.polled)? That compares the records
+//     the poll returned, before the filter, with limit, the most it
+//     could return: a full poll means more may be waiting, however many
+//     of its records the filter then drops. The count after the filter
+//     would make a full poll that crosses a partition's end look short,
+//     and end the transaction at MinCommitInterval though the replica is
+//     behind (never a loss; only commits more often than the interval).
+//   - How much do the tasks do? The records after the filter: the
+//     transaction's count (txn.add) and the poll sizer's (the caller's),
+//     which times the tasks; dropped records cost them nothing, and
+//     counting them would make the pipes look faster than they are and
+//     the next polls too big for the transaction.
+//
+// It must not be called concurrently with any method of tx.
+func (e *Engine) take(ctx context.Context, tx *txn, cl *kgo.Client, fetches kgo.Fetches, limit int) (n int, todo bool, err error) {
+	returned := fetches.NumRecords()
+	dropped := e.bounds.filter(ctx, fetches, cl)
+	n = fetches.NumRecords()
+	if n == 0 && !dropped {
+		return 0, false, nil
+	}
+	if err := tx.begin(); err != nil {
+		return 0, false, err
+	}
+	tx.polled(returned, limit, cl.BufferedFetchRecords())
+	tx.add(n)
+	return n, true, nil
 }
 
 func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *slog.Logger) error {
@@ -567,8 +607,6 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 		fetches := sess.PollRecords(pollCtx, limit)
 		cancel()
 		e.live.busy()
-		// Bounded runs (engine/bounded.go): drop transaction markers and records past the end.
-		dropped := e.bounds.filter(ctx, fetches, sess.Client())
 		if fetches.IsClientClosed() {
 			return errors.New("engine: kafka client closed")
 		}
@@ -577,18 +615,16 @@ func (e *Engine) loop(ctx context.Context, sess *kgo.GroupTransactSession, log *
 				log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 			}
 		})
-		if n := fetches.NumRecords(); n > 0 || dropped { // bounded runs: commit positions moved past markers
-			if err := tx.begin(); err != nil {
-				return err
-			}
-			tx.polled(n, limit, sess.Client().BufferedFetchRecords())
-			tx.add(n)
+		n, todo, err := e.take(ctx, tx, sess.Client(), fetches, limit)
+		if err != nil {
+			return err
+		}
+		if todo {
 			pctx, pcancel := tx.budget(ctx)
-			e.processed = 0
-			procErr := e.process(pctx, fetches, emit)
+			took, procErr := e.process(pctx, fetches, emit)
 			pcancel()
 			if procErr == nil {
-				sizer.observe(n, e.processed)
+				sizer.observe(n, took)
 			}
 			if procErr != nil {
 				actx, acancel := tx.endBudget(ctx, e.opts.ShutdownTimeout)

@@ -50,7 +50,8 @@ func (t *txn) begin() error {
 func (t *txn) add(n int) { t.records += int64(n) }
 
 // polled records what a poll of n records found, with max the most a
-// poll takes and buffered the records the client holds besides: a poll
+// poll takes and buffered the records the client holds besides. n is what
+// the poll returned, before a bounded run's filter (Engine.take): a poll
 // short of max with nothing buffered means the replica has read all there
 // was (it is caught up with its inputs), and waiting for more before
 // committing would only delay what is already processed.

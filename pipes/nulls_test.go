@@ -4,25 +4,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/streamerio/streamer/internal/testfixtures"
 	"github.com/streamerio/streamer/pipes"
 )
 
-// nullSchema has a nullable string (ua), a nullable number (n), a nullable
-// record (geo, whose city is nullable) and a required number (ts).
-var nullSchema = &pipes.Schema{Fields: []pipes.SchemaField{
-	{Name: "ua", Kind: pipes.String, Nullable: true},
-	{Name: "n", Kind: pipes.Float64, Nullable: true},
-	{Name: "ts", Kind: pipes.Int64},
-	{Name: "ok", Kind: pipes.Bool, Nullable: true},
-	{Name: "geo", Kind: pipes.Struct, Nullable: true, Fields: &pipes.Schema{Fields: []pipes.SchemaField{
-		{Name: "country", Kind: pipes.String},
-		{Name: "city", Kind: pipes.String, Nullable: true},
-	}}},
-}}
-
-func compileNull(src string, s *pipes.Schema, opts ...pipes.ExprOption) (*pipes.Program, error) {
-	return pipes.CompileExpr(pipes.Expr{Src: src}, s, opts...)
-}
+// The fixtures these tests share with internal/builtin's.
+var (
+	nullSchema  = testfixtures.NullSchema()
+	compileNull = testfixtures.CompileExpr
+)
 
 // TestNullRuleCompile: what validate accepts and rejects on fields the
 // schema lets be null, and whether the result may be null.

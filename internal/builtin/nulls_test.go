@@ -4,25 +4,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/streamerio/streamer/internal/testfixtures"
 	"github.com/streamerio/streamer/pipes"
 )
 
-// nullSchema has a nullable string (ua), a nullable number (n), a nullable
-// record (geo, whose city is nullable) and a required number (ts).
-var nullSchema = &pipes.Schema{Fields: []pipes.SchemaField{
-	{Name: "ua", Kind: pipes.String, Nullable: true},
-	{Name: "n", Kind: pipes.Float64, Nullable: true},
-	{Name: "ts", Kind: pipes.Int64},
-	{Name: "ok", Kind: pipes.Bool, Nullable: true},
-	{Name: "geo", Kind: pipes.Struct, Nullable: true, Fields: &pipes.Schema{Fields: []pipes.SchemaField{
-		{Name: "country", Kind: pipes.String},
-		{Name: "city", Kind: pipes.String, Nullable: true},
-	}}},
-}}
-
-func compileNull(src string, s *pipes.Schema, opts ...pipes.ExprOption) (*pipes.Program, error) {
-	return pipes.CompileExpr(pipes.Expr{Src: src}, s, opts...)
-}
+// The fixtures these tests share with package pipes': one nullSchema for
+// them all (TestNullDerivedSchemas checks that a filter leaves it as it was).
+var (
+	nullSchema  = testfixtures.NullSchema()
+	compileNull = testfixtures.CompileExpr
+)
 
 // TestNullDerivedSchemas: a map field computed from a nullable field is
 // nullable (and one given a default with ?? is not), a filter or a route on

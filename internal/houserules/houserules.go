@@ -14,8 +14,9 @@
 //     test beside it.
 //   - Package metrics implements every engine and ml hook interface, each
 //     checked at compile time (var _ engine.XHook = (*Metrics)(nil)).
-//   - Only commands import pipes/language (lingua's 125 MB of models), and
-//     serde does not import pipes.
+//   - Only commands import pipes/language (lingua's 125 MB of models),
+//     serde does not import pipes, and only tests import
+//     internal/testfixtures.
 //
 // TestPublicAPIDeps checks, with go list, that the public API a custom pipe
 // imports (package pipes) links none of the ML backends, gRPC, Pebble,

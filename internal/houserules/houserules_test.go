@@ -237,6 +237,8 @@ func TestHouseRules(t *testing.T) {
 					}
 				case path == mod+"pipes" && filepath.Dir(f.path) == "serde":
 					t.Errorf("%s: serde imports pipes: share types through schema or internal/unavailable instead", pos(imp))
+				case path == mod+"internal/testfixtures":
+					t.Errorf("%s: imports internal/testfixtures, which is for tests: only _test.go files may", pos(imp))
 				}
 			}
 		}
