@@ -76,7 +76,7 @@ func runWorker(ctx context.Context, j job) error {
 	switch j.system {
 	case "passthrough":
 		err = runPassthrough(ctx, j, &t)
-	case "streamer":
+	case "streamer", "streamer-2r":
 		err = runStreamer(ctx, j, &t)
 	case "naive", "careful":
 		var naive recordFn
@@ -234,16 +234,14 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	// PEERS_STREAMER_REPLICAS runs that many replicas of the group in this
-	// process (engines with replica ids peers-0, peers-1, ..., each with a
+	// The system streamer-2r runs two replicas of the group in this
+	// process (engines with replica ids peers-0 and peers-1, each with a
 	// transactional producer and a state directory of its own), as a user
-	// would run that many replicas on the machine: one ends a transaction
-	// while another processes, as Kafka Streams' two stream threads do.
+	// would run two replicas on a 2-core machine: one ends a transaction
+	// while the other processes, as Kafka Streams' two stream threads do.
 	replicas := 1
-	if v := os.Getenv("PEERS_STREAMER_REPLICAS"); v != "" {
-		if replicas, err = strconv.Atoi(v); err != nil || replicas < 1 {
-			return fmt.Errorf("PEERS_STREAMER_REPLICAS=%q: want a positive count", v)
-		}
+	if j.system == "streamer-2r" {
+		replicas = 2
 	}
 	engines, statsOf, w5s := make([]*engine.Engine, replicas), make([]*engine.Stats, replicas), make([]*w5Done, replicas)
 	for i := range engines {
