@@ -167,16 +167,12 @@ func (c *jsonCodec) DecodeProjected(b []byte, fields *Fields) (any, []byte, erro
 			}
 			unread = append(unread, b[ks:ve]...)
 		}
-		if i = skipSpace(b, ve); i >= len(b) {
+		var more bool
+		if i, more = scanNext(b, ve, '}'); i < 0 {
 			return c.invalid(b)
 		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case '}':
-			return c.projectedEnd(b, i+1, m, unread)
-		default:
-			return c.invalid(b)
+		if !more {
+			return c.projectedEnd(b, i, m, unread)
 		}
 	}
 }

@@ -167,11 +167,10 @@ func scanObject(b []byte, i, depth int) int {
 	if depth > maxDepth {
 		return -1
 	}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
+	if i = skipSpace(b, i+1); i < len(b) && b[i] == '}' {
 		return i + 1
 	}
-	for {
+	for more := true; more; {
 		if i >= len(b) || b[i] != '"' {
 			return -1
 		}
@@ -184,18 +183,11 @@ func scanObject(b []byte, i, depth int) int {
 		if i = scanValue(b, skipSpace(b, i+1), depth); i < 0 {
 			return -1
 		}
-		if i = skipSpace(b, i); i >= len(b) {
-			return -1
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case '}':
-			return i + 1
-		default:
+		if i, more = scanNext(b, i, '}'); i < 0 {
 			return -1
 		}
 	}
+	return i
 }
 
 // scanArray scans the array whose bracket is at b[i], the depth-th
@@ -204,24 +196,32 @@ func scanArray(b []byte, i, depth int) int {
 	if depth > maxDepth {
 		return -1
 	}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == ']' {
+	if i = skipSpace(b, i+1); i < len(b) && b[i] == ']' {
 		return i + 1
 	}
-	for {
+	for more := true; more; {
 		if i = scanValue(b, i, depth); i < 0 {
 			return -1
 		}
-		if i = skipSpace(b, i); i >= len(b) {
-			return -1
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case ']':
-			return i + 1
-		default:
+		if i, more = scanNext(b, i, ']'); i < 0 {
 			return -1
 		}
 	}
+	return i
+}
+
+// scanNext scans what follows a member or an element ending before b[i]:
+// a comma, after which more follow (next is past the comma and its
+// space), or end, the container's closing character (next is past it).
+func scanNext(b []byte, i int, end byte) (next int, more bool) {
+	if i = skipSpace(b, i); i >= len(b) {
+		return -1, false
+	}
+	switch b[i] {
+	case ',':
+		return skipSpace(b, i+1), true
+	case end:
+		return i + 1, false
+	}
+	return -1, false
 }
