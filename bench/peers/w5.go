@@ -70,13 +70,15 @@ func bindW5(top *topology.Topology, j job) error {
 	return nil
 }
 
-// w5Done says when a W5 streamer replica's outputs are committed: records
-// consumed more than once (the merge topic) make CommittedIn no measure of
-// it, so it counts the sink's outputs of each transaction and adds them up
-// when the transaction commits (those of an aborted one are produced again
-// later), as `go run ./bench` times topologies with internal topics. It is
-// an engine.OutputHook and an engine.TxnHook of one replica.
-type w5Done struct {
+// replicaTally counts a streamer replica's transactions and the time it
+// spent ending them (every workload reports it), and says when a W5
+// replica's outputs are committed: records consumed more than once (the
+// merge topic) make CommittedIn no measure of that, so it counts the sink's
+// outputs of each transaction and adds them up when the transaction
+// commits (those of an aborted one are produced again later), as `go run
+// ./bench` times topologies with internal topics. It is an
+// engine.OutputHook and an engine.TxnHook of one replica.
+type replicaTally struct {
 	pending, committed atomic.Int64
 	// Ended transactions and the time spent ending them (flush, offsets,
 	// EndTxn), for the worker's report of where its wall time went.
@@ -85,7 +87,7 @@ type w5Done struct {
 
 // OnTxnEnd is an engine.TxnHook. The engine calls it after the
 // transaction's last OnOutput and before the next transaction's first.
-func (d *w5Done) OnTxnEnd(e engine.TxnEnd) {
+func (d *replicaTally) OnTxnEnd(e engine.TxnEnd) {
 	d.txns.Add(1)
 	d.txnNanos.Add(int64(e.Duration))
 	d.txnRecords.Add(e.Records)
@@ -97,7 +99,7 @@ func (d *w5Done) OnTxnEnd(e engine.TxnEnd) {
 // summary says how many transactions ended and how long ending them took,
 // against wall, the run's timed interval. It counts every transaction of
 // the run, the one ended at shutdown too: a slight overcount against wall.
-func (d *w5Done) summary(wall time.Duration) string {
+func (d *replicaTally) summary(wall time.Duration) string {
 	n, end := d.txns.Load(), time.Duration(d.txnNanos.Load())
 	if n == 0 {
 		return "no transactions ended"
@@ -107,13 +109,13 @@ func (d *w5Done) summary(wall time.Duration) string {
 		wall.Round(time.Millisecond), (end / time.Duration(n)).Round(time.Microsecond))
 }
 
-func (d *w5Done) OnOutput(dataset string, _ time.Duration) {
+func (d *replicaTally) OnOutput(dataset string, _ time.Duration) {
 	if dataset == w5Output {
 		d.pending.Add(1)
 	}
 }
 
 var (
-	_ engine.OutputHook = (*w5Done)(nil)
-	_ engine.TxnHook    = (*w5Done)(nil)
+	_ engine.OutputHook = (*replicaTally)(nil)
+	_ engine.TxnHook    = (*replicaTally)(nil)
 )

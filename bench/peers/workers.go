@@ -243,7 +243,7 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 	if j.system == "streamer-2r" {
 		replicas = 2
 	}
-	engines, statsOf, w5s := make([]*engine.Engine, replicas), make([]*engine.Stats, replicas), make([]*w5Done, replicas)
+	engines, statsOf, tallies := make([]*engine.Engine, replicas), make([]*engine.Stats, replicas), make([]*replicaTally, replicas)
 	for i := range engines {
 		id, dir := "peers", stateDir
 		if replicas > 1 {
@@ -254,10 +254,8 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 		}
 		statsOf[i] = engine.NewStats()
 		var hooks []engine.Hook
-		if w5 {
-			w5s[i] = &w5Done{}
-			hooks = append(hooks, w5s[i])
-		}
+		tallies[i] = &replicaTally{}
+		hooks = append(hooks, tallies[i])
 		if engines[i], err = engine.New(top, engine.Options{Brokers: j.brokers, ReplicaID: id, Logger: log, Stats: statsOf[i], StateDir: dir, Hooks: hooks}); err != nil {
 			return err
 		}
@@ -301,7 +299,7 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 			return j.records > 0 && sum(committed) >= int64(j.records)
 		}
 		var n int64
-		for _, d := range w5s {
+		for _, d := range tallies {
 			n += d.committed.Load()
 		}
 		return n >= int64(j.records)
@@ -337,10 +335,8 @@ func runStreamer(ctx context.Context, j job, t *timing) error {
 	if err := wait(); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
-	for i, d := range w5s {
-		if d != nil {
-			fmt.Fprintf(os.Stderr, "streamer W5 replica %d: %s\n", i, d.summary(t.to.Sub(t.from)))
-		}
+	for i, d := range tallies {
+		fmt.Fprintf(os.Stderr, "streamer %s replica %d: %s\n", j.workload, i, d.summary(t.to.Sub(t.from)))
 	}
 	return nil
 }
