@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	gojson "github.com/goccy/go-json"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamerio/streamer/internal/gen"
 	"github.com/streamerio/streamer/serde"
@@ -141,4 +142,37 @@ func BenchmarkEncode(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkProducerCompression compresses ~1 MB record batches' worth of
+// the bench's orders with each codec of processing.compression, through
+// franz-go's own compressor (what the producer runs on the goroutine of the
+// broker's connection, one batch after another).
+func BenchmarkProducerCompression(b *testing.B) {
+	g := gen.NewOrders(7)
+	g.Pad = 1024
+	var src []byte
+	for len(src) < 1<<20 { // distinct orders: a repeat would flatter the codecs
+		src = append(src, g.Next().Value...)
+	}
+	for _, c := range []struct {
+		name  string
+		codec kgo.CompressionCodec
+	}{{"snappy", kgo.SnappyCompression()}, {"lz4", kgo.Lz4Compression()}, {"zstd", kgo.ZstdCompression()}, {"gzip", kgo.GzipCompression()}} {
+		b.Run(c.name, func(b *testing.B) {
+			comp, err := kgo.DefaultCompressor(c.codec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var buf bytes.Buffer
+			var n int
+			b.SetBytes(int64(len(src)))
+			for b.Loop() {
+				buf.Reset()
+				out, _ := comp.Compress(&buf, src)
+				n = len(out)
+			}
+			b.ReportMetric(float64(len(src))/float64(n), "ratio")
+		})
+	}
 }
