@@ -66,6 +66,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -89,6 +90,7 @@ type config struct {
 	topology   string
 	jar        string
 	python     string
+	rayPython  string
 	chart      string
 	markdown   string
 	timeout    time.Duration
@@ -121,6 +123,7 @@ func main() {
 	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run (W2: bench/peers/w2.yaml; W5: bench/join.yaml)")
 	flag.StringVar(&c.jar, "kstreams-jar", "bench/peers/kstreams/target/peers-kstreams.jar", "the Kafka Streams app (mvn -q -B -f bench/peers/kstreams package)")
 	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py; W2: enrich.py; W3: score.py, which needs lightgbm too)")
+	flag.StringVar(&c.rayPython, "ray-python", "bin/rayvenv/bin/python", "Python with ray[data], lingua-language-detector and confluent-kafka installed, for the system ray (W4: bench/peers/ray/detect.py)")
 	flag.StringVar(&c.chart, "chart", "", "write the chart (PNG) here (default: bench/peers/<workload>.png)")
 	flag.StringVar(&c.markdown, "markdown", "", "also write the table as Markdown here")
 	latSystems := flag.String("latency-systems", "streamer,careful,kstreams", "systems of the end-to-end latency runs at a fixed offered load, after the throughput runs (empty: none; W1 only)")
@@ -269,7 +272,17 @@ func run(ctx context.Context, c config) error {
 		t0 := time.Now()
 		o := newW4Oracle(corpus, c.in.Records, w4Detector())
 		fmt.Printf("peers: W4 oracle: lingua on %d distinct texts in %v\n", len(o.answers), time.Since(t0).Round(time.Millisecond))
-		return runRecords(ctx, c, adm, o.workload(c.w4Text))
+		w := o.workload(c.w4Text)
+		if slices.ContainsFunc(c.systems, isPython) {
+			t0 = time.Now()
+			if err := o.addLinguaPy(ctx, c.python); err != nil {
+				return err
+			}
+			fmt.Printf("peers: W4 oracle of the Python systems: lingua-py (%s) on the same texts in %v; %s\n",
+				c.python, time.Since(t0).Round(time.Millisecond), o.pyAgreement())
+			w.python = o.pyOracle()
+		}
+		return runRecords(ctx, c, adm, w)
 	case "W6":
 		return runW6(ctx, c, adm)
 	}
