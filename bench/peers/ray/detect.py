@@ -18,15 +18,17 @@ each actor asks for 0.75 CPU and each read and write task for 0.25, which
 fit together in 2.
 
 Timed from the read's start until write_kafka returns (every output
-acknowledged); the actors' detector loading falls inside. Ray's processes
-(the GCS, the raylet, its workers) are this process's descendants, so
-the CPU time is that of the whole tree (utime+stime+cutime+cstime of
-every descendant alive at the end, from /proc, less the same at the
-start), and the peak memory that of the tree too: the largest sum of the
-processes' proportional set sizes (Pss, which counts the shared object
-store once), sampled every 100 ms. Prints the result line of
-bench/peers/quix/peerrun.py on the stdout it started with; everything
-else goes to stderr.
+acknowledged); the actors' start and detector loading fall inside. Ray's
+processes (the GCS, the raylet, its workers and actors) are this
+process's descendants, so the CPU time is that of the whole tree: each
+process's utime+stime from /proc, sampled every 200 ms (the actors exit
+before write_kafka returns: their last sample counts), at the end less
+at the start, less the sampler's own CPU time. The peak memory is the
+tree's too: the largest sum of the processes' proportional set sizes
+(Pss, which counts shared pages such as the object store's once), every
+third sample. Prints the result line of bench/peers/quix/peerrun.py
+on the stdout it started with; everything else, the CPU seconds by kind
+of process among it, goes to stderr.
 """
 
 import json
@@ -64,62 +66,81 @@ class Detector:
 
 
 def tree():
-    """The pids of this process and its descendants."""
-    parent = {}
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open("/proc/%s/stat" % pid) as f:
-                    parent[int(pid)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                pass
+    """The pids of this process and its descendants (/proc/PID/task/TID/children)."""
     pids, todo = [], [os.getpid()]
     while todo:
-        p = todo.pop()
-        pids.append(p)
-        todo += [c for c, pp in parent.items() if pp == p]
+        pid = todo.pop()
+        pids.append(pid)
+        try:
+            for tid in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass  # it has just exited
     return pids
 
 
-def tree_cpu():
-    """CPU seconds of the tree: each live process's own and its reaped children's."""
-    ticks = 0
-    for pid in tree():
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            ticks += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-        except OSError:
-            pass
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def tree_kb(key):
-    """The sum of one smaps_rollup field (Pss, Rss) over the tree, in KiB."""
-    total = 0
-    for pid in tree():
-        try:
+def sample(pid, memory):
+    """A process's name, CPU seconds (its own utime+stime: no children's, so
+    that none is counted twice), and when memory, its Pss and Rss in KiB;
+    None once it is gone."""
+    mem = {}
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            name, fields = f.read().split(" (", 1)[1].rsplit(")", 1)
+        if memory:
             with open("/proc/%d/smaps_rollup" % pid) as f:
                 for line in f:
-                    if line.startswith(key + ":"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
+                    key, _, rest = line.partition(":")
+                    if key in ("Pss", "Rss"):
+                        mem[key] = int(rest.split()[0])
+    except (OSError, IndexError):
+        return None
+    secs = sum(int(x) for x in fields.split()[11:13]) / os.sysconf("SC_CLK_TCK")
+    return name, secs, mem.get("Pss", 0), mem.get("Rss", 0)
 
 
 class Sampler(threading.Thread):
-    """The peak of the tree's Pss (and Rss) sums, every 100 ms until stopped."""
+    """Samples the tree every 200 ms until stopped: the last CPU seconds
+    seen of every process (so that one which exits before the end, as the
+    actors do when their operator is done, still counts, less at most its
+    last 200 ms), and every 600 ms the peaks of the Pss and Rss sums
+    (reading smaps_rollup is the costly part). Its own CPU time so far,
+    measurement and not Ray's, is in self.own."""
 
     def __init__(self):
         super().__init__(daemon=True)
-        self.pss = self.rss = 0
-        self.stopped = threading.Event()
+        self.cpu, self.pss, self.rss, self.own = {}, 0, 0, 0.0
+        self.lock, self.stopped = threading.Lock(), threading.Event()
 
     def run(self):
-        while not self.stopped.is_set():
-            self.pss, self.rss = max(self.pss, tree_kb("Pss")), max(self.rss, tree_kb("Rss"))
-            self.stopped.wait(0.1)
+        n = 0
+        while True:
+            self.snapshot(memory=n % 3 == 0)
+            self.own, n = time.thread_time(), n + 1
+            if self.stopped.wait(0.2):
+                break
+
+    def snapshot(self, memory=False):
+        """Samples the tree now; returns the CPU seconds of every process seen so far, by pid."""
+        pss = rss = 0
+        with self.lock:
+            for pid in tree():
+                got = sample(pid, memory)
+                if got:
+                    name, secs, p, r = got
+                    self.cpu[pid] = (name, secs)
+                    pss, rss = pss + p, rss + r
+            self.pss, self.rss = max(self.pss, pss), max(self.rss, rss)
+            return dict(self.cpu)
+
+
+def cpu_by_name(cpu0, cpu1):
+    """The CPU seconds each kind of process spent from cpu0 to cpu1."""
+    out = {}
+    for pid, (name, secs) in cpu1.items():
+        out[name] = out.get(name, 0) + secs - cpu0.get(pid, (name, 0))[1]
+    return out
 
 
 def main():
@@ -134,18 +155,21 @@ def main():
     ray.data.DataContext.get_current().enable_progress_bars = False
 
     try:
-        cpu0, wall0 = tree_cpu(), time.monotonic()
+        cpu0, own0, wall0 = sampler.snapshot(), sampler.own, time.monotonic()
         ds = ray.data.read_kafka(input_topic, bootstrap_servers=brokers, num_cpus=0.25)
         ds = ds.map_batches(Detector, batch_size=500, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=2), num_cpus=0.75)
         ds.write_kafka(output_topic, brokers, key_field="id", key_serializer="string", value_serializer="json",
                        ray_remote_args={"num_cpus": 0.25})
-        wall1, cpu1 = time.monotonic(), tree_cpu()
+        wall1, cpu1, own1 = time.monotonic(), sampler.snapshot(), sampler.own
     finally:
         sampler.stopped.set()
         sampler.join()
         ray.shutdown()
-    print("ray peer: %d records; peak of the tree's Pss %d KiB, of its Rss sum %d KiB" % (int(records), sampler.pss, sampler.rss), file=sys.stderr)
-    print("result seconds %.4f cpu_seconds %.4f peak_rss_kb %d" % (wall1 - wall0, cpu1 - cpu0, sampler.pss), file=result, flush=True)
+    by_name = sorted(cpu_by_name(cpu0, cpu1).items(), key=lambda kv: -kv[1])
+    print("ray peer: %d records; peak of the tree's Pss %d KiB, of its Rss sum %d KiB; CPU seconds by process: %s; of which the sampler's own (left out) %.2f"
+          % (int(records), sampler.pss, sampler.rss, ", ".join("%s %.2f" % kv for kv in by_name), own1 - own0), file=sys.stderr)
+    cpu = sum(cpu_by_name(cpu0, cpu1).values()) - (own1 - own0)
+    print("result seconds %.4f cpu_seconds %.4f peak_rss_kb %d" % (wall1 - wall0, cpu, sampler.pss), file=result, flush=True)
 
 
 if __name__ == "__main__":
