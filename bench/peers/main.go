@@ -14,7 +14,9 @@
 // W3 (w3.go) scores events with a GBDT model (the predict pipe), W4 (w4.go)
 // detects the language of Debian's translated fortunes (the language
 // pipe); both for streamer, naive and careful, checked per record
-// (records.go).
+// (records.go); W4 also, named in -systems, for Quix Streams
+// (bench/peers/quix/detect.py) and Ray Data (bench/peers/ray/detect.py,
+// at least once), both on lingua-py (w4py.go).
 // W6 (w6.go) is recovery: bench/peers/w6.yaml, a count and sum per key over
 // -records distinct keys, restored from its changelog onto an empty state
 // directory, streamer against Kafka Streams (time to ready).
