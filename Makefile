@@ -12,7 +12,7 @@ KAFKA_SASL_SSL_PORT ?= 9094
 KAFKA_DATA ?= $(or $(TMPDIR),/tmp)/streamer-kafka
 export KAFKA_SASL_SSL_PORT KAFKA_DATA
 
-.PHONY: test unit integration lint build demo bench schema examples-test ml-testdata onnx-testdata bench-ml image image-language deploy-test tink-interop bench-peers bench-peers-jar bench-peers-w34 bench-peers-w3-model bench-peers-w4-text
+.PHONY: test unit integration lint build demo bench schema examples-test ml-testdata onnx-testdata bench-ml image image-language deploy-test tink-interop bench-peers bench-peers-jar bench-peers-w34 bench-peers-w3-model bench-peers-w4-text bench-peers-w4-python
 
 test: lint unit deploy-test examples-test integration
 
@@ -137,3 +137,15 @@ bench-peers-w3-model:
 
 bench-peers-w4-text:
 	scripts/bench/fortunes.sh bin/peers-w4
+
+# W4 with its Python peers, Quix Streams and Ray Data (both detecting with
+# lingua-py), short form. Opt-in, not part of bench-peers: it installs
+# quixstreams, ray[data] and their dependencies (hundreds of MB) from PyPI
+# into bin/quixvenv and bin/rayvenv. The long form is in bench/RESULTS.md.
+bench-peers-w4-python: bench-peers-w4-text
+	test -x bin/quixvenv/bin/python || python3 -m venv bin/quixvenv
+	bin/quixvenv/bin/pip install -q quixstreams==3.28.1 lingua-language-detector==2.1.1
+	test -x bin/rayvenv/bin/python || python3 -m venv bin/rayvenv
+	bin/rayvenv/bin/pip install -q 'ray[data]==2.60.0' lingua-language-detector==2.1.1 confluent-kafka==2.16.1
+	scripts/with-kafka.sh $(GO) run ./bench/peers -workload W4 -brokers $(BROKERS) -records 2000 -rounds 1 \
+		-systems streamer,naive,careful,quix,ray -chart bin/peers-W4-python.png

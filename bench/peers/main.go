@@ -14,7 +14,9 @@
 // W3 (w3.go) scores events with a GBDT model (the predict pipe), W4 (w4.go)
 // detects the language of Debian's translated fortunes (the language
 // pipe); both for streamer, naive and careful, checked per record
-// (records.go).
+// (records.go); W4 also, named in -systems, for Quix Streams
+// (bench/peers/quix/detect.py) and Ray Data (bench/peers/ray/detect.py,
+// at least once), both on lingua-py (w4py.go).
 // W6 (w6.go) is recovery: bench/peers/w6.yaml, a count and sum per key over
 // -records distinct keys, restored from its changelog onto an empty state
 // directory, streamer against Kafka Streams (time to ready).
@@ -66,6 +68,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -89,6 +92,7 @@ type config struct {
 	topology   string
 	jar        string
 	python     string
+	rayPython  string
 	chart      string
 	markdown   string
 	timeout    time.Duration
@@ -121,6 +125,7 @@ func main() {
 	flag.StringVar(&c.topology, "topology", "bench/topology.yaml", "topology of the streamer run (W2: bench/peers/w2.yaml; W5: bench/join.yaml)")
 	flag.StringVar(&c.jar, "kstreams-jar", "bench/peers/kstreams/target/peers-kstreams.jar", "the Kafka Streams app (mvn -q -B -f bench/peers/kstreams package)")
 	flag.StringVar(&c.python, "quix-python", "bin/quixvenv/bin/python", "Python with quixstreams installed, for the system quix (bench/peers/quix/filtermap.py; W2: enrich.py; W3: score.py, which needs lightgbm too)")
+	flag.StringVar(&c.rayPython, "ray-python", "bin/rayvenv/bin/python", "Python with ray[data], lingua-language-detector and confluent-kafka installed, for the system ray (W4: bench/peers/ray/detect.py)")
 	flag.StringVar(&c.chart, "chart", "", "write the chart (PNG) here (default: bench/peers/<workload>.png)")
 	flag.StringVar(&c.markdown, "markdown", "", "also write the table as Markdown here")
 	latSystems := flag.String("latency-systems", "streamer,careful,kstreams", "systems of the end-to-end latency runs at a fixed offered load, after the throughput runs (empty: none; W1 only)")
@@ -269,7 +274,17 @@ func run(ctx context.Context, c config) error {
 		t0 := time.Now()
 		o := newW4Oracle(corpus, c.in.Records, w4Detector())
 		fmt.Printf("peers: W4 oracle: lingua on %d distinct texts in %v\n", len(o.answers), time.Since(t0).Round(time.Millisecond))
-		return runRecords(ctx, c, adm, o.workload(c.w4Text))
+		w := o.workload(c.w4Text)
+		if slices.ContainsFunc(c.systems, isPython) {
+			t0 = time.Now()
+			if err := o.addLinguaPy(ctx, c.python); err != nil {
+				return err
+			}
+			fmt.Printf("peers: W4 oracle of the Python systems: lingua-py (%s) on the same texts in %v; %s\n",
+				c.python, time.Since(t0).Round(time.Millisecond), o.pyAgreement())
+			w.python = o.pyOracle()
+		}
+		return runRecords(ctx, c, adm, w)
 	case "W6":
 		return runW6(ctx, c, adm)
 	}

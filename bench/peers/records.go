@@ -35,7 +35,26 @@ type recordWorkload struct {
 	// quix is the Quix Streams script and its arguments after BROKERS
 	// INPUT OUTPUT GROUP RECORDS; empty when the workload has none.
 	quix []string
+	// ray is the Ray Data script (W4) and its arguments after BROKERS
+	// INPUT OUTPUT GROUP RECORDS; empty when the workload has none.
+	ray []string
+	// python, when not nil, is the oracle of the Python systems (quix,
+	// ray) in place of check: W4's is lingua-py, whose answers are not
+	// always lingua-go's (w4py.go).
+	python *pyOracle
 }
+
+// pyOracle checks the Python systems' output against their own library,
+// and compares it with the Go systems' oracle.
+type pyOracle struct {
+	// check is as recordWorkload's, against the Python library's answers.
+	check func(key, value []byte) (int, error)
+	// vsGo reports whether an output has the Go oracle's language and
+	// its confidence.
+	vsGo func(key, value []byte) (lang, conf bool)
+}
+
+func isPython(system string) bool { return system == "quix" || system == "ray" }
 
 // fillRecords produces the workload's n records to topic.
 func fillRecords(ctx context.Context, brokers []string, topic string, n int, w recordWorkload) (int64, error) {
@@ -64,13 +83,19 @@ type perRecord struct {
 	seen                   []bool
 	read, dup, wrong, junk int
 	examples               []string
+
+	vsGo           func(key, value []byte) (lang, conf bool) // a Python system's: also compared with the Go oracle
+	goLang, goConf int                                       // of the records vsGo saw: with the Go oracle's language, confidence
 }
 
 func newPerRecord(n int) *perRecord { return &perRecord{n: n, seen: make([]bool, n)} }
 
-func (p *perRecord) add(w recordWorkload, key, value []byte) {
+func (p *perRecord) add(w recordWorkload, key, value []byte) { p.addWith(w.check, key, value) }
+
+// addWith tallies one output record with check as the oracle.
+func (p *perRecord) addWith(check func(key, value []byte) (int, error), key, value []byte) {
 	p.read++
-	id, err := w.check(key, value)
+	id, err := check(key, value)
 	switch {
 	case id < 0 || id >= p.n:
 		p.junk++
@@ -83,8 +108,19 @@ func (p *perRecord) add(w recordWorkload, key, value []byte) {
 		if err != nil {
 			p.wrong++
 			p.example(fmt.Sprintf("record %d: %v", id, err))
+		} else if p.vsGo != nil {
+			lang, conf := p.vsGo(key, value)
+			p.goLang += b2i(lang)
+			p.goConf += b2i(conf)
 		}
 	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (p *perRecord) example(s string) {
@@ -110,6 +146,10 @@ func (p *perRecord) ok() bool {
 }
 
 func (p *perRecord) String() string {
+	if p.ok() && p.vsGo != nil {
+		return fmt.Sprintf("read back read_committed: %d records, each once, match lingua-py's own answers; lingua-go's language on %.2f%%, its confidence (1e-9) on %.2f%%",
+			p.read, 100*float64(p.goLang)/float64(p.n), 100*float64(p.goConf)/float64(p.n))
+	}
 	if p.ok() {
 		return fmt.Sprintf("read back read_committed: %d records, each once, match the oracle", p.read)
 	}
@@ -118,11 +158,16 @@ func (p *perRecord) String() string {
 }
 
 // verifyRecords reads output back read_committed and checks it per record.
+// A Python system's is checked against w.python when the workload has one.
 func verifyRecords(ctx context.Context, c config, w recordWorkload, output string, o *outcome) error {
 	p := newPerRecord(c.in.Records)
+	check := w.check
+	if w.python != nil && isPython(o.system) {
+		check, p.vsGo = w.python.check, w.python.vsGo
+	}
 	vctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	if err := topicread.All(vctx, c.brokers, 1500*time.Millisecond, func(r *kgo.Record) { p.add(w, r.Key, r.Value) }, output); err != nil {
+	if err := topicread.All(vctx, c.brokers, 1500*time.Millisecond, func(r *kgo.Record) { p.addWith(check, r.Key, r.Value) }, output); err != nil {
 		return fmt.Errorf("reading %s back: %w", output, err)
 	}
 	o.ok, o.note = p.ok(), p.String()
@@ -174,6 +219,13 @@ func runRecords(ctx context.Context, c config, adm *kadm.Client, w recordWorkloa
 				}
 				cmd = exec.CommandContext(ctx, c.python, append([]string{"-u", w.quix[0], strings.Join(c.brokers, ","), input, output,
 					name, fmt.Sprint(c.in.Records)}, w.quix[1:]...)...)
+			}
+			if sys == "ray" {
+				if len(w.ray) == 0 {
+					return fmt.Errorf("%s has no Ray Data peer", c.workload)
+				}
+				cmd = exec.CommandContext(ctx, c.rayPython, append([]string{"-u", w.ray[0], strings.Join(c.brokers, ","), input, output,
+					name, fmt.Sprint(c.in.Records)}, w.ray[1:]...)...)
 			}
 			o, err := runTimed(cmd, sys, round, int64(c.in.Records))
 			if err != nil {

@@ -66,8 +66,11 @@ func report(c config, outs []outcome, lats []latOutcome) error {
 		if o.ok && strings.HasPrefix(o.note, "read back read_committed: ") && o.note != "read back read_committed: matches the oracle" {
 			verdict = strings.TrimPrefix(o.note, "read back read_committed: ")
 		}
-		if o.system == "goka" {
+		switch o.system {
+		case "goka":
 			verdict += " (Goka is at least once: no transactions)"
+		case "ray":
+			verdict += " (Ray Data is at least once: no Kafka transactions)"
 		}
 		rate, cpu, cores := fmt.Sprintf("%.0f", o.rate()), fmt.Sprintf("%.1f", o.cpuMicros()), fmt.Sprintf("%.2f", o.cpu/o.seconds)
 		util := fmt.Sprintf("%.0f%%", 100*o.cpu/o.seconds/float64(runtime.NumCPU()))
@@ -148,13 +151,19 @@ func chart(c config, ss []summary, lats []latOutcome) error {
 	names := make([]string, len(ss))
 	for i, s := range ss {
 		names[i] = s.system
-		if s.system == "goka" {
-			names[i] = "goka*"
+		if s.system == "goka" || s.system == "ray" {
+			names[i] = s.system + "*"
+		}
+	}
+	var once []string
+	for _, n := range names {
+		if strings.HasSuffix(n, "*") {
+			once = append(once, strings.TrimSuffix(n, "*"))
 		}
 	}
 	xlabel := ""
-	if slices.Contains(names, "goka*") {
-		xlabel = "goka*: at least once"
+	if len(once) > 0 {
+		xlabel = "*: at least once (" + strings.Join(once, ", ") + ")"
 	}
 	specs := []struct {
 		title, y string

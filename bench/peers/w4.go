@@ -196,7 +196,8 @@ type w4Answer struct {
 type w4Oracle struct {
 	corpus  *w4Corpus
 	answers map[string]w4Answer
-	agree   float64 // share of the distinct texts detected as their package's language
+	agree   float64             // share of the distinct texts detected as their package's language
+	py      map[string]w4Answer // lingua-py's answers (w4py.go); nil unless a Python system runs
 }
 
 // newW4Oracle runs lingua on each distinct text of the first n records, on
@@ -240,6 +241,11 @@ func newW4Oracle(c *w4Corpus, n int, det lingua.LanguageDetector) *w4Oracle {
 
 // check is W4's oracle for one output record.
 func (o *w4Oracle) check(key, value []byte) (int, error) {
+	return o.checkWith(o.answers, "lingua", key, value)
+}
+
+// checkWith checks one output record against answers, lib's.
+func (o *w4Oracle) checkWith(answers map[string]w4Answer, lib string, key, value []byte) (int, error) {
 	var v struct {
 		ID   *int     `json:"id"`
 		Text string   `json:"text"`
@@ -251,17 +257,21 @@ func (o *w4Oracle) check(key, value []byte) (int, error) {
 	}
 	id := *v.ID
 	text := o.corpus.text(id)
-	want := o.answers[text]
+	want := answers[text]
 	switch {
 	case v.Text != text || string(key) != strconv.Itoa(id):
 		return id, fmt.Errorf("key %q or text %.40q is not the input's", key, v.Text)
-	case (v.Lang == nil) != (want.code == nil) || v.Lang != nil && *v.Lang != *want.code:
-		return id, fmt.Errorf("language %s, lingua's %s", strOrNull(v.Lang), strOrNull(want.code))
-	case v.Conf == nil || math.Abs(*v.Conf-want.conf) > 1e-9:
-		return id, fmt.Errorf("confidence %v, lingua's %v", ptrOrNull(v.Conf), want.conf)
+	case !sameLang(v.Lang, want.code):
+		return id, fmt.Errorf("language %s, %s's %s", strOrNull(v.Lang), lib, strOrNull(want.code))
+	case v.Conf == nil || !sameConf(*v.Conf, want.conf):
+		return id, fmt.Errorf("confidence %v, %s's %v", ptrOrNull(v.Conf), lib, want.conf)
 	}
 	return id, nil
 }
+
+func sameLang(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+
+func sameConf(a, b float64) bool { return math.Abs(a-b) <= 1e-9 }
 
 func strOrNull(s *string) string {
 	if s == nil {
@@ -285,6 +295,8 @@ func (o *w4Oracle) workload(dir string) recordWorkload {
 	return recordWorkload{
 		record: o.corpus.record,
 		check:  o.check,
+		quix:   []string{filepath.Join("bench", "peers", "quix", "detect.py")},
+		ray:    []string{filepath.Join("bench", "peers", "ray", "detect.py")},
 		describe: fmt.Sprintf("%d Debian fortunes in %s from %d files of %s (%d distinct texts in the input); oracle: lingua run directly, which gives %.1f%% of them their package's language",
 			texts, strings.Join(o.corpus.langs, ","), o.corpus.files, dir, len(o.answers), 100*o.agree),
 	}
