@@ -14,7 +14,7 @@ import (
 // bulkLoad writes keys 0..n-1 in a scattered order through a bulk store's
 // Loader, with a syncing Flush every n/flushes keys: each makes an L0
 // table overlapping all the others, as a restore from far behind does.
-func bulkLoad(t *testing.T, dir string, n, flushes int) {
+func bulkLoad(t testing.TB, dir string, n, flushes int) {
 	t.Helper()
 	b, err := OpenPebbleBulk(dir, PebbleOptions{})
 	if err != nil {
