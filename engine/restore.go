@@ -451,10 +451,12 @@ func (p *pebbleState) restoreFrom(ctx context.Context, pb *state.Pebble, pt part
 		return nil, err
 	}
 	err = p.apply(ctx, bulk, true, k, from, end, fresh, run)
-	// The bulk load left its tables in L0, all overlapping. The store
-	// reopened below merges them in the background while the task uses
-	// it, and takes writes meanwhile (state.OpenPebbleWith): the merge is
-	// done after the replica is ready, not before.
+	if err == nil {
+		// The bulk load left its tables in L0, all overlapping: merge
+		// them in one pass now, rather than have them slow every read
+		// and stall writes once processing begins.
+		err = bulk.CompactAll()
+	}
 	// Close flushes what the restore wrote, also when it stopped early: a
 	// later restore goes on from there.
 	err = errors.Join(err, bulk.Close())

@@ -150,12 +150,7 @@ func OpenPebble(dir string) (*Pebble, error) {
 	return OpenPebbleWith(dir, PebbleOptions{})
 }
 
-// OpenPebbleWith opens or creates the store in dir. Its compactions start
-// once it is open, not while it opens: a store with a deep L0, as a bulk
-// load leaves it, is usable at once, merges its L0 in the background, and
-// takes writes meanwhile (its L0 stop-writes threshold is raised above
-// the depth it opened with). Reads look in every L0 sublevel until then.
-// Close waits for the compaction under way, if any.
+// OpenPebbleWith opens or creates the store in dir.
 func OpenPebbleWith(dir string, o PebbleOptions) (*Pebble, error) {
 	return openPebble(dir, o, false)
 }
@@ -181,9 +176,6 @@ func openPebble(dir string, o PebbleOptions, bulk bool) (*Pebble, error) {
 		Cache:              sharedCache(o.CacheSize),
 		FS:                 o.FS,
 		MemTableSize:       o.MemTableSize,
-		// Pebble's defaults, named here: openPebble reads them.
-		L0CompactionThreshold: 4,
-		L0StopWritesThreshold: defaultL0StopWrites,
 		CompactionConcurrencyRange: func() (int, int) {
 			return 1, o.MaxConcurrentCompactions
 		},
@@ -193,10 +185,10 @@ func openPebble(dir string, o PebbleOptions, bulk bool) (*Pebble, error) {
 		// Keys arrive in no order, so every flushed table overlaps all
 		// the others: compacting while loading would rewrite the store
 		// about once per flush. The tables pile up in L0 instead (writes
-		// must not stall on that). Reopened for use, the store merges
-		// them in the background (openPebble, scheduler).
+		// must not stall on that), to be compacted in one pass at the end
+		// (CompactAll).
 		opts.DisableAutomaticCompactions = true
-		opts.L0StopWritesThreshold = math.MaxInt32
+		opts.L0CompactionThreshold, opts.L0StopWritesThreshold = 4, math.MaxInt32
 	}
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(o.BloomBitsPerKey)
@@ -214,49 +206,15 @@ func openPebble(dir string, o PebbleOptions, bulk bool) (*Pebble, error) {
 			}
 		}
 	}
-	db, sched, err := openDB(dir, opts)
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("state: opening %s: %w", dir, err)
 	}
-	// A store opened with a deep L0, as a bulk load leaves it (every
-	// table overlapping the others), keeps taking writes while its
-	// compactions work the depth down: stopping them at Pebble's 12
-	// sublevels would stall the first commits after a restore until
-	// the whole L0 is merged. It is opened again (before any compaction
-	// began: cheap) with room for 12 more sublevels than it has, for as
-	// long as it stays open.
-	if l0 := db.Metrics().Levels[0].Sublevels; !bulk && int(l0) > opts.L0CompactionThreshold {
-		if err := db.Close(); err != nil {
-			return nil, fmt.Errorf("state: opening %s: %w", dir, err)
-		}
-		opts.L0StopWritesThreshold = int(l0) + defaultL0StopWrites
-		if db, sched, err = openDB(dir, opts); err != nil {
-			return nil, err
-		}
-	}
-	sched.start()
 	p := &Pebble{db: db, batch: db.NewIndexedBatch(), bulk: bulk, commitOpt: pebble.Sync}
 	if o.NoSyncCommit {
 		p.commitOpt = pebble.NoSync
 	}
 	return p, nil
-}
-
-// defaultL0StopWrites is Pebble's L0StopWritesThreshold, in L0
-// sublevels.
-const defaultL0StopWrites = 12
-
-// openDB opens the database with a scheduler of its own that starts no
-// compaction until the caller starts it: the store is open then.
-func openDB(dir string, opts *pebble.Options) (*pebble.DB, *scheduler, error) {
-	sched := newScheduler()
-	o := opts.Clone()
-	o.Experimental.CompactionScheduler = sched
-	db, err := pebble.Open(dir, o)
-	if err != nil {
-		return nil, nil, fmt.Errorf("state: opening %s: %w", dir, err)
-	}
-	return db, sched, nil
 }
 
 func (p *Pebble) key(k []byte) []byte {
