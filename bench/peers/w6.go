@@ -106,16 +106,20 @@ func produceProbes(ctx context.Context, brokers []string, topic string, sample [
 
 // w6Outcome is one restore of one system.
 type w6Outcome struct {
-	system       string
-	round        int
-	ready        float64 // s, from the process's start (as the parent saw it) until it said it was ready
-	selfReady    float64 // s, ready as the process timed itself (Go: from main; Java: from the JVM's start)
-	began        float64 // s, when the first restore began, as the process timed itself
-	restore      float64 // s, the restores' span, from the first start to the last end
-	restored     int64   // records restored, as the system counted them
-	cpu          float64 // s of process CPU from its start until ready
-	rssKB        int64   // VmHWM at ready
-	exitRSSKB    int64   // peak RSS over the whole run, probes included (rusage)
+	system    string
+	round     int
+	ready     float64 // s, from the process's start (as the parent saw it) until it said it was ready
+	selfReady float64 // s, ready as the process timed itself (Go: from main; Java: from the JVM's start)
+	began     float64 // s, when the first restore began, as the process timed itself
+	restore   float64 // s, the restores' span, from the first start to the last end
+	restored  int64   // records restored, as the system counted them
+	cpu       float64 // s of process CPU from its start until ready
+	rssKB     int64   // VmHWM at ready
+	exitRSSKB int64   // peak RSS over the whole run, probes included (rusage)
+	// probed is the s from ready (as the parent saw it) until the group
+	// committed the whole input, probes included: the system's first
+	// processing after ready, reading and updating restored keys.
+	probed       float64
 	load1, load2 string
 	ok           bool
 	note         string
@@ -240,7 +244,7 @@ func runW6(ctx context.Context, c config, adm *kadm.Client) error {
 			created = append(created, output)
 			var cmd *exec.Cmd
 			if s.name == "streamer" {
-				cmd = exec.CommandContext(ctx, self, w6WorkerArgs(c, s, input, output, "restore")...)
+				cmd = exec.CommandContext(ctx, w6StreamerBin(self, round), w6WorkerArgs(c, s, input, output, "restore")...)
 				cmd.Env = w6StreamerEnv(round)
 			} else {
 				cmd = exec.CommandContext(ctx, "java", "-cp", c.jar, "io.streamer.bench.Recover", strings.Join(c.brokers, ","),
@@ -256,8 +260,8 @@ func runW6(ctx context.Context, c config, adm *kadm.Client) error {
 				return err
 			}
 			outs = append(outs, o)
-			fmt.Printf("%-9s round %d  ready after %6.2f s (self-timed %.2f s, first restore began at %.2f s)  restore %6.2f s  %9.0f records/s (%d restored)  CPU %6.2f s  peak RSS at ready %5.0f MiB (run %5.0f)  load %s -> %s  %s\n",
-				o.system, o.round, o.ready, o.selfReady, o.began, o.restore, o.rate(), o.restored, o.cpu, float64(o.rssKB)/1024, float64(o.exitRSSKB)/1024, o.load1, o.load2, o.note)
+			fmt.Printf("%-9s round %d  ready after %6.2f s (self-timed %.2f s, first restore began at %.2f s)  restore %6.2f s  %9.0f records/s (%d restored)  CPU %6.2f s  peak RSS at ready %5.0f MiB (run %5.0f)  %d probes processed %.2f s after ready  load %s -> %s  %s\n",
+				o.system, o.round, o.ready, o.selfReady, o.began, o.restore, o.rate(), o.restored, o.cpu, float64(o.rssKB)/1024, float64(o.exitRSSKB)/1024, len(sample), o.probed, o.load1, o.load2, o.note)
 		}
 	}
 	return reportW6(c, keys, outs)
@@ -277,6 +281,18 @@ func w6StreamerEnv(round int) []string {
 		fmt.Fprintf(os.Stderr, "peers: streamer round %d with %s\n", round, list[round-1])
 	}
 	return env
+}
+
+// w6StreamerBin is the program of the streamer's restore in round: this
+// one, or with PEERS_W6_ROUND_BIN="path1;path2;...", the Nth path in round N
+// (empty: this one), a build of another commit with the same worker, so
+// that two engines restore the same fill on one broker in turns.
+func w6StreamerBin(self string, round int) string {
+	if list := strings.Split(os.Getenv("PEERS_W6_ROUND_BIN"), ";"); round <= len(list) && list[round-1] != "" {
+		fmt.Fprintf(os.Stderr, "peers: streamer round %d runs %s\n", round, list[round-1])
+		return list[round-1]
+	}
+	return self
 }
 
 func w6WorkerArgs(c config, s *w6System, input, output, phase string) []string {
@@ -335,6 +351,7 @@ func restoreOnce(ctx context.Context, c config, adm *kadm.Client, cmd *exec.Cmd,
 		kill()
 		return fmt.Errorf("not ready after %v", c.timeout)
 	}
+	probing := time.Now()
 	if err := produceProbes(ctx, c.brokers, input, sample); err != nil {
 		kill()
 		return err
@@ -346,6 +363,7 @@ func restoreOnce(ctx context.Context, c config, adm *kadm.Client, cmd *exec.Cmd,
 			return err
 		}
 		if committed >= end {
+			o.probed = time.Since(probing).Seconds()
 			break
 		}
 		select {

@@ -25,7 +25,7 @@ func reportW6(c config, keys int, outs []w6Outcome) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "system\tround\tready after s\trestore s\trestore records/s\trecords restored\tCPU s to ready\tpeak RSS MiB at ready\tload avg before → after\tstate check\t")
 	var md strings.Builder
-	md.WriteString("| system | round | ready after (s) | first restore began (s) | restore (s) | restore records/s | records restored | CPU s to ready | peak RSS MiB at ready (whole run) | load average before → after | restored state |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	md.WriteString("| system | round | ready after (s) | first restore began (s) | restore (s) | restore records/s | records restored | CPU s to ready | peak RSS MiB at ready (whole run) | probes committed after ready (s) | load average before → after | restored state |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, o := range outs {
 		ready, rate, cpu := fmt.Sprintf("%.2f", o.ready), fmt.Sprintf("%.0f", o.rate()), fmt.Sprintf("%.2f", o.cpu)
 		if !o.ok {
@@ -33,8 +33,8 @@ func reportW6(c config, keys int, outs []w6Outcome) error {
 		}
 		fmt.Fprintf(w, "%s\t%d\t%s\t%.2f\t%s\t%d\t%s\t%.0f\t%s → %s\t%s\t\n", o.system, o.round, ready, o.restore, rate, o.restored, cpu,
 			float64(o.rssKB)/1024, o.load1, o.load2, o.note)
-		fmt.Fprintf(&md, "| %s | %d | %s | %.2f | %.2f | %s | %d | %s | %.0f (%.0f) | %s → %s | %s |\n", o.system, o.round, ready, o.began, o.restore, rate, o.restored, cpu,
-			float64(o.rssKB)/1024, float64(o.exitRSSKB)/1024, o.load1, o.load2, o.note)
+		fmt.Fprintf(&md, "| %s | %d | %s | %.2f | %.2f | %s | %d | %s | %.0f (%.0f) | %.2f | %s → %s | %s |\n", o.system, o.round, ready, o.began, o.restore, rate, o.restored, cpu,
+			float64(o.rssKB)/1024, float64(o.exitRSSKB)/1024, o.probed, o.load1, o.load2, o.note)
 	}
 	w.Flush()
 	var ss []w6Summary
