@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -345,4 +346,42 @@ func BenchmarkLightGBM(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/row")
 		})
 	}
+}
+
+// BenchmarkLightGBMProd scores the held-out rows of W3's production-sized
+// model (400 trees of up to 63 leaves; make bench-peers-w3-model writes it to
+// bin/peers-w3), whose splits a branch predictor cannot learn, unlike the
+// patterned rows above. It is skipped without the model.
+func BenchmarkLightGBMProd(b *testing.B) {
+	dir := filepath.Join("..", "bin", "peers-w3")
+	f, err := os.Open(filepath.Join(dir, "lgb-prod.txt"))
+	if err != nil {
+		b.Skip("no production model (make bench-peers-w3-model):", err)
+	}
+	defer f.Close()
+	m, err := ml.LoadLightGBMText(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "lgb-prod-expected.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var want struct {
+		Features [][]float32 `json:"features"`
+	}
+	if err := json.Unmarshal(raw, &want); err != nil {
+		b.Fatal(err)
+	}
+	var rows []float32
+	for _, r := range want.Features {
+		rows = append(rows, r...)
+	}
+	n := len(want.Features)
+	out := make([]float64, n*m.NumOutputs())
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = m.Predict(context.Background(), rows, out)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/row")
 }
