@@ -214,7 +214,7 @@ func shallowArray(raw []byte) RawArray {
 	raw = bytes.Clone(raw)
 	out := make(RawArray, 0, 4)
 	for i := skipSpace(raw, 1); raw[i] != ']'; {
-		e := skipValue(raw, i)
+		e := scanValue(raw, i, 1) // validated already: it cannot fail
 		out = append(out, json.RawMessage(raw[i:e:e]))
 		i = skipSpace(raw, e)
 		if raw[i] == ',' {
@@ -276,64 +276,4 @@ func (c *jsonCodec) AppendEncodeWith(dst []byte, v any, unread []byte) ([]byte, 
 		dst = append(dst, b[1:len(b)-1]...) // the members, without braces
 	}
 	return append(dst, '}'), nil
-}
-
-// The scanners below work on validated JSON only (shallowArray's elements):
-// they find where things end and check nothing. skipSpace serves both.
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the string starting at b[i] == '"'.
-func skipString(b []byte, i int) int {
-	j := i + 1
-	for {
-		k := bytes.IndexByte(b[j:], '"')
-		q := j + k
-		n := 0
-		for p := q - 1; b[p] == '\\'; p-- {
-			n++
-		}
-		if n%2 == 0 {
-			return q + 1
-		}
-		j = q + 1
-	}
-}
-
-// skipValue returns the index after the value starting at b[i].
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-	}
-	for i < len(b) {
-		switch b[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
-		}
-		i++
-	}
-	return i
 }

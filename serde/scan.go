@@ -225,3 +225,10 @@ func scanNext(b []byte, i int, end byte) (next int, more bool) {
 	}
 	return -1, false
 }
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
